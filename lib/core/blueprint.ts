@@ -1,0 +1,147 @@
+import { z } from 'zod';
+import { BlueprintInvalidError } from './errors.js';
+import { formatZodIssues } from './issues.js';
+import { compileJsonSchema } from './json-schema.js';
+
+/** SSM Run Command refuses an executionTimeout above 48 h; a longer job cannot run as one command. */
+export const SSM_MAX_COMMAND_MINUTES = 48 * 60;
+
+const analysisName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{1,40}[a-z0-9]$/, 'must be 3-42 characters of a-z, 0-9 and "-" (it names S3 buckets and stacks)');
+
+const instanceType = z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must look like an EC2 instance type, e.g. "m5.xlarge"');
+
+export const BlueprintSchema = z
+  .strictObject({
+    schemaVersion: z.literal(1).describe('Blueprint format version; only 1 exists.'),
+    name: analysisName.describe('Analysis name; equals the blueprint folder name.'),
+    description: z.string().min(1).describe('One paragraph a researcher reads to pick this analysis.'),
+    protocol: z.literal('standard').default('standard').describe('Job-manager protocol: one machine per dataset.'),
+    environment: z
+      .strictObject({
+        ami: z
+          .string()
+          .regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id like "ami-0abc12345def67890"')
+          .optional()
+          .describe('Machine image for the aws backend (may be overridden per region at deploy time).'),
+        local: z
+          .strictObject({
+            dir: z.string().min(1).default('env').describe('Folder, relative to the blueprint, the workflow runs in locally.'),
+          })
+          .optional()
+          .describe('Environment for the local backend.'),
+      })
+      .describe('Immutable environment the workflow runs in.'),
+    workflow: z
+      .strictObject({
+        command: z.array(z.string().min(1)).min(1).describe('argv of the workflow, run in the environment folder.'),
+        env: z
+          .record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an UPPER_SNAKE variable name'), z.string())
+          .default({})
+          .describe('Extra environment variables for the workflow (NCAP_* are reserved).'),
+      })
+      .describe('What runs on each machine.'),
+    hardware: z
+      .strictObject({
+        instanceType: instanceType.describe('Default EC2 instance type.'),
+        allowedInstanceTypes: z.array(instanceType).min(1).optional().describe('Types a submission may ask for; default: only instanceType.'),
+        volumeSizeGiB: z.number().int().min(8).max(16384).default(50).describe('Root volume size in GiB.'),
+      })
+      .describe('Machine shape.'),
+    limits: z
+      .strictObject({
+        timeoutMinutes: z
+          .number()
+          .int()
+          .min(1)
+          .max(SSM_MAX_COMMAND_MINUTES, {
+            message: `must be at most ${SSM_MAX_COMMAND_MINUTES} (48 h): SSM Run Command cannot run one command longer; split the analysis into chained steps`,
+          })
+          .describe('Wall-clock limit per machine from launch, in minutes; the machine is terminated at this deadline.'),
+        maxConcurrentMachines: z.number().int().min(1).max(1000).default(20).describe('Machines one job runs at once.'),
+        maxDatasetsPerJob: z.number().int().min(1).max(10000).default(100).describe('Datasets one submission may name.'),
+        agentWaitMinutes: z.number().int().min(1).max(60).default(10).describe('How long a new machine may take to come online.'),
+      })
+      .describe('Time and fan-out limits.'),
+    pricing: z
+      .strictObject({
+        hourlyUsd: z.record(instanceType, z.number().positive()).describe('On-demand price per hour by instance type, in USD.'),
+      })
+      .describe('Prices used for budget reservations and cost reports.'),
+    config: z
+      .strictObject({
+        jsonSchema: z.record(z.string(), z.unknown()).describe('JSON Schema (2020-12) every config must satisfy before launch.'),
+      })
+      .describe('Analysis configuration contract.'),
+    followOn: z
+      .strictObject({ analysis: analysisName })
+      .optional()
+      .describe('Analysis to submit with this job\'s results once every dataset succeeded.'),
+  })
+  .superRefine((blueprint, ctx) => {
+    const allowed = blueprint.hardware.allowedInstanceTypes ?? [blueprint.hardware.instanceType];
+    if (!allowed.includes(blueprint.hardware.instanceType)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hardware', 'allowedInstanceTypes'],
+        message: `must include the default instanceType "${blueprint.hardware.instanceType}"`,
+      });
+    }
+    for (const type of allowed) {
+      if (blueprint.pricing.hourlyUsd[type] === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['pricing', 'hourlyUsd'],
+          message: `has no price for allowed instance type "${type}"; add "${type}": <USD per hour>`,
+        });
+      }
+    }
+    if (Object.keys(blueprint.workflow.env).some((name) => name.startsWith('NCAP_'))) {
+      ctx.addIssue({ code: 'custom', path: ['workflow', 'env'], message: 'must not set NCAP_* variables; the platform sets them' });
+    }
+    if (!blueprint.environment.ami && !blueprint.environment.local) {
+      ctx.addIssue({ code: 'custom', path: ['environment'], message: 'needs "ami" (aws backend) or "local" (local backend), or both' });
+    }
+    try {
+      compileJsonSchema(blueprint.config.jsonSchema);
+    } catch (error) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['config', 'jsonSchema'],
+        message: `is not a valid JSON Schema: ${error instanceof Error ? error.message : String(error)}`,
+      });
+    }
+  });
+
+export type BlueprintInput = z.input<typeof BlueprintSchema>;
+export type Blueprint = z.output<typeof BlueprintSchema>;
+
+/** Instance types a submission may request. */
+export function allowedInstanceTypes(blueprint: Blueprint): string[] {
+  return blueprint.hardware.allowedInstanceTypes ?? [blueprint.hardware.instanceType];
+}
+
+/** Validates parsed JSON as a blueprint; reports every problem with its path. */
+export function parseBlueprint(value: unknown, source: string): Blueprint {
+  const result = BlueprintSchema.safeParse(value);
+  if (!result.success) throw new BlueprintInvalidError(formatZodIssues(result.error, source));
+  return result.data;
+}
+
+/** Parses blueprint text (JSON) and validates it; `expectedName` is the folder it came from. */
+export function parseBlueprintText(text: string, source: string, expectedName?: string): Blueprint {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new BlueprintInvalidError(`${source} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const blueprint = parseBlueprint(value, source);
+  if (expectedName !== undefined && blueprint.name !== expectedName) {
+    throw new BlueprintInvalidError(
+      `${source}: "name" is "${blueprint.name}" but the blueprint folder is "${expectedName}"; make them equal`,
+    );
+  }
+  return blueprint;
+}

@@ -1,0 +1,92 @@
+/**
+ * One error family for the whole platform. Every error has a stable PascalCase `code` that the
+ * CLI prints and tests assert on; messages say what was received, what was expected, what to do.
+ * Expected outcomes (a rejected submission, a refused budget) are return values, not these.
+ */
+export class NeuroCaasError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A blueprint file does not satisfy the blueprint schema. */
+export class BlueprintInvalidError extends NeuroCaasError {
+  constructor(message: string) {
+    super('BlueprintInvalid', message);
+  }
+}
+
+/** A user profile does not satisfy the user schema. */
+export class UserProfileInvalidError extends NeuroCaasError {
+  constructor(message: string) {
+    super('UserProfileInvalid', message);
+  }
+}
+
+/** A bucket key is malformed (traversal, absolute, empty segment) or outside the allowed area. */
+export class KeyInvalidError extends NeuroCaasError {
+  constructor(message: string) {
+    super('KeyInvalid', message);
+  }
+}
+
+/** An analysis name does not match any blueprint. */
+export class AnalysisNotFoundError extends NeuroCaasError {
+  constructor(message: string) {
+    super('AnalysisNotFound', message);
+  }
+}
+
+/** A job id does not exist in the job store. */
+export class JobNotFoundError extends NeuroCaasError {
+  constructor(message: string) {
+    super('JobNotFound', message);
+  }
+}
+
+/** An object the platform needs is missing from the store. */
+export class ObjectNotFoundError extends NeuroCaasError {
+  constructor(message: string) {
+    super('ObjectNotFound', message);
+  }
+}
+
+/** A write would overwrite an existing object the platform must never overwrite. */
+export class ObjectExistsError extends NeuroCaasError {
+  constructor(message: string) {
+    super('ObjectExists', message);
+  }
+}
+
+/** A machine could not be launched. */
+export class MachineLaunchError extends NeuroCaasError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MachineLaunch', message, options);
+  }
+}
+
+/** A conditional write lost a race; the caller reloads and retries. */
+export class ConcurrentUpdateError extends NeuroCaasError {
+  constructor(message: string) {
+    super('ConcurrentUpdate', message);
+  }
+}
+
+/** Bad command-line usage or local set-up that the user must fix. */
+export class UsageError extends NeuroCaasError {
+  constructor(message: string) {
+    super('Usage', message);
+  }
+}
+
+/** A job was submitted but rejected; the reason is also in the job's certificate. */
+export class SubmissionRejectedError extends NeuroCaasError {
+  readonly jobId: string | undefined;
+  constructor(message: string, jobId?: string) {
+    super('SubmissionRejected', message);
+    this.jobId = jobId;
+  }
+}

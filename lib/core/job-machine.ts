@@ -1,0 +1,597 @@
+import { formatUsd, machineCostUsd, roundUsd } from './cost.js';
+import { jobKeys } from './keys.js';
+import { machineDeadline, type JobPlan } from './plan.js';
+import { isTerminalPhase, isoOf, type DatasetPhase, type DatasetStatusDocument } from './status.js';
+
+/**
+ * The job lifecycle as one pure reducer: `(state, event) -> { state, effects }`.
+ * Both shells (local, aws) persist the state, execute the effects and feed back the events
+ * the effects and the world produce. The reducer tolerates duplicated, reordered and late
+ * events: an event that no longer applies changes nothing.
+ */
+
+/** Where a dataset's machine is, as far as the job manager knows. */
+export type MachinePhase = 'none' | 'requested' | 'up' | 'terminating' | 'terminated' | 'launch-failed';
+
+/** Re-send a launch whose answer never came (same client token, so never a second machine). */
+export const LAUNCH_RETRY_MS = 60_000;
+/** Re-send a terminate that was not confirmed. */
+export const TERMINATE_RETRY_MS = 30_000;
+/** Re-send a reservation whose answer never came (idempotent per job). */
+export const RESERVE_RETRY_MS = 60_000;
+/** How long a workflow result may trail its machine's termination before the dataset fails. */
+export const COMMAND_RESULT_GRACE_MS = 120_000;
+
+export interface DatasetState {
+  name: string;
+  inputKey: string;
+  phase: DatasetPhase;
+  reason?: string;
+  machine: MachinePhase;
+  clientToken: string;
+  instanceType?: string;
+  instanceId?: string;
+  launchRequestedAtMs?: number;
+  deadlineAtMs?: number;
+  launchedAtMs?: number;
+  agentOnlineAtMs?: number;
+  commandId?: string;
+  startedAtMs?: number;
+  finishedAtMs?: number;
+  exitCode?: number | null;
+  terminateRequestedAtMs?: number;
+  terminatedAtMs?: number;
+  /** The machine ended while its workflow was running; the result may still arrive. */
+  machineGoneAtMs?: number;
+  logTail: string[];
+}
+
+export type JobPhase = 'NEW' | 'RESERVING' | 'ACTIVE' | 'REJECTED' | 'DONE';
+
+export interface CertificateLine {
+  atMs: number;
+  text: string;
+}
+
+export interface JobState {
+  jobId: string;
+  analysis: string;
+  group: string;
+  phase: JobPhase;
+  plan?: JobPlan;
+  rejection?: string[];
+  datasets: DatasetState[];
+  certificate: CertificateLine[];
+  reserveRequestedAtMs?: number;
+  cancel?: { atMs: number; reason: string };
+  spentUsd?: number;
+  endedAtMs?: number;
+  createdAtMs: number;
+}
+
+export type JobEvent =
+  | { type: 'SubmissionReceived'; atMs: number; plan: JobPlan }
+  | { type: 'SubmissionRejected'; atMs: number; reasons: string[]; datasets: string[] }
+  | { type: 'BudgetReserved'; atMs: number }
+  | { type: 'BudgetRefused'; atMs: number; reason: string }
+  | { type: 'InstanceLaunched'; atMs: number; dataset: string; instanceId: string; instanceType: string }
+  | { type: 'InstanceLaunchFailed'; atMs: number; dataset: string; reason: string }
+  | { type: 'AgentOnline'; atMs: number; dataset: string; instanceId: string }
+  | { type: 'AgentWaitExpired'; atMs: number; dataset: string; instanceId: string }
+  | { type: 'CommandStarted'; atMs: number; dataset: string; commandId: string }
+  | {
+      type: 'CommandFinished';
+      atMs: number;
+      dataset: string;
+      exitCode: number | null;
+      timedOut: boolean;
+      logTail: string[];
+    }
+  | {
+      type: 'InstanceStateChanged';
+      atMs: number;
+      instanceId: string;
+      state: 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated';
+    }
+  | { type: 'Tick'; atMs: number }
+  | { type: 'CancelRequested'; atMs: number; reason: string };
+
+export type JobEffect =
+  | { type: 'Reject'; reasons: string[] }
+  | { type: 'ReserveBudget'; user: string; period: string; amountUsd: number; budgetUsd: number }
+  | { type: 'LaunchInstance'; dataset: string; instanceType: string; clientToken: string; deadlineAtMs: number }
+  | { type: 'ScheduleAgentCheck'; dataset: string; instanceId: string; expiresAtMs: number }
+  | { type: 'SendCommand'; dataset: string; instanceId: string; deadlineAtMs: number }
+  | { type: 'TerminateInstance'; dataset: string; instanceId: string }
+  | { type: 'WriteStatus'; dataset: string; document: DatasetStatusDocument }
+  | { type: 'AppendCertificate'; lines: string[] }
+  | { type: 'WriteProvenance' }
+  | { type: 'SettleBudget'; user: string; period: string; reservedUsd: number; spentUsd: number }
+  | { type: 'SubmitFollowOn'; analysis: string }
+  | { type: 'WriteEnd'; text: string };
+
+export interface Transition {
+  state: JobState;
+  effects: JobEffect[];
+}
+
+export function initialJobState(jobId: string, analysis: string, group: string, createdAtMs: number): JobState {
+  return { jobId, analysis, group, phase: 'NEW', datasets: [], certificate: [], createdAtMs };
+}
+
+/** Client token for one dataset's machine: stable across retries, unique per job and dataset. */
+export function clientTokenFor(jobId: string, datasetIndex: number): string {
+  return `ncap-${jobId}-${datasetIndex}`.slice(0, 64);
+}
+
+export function isJobFinished(state: JobState): boolean {
+  return state.phase === 'DONE' || state.phase === 'REJECTED';
+}
+
+export function reduceJob(previous: JobState, event: JobEvent): Transition {
+  // The reducer works on a private copy; callers keep their state untouched.
+  const state = structuredClone(previous);
+  const out = new Effects(state, event.atMs);
+  switch (event.type) {
+    case 'SubmissionReceived':
+      onSubmissionReceived(state, event, out);
+      break;
+    case 'SubmissionRejected':
+      onSubmissionRejected(state, event, out);
+      break;
+    case 'BudgetReserved':
+      onBudgetReserved(state, event.atMs, out);
+      break;
+    case 'BudgetRefused':
+      onBudgetRefused(state, event, out);
+      break;
+    case 'InstanceLaunched':
+      onInstanceLaunched(state, event, out);
+      break;
+    case 'InstanceLaunchFailed':
+      onInstanceLaunchFailed(state, event, out);
+      break;
+    case 'AgentOnline':
+      onAgentOnline(state, event, out);
+      break;
+    case 'AgentWaitExpired':
+      onAgentWaitExpired(state, event, out);
+      break;
+    case 'CommandStarted':
+      onCommandStarted(state, event, out);
+      break;
+    case 'CommandFinished':
+      onCommandFinished(state, event, out);
+      break;
+    case 'InstanceStateChanged':
+      onInstanceStateChanged(state, event, out);
+      break;
+    case 'Tick':
+      onTick(state, event.atMs, out);
+      break;
+    case 'CancelRequested':
+      onCancelRequested(state, event, out);
+      break;
+  }
+  if (state.phase === 'ACTIVE') {
+    launchPending(state, event.atMs, out);
+    finalizeIfDone(state, event.atMs, out);
+  }
+  return { state, effects: out.flush() };
+}
+
+/** Collects effects; status writes and certificate lines are merged so each is written once per event. */
+class Effects {
+  private readonly list: JobEffect[] = [];
+  private readonly statusChanged = new Set<string>();
+  private readonly lines: string[] = [];
+  constructor(
+    private readonly state: JobState,
+    private readonly atMs: number,
+  ) {}
+  push(effect: JobEffect): void {
+    this.list.push(effect);
+  }
+  status(dataset: string): void {
+    this.statusChanged.add(dataset);
+  }
+  certificate(text: string): void {
+    this.state.certificate.push({ atMs: this.atMs, text });
+    this.lines.push(text);
+  }
+  flush(): JobEffect[] {
+    const effects: JobEffect[] = [];
+    if (this.lines.length > 0) effects.push({ type: 'AppendCertificate', lines: this.lines });
+    for (const ds of this.state.datasets) {
+      if (this.statusChanged.has(ds.name)) {
+        effects.push({ type: 'WriteStatus', dataset: ds.name, document: datasetStatusDocument(this.state, ds, this.atMs) });
+      }
+    }
+    // Writes first, so a researcher sees why before anything else happens; then the rest in order.
+    return [...effects, ...this.list];
+  }
+}
+
+function findDataset(state: JobState, name: string): DatasetState | undefined {
+  return state.datasets.find((ds) => ds.name === name);
+}
+
+function findByInstance(state: JobState, instanceId: string): DatasetState | undefined {
+  return state.datasets.find((ds) => ds.instanceId === instanceId);
+}
+
+function onSubmissionReceived(state: JobState, event: Extract<JobEvent, { type: 'SubmissionReceived' }>, out: Effects): void {
+  if (state.phase !== 'NEW') return;
+  const plan = event.plan;
+  state.plan = plan;
+  state.phase = 'RESERVING';
+  state.reserveRequestedAtMs = event.atMs;
+  state.datasets = plan.datasets.map((ds, index) => ({
+    name: ds.name,
+    inputKey: ds.inputKey,
+    phase: 'PENDING',
+    machine: 'none',
+    clientToken: clientTokenFor(plan.jobId, index),
+    logTail: [],
+  }));
+  out.certificate(
+    `job ${plan.jobId} accepted: analysis ${plan.analysis} (blueprint ${plan.blueprintHash.slice(0, 19)}), ` +
+      `${plan.datasets.length} dataset(s), config ${plan.configKey}, user ${plan.user}`,
+  );
+  out.certificate(
+    `reserving ${formatUsd(plan.reservedUsd)}: ${plan.datasets.length} x ${plan.instanceType} at ${formatUsd(plan.hourlyUsd)}/h ` +
+      `for up to ${plan.timeoutMinutes} min each (budget period ${plan.budgetPeriod})`,
+  );
+  for (const ds of state.datasets) out.status(ds.name);
+  out.push({ type: 'ReserveBudget', user: plan.user, period: plan.budgetPeriod, amountUsd: plan.reservedUsd, budgetUsd: plan.budgetUsd });
+}
+
+function onSubmissionRejected(state: JobState, event: Extract<JobEvent, { type: 'SubmissionRejected' }>, out: Effects): void {
+  if (state.phase !== 'NEW') return;
+  state.phase = 'REJECTED';
+  state.rejection = event.reasons;
+  state.datasets = event.datasets.map((name, index) => ({
+    name,
+    inputKey: name,
+    phase: 'FAILED',
+    reason: `submission rejected: ${event.reasons.join('; ')}`,
+    machine: 'none',
+    clientToken: clientTokenFor(state.jobId, index),
+    logTail: [],
+  }));
+  out.certificate(`job ${state.jobId} REJECTED, nothing was launched:`);
+  for (const reason of event.reasons) out.certificate(`  - ${reason}`);
+  for (const ds of state.datasets) out.status(ds.name);
+  rejectAndEnd(state, event.reasons, event.atMs, out);
+}
+
+function rejectAndEnd(state: JobState, reasons: string[], atMs: number, out: Effects): void {
+  state.endedAtMs = atMs;
+  out.push({ type: 'Reject', reasons });
+  out.push({ type: 'WriteEnd', text: endText(state) });
+}
+
+function onBudgetReserved(state: JobState, atMs: number, out: Effects): void {
+  if (state.phase !== 'RESERVING') return;
+  state.phase = 'ACTIVE';
+  out.certificate('budget reserved');
+  if (state.cancel) {
+    // Cancelled while reserving: nothing launched, settlement releases the reservation.
+    for (const ds of state.datasets) finishDataset(ds, 'CANCELLED', `cancelled: ${state.cancel.reason}`, atMs, out);
+  }
+}
+
+function onBudgetRefused(state: JobState, event: Extract<JobEvent, { type: 'BudgetRefused' }>, out: Effects): void {
+  if (state.phase !== 'RESERVING') return;
+  state.phase = 'REJECTED';
+  state.rejection = [event.reason];
+  out.certificate(`job ${state.jobId} REJECTED, nothing was launched: ${event.reason}`);
+  for (const ds of state.datasets) {
+    ds.phase = 'FAILED';
+    ds.reason = `submission rejected: ${event.reason}`;
+    out.status(ds.name);
+  }
+  rejectAndEnd(state, [event.reason], event.atMs, out);
+}
+
+/** Starts machines for pending datasets while the concurrency limit allows. */
+function launchPending(state: JobState, atMs: number, out: Effects): void {
+  const plan = state.plan;
+  if (!plan || state.cancel) return;
+  let alive = state.datasets.filter((ds) => ds.machine === 'requested' || ds.machine === 'up' || ds.machine === 'terminating').length;
+  for (const ds of state.datasets) {
+    if (alive >= plan.maxConcurrentMachines) break;
+    if (ds.phase !== 'PENDING') continue;
+    ds.phase = 'LAUNCHING';
+    ds.machine = 'requested';
+    ds.instanceType = plan.instanceType;
+    ds.launchRequestedAtMs = atMs;
+    ds.deadlineAtMs = machineDeadline(plan, atMs);
+    alive += 1;
+    out.status(ds.name);
+    out.certificate(`${ds.name}: launching a ${plan.instanceType} machine (deadline ${isoOf(ds.deadlineAtMs)})`);
+    out.push(launchEffect(ds));
+  }
+}
+
+function launchEffect(ds: DatasetState): JobEffect {
+  return {
+    type: 'LaunchInstance',
+    dataset: ds.name,
+    instanceType: ds.instanceType as string,
+    clientToken: ds.clientToken,
+    deadlineAtMs: ds.deadlineAtMs as number,
+  };
+}
+
+function onInstanceLaunched(state: JobState, event: Extract<JobEvent, { type: 'InstanceLaunched' }>, out: Effects): void {
+  const ds = findDataset(state, event.dataset);
+  if (!ds || ds.machine !== 'requested') return;
+  ds.instanceId = event.instanceId;
+  ds.instanceType = event.instanceType;
+  ds.launchedAtMs = event.atMs;
+  ds.machine = 'up';
+  if (ds.phase !== 'LAUNCHING') {
+    // Cancelled or timed out while the launch was in flight: the machine goes straight away.
+    requestTerminate(ds, event.atMs, out);
+    return;
+  }
+  ds.phase = 'BOOTING';
+  out.status(ds.name);
+  out.certificate(`${ds.name}: machine ${event.instanceId} (${event.instanceType}) launched, waiting for its agent`);
+  const expiresAtMs = event.atMs + (state.plan?.agentWaitMinutes ?? 10) * 60_000;
+  out.push({ type: 'ScheduleAgentCheck', dataset: ds.name, instanceId: event.instanceId, expiresAtMs });
+}
+
+function onInstanceLaunchFailed(state: JobState, event: Extract<JobEvent, { type: 'InstanceLaunchFailed' }>, out: Effects): void {
+  const ds = findDataset(state, event.dataset);
+  if (!ds || ds.machine !== 'requested') return;
+  ds.machine = 'launch-failed';
+  if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'FAILED', `machine could not be launched: ${event.reason}`, event.atMs, out);
+}
+
+function onAgentOnline(state: JobState, event: Extract<JobEvent, { type: 'AgentOnline' }>, out: Effects): void {
+  const ds = findDataset(state, event.dataset);
+  if (!ds || ds.phase !== 'BOOTING' || ds.instanceId !== event.instanceId || ds.machine !== 'up') return;
+  if (state.cancel) return;
+  ds.phase = 'RUNNING';
+  ds.agentOnlineAtMs = event.atMs;
+  out.status(ds.name);
+  out.certificate(`${ds.name}: agent online, starting the workflow`);
+  out.push({ type: 'SendCommand', dataset: ds.name, instanceId: event.instanceId, deadlineAtMs: ds.deadlineAtMs as number });
+}
+
+function onAgentWaitExpired(state: JobState, event: Extract<JobEvent, { type: 'AgentWaitExpired' }>, out: Effects): void {
+  const ds = findDataset(state, event.dataset);
+  if (!ds || ds.phase !== 'BOOTING' || ds.instanceId !== event.instanceId) return;
+  const minutes = state.plan?.agentWaitMinutes ?? 10;
+  finishDataset(ds, 'FAILED', `machine ${event.instanceId} did not come online within ${minutes} min`, event.atMs, out);
+}
+
+function onCommandStarted(state: JobState, event: Extract<JobEvent, { type: 'CommandStarted' }>, out: Effects): void {
+  const ds = findDataset(state, event.dataset);
+  if (!ds || ds.phase !== 'RUNNING' || ds.commandId !== undefined) return;
+  ds.commandId = event.commandId;
+  ds.startedAtMs = event.atMs;
+  out.status(ds.name);
+}
+
+function onCommandFinished(state: JobState, event: Extract<JobEvent, { type: 'CommandFinished' }>, out: Effects): void {
+  const ds = findDataset(state, event.dataset);
+  if (!ds || ds.phase !== 'RUNNING') return;
+  ds.exitCode = event.exitCode;
+  ds.logTail = event.logTail;
+  if (event.timedOut) {
+    finishDataset(ds, 'TIMED_OUT', timeoutReason(state), event.atMs, out);
+  } else if (event.exitCode === 0) {
+    finishDataset(ds, 'SUCCEEDED', undefined, event.atMs, out);
+  } else {
+    const code = event.exitCode === null ? 'was killed' : `exited with code ${event.exitCode}`;
+    const last = event.logTail.at(-1);
+    finishDataset(ds, 'FAILED', `the workflow ${code}${last ? `; last log line: ${last}` : ''}`, event.atMs, out);
+  }
+}
+
+function timeoutReason(state: JobState): string {
+  return `reached its deadline: the analysis allows ${state.plan?.timeoutMinutes ?? '?'} min per dataset`;
+}
+
+function onInstanceStateChanged(state: JobState, event: Extract<JobEvent, { type: 'InstanceStateChanged' }>, out: Effects): void {
+  const ds = findByInstance(state, event.instanceId);
+  if (!ds || ds.machine === 'terminated') return;
+  if (event.state === 'pending' || event.state === 'running') return;
+  if (event.state === 'stopping' || event.state === 'stopped') {
+    // A stopped machine still holds its volume and can be restarted; we only ever want it gone.
+    if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'FAILED', `machine ${event.instanceId} stopped unexpectedly`, event.atMs, out);
+    else requestTerminate(ds, event.atMs, out);
+    return;
+  }
+  ds.machine = 'terminated';
+  ds.terminatedAtMs = event.atMs;
+  out.status(ds.name);
+  out.certificate(`${ds.name}: machine ${event.instanceId} terminated`);
+  if (isTerminalPhase(ds.phase)) return;
+  if (ds.deadlineAtMs !== undefined && event.atMs >= ds.deadlineAtMs) {
+    finishDataset(ds, 'TIMED_OUT', timeoutReason(state), event.atMs, out);
+  } else if (ds.phase === 'RUNNING') {
+    // The runner shuts its machine down after reporting; the report may simply be late.
+    ds.machineGoneAtMs = event.atMs;
+  } else {
+    finishDataset(ds, 'FAILED', `machine ${event.instanceId} ended before the workflow started`, event.atMs, out);
+  }
+}
+
+function onTick(state: JobState, atMs: number, out: Effects): void {
+  const plan = state.plan;
+  if (state.phase === 'RESERVING' && plan && (state.reserveRequestedAtMs ?? 0) + RESERVE_RETRY_MS <= atMs) {
+    state.reserveRequestedAtMs = atMs;
+    out.push({ type: 'ReserveBudget', user: plan.user, period: plan.budgetPeriod, amountUsd: plan.reservedUsd, budgetUsd: plan.budgetUsd });
+  }
+  for (const ds of state.datasets) {
+    if (!isTerminalPhase(ds.phase) && ds.deadlineAtMs !== undefined && atMs >= ds.deadlineAtMs) {
+      finishDataset(ds, 'TIMED_OUT', timeoutReason(state), atMs, out);
+    }
+    if (ds.phase === 'BOOTING' && ds.launchedAtMs !== undefined && atMs >= ds.launchedAtMs + (plan?.agentWaitMinutes ?? 10) * 60_000) {
+      finishDataset(ds, 'FAILED', `machine ${ds.instanceId} did not come online within ${plan?.agentWaitMinutes ?? 10} min`, atMs, out);
+    }
+    if (ds.phase === 'RUNNING' && ds.machineGoneAtMs !== undefined && atMs >= ds.machineGoneAtMs + COMMAND_RESULT_GRACE_MS) {
+      finishDataset(ds, 'FAILED', `machine ${ds.instanceId} ended and the workflow never reported a result`, atMs, out);
+    }
+    if (ds.machine === 'requested' && (ds.launchRequestedAtMs ?? 0) + LAUNCH_RETRY_MS <= atMs) {
+      ds.launchRequestedAtMs = atMs;
+      out.push(launchEffect(ds));
+    }
+    if (ds.machine === 'terminating' && (ds.terminateRequestedAtMs ?? 0) + TERMINATE_RETRY_MS <= atMs) {
+      ds.terminateRequestedAtMs = atMs;
+      out.push({ type: 'TerminateInstance', dataset: ds.name, instanceId: ds.instanceId as string });
+    }
+  }
+}
+
+function onCancelRequested(state: JobState, event: Extract<JobEvent, { type: 'CancelRequested' }>, out: Effects): void {
+  if (state.cancel || isJobFinished(state)) return;
+  state.cancel = { atMs: event.atMs, reason: event.reason };
+  out.certificate(`cancel requested: ${event.reason}`);
+  if (state.phase !== 'ACTIVE') return;
+  for (const ds of state.datasets) {
+    if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'CANCELLED', `cancelled: ${event.reason}`, event.atMs, out);
+  }
+}
+
+/** Moves a dataset to a terminal phase once, and makes sure its machine goes. */
+function finishDataset(ds: DatasetState, phase: DatasetPhase, reason: string | undefined, atMs: number, out: Effects): void {
+  if (isTerminalPhase(ds.phase)) return;
+  ds.phase = phase;
+  if (reason !== undefined) ds.reason = reason;
+  ds.finishedAtMs = atMs;
+  out.status(ds.name);
+  out.certificate(`${ds.name}: ${phase}${reason ? ` (${reason})` : ''}`);
+  requestTerminate(ds, atMs, out);
+}
+
+function requestTerminate(ds: DatasetState, atMs: number, out: Effects): void {
+  if (ds.machine !== 'up' || ds.instanceId === undefined) return;
+  ds.machine = 'terminating';
+  ds.terminateRequestedAtMs = atMs;
+  out.push({ type: 'TerminateInstance', dataset: ds.name, instanceId: ds.instanceId });
+}
+
+/** True when no machine of the job can still be alive or appear. */
+function machinesSettled(state: JobState): boolean {
+  return state.datasets.every((ds) => ds.machine === 'none' || ds.machine === 'terminated' || ds.machine === 'launch-failed');
+}
+
+/** Actual cost so far: every machine from launch to its confirmed termination. */
+export function jobSpentUsd(state: JobState, nowMs: number): number {
+  const hourly = state.plan?.hourlyUsd ?? 0;
+  let total = 0;
+  for (const ds of state.datasets) {
+    if (ds.launchedAtMs === undefined) continue;
+    total += machineCostUsd(hourly, ds.launchedAtMs, ds.terminatedAtMs ?? nowMs);
+  }
+  return roundUsd(total);
+}
+
+function finalizeIfDone(state: JobState, atMs: number, out: Effects): void {
+  const plan = state.plan;
+  if (!plan || !state.datasets.every((ds) => isTerminalPhase(ds.phase)) || !machinesSettled(state)) return;
+  state.phase = 'DONE';
+  state.endedAtMs = atMs;
+  state.spentUsd = jobSpentUsd(state, atMs);
+  for (const ds of state.datasets) out.status(ds.name);
+  const counts = countPhases(state);
+  out.certificate(
+    `job finished: ${counts}; cost ${formatUsd(state.spentUsd)} of ${formatUsd(plan.reservedUsd)} reserved`,
+  );
+  out.push({ type: 'WriteProvenance' });
+  out.push({ type: 'SettleBudget', user: plan.user, period: plan.budgetPeriod, reservedUsd: plan.reservedUsd, spentUsd: state.spentUsd });
+  if (plan.blueprint.followOn && state.datasets.every((ds) => ds.phase === 'SUCCEEDED')) {
+    out.push({ type: 'SubmitFollowOn', analysis: plan.blueprint.followOn.analysis });
+  }
+  out.push({ type: 'WriteEnd', text: endText(state) });
+}
+
+function countPhases(state: JobState): string {
+  const counts = new Map<string, number>();
+  for (const ds of state.datasets) counts.set(ds.phase, (counts.get(ds.phase) ?? 0) + 1);
+  return [...counts.entries()].map(([phase, n]) => `${n} ${phase}`).join(', ') || 'no datasets';
+}
+
+function endText(state: JobState): string {
+  const outcome = state.phase === 'REJECTED' ? 'REJECTED' : state.datasets.every((ds) => ds.phase === 'SUCCEEDED') ? 'SUCCEEDED' : 'FAILED';
+  const lines = [
+    `job ${state.jobId} ${outcome}`,
+    `finished at ${isoOf(state.endedAtMs)}`,
+    ...state.datasets.map((ds) => `${ds.name}: ${ds.phase}`),
+  ];
+  if (state.spentUsd !== undefined) lines.push(`cost ${formatUsd(state.spentUsd)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Overall outcome, for the CLI and end.txt. */
+export function jobOutcome(state: JobState): 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'REJECTED' | 'CANCELLED' {
+  if (state.phase === 'REJECTED') return 'REJECTED';
+  if (state.phase !== 'DONE') return 'RUNNING';
+  if (state.datasets.every((ds) => ds.phase === 'SUCCEEDED')) return 'SUCCEEDED';
+  if (state.cancel && state.datasets.some((ds) => ds.phase === 'CANCELLED')) return 'CANCELLED';
+  return 'FAILED';
+}
+
+export function datasetStatusDocument(state: JobState, ds: DatasetState, nowMs: number): DatasetStatusDocument {
+  const keys = jobKeys(state.group, state.analysis, state.jobId);
+  const hourlyUsd = state.plan?.hourlyUsd;
+  const doc: DatasetStatusDocument = {
+    schemaVersion: 1,
+    jobId: state.jobId,
+    analysis: state.analysis,
+    dataset: ds.name,
+    inputKey: ds.inputKey,
+    status: ds.phase,
+    times: {
+      launchRequested: isoOf(ds.launchRequestedAtMs),
+      launched: isoOf(ds.launchedAtMs),
+      agentOnline: isoOf(ds.agentOnlineAtMs),
+      started: isoOf(ds.startedAtMs),
+      finished: isoOf(ds.finishedAtMs),
+      terminated: isoOf(ds.terminatedAtMs),
+      deadline: isoOf(ds.deadlineAtMs),
+    },
+    logKey: keys.datasetLog(ds.name),
+    resultsPrefix: keys.datasetResultsPrefix(ds.name),
+    logTail: ds.logTail,
+    updatedAt: new Date(nowMs).toISOString(),
+  };
+  if (ds.reason !== undefined) doc.reason = ds.reason;
+  if (ds.instanceId !== undefined) doc.instanceId = ds.instanceId;
+  if (ds.instanceType !== undefined) doc.instanceType = ds.instanceType;
+  if (hourlyUsd !== undefined) doc.hourlyUsd = hourlyUsd;
+  if (ds.exitCode !== undefined) doc.exitCode = ds.exitCode;
+  if (hourlyUsd !== undefined && ds.launchedAtMs !== undefined) {
+    doc.costUsd = machineCostUsd(hourlyUsd, ds.launchedAtMs, ds.terminatedAtMs ?? nowMs);
+  }
+  return doc;
+}
+
+/** The certificate file's text, rendered from the job's lines (so rewriting it is idempotent). */
+export function renderCertificate(state: JobState): string {
+  return state.certificate.map((line) => `${new Date(line.atMs).toISOString()}  ${line.text}`).join('\n') + '\n';
+}
+
+/**
+ * When the shell should next deliver a Tick for this job: the earliest deadline, agent-wait
+ * expiry, result grace or retry. Undefined when nothing is waiting on time.
+ */
+export function nextWakeAtMs(state: JobState): number | undefined {
+  if (isJobFinished(state)) return undefined;
+  const times: number[] = [];
+  if (state.phase === 'RESERVING') times.push((state.reserveRequestedAtMs ?? state.createdAtMs) + RESERVE_RETRY_MS);
+  const agentWaitMs = (state.plan?.agentWaitMinutes ?? 10) * 60_000;
+  for (const ds of state.datasets) {
+    if (!isTerminalPhase(ds.phase) && ds.deadlineAtMs !== undefined) times.push(ds.deadlineAtMs);
+    if (ds.phase === 'BOOTING' && ds.launchedAtMs !== undefined) times.push(ds.launchedAtMs + agentWaitMs);
+    if (ds.phase === 'RUNNING' && ds.machineGoneAtMs !== undefined) times.push(ds.machineGoneAtMs + COMMAND_RESULT_GRACE_MS);
+    if (ds.machine === 'requested') times.push((ds.launchRequestedAtMs ?? 0) + LAUNCH_RETRY_MS);
+    if (ds.machine === 'terminating') times.push((ds.terminateRequestedAtMs ?? 0) + TERMINATE_RETRY_MS);
+  }
+  return times.length > 0 ? Math.min(...times) : undefined;
+}

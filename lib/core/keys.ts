@@ -1,0 +1,107 @@
+/**
+ * The bucket key layout of DESIGN.md section 3, shared by every backend. All functions are pure
+ * and reject keys that could escape their area: traversal, absolute keys, empty segments.
+ */
+
+export type KeyCheck = { ok: true } | { ok: false; reason: string };
+
+export type GroupArea = 'inputs' | 'configs' | 'submissions' | 'results';
+
+const MAX_KEY_BYTES = 1024;
+
+/** A key usable on S3 and as a relative path on disk, with no way out of its folder. */
+export function checkKey(key: string): KeyCheck {
+  if (key.length === 0) return { ok: false, reason: 'key is empty' };
+  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) return { ok: false, reason: `key "${key.slice(0, 40)}..." is longer than ${MAX_KEY_BYTES} bytes` };
+  if (key.startsWith('/')) return { ok: false, reason: `key "${key}" is absolute; give it relative to the bucket, e.g. "mygroup/inputs/data.csv"` };
+  if (key.includes('\\')) return { ok: false, reason: `key "${key}" contains a backslash; use "/" between folders` };
+  // Control characters break logs and some filesystems.
+  if (/[\u0000-\u001f\u007f]/.test(key)) return { ok: false, reason: `key ${JSON.stringify(key)} contains a control character` };
+  const segments = key.split('/');
+  for (const segment of segments) {
+    if (segment === '') return { ok: false, reason: `key "${key}" has an empty folder name ("//" or a trailing "/")` };
+    if (segment === '.' || segment === '..') return { ok: false, reason: `key "${key}" contains "${segment}"; paths may not step out of their folder` };
+  }
+  return { ok: true };
+}
+
+/** The group a key belongs to (its first segment), if the key is valid. */
+export function groupOfKey(key: string): string | undefined {
+  if (!checkKey(key).ok) return undefined;
+  return key.split('/')[0];
+}
+
+/** A valid key inside `<group>/<area>/` with at least one name below it. */
+export function checkKeyInArea(key: string, group: string, area: GroupArea): KeyCheck {
+  const basic = checkKey(key);
+  if (!basic.ok) return basic;
+  const segments = key.split('/');
+  if (segments[0] !== group) {
+    return { ok: false, reason: `key "${key}" is outside your group "${group}"; it must start with "${group}/${area}/"` };
+  }
+  if (segments[1] !== area || segments.length < 3) {
+    return { ok: false, reason: `key "${key}" must be under "${group}/${area}/"` };
+  }
+  return { ok: true };
+}
+
+/** Submission trigger: `<group>/submissions/<name>submit.json`. */
+export function parseSubmissionKey(key: string): { ok: true; group: string } | { ok: false; reason: string } {
+  const basic = checkKey(key);
+  if (!basic.ok) return basic;
+  const segments = key.split('/');
+  if (segments.length < 3 || segments[1] !== 'submissions' || !key.endsWith('submit.json')) {
+    return { ok: false, reason: `key "${key}" is not a submission; submissions are "<group>/submissions/<name>submit.json"` };
+  }
+  return { ok: true, group: segments[0] as string };
+}
+
+export function jobFolderName(analysis: string, jobId: string): string {
+  return `job__${analysis}_${jobId}`;
+}
+
+/** Everything a job writes lives under this prefix (ends in "/"). */
+export function jobPrefix(group: string, analysis: string, jobId: string): string {
+  return `${group}/results/${jobFolderName(analysis, jobId)}/`;
+}
+
+export interface JobKeys {
+  prefix: string;
+  certificate: string;
+  provenance: string;
+  end: string;
+  datasetStatus(dataset: string): string;
+  datasetLog(dataset: string): string;
+  /** Outputs of one dataset; per dataset so that datasets never overwrite each other's files. */
+  datasetResultsPrefix(dataset: string): string;
+}
+
+export function jobKeys(group: string, analysis: string, jobId: string): JobKeys {
+  const prefix = jobPrefix(group, analysis, jobId);
+  return {
+    prefix,
+    certificate: `${prefix}logs/certificate.txt`,
+    provenance: `${prefix}provenance.json`,
+    end: `${prefix}end.txt`,
+    datasetStatus: (dataset) => `${prefix}logs/DATASET_NAME-${dataset}_STATUS.txt.json`,
+    datasetLog: (dataset) => `${prefix}logs/${dataset}.log`,
+    datasetResultsPrefix: (dataset) => `${prefix}process_results/${dataset}/`,
+  };
+}
+
+/**
+ * Dataset name for an input key: its path below `<group>/inputs/`, folders joined by "__"
+ * so that it is one safe file name and two inputs never share a name.
+ */
+export function datasetNameOf(inputKey: string): string {
+  return inputKey.split('/').slice(2).join('__');
+}
+
+/**
+ * Keys the job may rewrite while it runs (status, certificate, log). Everything else the
+ * platform writes is create-only, so earlier results and user files are never overwritten.
+ */
+export function isMutableJobKey(key: string, keys: JobKeys): boolean {
+  if (!key.startsWith(`${keys.prefix}logs/`)) return false;
+  return key === keys.certificate || key.endsWith('_STATUS.txt.json') || key.endsWith('.log');
+}

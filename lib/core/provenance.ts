@@ -1,0 +1,66 @@
+import { jobOutcome, type JobState } from './job-machine.js';
+import { isoOf } from './status.js';
+
+/**
+ * provenance.json: enough to say exactly what ran, on what, with what, and what it cost —
+ * and to run it again. Built from the persisted job state only.
+ */
+export interface ProvenanceRecord {
+  schemaVersion: 1;
+  jobId: string;
+  analysis: string;
+  group: string;
+  user: string;
+  outcome: string;
+  blueprint: { versionId: string; content: unknown };
+  submission: { key: string; content: unknown };
+  config: { key: string; etag: string; sha256?: string; content: unknown };
+  inputs: { dataset: string; key: string; size: number; etag: string; sha256?: string }[];
+  environment: { imageId: string; instanceType: string; hourlyUsd: number };
+  machines: {
+    dataset: string;
+    instanceId?: string;
+    status: string;
+    reason?: string;
+    exitCode?: number | null;
+    launched?: string;
+    started?: string;
+    finished?: string;
+    terminated?: string;
+    deadline?: string;
+  }[];
+  timings: { submitted: string; ended?: string };
+  cost: { reservedUsd: number; spentUsd?: number; budgetPeriod: string };
+}
+
+export function buildProvenance(state: JobState): ProvenanceRecord {
+  const plan = state.plan;
+  if (!plan) throw new Error(`job ${state.jobId} has no plan; provenance is only written for accepted jobs`);
+  return {
+    schemaVersion: 1,
+    jobId: state.jobId,
+    analysis: state.analysis,
+    group: state.group,
+    user: plan.user,
+    outcome: jobOutcome(state),
+    blueprint: { versionId: plan.blueprintHash, content: plan.blueprint },
+    submission: { key: plan.submissionKey, content: plan.submission },
+    config: { key: plan.configKey, etag: plan.configFacts.etag, sha256: plan.configFacts.sha256, content: plan.config },
+    inputs: plan.datasets.map((ds) => ({ dataset: ds.name, key: ds.inputKey, size: ds.input.size, etag: ds.input.etag, sha256: ds.input.sha256 })),
+    environment: { imageId: plan.imageId, instanceType: plan.instanceType, hourlyUsd: plan.hourlyUsd },
+    machines: state.datasets.map((ds) => ({
+      dataset: ds.name,
+      instanceId: ds.instanceId,
+      status: ds.phase,
+      reason: ds.reason,
+      exitCode: ds.exitCode,
+      launched: isoOf(ds.launchedAtMs),
+      started: isoOf(ds.startedAtMs),
+      finished: isoOf(ds.finishedAtMs),
+      terminated: isoOf(ds.terminatedAtMs),
+      deadline: isoOf(ds.deadlineAtMs),
+    })),
+    timings: { submitted: new Date(state.createdAtMs).toISOString(), ended: isoOf(state.endedAtMs) },
+    cost: { reservedUsd: plan.reservedUsd, spentUsd: state.spentUsd, budgetPeriod: plan.budgetPeriod },
+  };
+}

@@ -1,0 +1,53 @@
+import { z } from 'zod';
+
+export const DATASET_PHASES = ['PENDING', 'LAUNCHING', 'BOOTING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'CANCELLED'] as const;
+export type DatasetPhase = (typeof DATASET_PHASES)[number];
+
+export const TERMINAL_PHASES: readonly DatasetPhase[] = ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'CANCELLED'];
+
+export function isTerminalPhase(phase: DatasetPhase): boolean {
+  return TERMINAL_PHASES.includes(phase);
+}
+
+const isoTime = z.iso.datetime();
+
+/**
+ * `logs/DATASET_NAME-<dataset>_STATUS.txt.json`: what a researcher (or a script) reads to know
+ * how one dataset is doing. Written by the job manager on every transition and by the runner
+ * while the workflow runs; both write this one shape.
+ */
+export const DatasetStatusSchema = z.object({
+  schemaVersion: z.literal(1),
+  jobId: z.string(),
+  analysis: z.string(),
+  dataset: z.string(),
+  inputKey: z.string(),
+  status: z.enum(DATASET_PHASES),
+  reason: z.string().optional(),
+  instanceId: z.string().optional(),
+  instanceType: z.string().optional(),
+  hourlyUsd: z.number().optional(),
+  exitCode: z.number().int().nullable().optional(),
+  costUsd: z.number().optional(),
+  times: z.object({
+    launchRequested: isoTime.optional(),
+    launched: isoTime.optional(),
+    agentOnline: isoTime.optional(),
+    started: isoTime.optional(),
+    finished: isoTime.optional(),
+    terminated: isoTime.optional(),
+    deadline: isoTime.optional(),
+  }),
+  logKey: z.string(),
+  resultsPrefix: z.string(),
+  logTail: z.array(z.string()),
+  updatedAt: isoTime,
+});
+
+export type DatasetStatusDocument = z.infer<typeof DatasetStatusSchema>;
+
+export function isoOf(ms: number | undefined): string | undefined {
+  return ms === undefined ? undefined : new Date(ms).toISOString();
+}
+
+export { logTailOf } from './runner-rules.js';

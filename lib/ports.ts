@@ -1,0 +1,174 @@
+/**
+ * The interfaces the job-manager shell needs. Each backend (lib/local, lib/aws) implements
+ * them; the driver in protocols/ only ever talks to these. Shapes follow what both S3/EC2/SSM/
+ * DynamoDB and a folder tree with child processes can honour.
+ */
+import type { LedgerEntry } from './core/cost.js';
+import type { JobEffect, JobState } from './core/job-machine.js';
+import type { RunnerSpec } from './core/runner-spec.js';
+
+export type { RunnerSpec };
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Content fingerprint: S3 ETag on aws, sha256 of the bytes on local. */
+  etag: string;
+  lastModifiedMs: number;
+}
+
+export interface PutOptions {
+  /**
+   * Replace an existing object. Default false: the write fails with ObjectExistsError when the
+   * key exists (S3 `If-None-Match: *`), which is how earlier results are never overwritten.
+   */
+  overwrite?: boolean;
+  contentType?: string;
+}
+
+export interface ObjectStore {
+  /** Throws ObjectNotFoundError when absent. */
+  get(bucket: string, key: string): Promise<Buffer>;
+  head(bucket: string, key: string): Promise<ObjectInfo | undefined>;
+  put(bucket: string, key: string, body: string | Uint8Array, options?: PutOptions): Promise<ObjectInfo>;
+  /** Every object whose key starts with `prefix`, sorted by key. */
+  list(bucket: string, prefix: string): Promise<ObjectInfo[]>;
+}
+
+/** A persisted job: its reducer state plus the effects not yet carried out (a transactional outbox). */
+export interface JobRecord {
+  jobId: string;
+  /** The analysis bucket the submission came from. */
+  bucket: string;
+  submissionKey: string;
+  /** Incremented by every write; writes are conditional on it. */
+  version: number;
+  state: JobState;
+  outbox: PendingEffect[];
+  /** Highest effect sequence number ever issued for this job. */
+  effectSeq: number;
+  updatedAtMs: number;
+}
+
+export interface PendingEffect {
+  seq: number;
+  effect: JobEffect;
+}
+
+export interface JobSummary {
+  jobId: string;
+  analysis: string;
+  group: string;
+  user?: string;
+  phase: JobState['phase'];
+  createdAtMs: number;
+  updatedAtMs: number;
+  datasets: { name: string; phase: string }[];
+}
+
+export type ClaimResult = { claimed: true } | { claimed: false; jobId: string };
+
+export interface JobStore {
+  /**
+   * Claims a submission's idempotency key (bucket + key + etag) for a job id; a second claim of
+   * the same key returns the first job id. This is what makes a submission run once.
+   */
+  claimSubmission(idempotencyKey: string, jobId: string): Promise<ClaimResult>;
+  /** Creates a record; throws ConcurrentUpdateError if the job exists. */
+  create(record: JobRecord): Promise<void>;
+  get(jobId: string): Promise<JobRecord | undefined>;
+  /** Writes `record` if the stored version is `record.version - 1`; otherwise throws ConcurrentUpdateError. */
+  update(record: JobRecord): Promise<void>;
+  list(): Promise<JobSummary[]>;
+}
+
+export type ReserveResult = { ok: true } | { ok: false; reason: string };
+
+export interface Ledger {
+  /** Atomically reserves `amountUsd` unless it would exceed `budgetUsd` for the period. Idempotent per job. */
+  reserve(request: { user: string; period: string; jobId: string; amountUsd: number; budgetUsd: number; nowMs: number }): Promise<ReserveResult>;
+  /** Replaces the job's reservation by its actual spend. Idempotent. */
+  settle(request: { user: string; period: string; jobId: string; spentUsd: number; nowMs: number }): Promise<void>;
+  entries(user: string, period: string): Promise<LedgerEntry[]>;
+}
+
+export interface LaunchRequest {
+  jobId: string;
+  analysis: string;
+  group: string;
+  dataset: string;
+  instanceType: string;
+  /** Idempotency token: a second launch with the same token returns the same machine. */
+  clientToken: string;
+  /** Absolute epoch ms after which the machine must not exist; tagged on it for the reaper. */
+  deadlineAtMs: number;
+}
+
+export interface LaunchResult {
+  instanceId: string;
+  instanceType: string;
+}
+
+export type MachineState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated' | 'unknown';
+
+export interface MachineDescription {
+  instanceId: string;
+  state: MachineState;
+  jobId?: string;
+  dataset?: string;
+  deadlineAtMs?: number;
+}
+
+/** EC2 on aws; child processes on local. */
+export interface Machines {
+  /** Throws MachineLaunchError when no machine could be had. */
+  launch(request: LaunchRequest): Promise<LaunchResult>;
+  /** Terminates (idempotent) and returns the state it is in now. */
+  terminate(instanceId: string): Promise<MachineState>;
+  describe(instanceId: string): Promise<MachineDescription>;
+  /** Machines tagged as platform machines whose deadline has passed, for the reaper. */
+  listExpired(nowMs: number): Promise<MachineDescription[]>;
+}
+
+/** SSM Run Command on aws; a message to the child process on local. */
+export interface CommandRunner {
+  isAgentOnline(instanceId: string): Promise<boolean>;
+  /** Starts the runner on the machine; returns a command id. */
+  sendCommand(instanceId: string, spec: RunnerSpec): Promise<{ commandId: string }>;
+}
+
+/** A booting machine's agent must be polled again. */
+export interface AgentCheck {
+  jobId: string;
+  dataset: string;
+  instanceId: string;
+  /** After this, the machine has failed to come online. */
+  expiresAtMs: number;
+}
+
+export type ScheduledAction = ({ kind: 'agent-check' } & AgentCheck) | { kind: 'tick'; jobId: string };
+
+/** Runs an action later: an SQS delayed message on aws, a timer on local. Never a sleeping process. */
+export interface Scheduler {
+  schedule(atMs: number, action: ScheduledAction): Promise<void>;
+}
+
+export interface Clock {
+  nowMs(): number;
+}
+
+export interface IdSource {
+  /** Sortable, readable, unique job id, e.g. "20261122T151533Z-7f3a". */
+  jobId(nowMs: number): string;
+}
+
+/** Where blueprints and user profiles come from: the repo on local, bundled config on aws. */
+export interface Catalog {
+  /** Undefined when the analysis does not exist; throws BlueprintInvalidError when it is broken. */
+  blueprint(analysis: string): Promise<{ blueprint: import('./core/blueprint.js').Blueprint; versionId: string } | undefined>;
+  /** Profiles of a group (the submitter is chosen among them). */
+  usersOfGroup(group: string): Promise<import('./core/user.js').UserProfile[]>;
+  user(username: string): Promise<import('./core/user.js').UserProfile | undefined>;
+  /** What the machines run: an AMI id on aws, the environment folder on local. */
+  imageId(blueprint: import('./core/blueprint.js').Blueprint): string;
+}
