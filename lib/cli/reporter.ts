@@ -6,6 +6,8 @@ import { NeuroCaasError } from '../core/errors.js';
  */
 export interface Reporter {
   readonly json: boolean;
+  /** Called before each step is printed (e.g. to drain live logs first, keeping order). */
+  beforeStep: (() => void) | undefined;
   /** A progress step (certificate line, staging, ...). */
   step(text: string): void;
   /** A line of a workflow's log. */
@@ -32,8 +34,10 @@ export function errorPayload(error: unknown): { code: string; message: string } 
 
 export class HumanReporter implements Reporter {
   readonly json = false;
+  beforeStep: (() => void) | undefined;
   constructor(private readonly out: OutputStreams = processStreams) {}
   step(text: string): void {
+    this.beforeStep?.();
     this.out.stdout.write(`${text}\n`);
   }
   logLine(dataset: string, line: string): void {
@@ -53,6 +57,7 @@ export class HumanReporter implements Reporter {
 
 export class JsonReporter implements Reporter {
   readonly json = true;
+  beforeStep: (() => void) | undefined;
   private readonly warnings: string[] = [];
   constructor(private readonly out: OutputStreams = processStreams) {}
   step(): void {}

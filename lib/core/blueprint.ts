@@ -53,15 +53,14 @@ export const BlueprintSchema = z
       .strictObject({
         timeoutMinutes: z
           .number()
-          .int()
-          .min(1)
+          .min(0.05, { message: 'must be at least 0.05 (3 seconds)' })
           .max(SSM_MAX_COMMAND_MINUTES, {
             message: `must be at most ${SSM_MAX_COMMAND_MINUTES} (48 h): SSM Run Command cannot run one command longer; split the analysis into chained steps`,
           })
-          .describe('Wall-clock limit per machine from launch, in minutes; the machine is terminated at this deadline.'),
+          .describe('Wall-clock limit per machine from launch, in minutes (fractions allowed); the machine is terminated at this deadline.'),
         maxConcurrentMachines: z.number().int().min(1).max(1000).default(20).describe('Machines one job runs at once.'),
         maxDatasetsPerJob: z.number().int().min(1).max(10000).default(100).describe('Datasets one submission may name.'),
-        agentWaitMinutes: z.number().int().min(1).max(60).default(10).describe('How long a new machine may take to come online.'),
+        agentWaitMinutes: z.number().min(0.05).max(60).default(10).describe('How long a new machine may take to come online.'),
       })
       .describe('Time and fan-out limits.'),
     pricing: z

@@ -1,6 +1,7 @@
 import { formatUsd, machineCostUsd, roundUsd } from './cost.js';
 import { jobKeys } from './keys.js';
 import { machineDeadline, type JobPlan } from './plan.js';
+import { runnerConclusion } from './runner-rules.js';
 import { isTerminalPhase, isoOf, type DatasetPhase, type DatasetStatusDocument } from './status.js';
 
 /**
@@ -381,9 +382,10 @@ function onCommandFinished(state: JobState, event: Extract<JobEvent, { type: 'Co
   if (!ds || ds.phase !== 'RUNNING') return;
   ds.exitCode = event.exitCode;
   ds.logTail = event.logTail;
-  if (event.timedOut) {
+  const conclusion = runnerConclusion(event.exitCode, event.timedOut);
+  if (conclusion === 'TIMED_OUT') {
     finishDataset(ds, 'TIMED_OUT', timeoutReason(state), event.atMs, out);
-  } else if (event.exitCode === 0) {
+  } else if (conclusion === 'SUCCEEDED') {
     finishDataset(ds, 'SUCCEEDED', undefined, event.atMs, out);
   } else {
     const code = event.exitCode === null ? 'was killed' : `exited with code ${event.exitCode}`;

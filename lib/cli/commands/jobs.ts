@@ -72,13 +72,13 @@ export async function showLogs(platform: LocalPlatform, jobId: string, follow: b
     reporter.result({ jobId, logs }, parts.join('\n'));
     return 0;
   }
-  const follower = followJobLogs(platform, record.bucket, state.group, jobId, reporter);
+  const follower = followJobLogs(platform, record.bucket, state.group, jobId, state.datasets.map((ds) => ds.name), reporter);
   let latest: JobState = state;
   while (!isJobFinished(latest)) {
     await sleep(250);
     latest = (await platform.jobs.get(jobId))?.state ?? latest;
   }
-  await follower.stop();
+  follower.stop();
   reporter.result({ jobId, outcome: jobOutcome(latest) }, `job ${jobId}: ${jobOutcome(latest)}`);
   return 0;
 }

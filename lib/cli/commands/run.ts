@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import { ObjectExistsError, UsageError, AnalysisNotFoundError } from '../../core/errors.js';
 import { formatUsd } from '../../core/cost.js';
 import { jobOutcome, type JobState } from '../../core/job-machine.js';
-import { jobKeys } from '../../core/keys.js';
+import { datasetNameOf, jobKeys } from '../../core/keys.js';
 import type { UserProfile } from '../../core/user.js';
 import type { LocalPlatform } from '../../../protocols/local-shell.js';
 import { LogFollower } from '../log-follower.js';
@@ -63,10 +63,11 @@ export async function runAnalysis(platform: LocalPlatform, args: RunArgs, defaul
     username: user.username,
     onJobId: (jobId) => {
       if (reporter.json) return;
-      follower = followJobLogs(platform, bucket, group, jobId, reporter);
+      follower = followJobLogs(platform, bucket, group, jobId, dataKeys.map(datasetNameOf), reporter);
     },
   });
-  await follower?.stop();
+  follower?.stop();
+  reporter.beforeStep = undefined;
   return reportJobResult(platform, bucket, state, reporter);
 }
 
@@ -125,15 +126,14 @@ async function sha256OfFile(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-export function followJobLogs(platform: LocalPlatform, bucket: string, group: string, jobId: string, reporter: Reporter): LogFollower {
+/** Prints the job's workflow logs live; steps wait for the log lines written before them. */
+export function followJobLogs(platform: LocalPlatform, bucket: string, group: string, jobId: string, datasets: string[], reporter: Reporter): LogFollower {
   const keys = jobKeys(group, bucket, jobId);
   const follower = new LogFollower(
-    async () => {
-      const record = await platform.jobs.get(jobId);
-      return (record?.state.datasets ?? []).map((ds) => ({ label: ds.name, path: platform.objects.pathOf(bucket, keys.datasetLog(ds.name)) }));
-    },
+    datasets.map((name) => ({ label: name, path: platform.objects.pathOf(bucket, keys.datasetLog(name)) })),
     (label, line) => reporter.logLine(label, line),
   );
+  reporter.beforeStep = () => follower.poll();
   follower.start();
   return follower;
 }
