@@ -133,6 +133,9 @@ export function reduceJob(previous: JobState, event: JobEvent): Transition {
   // The reducer works on a private copy; callers keep their state untouched.
   const state = structuredClone(previous);
   const out = new Effects(state, event.atMs);
+  // Whatever the event, a deadline that has passed is applied first: no late message can
+  // start or rescue work on an expired machine.
+  expireDeadlines(state, event.atMs, out);
   switch (event.type) {
     case 'SubmissionReceived':
       onSubmissionReceived(state, event, out);
@@ -430,9 +433,6 @@ function onTick(state: JobState, atMs: number, out: Effects): void {
     out.push({ type: 'ReserveBudget', user: plan.user, period: plan.budgetPeriod, amountUsd: plan.reservedUsd, budgetUsd: plan.budgetUsd });
   }
   for (const ds of state.datasets) {
-    if (!isTerminalPhase(ds.phase) && ds.deadlineAtMs !== undefined && atMs >= ds.deadlineAtMs) {
-      finishDataset(ds, 'TIMED_OUT', timeoutReason(state), atMs, out);
-    }
     if (ds.phase === 'BOOTING' && ds.launchedAtMs !== undefined && atMs >= ds.launchedAtMs + (plan?.agentWaitMinutes ?? 10) * 60_000) {
       finishDataset(ds, 'FAILED', `machine ${ds.instanceId} did not come online within ${plan?.agentWaitMinutes ?? 10} min`, atMs, out);
     }
@@ -446,6 +446,14 @@ function onTick(state: JobState, atMs: number, out: Effects): void {
     if (ds.machine === 'terminating' && (ds.terminateRequestedAtMs ?? 0) + TERMINATE_RETRY_MS <= atMs) {
       ds.terminateRequestedAtMs = atMs;
       out.push({ type: 'TerminateInstance', dataset: ds.name, instanceId: ds.instanceId as string });
+    }
+  }
+}
+
+function expireDeadlines(state: JobState, atMs: number, out: Effects): void {
+  for (const ds of state.datasets) {
+    if (!isTerminalPhase(ds.phase) && ds.deadlineAtMs !== undefined && atMs >= ds.deadlineAtMs) {
+      finishDataset(ds, 'TIMED_OUT', timeoutReason(state), atMs, out);
     }
   }
 }
