@@ -14,6 +14,7 @@ const instanceType = z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must look
 
 export const BlueprintSchema = z
   .strictObject({
+    $schema: z.string().optional().describe('Path or URL of schemas/blueprint.schema.json, for editors.'),
     schemaVersion: z.literal(1).describe('Blueprint format version; only 1 exists.'),
     name: analysisName.describe('Analysis name; equals the blueprint folder name.'),
     description: z.string().min(1).describe('One paragraph a researcher reads to pick this analysis.'),

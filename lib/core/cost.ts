@@ -13,9 +13,14 @@ export function roundUsd(value: number): number {
   return Math.round(value * 1e6) / 1e6;
 }
 
+/** Rounds up to micro-dollars: a reservation must never be short of what it covers. */
+function ceilUsd(value: number): number {
+  return Math.ceil(value * 1e6 - 1e-6) / 1e6;
+}
+
 /** Reservation for one machine: price x (timeout + termination allowance). */
 export function machineReservationUsd(hourlyUsd: number, timeoutMinutes: number): number {
-  return roundUsd((hourlyUsd * (timeoutMinutes + TERMINATION_ALLOWANCE_MINUTES)) / 60);
+  return ceilUsd((hourlyUsd * (timeoutMinutes + TERMINATION_ALLOWANCE_MINUTES)) / 60);
 }
 
 /** Reservation for a job: one machine per dataset. */
@@ -28,8 +33,9 @@ export function jobReservationUsd(hourlyUsd: number, timeoutMinutes: number, dat
  * enough that even the termination allowance stays inside what was reserved.
  */
 export function deadlineFromReservation(launchRequestedAtMs: number, machineReservedUsd: number, hourlyUsd: number): number {
-  const paidMinutes = (machineReservedUsd / hourlyUsd) * 60 - TERMINATION_ALLOWANCE_MINUTES;
-  return launchRequestedAtMs + Math.round(paidMinutes * 60_000);
+  const paidSeconds = (machineReservedUsd / hourlyUsd) * 3600 - TERMINATION_ALLOWANCE_MINUTES * 60;
+  // Whole seconds, rounded down (with a hair of tolerance for float noise): never past what is paid.
+  return launchRequestedAtMs + Math.floor(paidSeconds + 1e-6) * 1000;
 }
 
 export function billableSeconds(launchedAtMs: number, terminatedAtMs: number): number {

@@ -8,6 +8,7 @@ export const groupName = z
   .regex(/^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/, 'must be 1-63 characters of letters, digits, "_" and "-", starting with a letter or digit');
 
 export const UserProfileSchema = z.strictObject({
+  $schema: z.string().optional().describe('Path or URL of schemas/user.schema.json, for editors.'),
   username: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, 'must be letters, digits, "_", "." or "-"').describe('Login name; equals the file name.'),
   group: groupName.describe('The key prefix this user reads and writes in every analysis bucket.'),
   email: z.email().describe('Where job notifications go.'),

@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { allowedInstanceTypes, parseBlueprint, parseBlueprintText, SSM_MAX_COMMAND_MINUTES } from '../../../lib/core/blueprint.js';
+import { BlueprintInvalidError } from '../../../lib/core/errors.js';
+import { blueprintFixture } from '../../support/core-fixtures.js';
+
+function raw(): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(blueprintFixture())) as Record<string, unknown>;
+}
+
+function problemsOf(value: unknown): string {
+  try {
+    parseBlueprint(value, 'blueprints/x/blueprint.json');
+  } catch (error) {
+    expect(error).toBeInstanceOf(BlueprintInvalidError);
+    return (error as Error).message;
+  }
+  throw new Error('expected the blueprint to be rejected');
+}
+
+describe('blueprint schema', () => {
+  it('accepts the shipped kalman-smoother blueprint', () => {
+    const text = readFileSync(new URL('../../../blueprints/kalman-smoother/blueprint.json', import.meta.url), 'utf8');
+    const blueprint = parseBlueprintText(text, 'kalman-smoother/blueprint.json', 'kalman-smoother');
+    expect(blueprint.workflow.command).toEqual(['node', 'smooth.mjs']);
+  });
+
+  it('fills defaults for optional fields', () => {
+    const value = raw();
+    delete (value['limits'] as Record<string, unknown>)['maxConcurrentMachines'];
+    expect(parseBlueprint(value, 'x').limits.maxConcurrentMachines).toBe(20);
+  });
+
+  it('refuses a timeout longer than one SSM command may run, and says why', () => {
+    const value = raw();
+    (value['limits'] as Record<string, unknown>)['timeoutMinutes'] = SSM_MAX_COMMAND_MINUTES + 1;
+    expect(problemsOf(value)).toMatch(/limits\.timeoutMinutes: .*48 h.*SSM Run Command/);
+  });
+
+  it('reports every problem at once with its path', () => {
+    const value = raw();
+    value['name'] = 'Bad Name';
+    (value['hardware'] as Record<string, unknown>)['volumeSizeGiB'] = 2;
+    value['surprise'] = true;
+    const message = problemsOf(value);
+    expect(message).toContain('name: must be 3-42 characters');
+    expect(message).toContain('hardware.volumeSizeGiB');
+    expect(message).toContain('surprise');
+  });
+
+  it('requires a price for every allowed instance type', () => {
+    const value = raw();
+    (value['pricing'] as Record<string, unknown>)['hourlyUsd'] = { 'm5.xlarge': 0.192 };
+    expect(problemsOf(value)).toContain('has no price for allowed instance type "m5.2xlarge"');
+  });
+
+  it('requires the default instance type among the allowed ones', () => {
+    const value = raw();
+    (value['hardware'] as Record<string, unknown>)['allowedInstanceTypes'] = ['m5.2xlarge'];
+    expect(problemsOf(value)).toContain('must include the default instanceType "m5.xlarge"');
+  });
+
+  it('refuses a config schema that is not a JSON Schema', () => {
+    const value = raw();
+    (value['config'] as Record<string, unknown>)['jsonSchema'] = { type: 'banana' };
+    expect(problemsOf(value)).toContain('config.jsonSchema: is not a valid JSON Schema');
+  });
+
+  it('refuses NCAP_ variables in the workflow environment', () => {
+    const value = raw();
+    (value['workflow'] as Record<string, unknown>)['env'] = { NCAP_INPUT: '/etc/passwd' };
+    expect(problemsOf(value)).toContain('must not set NCAP_* variables');
+  });
+
+  it('refuses a blueprint whose name differs from its folder', () => {
+    expect(() => parseBlueprintText(JSON.stringify(raw()), 'blueprints/other/blueprint.json', 'other')).toThrow(/folder is "other"/);
+  });
+
+  it('reports invalid JSON with the file name', () => {
+    expect(() => parseBlueprintText('{"name": ', 'blueprints/x/blueprint.json')).toThrow(/blueprints\/x\/blueprint.json is not valid JSON/);
+  });
+
+  it('lists only the default instance type when no others are allowed', () => {
+    const value = raw();
+    delete (value['hardware'] as Record<string, unknown>)['allowedInstanceTypes'];
+    expect(allowedInstanceTypes(parseBlueprint(value, 'x'))).toEqual(['m5.xlarge']);
+  });
+});

@@ -1,0 +1,78 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { checkKey, checkKeyInArea, datasetNameOf, isMutableJobKey, jobKeys, parseSubmissionKey } from '../../../lib/core/keys.js';
+
+describe('bucket key layout', () => {
+  it.each([
+    ['', 'empty'],
+    ['/lab/inputs/a.csv', 'absolute'],
+    ['lab/../other/inputs/a.csv', 'step out'],
+    ['lab/./inputs/a.csv', 'step out'],
+    ['lab//inputs/a.csv', 'empty folder name'],
+    ['lab/inputs/', 'empty folder name'],
+    ['lab\\inputs\\a.csv', 'backslash'],
+    ['lab/inputs/a\u0000.csv', 'control character'],
+  ])('rejects %j (%s)', (key, why) => {
+    const result = checkKey(key);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toContain(why);
+  });
+
+  it('accepts keys with nested folders and unusual but safe names', () => {
+    expect(checkKey('lab/inputs/session 1/mouse_03.h5').ok).toBe(true);
+  });
+
+  it('rejects keys outside the submitter group, naming the right prefix', () => {
+    const result = checkKeyInArea('other/inputs/a.csv', 'lab', 'inputs');
+    expect(result).toEqual({ ok: false, reason: 'key "other/inputs/a.csv" is outside your group "lab"; it must start with "lab/inputs/"' });
+  });
+
+  it('rejects keys in the wrong area of the group', () => {
+    expect(checkKeyInArea('lab/configs/a.csv', 'lab', 'inputs').ok).toBe(false);
+    expect(checkKeyInArea('lab/inputs', 'lab', 'inputs').ok).toBe(false);
+  });
+
+  it('never accepts a key in an area that could resolve outside it', () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom('lab', 'inputs', '..', '.', '', 'a.csv', 'x'), { minLength: 1, maxLength: 6 }), (segments) => {
+        const key = segments.join('/');
+        if (checkKeyInArea(key, 'lab', 'inputs').ok) {
+          expect(segments.slice(0, 2)).toEqual(['lab', 'inputs']);
+          expect(segments).not.toContain('..');
+          expect(segments).not.toContain('.');
+          expect(segments).not.toContain('');
+        }
+      }),
+    );
+  });
+
+  it('recognises NeuroCAAS submission keys and their group', () => {
+    expect(parseSubmissionKey('lab/submissions/run1submit.json')).toEqual({ ok: true, group: 'lab' });
+    expect(parseSubmissionKey('lab/inputs/submit.json').ok).toBe(false);
+    expect(parseSubmissionKey('lab/submissions/run1.json').ok).toBe(false);
+  });
+
+  it('lays out a job folder as NeuroCAAS does, with per-dataset results', () => {
+    const keys = jobKeys('lab', 'kalman-smoother', 'J1');
+    expect(keys.prefix).toBe('lab/results/job__kalman-smoother_J1/');
+    expect(keys.certificate).toBe('lab/results/job__kalman-smoother_J1/logs/certificate.txt');
+    expect(keys.datasetStatus('a.csv')).toBe('lab/results/job__kalman-smoother_J1/logs/DATASET_NAME-a.csv_STATUS.txt.json');
+    expect(keys.datasetLog('a.csv')).toBe('lab/results/job__kalman-smoother_J1/logs/a.csv.log');
+    expect(keys.datasetResultsPrefix('a.csv')).toBe('lab/results/job__kalman-smoother_J1/process_results/a.csv/');
+    expect(keys.end).toBe('lab/results/job__kalman-smoother_J1/end.txt');
+  });
+
+  it('names datasets by their path below inputs, so nested inputs never collide', () => {
+    expect(datasetNameOf('lab/inputs/a.csv')).toBe('a.csv');
+    expect(datasetNameOf('lab/inputs/day1/a.csv')).toBe('day1__a.csv');
+  });
+
+  it('lets a job rewrite only its own logs', () => {
+    const keys = jobKeys('lab', 'a-b', 'J1');
+    expect(isMutableJobKey(keys.certificate, keys)).toBe(true);
+    expect(isMutableJobKey(keys.datasetStatus('x'), keys)).toBe(true);
+    expect(isMutableJobKey(keys.provenance, keys)).toBe(false);
+    expect(isMutableJobKey(`${keys.datasetResultsPrefix('x')}out.csv`, keys)).toBe(false);
+    expect(isMutableJobKey(jobKeys('lab', 'a-b', 'J0').certificate, keys)).toBe(false);
+  });
+});

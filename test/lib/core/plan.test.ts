@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { planJob, type PlanInput } from '../../../lib/core/plan.js';
+import { T0, alice, blueprintFixture } from '../../support/core-fixtures.js';
+
+function input(overrides: Partial<PlanInput> = {}): PlanInput {
+  const objects = new Map([
+    ['lab/inputs/a.csv', { size: 10, etag: 'ea' }],
+    ['lab/inputs/b.csv', { size: 11, etag: 'eb' }],
+    ['lab/configs/c.yaml', { size: 5, etag: 'ec' }],
+  ]);
+  return {
+    jobId: 'J1',
+    analysis: 'kalman-smoother',
+    group: 'lab',
+    submissionKey: 'lab/submissions/submit.json',
+    submission: { dataname: ['lab/inputs/a.csv', 'lab/inputs/b.csv'], configname: 'lab/configs/c.yaml' },
+    user: alice,
+    blueprint: blueprintFixture(),
+    blueprintHash: 'sha256:ab',
+    objects,
+    configText: 'frameRateHz: 30\n',
+    imageId: 'ami-1',
+    nowMs: T0,
+    ...overrides,
+  };
+}
+
+function reasons(overrides: Partial<PlanInput>): string[] {
+  const result = planJob(input(overrides));
+  if (result.ok) throw new Error('expected a rejection');
+  return result.reasons;
+}
+
+describe('planning a submission', () => {
+  it('accepts a valid submission with a YAML config and prices it', () => {
+    const result = planJob(input());
+    if (!result.ok) throw new Error(result.reasons.join('; '));
+    expect(result.plan.datasets.map((d) => d.name)).toEqual(['a.csv', 'b.csv']);
+    expect(result.plan.config).toEqual({ frameRateHz: 30 });
+    expect(result.plan.instanceType).toBe('m5.xlarge');
+    expect(result.plan.reservedUsd).toBeCloseTo(2 * 0.192 * (65 / 60), 6);
+    expect(result.plan.budgetPeriod).toBe('2026-11');
+  });
+
+  it('honours an allowed instance_type and its price', () => {
+    const base = input();
+    const result = planJob({ ...base, submission: { ...base.submission, instance_type: 'm5.2xlarge' } });
+    expect(result.ok && result.plan.hourlyUsd).toBe(0.384);
+  });
+
+  it('reports every problem of a bad submission at once', () => {
+    const base = input();
+    const found = reasons({
+      submission: { dataname: ['other/inputs/a.csv', 'lab/inputs/missing.csv', 'lab/inputs/../x'], configname: 'lab/configs/c.yaml', instance_type: 'p4d.24xlarge' },
+      configText: 'frameRateHz: fast\n',
+    });
+    expect(found).toEqual([
+      'dataname: key "other/inputs/a.csv" is outside your group "lab"; it must start with "lab/inputs/"',
+      'dataname: dataset "lab/inputs/missing.csv" does not exist; upload it first',
+      'dataname: key "lab/inputs/../x" contains ".."; paths may not step out of their folder',
+      'config key "frameRateHz" must be number, got "fast" (in lab/configs/c.yaml)',
+      'instance_type "p4d.24xlarge" is not allowed for "kalman-smoother"; choose one of: m5.xlarge, m5.2xlarge',
+    ]);
+    expect(base.objects.size).toBe(3);
+  });
+
+  it('rejects an unknown analysis', () => {
+    expect(reasons({ blueprint: undefined })[0]).toContain('analysis "kalman-smoother" does not exist');
+  });
+
+  it('rejects a user outside the group or without the analysis', () => {
+    expect(reasons({ user: { ...alice, group: 'other' } })[0]).toContain('belongs to group "other"');
+    expect(reasons({ user: { ...alice, allowedAnalyses: ['dlc'] } })[0]).toContain('may not run "kalman-smoother"');
+    expect(reasons({ user: undefined })[0]).toContain('no user profile found for group "lab"');
+  });
+
+  it('rejects more datasets than the blueprint allows per job', () => {
+    const blueprint = blueprintFixture({ limits: { timeoutMinutes: 60, maxDatasetsPerJob: 1 } });
+    expect(reasons({ blueprint })[0]).toContain('too many datasets: 2 named, "kalman-smoother" allows at most 1');
+  });
+
+  it('rejects a dataset named twice and a config that is missing or unparsable', () => {
+    expect(reasons({ submission: { dataname: ['lab/inputs/a.csv', 'lab/inputs/a.csv'], configname: 'lab/configs/c.yaml' } })).toContain(
+      'dataname: "lab/inputs/a.csv" is named twice; name each dataset once',
+    );
+    expect(reasons({ configText: undefined })).toContain('configname: config "lab/configs/c.yaml" does not exist; upload it first');
+    expect(reasons({ configText: 'a: [1,\n' })[0]).toContain('config lab/configs/c.yaml is not valid YAML');
+  });
+
+  it('names unknown and missing config keys precisely', () => {
+    expect(reasons({ configText: 'frameRate: 30\n' })).toEqual([
+      'config key "frameRateHz" is required but missing (in lab/configs/c.yaml)',
+      'config has an unknown key "frameRate" (in lab/configs/c.yaml)',
+    ]);
+  });
+});
