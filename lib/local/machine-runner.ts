@@ -45,9 +45,8 @@ function shutDown(code: number): never {
 
 // Self-shutdown at the deadline, whatever the job manager is doing (first of three layers).
 const deadlineTimer = setTimeout(() => {
-  log('deadline reached before the workflow ended: shutting down');
-  stopWorkflow();
-  setTimeout(() => process.exit(124), KILL_GRACE_MS + 200).unref();
+  log('deadline reached without a command: shutting down');
+  process.exit(124);
 }, Math.max(0, deadlineAtMs - Date.now()));
 
 // Lifeline: the process that launched us is gone, so nobody would ever terminate us.

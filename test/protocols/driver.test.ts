@@ -1,0 +1,210 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MachineLaunchError } from '../../lib/core/errors.js';
+import { jobKeys } from '../../lib/core/keys.js';
+import type { JobState } from '../../lib/core/job-machine.js';
+import { LocalJobStore } from '../../lib/local/job-store.js';
+import { LocalLedger } from '../../lib/local/ledger.js';
+import { LocalObjectStore } from '../../lib/local/object-store.js';
+import type { Catalog, CommandRunner, LaunchRequest, Machines, MachineState, RunnerSpec, ScheduledAction } from '../../lib/ports.js';
+import { JobDriver, type DriverPorts } from '../../protocols/driver.js';
+import { alice, blueprintFixture } from '../support/core-fixtures.js';
+
+/** Machines that do what they are told and remember it; `failNext` simulates a crash mid-effect. */
+class FakeCloud implements Machines, CommandRunner {
+  launches: LaunchRequest[] = [];
+  byToken = new Map<string, string>();
+  terminated = new Set<string>();
+  commands: RunnerSpec[] = [];
+  failNext: string | undefined;
+  launchError: string | undefined;
+
+  async launch(request: LaunchRequest) {
+    this.crashIf('launch');
+    if (this.launchError) throw new MachineLaunchError(this.launchError);
+    this.launches.push(request);
+    const existing = this.byToken.get(request.clientToken);
+    const instanceId = existing ?? `i-${this.byToken.size}`;
+    this.byToken.set(request.clientToken, instanceId);
+    return { instanceId, instanceType: request.instanceType };
+  }
+  async terminate(instanceId: string): Promise<MachineState> {
+    this.crashIf('terminate');
+    this.terminated.add(instanceId);
+    return 'terminated';
+  }
+  async describe(instanceId: string) {
+    return { instanceId, state: (this.terminated.has(instanceId) ? 'terminated' : 'running') as MachineState };
+  }
+  async listExpired() {
+    return [];
+  }
+  async isAgentOnline() {
+    return true;
+  }
+  async sendCommand(_instanceId: string, spec: RunnerSpec) {
+    this.crashIf('command');
+    this.commands.push(spec);
+    return { commandId: `c-${this.commands.length}` };
+  }
+  private crashIf(what: string) {
+    if (this.failNext === what) {
+      this.failNext = undefined;
+      throw new Error(`simulated crash during ${what}`);
+    }
+  }
+  /** Distinct machines ever created. */
+  get machineCount() {
+    return new Set(this.byToken.values()).size;
+  }
+}
+
+function setup(options: { budgetUsd?: number } = {}) {
+  const root = mkdtempSync(join(tmpdir(), 'ncap-driver-'));
+  const objects = new LocalObjectStore(join(root, 'buckets'));
+  const cloud = new FakeCloud();
+  const scheduled: ScheduledAction[] = [];
+  const blueprint = blueprintFixture();
+  const catalog: Catalog = {
+    blueprint: async (name) => (name === blueprint.name ? { blueprint, versionId: 'sha256:feed' } : undefined),
+    usersOfGroup: async (group) => (group === 'lab' ? [{ ...alice, budgetUsd: options.budgetUsd ?? alice.budgetUsd }] : []),
+    user: async () => undefined,
+    imageId: () => 'ami-0123456789abcdef0',
+  };
+  let now = Date.UTC(2026, 10, 22, 12);
+  const ports: DriverPorts = {
+    objects,
+    jobs: new LocalJobStore(join(root, 'state')),
+    ledger: new LocalLedger(join(root, 'ledgers')),
+    machines: cloud,
+    runner: cloud,
+    scheduler: { schedule: async (_at, action) => void scheduled.push(action) },
+    catalog,
+    clock: { nowMs: () => (now += 1000) },
+    ids: { jobId: () => `J${scheduled.length}-${Math.random().toString(16).slice(2, 8)}` },
+  };
+  const driver = new JobDriver(ports);
+  const submit = async (body: unknown, key = 'lab/submissions/runsubmit.json') => {
+    await objects.put('kalman-smoother', key, JSON.stringify(body));
+    return driver.submit('kalman-smoother', key);
+  };
+  return { root, objects, cloud, driver, ports, submit, scheduled };
+}
+
+async function stage(objects: LocalObjectStore, n: number) {
+  for (let i = 0; i < n; i += 1) await objects.put('kalman-smoother', `lab/inputs/d${i}.csv`, `data ${i}`);
+  await objects.put('kalman-smoother', 'lab/configs/c.json', '{"frameRateHz": 30}');
+}
+
+const submission = (n: number) => ({ dataname: Array.from({ length: n }, (_, i) => `lab/inputs/d${i}.csv`), configname: 'lab/configs/c.json' });
+
+async function finishCommands(driver: JobDriver, jobId: string, cloud: FakeCloud): Promise<JobState> {
+  let state: JobState | undefined;
+  for (const spec of cloud.commands) {
+    state = await driver.dispatch(jobId, { type: 'CommandFinished', atMs: Date.UTC(2026, 10, 22, 12, 30), dataset: spec.dataset, exitCode: 0, timedOut: false, logTail: [] });
+  }
+  return state as JobState;
+}
+
+describe('job driver', () => {
+  it('runs a submission to the end and writes every result file', async () => {
+    const { objects, cloud, driver, submit } = setup();
+    await stage(objects, 2);
+    const { jobId } = await submit(submission(2));
+    expect(cloud.commands.map((c) => c.dataset)).toEqual(['d0.csv', 'd1.csv']);
+    expect(cloud.commands[0]?.config).toEqual({ frameRateHz: 30 });
+    const state = await finishCommands(driver, jobId, cloud);
+    expect(state.phase).toBe('DONE');
+    const keys = jobKeys('lab', 'kalman-smoother', jobId);
+    const provenance = JSON.parse((await objects.get('kalman-smoother', keys.provenance)).toString());
+    expect(provenance.inputs.map((i: { sha256: string }) => i.sha256)).toEqual([undefined, undefined]);
+    expect(provenance.blueprint.versionId).toBe('sha256:feed');
+    expect((await objects.get('kalman-smoother', keys.end)).toString()).toContain('SUCCEEDED');
+    expect(cloud.terminated).toEqual(new Set(['i-0', 'i-1']));
+  });
+
+  it('processes the same submission object once', async () => {
+    const { objects, cloud, driver, submit } = setup();
+    await stage(objects, 1);
+    const first = await submit(submission(1));
+    const again = await driver.submit('kalman-smoother', 'lab/submissions/runsubmit.json');
+    expect(again).toEqual({ jobId: first.jobId, duplicate: true });
+    expect(cloud.launches).toHaveLength(1);
+  });
+
+  it('writes the reason of an unparsable submission where the researcher looks', async () => {
+    const { objects, driver, cloud } = setup();
+    await objects.put('kalman-smoother', 'lab/submissions/badsubmit.json', '{ not json');
+    const { jobId } = await driver.submit('kalman-smoother', 'lab/submissions/badsubmit.json');
+    const certificate = (await objects.get('kalman-smoother', jobKeys('lab', 'kalman-smoother', jobId).certificate)).toString();
+    expect(certificate).toContain('REJECTED, nothing was launched');
+    expect(certificate).toContain('lab/submissions/badsubmit.json is not valid JSON');
+    expect(cloud.launches).toHaveLength(0);
+  });
+
+  it('rejects an over-budget job without launching and leaves the ledger untouched', async () => {
+    const { objects, cloud, submit, ports } = setup({ budgetUsd: 0.01 });
+    await stage(objects, 1);
+    const { jobId } = await submit(submission(1));
+    const record = await ports.jobs.get(jobId);
+    expect(record?.state.phase).toBe('REJECTED');
+    expect(record?.state.rejection?.[0]).toContain('over budget');
+    expect(cloud.launches).toHaveLength(0);
+    expect(await ports.ledger.entries('alice', '2026-11')).toEqual([]);
+  });
+
+  it('recovers from a crash between saving an effect and carrying it out, without a second machine', async () => {
+    const { objects, cloud, submit, ports } = setup();
+    await stage(objects, 1);
+    cloud.failNext = 'command';
+    const { jobId } = await submit(submission(1));
+    const stuck = await ports.jobs.get(jobId);
+    expect(stuck?.outbox.map((p) => p.effect.type)).toEqual(['SendCommand']);
+    expect(cloud.commands).toHaveLength(0);
+    // A fresh driver (a new Lambda, a restarted CLI) replays the outbox.
+    const revived = new JobDriver(ports);
+    await revived.recover(jobId);
+    expect(cloud.commands).toHaveLength(1);
+    const state = await finishCommands(revived, jobId, cloud);
+    expect(state.phase).toBe('DONE');
+    expect(cloud.machineCount).toBe(1);
+    expect((await ports.jobs.get(jobId))?.outbox).toEqual([]);
+  });
+
+  it('replays a launch after a crash with the same client token', async () => {
+    const { objects, cloud, submit, ports } = setup();
+    await stage(objects, 1);
+    cloud.failNext = 'launch';
+    const { jobId } = await submit(submission(1));
+    expect((await ports.jobs.get(jobId))?.outbox.map((p) => p.effect.type)).toEqual(['LaunchInstance']);
+    await new JobDriver(ports).recover(jobId);
+    await new JobDriver(ports).recover(jobId);
+    expect(cloud.machineCount).toBe(1);
+    expect(new Set(cloud.launches.map((l) => l.clientToken)).size).toBe(1);
+  });
+
+  it('turns a launch failure into a FAILED dataset with the reason and settles', async () => {
+    const { objects, cloud, submit, ports } = setup();
+    await stage(objects, 1);
+    cloud.launchError = 'InsufficientInstanceCapacity for m5.xlarge and m5.2xlarge';
+    const { jobId } = await submit(submission(1));
+    const state = (await ports.jobs.get(jobId))?.state;
+    expect(state?.phase).toBe('DONE');
+    expect(state?.datasets[0]?.reason).toBe('machine could not be launched: InsufficientInstanceCapacity for m5.xlarge and m5.2xlarge');
+    expect((await ports.ledger.entries('alice', '2026-11'))[0]?.spentUsd).toBe(0);
+  });
+
+  it('keeps a failed effect in the outbox and retries it on the next event', async () => {
+    const { objects, cloud, driver, submit, ports } = setup();
+    await stage(objects, 1);
+    const { jobId } = await submit(submission(1));
+    cloud.failNext = 'terminate';
+    await finishCommands(driver, jobId, cloud);
+    expect((await ports.jobs.get(jobId))?.outbox.map((p) => p.effect.type)).toContain('TerminateInstance');
+    const state = await driver.dispatch(jobId, { type: 'Tick', atMs: Date.UTC(2026, 10, 22, 12, 31) });
+    expect(state.phase).toBe('DONE');
+    expect(cloud.terminated.has('i-0')).toBe(true);
+  });
+});
