@@ -22,6 +22,7 @@ import type {
   IdSource,
   JobRecord,
   JobStore,
+  PendingEffect,
   Ledger,
   Machines,
   ObjectStore,
@@ -59,6 +60,11 @@ export interface DriverObserver {
   backgroundError?(jobId: string, error: unknown): void;
 }
 
+interface JobQueue {
+  waiting: { event: JobEvent; resolve: (state: JobState) => void; reject: (error: unknown) => void }[];
+  running: boolean;
+}
+
 export interface SubmitOptions {
   /** Who submitted: the S3 principal on aws, --user or the group's only profile on local. */
   username?: string;
@@ -70,7 +76,9 @@ export interface SubmitOptions {
  * Every effect is idempotent, so replaying an outbox after a crash is safe.
  */
 export class JobDriver {
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly queues = new Map<string, JobQueue>();
+  /** Last record this driver read or wrote per job; the store's version check keeps it honest. */
+  private readonly records = new Map<string, JobRecord>();
 
   constructor(private readonly ports: DriverPorts) {}
 
@@ -164,19 +172,21 @@ export class JobDriver {
     return members.length === 1 ? members[0] : undefined;
   }
 
-  /** Applies one event to a job and carries out everything it leads to. Serialised per job. */
-  async dispatch(jobId: string, event: JobEvent): Promise<JobState> {
-    return this.serialised(jobId, async () => {
-      const queue: JobEvent[] = [event];
-      let state: JobState | undefined;
-      while (queue.length > 0) {
-        const next = queue.shift() as JobEvent;
-        await this.apply(jobId, next);
-        const produced = await this.drainOutbox(jobId);
-        queue.push(...produced.events);
-        state = produced.state;
+  /**
+   * Applies an event to a job and carries out everything it leads to; resolves with the job's
+   * state afterwards. Events for one job are processed one batch at a time: all events waiting
+   * when a batch starts are reduced together and persisted in one conditional write (group
+   * commit), which keeps a job with many machines cheap.
+   */
+  dispatch(jobId: string, event: JobEvent): Promise<JobState> {
+    return new Promise((resolve, reject) => {
+      let queue = this.queues.get(jobId);
+      if (!queue) {
+        queue = { waiting: [], running: false };
+        this.queues.set(jobId, queue);
       }
-      return state as JobState;
+      queue.waiting.push({ event, resolve, reject });
+      if (!queue.running) void this.pump(jobId, queue);
     });
   }
 
@@ -187,38 +197,70 @@ export class JobDriver {
     return this.dispatch(jobId, { type: 'Tick', atMs: this.ports.clock.nowMs() });
   }
 
-  private async serialised<T>(jobId: string, action: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(jobId) ?? Promise.resolve();
-    const run = previous.then(action, action);
-    const settled = run.catch(() => undefined);
-    this.locks.set(jobId, settled);
+  private async pump(jobId: string, queue: JobQueue): Promise<void> {
+    queue.running = true;
     try {
-      return await run;
+      while (queue.waiting.length > 0) {
+        const batch = queue.waiting.splice(0);
+        try {
+          const state = await this.process(jobId, batch.map((item) => item.event));
+          for (const item of batch) item.resolve(state);
+        } catch (error) {
+          // The cache may be behind the store after a failure; read it afresh next time.
+          this.records.delete(jobId);
+          for (const item of batch) item.reject(error);
+        }
+      }
     } finally {
-      if (this.locks.get(jobId) === settled) this.locks.delete(jobId);
+      queue.running = false;
+      if (queue.waiting.length === 0) this.queues.delete(jobId);
     }
   }
 
-  /** reduce + persist (state and new effects together), retried on concurrent updates. */
-  private async apply(jobId: string, event: JobEvent): Promise<void> {
+  /** Reduce a batch, persist it with its effects, carry the effects out, repeat with what they produced. */
+  private async process(jobId: string, events: JobEvent[]): Promise<JobState> {
+    let pending = events;
+    let done = new Set<number>();
+    let record = await this.persist(jobId, pending, done);
+    for (;;) {
+      const result = await this.drainOutbox(record);
+      done = result.done;
+      pending = result.events;
+      if (pending.length === 0) break;
+      record = await this.persist(jobId, pending, done);
+    }
+    if (done.size > 0) record = await this.persist(jobId, [], done);
+    return record.state;
+  }
+
+  /**
+   * Reduces `events` from the latest record, appends their effects to the outbox and drops the
+   * effects in `done`, in one conditional write; on a concurrent update, reloads and redoes it.
+   */
+  private async persist(jobId: string, events: JobEvent[], done: ReadonlySet<number>): Promise<JobRecord> {
     const { jobs, clock } = this.ports;
     for (let attempt = 0; attempt < MAX_CAS_RETRIES; attempt += 1) {
-      const record = await this.load(jobId);
-      const { state, effects } = reduceJob(record.state, event);
-      if (effects.length === 0 && JSON.stringify(state) === JSON.stringify(record.state)) return;
+      const record = attempt === 0 ? (this.records.get(jobId) ?? (await this.load(jobId))) : await this.load(jobId);
+      let state = record.state;
       let seq = record.effectSeq;
-      const next: JobRecord = {
-        ...record,
-        version: record.version + 1,
-        state,
-        outbox: [...record.outbox, ...effects.map((effect) => ({ seq: (seq += 1), effect }))],
-        effectSeq: seq,
-        updatedAtMs: clock.nowMs(),
-      };
+      const added: PendingEffect[] = [];
+      for (const event of events) {
+        const transition = reduceJob(state, event);
+        state = transition.state;
+        for (const effect of transition.effects) added.push({ seq: (seq += 1), effect });
+      }
+      const outbox = [...record.outbox.filter((item) => !done.has(item.seq)), ...added];
+      const unchanged = added.length === 0 && outbox.length === record.outbox.length && JSON.stringify(state) === JSON.stringify(record.state);
+      if (unchanged) {
+        this.records.set(jobId, record);
+        return record;
+      }
+      const next: JobRecord = { ...record, version: record.version + 1, state, outbox, effectSeq: seq, updatedAtMs: clock.nowMs() };
       try {
         await jobs.update(next);
-        this.ports.observer?.transition?.(jobId, event, state);
-        return;
+        this.records.set(jobId, next);
+        for (const event of events) this.ports.observer?.transition?.(jobId, event, state);
+        return next;
       } catch (error) {
         if (!(error instanceof ConcurrentUpdateError)) throw error;
       }
@@ -232,37 +274,63 @@ export class JobDriver {
     return record;
   }
 
-  /** Executes pending effects in order, then removes them; returns the events they produced. */
-  private async drainOutbox(jobId: string): Promise<{ events: JobEvent[]; state: JobState }> {
-    const record = await this.load(jobId);
+  /**
+   * Carries out the outbox in three phases: the researcher-visible writes (only the latest
+   * status per dataset and one certificate render), then machine and ledger calls in parallel
+   * (they touch different machines), then the end-of-job effects in order. Returns the events
+   * produced and the effects that are done; a failed effect stays for the next attempt.
+   */
+  private async drainOutbox(record: JobRecord): Promise<{ events: JobEvent[]; done: Set<number> }> {
     const events: JobEvent[] = [];
     const done = new Set<number>();
-    for (const pending of record.outbox) {
-      try {
-        events.push(...(await this.execute(record, pending.effect)));
-        done.add(pending.seq);
-      } catch (error) {
-        // Left in the outbox: the next event or recovery tick retries it.
-        this.ports.observer?.effectFailed?.(jobId, pending.effect, error);
+    const latestStatus = new Map<string, number>();
+    let certificateSeq: number | undefined;
+    for (const item of record.outbox) {
+      if (item.effect.type === 'WriteStatus') latestStatus.set(item.effect.dataset, item.seq);
+      if (item.effect.type === 'AppendCertificate') certificateSeq = item.seq;
+    }
+    const run = async (items: PendingEffect[]) => {
+      const results = await Promise.all(
+        items.map(async (item) => {
+          try {
+            return { item, events: await this.execute(record, item.effect) };
+          } catch (error) {
+            this.ports.observer?.effectFailed?.(record.jobId, item.effect, error);
+            return undefined;
+          }
+        }),
+      );
+      for (const result of results) {
+        if (!result) continue;
+        done.add(result.item.seq);
+        events.push(...result.events);
+      }
+    };
+    const writes: PendingEffect[] = [];
+    const calls: PendingEffect[] = [];
+    const finals: PendingEffect[] = [];
+    for (const item of record.outbox) {
+      const { effect } = item;
+      if (effect.type === 'WriteStatus' || effect.type === 'AppendCertificate') {
+        // Superseded writes are done by the latest one of their kind.
+        const latest = effect.type === 'WriteStatus' ? latestStatus.get(effect.dataset) : certificateSeq;
+        if (latest === item.seq) writes.push(item);
+        else done.add(item.seq);
+      } else if (effect.type === 'WriteProvenance' || effect.type === 'SettleBudget' || effect.type === 'SubmitFollowOn' || effect.type === 'WriteEnd') {
+        finals.push(item);
+      } else {
+        calls.push(item);
       }
     }
-    if (done.size === 0) return { events, state: record.state };
-    for (let attempt = 0; attempt < MAX_CAS_RETRIES; attempt += 1) {
-      const latest = await this.load(jobId);
-      const next: JobRecord = {
-        ...latest,
-        version: latest.version + 1,
-        outbox: latest.outbox.filter((pending) => !done.has(pending.seq)),
-        updatedAtMs: this.ports.clock.nowMs(),
-      };
-      try {
-        await this.ports.jobs.update(next);
-        return { events, state: next.state };
-      } catch (error) {
-        if (!(error instanceof ConcurrentUpdateError)) throw error;
-      }
+    await run(writes);
+    await run(calls);
+    // The end of a job is recorded in order, end.txt last, and only once the writes before it landed.
+    for (const item of finals) {
+      if (writes.some((w) => !done.has(w.seq))) break;
+      await run([item]);
+      if (!done.has(item.seq)) break;
     }
-    throw new ConcurrentUpdateError(`job ${jobId}: could not clear its outbox`);
+    return { events, done };
   }
 
   /** One effect against the ports; returns the events that follow from it directly. */
@@ -311,7 +379,8 @@ export class JobDriver {
         const ds = state.datasets.find((d) => d.name === effect.dataset);
         if (!ds) return [];
         try {
-          const spec = buildRunnerSpec(state, ds, bucket, clock.nowMs());
+          const spec = buildRunnerSpec(state, ds, bucket);
+          await createOnce(objects, bucket, spec.configKey, JSON.stringify(state.plan?.config ?? {}, null, 2));
           const { commandId } = await runner.sendCommand(effect.instanceId, spec);
           return [{ type: 'CommandStarted', atMs: clock.nowMs(), dataset: effect.dataset, commandId }];
         } catch (error) {

@@ -43,12 +43,14 @@ export function packageRoot(): string {
   return dir;
 }
 
-export function machineRunnerScript(): string {
-  const script = join(packageRoot(), 'dist', 'lib', 'local', 'machine-runner.js');
-  if (!existsSync(script)) {
-    throw new NeuroCaasError('Installation', `the local machine runner ${script} is missing; run "npm run build" (npm ci does it)`);
+/** The machine agent and the runner shipped in lib/runner/ (shell scripts, the same on every backend). */
+export function runnerScripts(): { agentScript: string; runnerScript: string } {
+  const dir = join(packageRoot(), 'lib', 'runner');
+  const scripts = { agentScript: join(dir, 'local-agent.sh'), runnerScript: join(dir, 'ncap-runner.sh') };
+  for (const script of Object.values(scripts)) {
+    if (!existsSync(script)) throw new NeuroCaasError('Installation', `${script} is missing; reinstall neurocaas`);
   }
-  return script;
+  return scripts;
 }
 
 /**
@@ -86,7 +88,7 @@ export class LocalPlatform {
     this.machines = new LocalMachines({
       machinesDir: join(this.root, 'machines'),
       bucketsDir,
-      runnerScript: machineRunnerScript(),
+      ...runnerScripts(),
       envDirOf: (analysis) => this.catalog.envDirOf(analysis),
       clock: this.clock,
       onEvent: (event) => this.onMachineEvent(event),
@@ -191,7 +193,7 @@ export class LocalPlatform {
   }
 
   /** Submission files in every local bucket, for the watcher. */
-  async findSubmissions(): Promise<{ bucket: string; key: string; etag: string }[]> {
+  async findSubmissions(): Promise<{ bucket: string; key: string; etag: string; lastModifiedMs: number }[]> {
     const bucketsDir = join(this.root, 'buckets');
     let buckets: string[];
     try {
@@ -200,7 +202,7 @@ export class LocalPlatform {
       if (isErrno(error, 'ENOENT')) return [];
       throw error;
     }
-    const found: { bucket: string; key: string; etag: string }[] = [];
+    const found: { bucket: string; key: string; etag: string; lastModifiedMs: number }[] = [];
     for (const bucket of buckets) {
       let groups: string[];
       try {
@@ -211,7 +213,7 @@ export class LocalPlatform {
       }
       for (const group of groups) {
         for (const info of await this.objects.list(bucket, `${group}/submissions/`)) {
-          if (info.key.endsWith('submit.json')) found.push({ bucket, key: info.key, etag: info.etag });
+          if (info.key.endsWith('submit.json')) found.push({ bucket, key: info.key, etag: info.etag, lastModifiedMs: info.lastModifiedMs });
         }
       }
     }

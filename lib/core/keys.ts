@@ -68,6 +68,8 @@ export function jobPrefix(group: string, analysis: string, jobId: string): strin
 export interface JobKeys {
   prefix: string;
   certificate: string;
+  /** The job's config as validated JSON, for the runner and for the record. */
+  config: string;
   provenance: string;
   end: string;
   datasetStatus(dataset: string): string;
@@ -81,6 +83,7 @@ export function jobKeys(group: string, analysis: string, jobId: string): JobKeys
   return {
     prefix,
     certificate: `${prefix}logs/certificate.txt`,
+    config: `${prefix}config.json`,
     provenance: `${prefix}provenance.json`,
     end: `${prefix}end.txt`,
     datasetStatus: (dataset) => `${prefix}logs/DATASET_NAME-${dataset}_STATUS.txt.json`,

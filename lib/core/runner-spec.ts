@@ -1,8 +1,11 @@
-import type { JobState, DatasetState } from './job-machine.js';
+import type { DatasetState, JobState } from './job-machine.js';
 import { jobKeys } from './keys.js';
-import { datasetStatusDocument } from './job-machine.js';
 
-/** What the instance-side runner needs to run one dataset. Same contract on every backend. */
+/**
+ * What the instance-side runner (lib/runner/ncap-runner.sh) needs to run one dataset. The same
+ * contract on every backend: the local machines pass it as a command file, SSM as the lines of
+ * an AWS-RunShellScript command.
+ */
 export interface RunnerSpec {
   jobId: string;
   analysis: string;
@@ -10,9 +13,8 @@ export interface RunnerSpec {
   dataset: string;
   bucket: string;
   inputKey: string;
+  /** The config as JSON, written by the job manager into the job folder. */
   configKey: string;
-  /** Parsed, validated config; the workflow reads it as JSON at NCAP_CONFIG. */
-  config: unknown;
   command: string[];
   env: Record<string, string>;
   /** Epoch ms; the runner stops the workflow here even if nobody tells it to. */
@@ -20,11 +22,9 @@ export interface RunnerSpec {
   logKey: string;
   statusKey: string;
   resultsPrefix: string;
-  /** The status document as the job manager last wrote it; the runner updates and rewrites it. */
-  status: ReturnType<typeof datasetStatusDocument>;
 }
 
-export function buildRunnerSpec(state: JobState, ds: DatasetState, bucket: string, nowMs: number): RunnerSpec {
+export function buildRunnerSpec(state: JobState, ds: DatasetState, bucket: string): RunnerSpec {
   const plan = state.plan;
   if (!plan) throw new Error(`job ${state.jobId} has no plan; cannot build a runner spec`);
   if (ds.deadlineAtMs === undefined) throw new Error(`dataset ${ds.name} of job ${state.jobId} has no deadline`);
@@ -36,16 +36,58 @@ export function buildRunnerSpec(state: JobState, ds: DatasetState, bucket: strin
     dataset: ds.name,
     bucket,
     inputKey: ds.inputKey,
-    configKey: plan.configKey,
-    config: plan.config,
+    configKey: keys.config,
     command: plan.blueprint.workflow.command,
     env: plan.blueprint.workflow.env,
     deadlineAtMs: ds.deadlineAtMs,
     logKey: keys.datasetLog(ds.name),
     statusKey: keys.datasetStatus(ds.name),
     resultsPrefix: keys.datasetResultsPrefix(ds.name),
-    status: datasetStatusDocument(state, ds, nowMs),
   };
+}
+
+/** Where a machine keeps its data and how it reaches the bucket. */
+export interface RunnerPlacement {
+  /** "local:<bucket folder>" or "s3://<bucket>". */
+  store: string;
+  workdir: string;
+  scratch: string;
+  instanceId: string;
+  instanceType: string;
+}
+
+/** The runner's environment: the blueprint's variables, then the NCAP_* contract (which wins). */
+export function runnerEnvironment(spec: RunnerSpec, placement: RunnerPlacement): Record<string, string> {
+  return {
+    ...spec.env,
+    NCAP_STORE: placement.store,
+    NCAP_JOB_ID: spec.jobId,
+    NCAP_ANALYSIS: spec.analysis,
+    NCAP_DATASET: spec.dataset,
+    NCAP_INPUT_KEY: spec.inputKey,
+    NCAP_CONFIG_KEY: spec.configKey,
+    NCAP_LOG_KEY: spec.logKey,
+    NCAP_STATUS_KEY: spec.statusKey,
+    NCAP_RESULTS_PREFIX: spec.resultsPrefix,
+    NCAP_DEADLINE_EPOCH_MS: String(spec.deadlineAtMs),
+    NCAP_WORKDIR: placement.workdir,
+    NCAP_SCRATCH: placement.scratch,
+    NCAP_INSTANCE_ID: placement.instanceId,
+    NCAP_INSTANCE_TYPE: placement.instanceType,
+  };
+}
+
+/** Quotes one value for POSIX shells: the result is always a single word, whatever it holds. */
+export function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `export NAME='value'` lines; names are checked so a key can never inject shell syntax. */
+export function shellExports(env: Record<string, string>): string[] {
+  return Object.entries(env).map(([name, value]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`environment variable name ${JSON.stringify(name)} is not a valid shell name`);
+    return `export ${name}=${shellQuote(value)}`;
+  });
 }
 
 export { runnerConclusion } from './runner-rules.js';

@@ -4,7 +4,7 @@ import { ConcurrentUpdateError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
 import type { ClaimResult, JobRecord, JobStore, JobSummary } from '../ports.js';
 import { createFileExclusive, readJsonIfExists, withFileLock, writeFileAtomic } from './fs-util.js';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 
 /**
  * Jobs as JSON files under `<root>/state/`. Every update is a compare-and-swap on the record's
@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 export class LocalJobStore implements JobStore {
   private readonly jobsDir: string;
   private readonly claimsDir: string;
+  private readonly written = new Map<string, { version: number; size: number; mtimeMs: number }>();
 
   constructor(stateDir: string) {
     this.jobsDir = join(stateDir, 'jobs');
@@ -30,6 +31,7 @@ export class LocalJobStore implements JobStore {
     if (!(await createFileExclusive(this.pathOf(record.jobId), JSON.stringify(record)))) {
       throw new ConcurrentUpdateError(`job ${record.jobId} already exists`);
     }
+    await this.remember(record.jobId, record.version);
   }
 
   async get(jobId: string): Promise<JobRecord | undefined> {
@@ -38,14 +40,34 @@ export class LocalJobStore implements JobStore {
   }
 
   async update(record: JobRecord): Promise<void> {
-    await withFileLock(`${this.pathOf(record.jobId)}.lock`, async () => {
-      const stored = await this.get(record.jobId);
-      if (!stored) throw new ConcurrentUpdateError(`job ${record.jobId} does not exist`);
-      if (stored.version !== record.version - 1) {
-        throw new ConcurrentUpdateError(`job ${record.jobId} changed underneath (stored version ${stored.version}, writing ${record.version})`);
+    const path = this.pathOf(record.jobId);
+    await withFileLock(`${path}.lock`, async () => {
+      const storedVersion = await this.storedVersion(record.jobId);
+      if (storedVersion === undefined) throw new ConcurrentUpdateError(`job ${record.jobId} does not exist`);
+      if (storedVersion !== record.version - 1) {
+        throw new ConcurrentUpdateError(`job ${record.jobId} changed underneath (stored version ${storedVersion}, writing ${record.version})`);
       }
-      await writeFileAtomic(this.pathOf(record.jobId), JSON.stringify(record));
+      await writeFileAtomic(path, JSON.stringify(record));
+      await this.remember(record.jobId, record.version);
     });
+  }
+
+  /**
+   * The stored version; when the file is exactly as this process last wrote it (same size and
+   * mtime), that version is known without reading and parsing the whole record.
+   */
+  private async storedVersion(jobId: string): Promise<number | undefined> {
+    const known = this.written.get(jobId);
+    if (known) {
+      const info = await stat(this.pathOf(jobId)).catch(() => undefined);
+      if (info && info.size === known.size && info.mtimeMs === known.mtimeMs) return known.version;
+    }
+    return (await this.get(jobId))?.version;
+  }
+
+  private async remember(jobId: string, version: number): Promise<void> {
+    const info = await stat(this.pathOf(jobId));
+    this.written.set(jobId, { version, size: info.size, mtimeMs: info.mtimeMs });
   }
 
   async list(): Promise<JobSummary[]> {

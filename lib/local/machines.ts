@@ -1,11 +1,13 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { openSync, closeSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MachineLaunchError } from '../core/errors.js';
-import type { RunnerSpec } from '../core/runner-spec.js';
+import { runnerEnvironment, shellExports, shellQuote, type RunnerSpec } from '../core/runner-spec.js';
 import type {
   Clock,
   CommandRunner,
@@ -16,7 +18,9 @@ import type {
   MachineState,
 } from '../ports.js';
 import { createFileExclusive, isErrno, isProcessAlive, readJsonIfExists, writeFileAtomic } from './fs-util.js';
-import { KILL_GRACE_MS, type FromMachine, type ToMachine } from './machine-protocol.js';
+
+/** Grace between SIGTERM and SIGKILL, for a workflow to flush its files. */
+export const KILL_GRACE_MS = 2_000;
 
 /** What a local machine reports, translated by the local shell into job events. */
 export type LocalMachineEvent =
@@ -46,6 +50,8 @@ interface MachineRecord {
   deadlineAtMs: number;
   launchedAtMs: number;
   pid: number;
+  /** The workflow runs in its own process group; its leader's pid, once started. */
+  workflowPid?: number;
   state: 'running' | 'terminated';
   terminatedAtMs?: number;
 }
@@ -55,12 +61,16 @@ interface OwnedMachine {
   child: ChildProcess;
   online: boolean;
   exited: Promise<void>;
+  spec?: RunnerSpec;
+  commandId?: string;
 }
 
 export interface LocalMachinesOptions {
   machinesDir: string;
   bucketsDir: string;
-  /** The compiled machine-runner script to start as each machine. */
+  /** lib/runner/local-agent.sh: the machine's agent, started as each machine. */
+  agentScript: string;
+  /** lib/runner/ncap-runner.sh: the runner the agent becomes when given a command. */
   runnerScript: string;
   /** Folder the workflow of an analysis runs in (its local environment). */
   envDirOf: (analysis: string) => string;
@@ -93,12 +103,16 @@ export class LocalMachines implements Machines, CommandRunner {
     const consoleFd = openSync(join(scratchDir, 'console.log'), 'a');
     let child: ChildProcess;
     try {
-      child = fork(this.options.runnerScript, [instanceId, String(request.deadlineAtMs)], {
+      // fd 3 carries the machine's events; stdin carries the command and is its lifeline.
+      child = spawn('bash', [this.options.agentScript, String(request.deadlineAtMs), instanceId], {
         cwd: scratchDir,
         detached: true,
-        stdio: ['ignore', consoleFd, consoleFd, 'ipc'],
-        execArgv: [],
-        serialization: 'advanced',
+        stdio: ['pipe', consoleFd, consoleFd, 'pipe'],
+        env: {
+          PATH: process.env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin',
+          LANG: process.env['LANG'] ?? 'C.UTF-8',
+          NCAP_EVENTS_FD: '3',
+        },
       });
     } catch (error) {
       throw new MachineLaunchError(`could not start a local machine: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
@@ -106,7 +120,7 @@ export class LocalMachines implements Machines, CommandRunner {
       closeSync(consoleFd);
     }
     if (child.pid === undefined) {
-      throw new MachineLaunchError(`could not start a local machine for ${request.dataset}: no process id (is ${process.execPath} runnable?)`);
+      throw new MachineLaunchError(`could not start a local machine for ${request.dataset}: is bash installed and on PATH?`);
     }
     const record: MachineRecord = {
       instanceId,
@@ -129,7 +143,9 @@ export class LocalMachines implements Machines, CommandRunner {
       exited: new Promise((resolve) => child.once('exit', () => resolve())),
     };
     this.owned.set(instanceId, machine);
-    child.on('message', (message: FromMachine) => this.onMessage(machine, message));
+    // A machine that dies early closes its stdin; that must not crash the launcher.
+    (child.stdin as Writable).on('error', () => undefined);
+    createInterface({ input: child.stdio[3] as Readable }).on('line', (line) => this.onEventLine(machine, line));
     child.once('exit', () => {
       void this.onExit(machine);
     });
@@ -142,18 +158,31 @@ export class LocalMachines implements Machines, CommandRunner {
 
   async sendCommand(instanceId: string, spec: RunnerSpec): Promise<{ commandId: string }> {
     const machine = this.owned.get(instanceId);
-    if (!machine || machine.child.exitCode !== null || !machine.child.connected) {
+    if (!machine || machine.child.exitCode !== null || machine.record.state !== 'running') {
       throw new MachineLaunchError(`machine ${instanceId} is not running in this process; it cannot take a command`);
     }
+    if (machine.commandId) return { commandId: machine.commandId };
     const commandId = `cmd-${randomBytes(6).toString('hex')}`;
-    const message: ToMachine = {
-      type: 'run',
-      commandId,
-      spec,
-      bucketDir: join(this.options.bucketsDir, spec.bucket),
-      envDir: this.options.envDirOf(spec.analysis),
-    };
-    await new Promise<void>((resolve, reject) => machine.child.send(message, (error) => (error ? reject(error) : resolve())));
+    const scratchDir = join(this.options.machinesDir, instanceId);
+    const env = runnerEnvironment(spec, {
+      store: `local:${join(this.options.bucketsDir, spec.bucket)}`,
+      workdir: this.options.envDirOf(spec.analysis),
+      scratch: join(scratchDir, 'work'),
+      instanceId,
+      instanceType: machine.record.instanceType,
+    });
+    const commandFile = join(scratchDir, 'command.sh');
+    const lines = [
+      '# written by the local machines adapter; every value is shell-quoted',
+      ...shellExports({ ...env, NCAP_EVENTS_FD: '3', NCAP_LIFELINE: 'stdin', NCAP_RUNNER: this.options.runnerScript }),
+      `NCAP_ARGV=(${spec.command.map(shellQuote).join(' ')})`,
+    ];
+    await writeFile(commandFile, `${lines.join('\n')}\n`);
+    machine.spec = spec;
+    machine.commandId = commandId;
+    await new Promise<void>((resolve, reject) =>
+      (machine.child.stdin as Writable).write(`${commandFile}\n`, (error) => (error ? reject(new MachineLaunchError(`machine ${instanceId} did not take the command: ${error.message}`)) : resolve())),
+    );
     return { commandId };
   }
 
@@ -161,9 +190,9 @@ export class LocalMachines implements Machines, CommandRunner {
     const machine = this.owned.get(instanceId);
     if (machine) {
       if (machine.record.state === 'terminated') return 'terminated';
-      killGroup(machine.record.pid, 'SIGTERM');
+      signalMachine(machine.record, 'SIGTERM');
       setTimeout(() => {
-        if (machine.record.state !== 'terminated') killGroup(machine.record.pid, 'SIGKILL');
+        if (machine.record.state !== 'terminated') signalMachine(machine.record, 'SIGKILL');
       }, KILL_GRACE_MS).unref();
       return 'shutting-down';
     }
@@ -171,11 +200,14 @@ export class LocalMachines implements Machines, CommandRunner {
     const record = await this.readRecord(instanceId);
     if (!record) return 'terminated';
     if (record.state === 'running' && (await isMachineProcess(record))) {
-      killGroup(record.pid, 'SIGTERM');
+      signalMachine(record, 'SIGTERM');
       const until = Date.now() + KILL_GRACE_MS;
       while (Date.now() < until && isProcessAlive(record.pid)) await sleep(25);
-      if (isProcessAlive(record.pid)) killGroup(record.pid, 'SIGKILL');
+      signalMachine(record, 'SIGKILL');
       while (isProcessAlive(record.pid) && Date.now() < until + 1000) await sleep(10);
+    } else if (record.workflowPid !== undefined) {
+      // The machine is gone; make sure its workflow's process group went with it.
+      killGroup(record.workflowPid, 'SIGKILL');
     }
     if (record.state !== 'terminated') await this.markTerminated(record);
     return 'terminated';
@@ -223,43 +255,59 @@ export class LocalMachines implements Machines, CommandRunner {
   /** Synchronous last resort for process exit: SIGKILL every owned machine group. */
   killOwnedNow(): void {
     for (const machine of this.owned.values()) {
-      if (machine.record.state !== 'terminated') killGroup(machine.record.pid, 'SIGKILL');
+      if (machine.record.state !== 'terminated') signalMachine(machine.record, 'SIGKILL');
     }
   }
 
-  private onMessage(machine: OwnedMachine, message: FromMachine): void {
+  /** One line from the machine's events descriptor: online | started <ms> | workflow <pid> | finished <code|-> <0|1> <ms>. */
+  private onEventLine(machine: OwnedMachine, line: string): void {
     const { instanceId, jobId, dataset } = machine.record;
-    switch (message.type) {
+    const [kind, ...fields] = line.trim().split(/\s+/);
+    switch (kind) {
       case 'online':
         machine.online = true;
         this.options.onEvent({ type: 'online', instanceId, jobId, dataset, atMs: this.options.clock.nowMs() });
         break;
       case 'started':
-        this.options.onEvent({ type: 'started', instanceId, jobId, dataset, commandId: message.commandId, atMs: message.atMs });
+        this.options.onEvent({ type: 'started', instanceId, jobId, dataset, commandId: machine.commandId ?? '', atMs: Number(fields[0]) });
         break;
-      case 'finished':
-        this.options.onEvent({
-          type: 'finished',
-          instanceId,
-          jobId,
-          dataset,
-          atMs: message.atMs,
-          exitCode: message.exitCode,
-          timedOut: message.timedOut,
-          logTail: message.logTail,
-        });
+      case 'workflow':
+        machine.record.workflowPid = Number(fields[0]);
+        void writeFileAtomic(this.recordPath(instanceId), JSON.stringify(machine.record, null, 2));
         break;
+      case 'finished': {
+        const [code, timedOut, atMs] = fields;
+        void this.logTailOf(machine).then((logTail) =>
+          this.options.onEvent({
+            type: 'finished',
+            instanceId,
+            jobId,
+            dataset,
+            atMs: Number(atMs),
+            exitCode: code === undefined || code === '-' ? null : Number(code),
+            timedOut: timedOut === '1',
+            logTail,
+          }),
+        );
+        break;
+      }
     }
   }
 
+  /** The runner's status document carries the log tail it saw. */
+  private async logTailOf(machine: OwnedMachine): Promise<string[]> {
+    if (!machine.spec) return [];
+    const path = join(this.options.bucketsDir, machine.spec.bucket, ...machine.spec.statusKey.split('/'));
+    const status = await readJsonIfExists<{ logTail?: string[] }>(path).catch(() => undefined);
+    return status?.logTail ?? [];
+  }
+
   private async onExit(machine: OwnedMachine): Promise<void> {
-    // The workflow shares the machine's process group: make sure nothing of it survives.
-    killGroup(machine.record.pid, 'SIGKILL');
+    // Nothing of the machine may survive it: its own group and its workflow's group.
+    signalMachine(machine.record, 'SIGKILL');
     await this.markTerminated(machine.record);
-    const scratch = join(this.options.machinesDir, machine.record.instanceId);
-    // Inputs and outputs were copied; keep only machine.json and console.log.
-    await rm(join(scratch, 'input'), { recursive: true, force: true });
-    await rm(join(scratch, 'output'), { recursive: true, force: true });
+    // Inputs and outputs were copied to the bucket; keep machine.json, command.sh and console.log.
+    await rm(join(this.options.machinesDir, machine.record.instanceId, 'work'), { recursive: true, force: true });
     const { instanceId, jobId, dataset } = machine.record;
     this.options.onEvent({ type: 'terminated', instanceId, jobId, dataset, atMs: machine.record.terminatedAtMs as number });
   }
@@ -294,6 +342,11 @@ export class LocalMachines implements Machines, CommandRunner {
     }
     return records;
   }
+}
+
+function signalMachine(record: MachineRecord, signal: NodeJS.Signals): void {
+  killGroup(record.pid, signal);
+  if (record.workflowPid !== undefined) killGroup(record.workflowPid, signal);
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {

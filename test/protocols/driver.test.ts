@@ -113,8 +113,9 @@ describe('job driver', () => {
     const { objects, cloud, driver, submit } = setup();
     await stage(objects, 2);
     const { jobId } = await submit(submission(2));
-    expect(cloud.commands.map((c) => c.dataset)).toEqual(['d0.csv', 'd1.csv']);
-    expect(cloud.commands[0]?.config).toEqual({ frameRateHz: 30 });
+    expect(cloud.commands.map((c) => c.dataset).sort()).toEqual(['d0.csv', 'd1.csv']);
+    // The runner reads the validated config as JSON from the job folder.
+    expect(JSON.parse((await objects.get('kalman-smoother', cloud.commands[0]?.configKey as string)).toString())).toEqual({ frameRateHz: 30 });
     const state = await finishCommands(driver, jobId, cloud);
     expect(state.phase).toBe('DONE');
     const keys = jobKeys('lab', 'kalman-smoother', jobId);

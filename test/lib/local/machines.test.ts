@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalMachines, type LocalMachineEvent } from '../../../lib/local/machines.js';
 import { isProcessAlive } from '../../../lib/local/fs-util.js';
-import { machineRunnerScript } from '../../../protocols/local-shell.js';
+import { runnerScripts } from '../../../protocols/local-shell.js';
 import type { RunnerSpec } from '../../../lib/ports.js';
 
 const created: LocalMachines[] = [];
@@ -23,11 +23,13 @@ function setup(workflow: string) {
   const bucketsDir = join(root, 'buckets');
   mkdirSync(join(bucketsDir, 'an-alysis', 'lab', 'inputs'), { recursive: true });
   writeFileSync(join(bucketsDir, 'an-alysis', 'lab', 'inputs', 'a.csv'), 'x,y\n1,2\n');
+  mkdirSync(join(bucketsDir, 'an-alysis', 'lab', 'results', 'job__an-alysis_J1'), { recursive: true });
+  writeFileSync(join(bucketsDir, 'an-alysis', 'lab', 'results', 'job__an-alysis_J1', 'config.json'), '{"greeting": "hi"}');
   const events: LocalMachineEvent[] = [];
   const machines = new LocalMachines({
     machinesDir: join(root, 'machines'),
     bucketsDir,
-    runnerScript: machineRunnerScript(),
+    ...runnerScripts(),
     envDirOf: () => envDir,
     clock: { nowMs: () => Date.now() },
     onEvent: (event) => events.push(event),
@@ -55,18 +57,13 @@ function spec(deadlineAtMs: number): RunnerSpec {
     dataset: 'a.csv',
     bucket: 'an-alysis',
     inputKey: 'lab/inputs/a.csv',
-    configKey: 'lab/configs/c.json',
-    config: { greeting: 'hi' },
+    configKey: `${prefix}config.json`,
     command: ['node', 'work.mjs'],
     env: { EXTRA: 'yes' },
     deadlineAtMs,
     logKey: `${prefix}logs/a.csv.log`,
     statusKey: `${prefix}logs/DATASET_NAME-a.csv_STATUS.txt.json`,
     resultsPrefix: `${prefix}process_results/a.csv/`,
-    status: {
-      schemaVersion: 1, jobId: 'J1', analysis: 'an-alysis', dataset: 'a.csv', inputKey: 'lab/inputs/a.csv', status: 'RUNNING',
-      times: {}, logKey: `${prefix}logs/a.csv.log`, resultsPrefix: `${prefix}process_results/a.csv/`, logTail: [], updatedAt: new Date().toISOString(),
-    },
   };
 }
 
@@ -154,7 +151,7 @@ describe('local machines', () => {
     const { instanceId } = await machines.launch(launchRequest(Date.now() + 60_000));
     await waitFor(() => events.some((e) => e.type === 'online'));
     const other = new LocalMachines({
-      machinesDir: join(root, 'machines'), bucketsDir: join(root, 'buckets'), runnerScript: machineRunnerScript(),
+      machinesDir: join(root, 'machines'), bucketsDir: join(root, 'buckets'), ...runnerScripts(),
       envDirOf: () => root, clock: { nowMs: () => Date.now() }, onEvent: () => undefined,
     });
     expect(await other.terminate(instanceId)).toBe('terminated');
@@ -169,7 +166,7 @@ describe('local machines', () => {
     writeFileSync(script, `
       import { LocalMachines } from ${JSON.stringify(machinesModule)};
       const m = new LocalMachines({ machinesDir: ${JSON.stringify(join(root, 'machines'))}, bucketsDir: ${JSON.stringify(root)},
-        runnerScript: ${JSON.stringify(machineRunnerScript())}, envDirOf: () => '/', clock: { nowMs: () => Date.now() },
+        agentScript: ${JSON.stringify(runnerScripts().agentScript)}, runnerScript: ${JSON.stringify(runnerScripts().runnerScript)}, envDirOf: () => '/', clock: { nowMs: () => Date.now() },
         onEvent: (e) => { if (e.type === 'online') { console.log('PID', JSON.stringify(e)); process.exit(0); } } });
       const r = await m.launch({ jobId: 'J', analysis: 'a', group: 'g', dataset: 'd', instanceType: 't', clientToken: 'x', deadlineAtMs: Date.now() + 60000 });
       console.log('ID', r.instanceId);
