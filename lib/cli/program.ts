@@ -17,6 +17,8 @@ export interface CliContext {
 
 interface CommonOptions extends GlobalOptions {
   json?: boolean;
+  /** A signal is this command's normal way to stop (serve): exit 0, the command cleans up itself. */
+  stopsOnSignal?: boolean;
 }
 
 const EXIT_INTERRUPTED = 130;
@@ -52,10 +54,10 @@ export async function runCli(context: CliContext): Promise<number> {
       usersDir: settings.usersDir,
       observer: observerFor(reporter),
     });
-    const stopSignals = installSignalHandlers(platform, reporter);
+    const stopSignals = installSignalHandlers(platform, reporter, options.stopsOnSignal ?? false);
     try {
       exitCode = await action(platform, settings);
-      if (stopSignals.interrupted) exitCode = EXIT_INTERRUPTED;
+      if (stopSignals.interrupted && !options.stopsOnSignal) exitCode = EXIT_INTERRUPTED;
     } finally {
       stopSignals.remove();
       await platform.close();
@@ -118,7 +120,7 @@ export async function runCli(context: CliContext): Promise<number> {
     .description('watch the local buckets and run every submit.json dropped into <group>/submissions/')
     .addOption(new Option('--poll-ms <ms>', 'polling interval for new submissions').default('500'))
     .action(async (options: CommonOptions & { pollMs: string }) =>
-      withPlatform(options, (platform) => {
+      withPlatform({ ...options, stopsOnSignal: true }, (platform) => {
         const controller = new AbortController();
         for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort());
         return serveLocal(platform, reporter, { pollMs: Number(options.pollMs), signal: controller.signal });
@@ -135,6 +137,8 @@ export async function runCli(context: CliContext): Promise<number> {
     }
     reporter.error(error);
     return error instanceof UsageError || (error instanceof NeuroCaasError && error.code !== 'Internal') ? EXIT_USAGE : 1;
+  } finally {
+    reporter.flush?.();
   }
 }
 
@@ -152,7 +156,7 @@ function observerFor(reporter: Reporter): DriverObserver {
  * Ctrl-C cancels the jobs this process runs (machines terminated, budget settled, reasons
  * written); a second Ctrl-C kills the machines at once. Machines never outlive the CLI.
  */
-function installSignalHandlers(platform: LocalPlatform, reporter: Reporter): { interrupted: boolean; remove: () => void } {
+function installSignalHandlers(platform: LocalPlatform, reporter: Reporter, commandHandlesStop: boolean): { interrupted: boolean; remove: () => void } {
   const handle = { interrupted: false, remove: () => {} };
   let count = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -162,6 +166,7 @@ function installSignalHandlers(platform: LocalPlatform, reporter: Reporter): { i
       platform.machines.killOwnedNow();
       process.exit(EXIT_INTERRUPTED);
     }
+    if (commandHandlesStop) return;
     reporter.warn(`${signal}: cancelling running jobs (again to kill at once)`);
     void platform.cancelOwned(`interrupted by ${signal}`);
   };

@@ -17,6 +17,8 @@ export interface Reporter {
   result(data: unknown, human: string): void;
   /** An error at the edge: code and message, never a stack trace. */
   error(error: unknown): void;
+  /** Called once when the command ends (the JSON reporter prints its document then). */
+  flush?(): void;
 }
 
 export interface OutputStreams {
@@ -55,10 +57,17 @@ export class HumanReporter implements Reporter {
   }
 }
 
+/**
+ * Prints exactly one JSON document on stdout when the command ends: its result (with an `error`
+ * member if it also failed) or, when there is no result, the error alone.
+ */
 export class JsonReporter implements Reporter {
   readonly json = true;
   beforeStep: (() => void) | undefined;
   private readonly warnings: string[] = [];
+  private data: unknown;
+  private failure: { code: string; message: string } | undefined;
+  private hasResult = false;
   constructor(private readonly out: OutputStreams = processStreams) {}
   step(): void {}
   logLine(): void {}
@@ -66,11 +75,20 @@ export class JsonReporter implements Reporter {
     this.warnings.push(text);
   }
   result(data: unknown): void {
-    const document = this.warnings.length > 0 && isPlainObject(data) ? { ...data, warnings: this.warnings } : data;
-    this.out.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+    this.data = data;
+    this.hasResult = true;
   }
   error(error: unknown): void {
-    this.out.stdout.write(`${JSON.stringify({ error: errorPayload(error) }, null, 2)}\n`);
+    this.failure = errorPayload(error);
+  }
+  /** Writes the document; called once by the CLI edge after the command. */
+  flush(): void {
+    let document: unknown = this.hasResult ? this.data : {};
+    if (isPlainObject(document)) {
+      if (this.failure) document = { ...document, error: this.failure };
+      if (this.warnings.length > 0) document = { ...(document as Record<string, unknown>), warnings: this.warnings };
+    }
+    this.out.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
   }
 }
 

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { ObjectExistsError, UsageError, AnalysisNotFoundError } from '../../core/errors.js';
+import { AnalysisNotFoundError, ObjectExistsError, SubmissionRejectedError, UsageError } from '../../core/errors.js';
 import { formatUsd } from '../../core/cost.js';
 import { jobOutcome, type JobState } from '../../core/job-machine.js';
 import { datasetNameOf, jobKeys } from '../../core/keys.js';
@@ -180,5 +180,10 @@ export function reportJobResult(platform: LocalPlatform, bucket: string, state: 
     lines.join('\n'),
   );
   if (outcome === 'SUCCEEDED') return 0;
-  return outcome === 'REJECTED' ? EXIT_REJECTED : EXIT_FAILED;
+  if (outcome === 'REJECTED') {
+    // The reason is an error the researcher must act on: say it where errors go, too.
+    reporter.error(new SubmissionRejectedError(`job ${state.jobId} was rejected, nothing ran:\n${(state.rejection ?? []).map((r) => `  - ${r}`).join('\n')}`, state.jobId));
+    return EXIT_REJECTED;
+  }
+  return EXIT_FAILED;
 }

@@ -5,6 +5,21 @@ import { jobOutcome } from '../../core/job-machine.js';
 import type { LocalPlatform } from '../../../protocols/local-shell.js';
 import { errorPayload, type Reporter } from '../reporter.js';
 
+/** How long a submission file must stay unchanged before it is taken, ms. */
+const STABLE_MS = 300;
+/** How long a recently changed submission that does not parse yet is given to be completed, ms. */
+const UNPARSABLE_GRACE_MS = 3_000;
+
+async function parsesAsJson(platform: LocalPlatform, bucket: string, key: string): Promise<boolean> {
+  try {
+    JSON.parse((await platform.objects.get(bucket, key)).toString('utf8'));
+    return true;
+  } catch {
+    // Unparsable or vanished: either way, not ready to be taken yet.
+    return false;
+  }
+}
+
 export interface ServeOptions {
   /** Polling interval for new submissions, ms. */
   pollMs?: number;
@@ -21,6 +36,8 @@ export async function serveLocal(platform: LocalPlatform, reporter: Reporter, op
   const pollMs = options.pollMs ?? 500;
   const reapMs = options.reapMs ?? 10_000;
   const seen = new Set<string>();
+  // A submission is taken only once it has stopped changing (a copy may still be writing it).
+  const settling = new Map<string, { etag: string; sinceMs: number }>();
   const running = new Set<Promise<void>>();
   const bucketsDir = join(platform.root, 'buckets');
   await mkdir(bucketsDir, { recursive: true });
@@ -35,9 +52,24 @@ export async function serveLocal(platform: LocalPlatform, reporter: Reporter, op
     }
     scanning = true;
     try {
+      const now = Date.now();
       for (const found of await platform.findSubmissions()) {
-        const id = `${found.bucket}/${found.key}#${found.etag}`;
+        const path = `${found.bucket}/${found.key}`;
+        const id = `${path}#${found.etag}`;
         if (seen.has(id)) continue;
+        const previous = settling.get(path);
+        if (!previous || previous.etag !== found.etag) {
+          settling.set(path, { etag: found.etag, sinceMs: now });
+          setTimeout(() => void scan(), STABLE_MS + 10).unref();
+          continue;
+        }
+        if (now - previous.sinceMs < STABLE_MS) continue;
+        if (now - found.lastModifiedMs < UNPARSABLE_GRACE_MS && !(await parsesAsJson(platform, found.bucket, found.key))) {
+          // Probably still being written by a slow copy; an old unparsable file is rejected.
+          setTimeout(() => void scan(), UNPARSABLE_GRACE_MS).unref();
+          continue;
+        }
+        settling.delete(path);
         seen.add(id);
         const run = runOne(platform, found.bucket, found.key, reporter).finally(() => running.delete(run));
         running.add(run);
@@ -60,7 +92,9 @@ export async function serveLocal(platform: LocalPlatform, reporter: Reporter, op
       if (name && String(name).endsWith('submit.json')) void scan();
     });
     watcher.on('error', () => watcher?.close());
-  } catch {
+  } catch (error) {
+    // Recursive watching is not available everywhere; polling alone still works.
+    reporter.warn(`file watching unavailable (${errorPayload(error).message}); polling every ${pollMs} ms`);
     watcher = undefined;
   }
   const poller = setInterval(() => void scan(), pollMs);
@@ -88,9 +122,11 @@ export async function serveLocal(platform: LocalPlatform, reporter: Reporter, op
 
 async function runOne(platform: LocalPlatform, bucket: string, key: string, reporter: Reporter): Promise<void> {
   try {
-    const state = await platform.runSubmission(bucket, key, {
-      onJobId: (jobId) => reporter.step(`${bucket}/${key}: job ${jobId}`),
-    });
+    const { jobId, duplicate } = await platform.startSubmission(bucket, key);
+    // Processed before (by an earlier server or by `neurocaas run`): nothing to do.
+    if (duplicate) return;
+    reporter.step(`${bucket}/${key}: job ${jobId}`);
+    const state = await platform.waitForJob(jobId);
     reporter.step(`job ${state.jobId} (${bucket}): ${jobOutcome(state)}`);
   } catch (error) {
     reporter.warn(`${bucket}/${key} could not be processed: ${errorPayload(error).message}`);
