@@ -68,6 +68,8 @@ interface JobQueue {
 export interface SubmitOptions {
   /** Who submitted: the S3 principal on aws, --user or the group's only profile on local. */
   username?: string;
+  /** The analysis the bucket serves; default: the bucket's name (the local backend's layout). */
+  analysis?: string;
 }
 
 /**
@@ -98,24 +100,25 @@ export class JobDriver {
     const claim = await jobs.claimSubmission(`${bucket}/${submissionKey}#${head.etag}`, jobId);
     if (!claim.claimed) return { jobId: claim.jobId, duplicate: true };
 
+    const analysis = options.analysis ?? bucket;
     const record: JobRecord = {
       jobId,
       bucket,
       submissionKey,
       version: 1,
-      state: initialJobState(jobId, bucket, group, nowMs),
+      state: initialJobState(jobId, analysis, group, nowMs),
       outbox: [],
       effectSeq: 0,
       updatedAtMs: nowMs,
     };
     await jobs.create(record);
-    const event = await this.evaluateSubmission(bucket, submissionKey, group, jobId, options);
+    const event = await this.evaluateSubmission(analysis, bucket, submissionKey, group, jobId, options);
     await this.dispatch(jobId, event);
     return { jobId, duplicate: false };
   }
 
   /** Reads everything a submission names and decides, purely, whether and how it runs. */
-  private async evaluateSubmission(bucket: string, submissionKey: string, group: string, jobId: string, options: SubmitOptions): Promise<JobEvent> {
+  private async evaluateSubmission(analysis: string, bucket: string, submissionKey: string, group: string, jobId: string, options: SubmitOptions): Promise<JobEvent> {
     const { objects, catalog, clock } = this.ports;
     const text = (await objects.get(bucket, submissionKey)).toString('utf8');
     const parsed = parseSubmissionText(text, submissionKey);
@@ -124,10 +127,10 @@ export class JobDriver {
 
     let blueprintEntry: { blueprint: Blueprint; versionId: string } | undefined;
     try {
-      blueprintEntry = await catalog.blueprint(bucket);
+      blueprintEntry = await catalog.blueprint(analysis);
     } catch (error) {
       if (!(error instanceof NeuroCaasError)) throw error;
-      return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [`analysis "${bucket}" is misconfigured: ${error.message}`], datasets: datanames(submission) };
+      return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [`analysis "${analysis}" is misconfigured: ${error.message}`], datasets: datanames(submission) };
     }
     const user = await this.resolveUser(group, options.username);
 
@@ -148,7 +151,7 @@ export class JobDriver {
 
     const result = planJob({
       jobId,
-      analysis: bucket,
+      analysis,
       group,
       submissionKey,
       submission,
