@@ -87,6 +87,8 @@ export class JobDriver {
   /**
    * Handles a submission object: claims it (once per bucket + key + etag), creates the job,
    * validates and plans it, and starts it. Returns the job id (the first one for a duplicate).
+   * A claimed submission whose handling crashed before it was evaluated is picked up again,
+   * so a retried invocation finishes what the first one started.
    */
   async submit(bucket: string, submissionKey: string, options: SubmitOptions = {}): Promise<{ jobId: string; duplicate: boolean }> {
     const { objects, jobs, clock, ids } = this.ports;
@@ -96,22 +98,30 @@ export class JobDriver {
     const head = await objects.head(bucket, submissionKey);
     if (!head) throw new NeuroCaasError('SubmissionMissing', `submission ${bucket}/${submissionKey} does not exist`);
     const nowMs = clock.nowMs();
-    const jobId = ids.jobId(nowMs);
-    const claim = await jobs.claimSubmission(`${bucket}/${submissionKey}#${head.etag}`, jobId);
-    if (!claim.claimed) return { jobId: claim.jobId, duplicate: true };
+    const candidateId = ids.jobId(nowMs);
+    const claim = await jobs.claimSubmission(`${bucket}/${submissionKey}#${head.etag}`, candidateId);
+    const jobId = claim.claimed ? candidateId : claim.jobId;
+    const existing = claim.claimed ? undefined : await jobs.get(jobId);
+    if (existing && existing.state.phase !== 'NEW') return { jobId, duplicate: true };
 
     const analysis = options.analysis ?? bucket;
-    const record: JobRecord = {
-      jobId,
-      bucket,
-      submissionKey,
-      version: 1,
-      state: initialJobState(jobId, analysis, group, nowMs),
-      outbox: [],
-      effectSeq: 0,
-      updatedAtMs: nowMs,
-    };
-    await jobs.create(record);
+    if (!existing) {
+      try {
+        await jobs.create({
+          jobId,
+          bucket,
+          submissionKey,
+          version: 1,
+          state: initialJobState(jobId, analysis, group, nowMs),
+          outbox: [],
+          effectSeq: 0,
+          updatedAtMs: nowMs,
+        });
+      } catch (error) {
+        // Another invocation created it a moment ago; evaluating twice is harmless.
+        if (!(error instanceof ConcurrentUpdateError)) throw error;
+      }
+    }
     const event = await this.evaluateSubmission(analysis, bucket, submissionKey, group, jobId, options);
     await this.dispatch(jobId, event);
     return { jobId, duplicate: false };

@@ -25,7 +25,8 @@
 #   NCAP_LIFELINE=stdin   stdin closing means the launcher is gone: stop (local backend)
 #   NCAP_LOG_SHIP_SECONDS how often the log is shipped to S3 (default 5)
 #   NCAP_KILL_GRACE_SECONDS  SIGTERM -> SIGKILL grace (default 2)
-#   NCAP_SHUTDOWN=1       power the machine off when done (aws: the instance terminates)
+#   NCAP_SHUTDOWN=1       power the machine off a minute after it is done (aws: the instance
+#                         terminates); the delay lets the SSM agent report the command first
 set -uo pipefail
 
 die() {
@@ -265,5 +266,5 @@ write_status "$status" "$exit_code" "$finished_ms"
 emit "finished ${exit_code:--} $timed_out $finished_ms"
 
 [[ -n "$lifeline_pid" ]] && kill "$lifeline_pid" 2>/dev/null
-if [[ "${NCAP_SHUTDOWN:-}" == 1 ]]; then shutdown -h now "neurocaas job done"; fi
+if [[ "${NCAP_SHUTDOWN:-}" == 1 ]]; then shutdown -h +1 "neurocaas: job done" >/dev/null 2>&1 || poweroff; fi
 exit 0

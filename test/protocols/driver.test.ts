@@ -135,6 +135,20 @@ describe('job driver', () => {
     expect(cloud.launches).toHaveLength(1);
   });
 
+  it('finishes a submission whose first handling crashed after the claim', async () => {
+    const { objects, cloud, ports } = setup();
+    await stage(objects, 1);
+    // The crash: the claim was taken, the job never evaluated (the record stayed NEW).
+    const failing = new JobDriver({ ...ports, catalog: { ...ports.catalog, blueprint: async () => Promise.reject(new Error('network down')) } });
+    await objects.put('kalman-smoother', 'lab/submissions/runsubmit.json', JSON.stringify(submission(1)));
+    await expect(failing.submit('kalman-smoother', 'lab/submissions/runsubmit.json')).rejects.toThrow('network down');
+    const retried = await new JobDriver(ports).submit('kalman-smoother', 'lab/submissions/runsubmit.json');
+    expect(retried.duplicate).toBe(false);
+    expect(cloud.launches).toHaveLength(1);
+    const again = await new JobDriver(ports).submit('kalman-smoother', 'lab/submissions/runsubmit.json');
+    expect(again).toEqual({ jobId: retried.jobId, duplicate: true });
+  });
+
   it('writes the reason of an unparsable submission where the researcher looks', async () => {
     const { objects, driver, cloud } = setup();
     await objects.put('kalman-smoother', 'lab/submissions/badsubmit.json', '{ not json');
