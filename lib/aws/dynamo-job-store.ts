@@ -1,0 +1,166 @@
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { GetCommand, PutCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { ConcurrentUpdateError, NeuroCaasError } from '../core/errors.js';
+import { sha256Hex } from '../core/hash.js';
+import type { ClaimResult, JobRecord, JobStore, JobSummary } from '../ports.js';
+
+const JOB_PREFIX = 'JOB#';
+const JOB_SORT_KEY = 'RECORD';
+const CLAIM_PREFIX = 'CLAIM#';
+const CLAIM_SORT_KEY = 'CLAIM';
+
+/** How a job lives in the table; `record` is the whole JobRecord, the rest are for queries and conditions. */
+interface JobItem {
+  pk: string;
+  sk: string;
+  version: number;
+  record: string;
+  phase: string;
+  analysis: string;
+  group: string;
+  createdAtMs: number;
+  updatedAtMs: number;
+}
+
+/**
+ * Jobs in the platform's DynamoDB table, one item per job, changed only by conditional writes:
+ * a create succeeds once, an update only from the version it read. Claims of submissions are
+ * items of their own, keyed by the sha256 of the idempotency key.
+ *
+ * A record is stored as one JSON string attribute, so it must stay under DynamoDB's 400 KB item size.
+ */
+export class DynamoJobStore implements JobStore {
+  constructor(
+    private readonly doc: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async claimSubmission(idempotencyKey: string, jobId: string): Promise<ClaimResult> {
+    const key = { pk: `${CLAIM_PREFIX}${sha256Hex(idempotencyKey)}`, sk: CLAIM_SORT_KEY };
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { ...key, jobId, idempotencyKey },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return { claimed: true };
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+    }
+    // Claims are never deleted, so the winner's item is there for a strongly consistent read.
+    const existing = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
+    const winner = existing.Item?.jobId;
+    if (typeof winner !== 'string') {
+      throw new ConcurrentUpdateError(`submission ${idempotencyKey} is claimed but its claim item has no job id`);
+    }
+    return { claimed: false, jobId: winner };
+  }
+
+  async create(record: JobRecord): Promise<void> {
+    try {
+      await this.doc.send(
+        new PutCommand({ TableName: this.tableName, Item: jobItem(record), ConditionExpression: 'attribute_not_exists(pk)' }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) throw new ConcurrentUpdateError(`job ${record.jobId} already exists`);
+      throw error;
+    }
+  }
+
+  async get(jobId: string): Promise<JobRecord | undefined> {
+    const result = await this.doc.send(
+      new GetCommand({ TableName: this.tableName, Key: jobKey(jobId), ConsistentRead: true }),
+    );
+    return result.Item ? recordOf(result.Item) : undefined;
+  }
+
+  async update(record: JobRecord): Promise<void> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: jobItem(record),
+          ConditionExpression: '#version = :previous',
+          ExpressionAttributeNames: { '#version': 'version' },
+          ExpressionAttributeValues: { ':previous': record.version - 1 },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      const stored = error.Item?.version?.N;
+      throw new ConcurrentUpdateError(
+        stored === undefined
+          ? `job ${record.jobId} does not exist`
+          : `job ${record.jobId} changed underneath (stored version ${stored}, writing ${record.version})`,
+      );
+    }
+  }
+
+  /** Every job, newest first. A Scan: fine for the number of jobs one deployment keeps. */
+  async list(): Promise<JobSummary[]> {
+    const summaries: JobSummary[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.doc.send(
+        new ScanCommand({
+          TableName: this.tableName,
+          FilterExpression: 'begins_with(pk, :prefix) AND sk = :sk',
+          ExpressionAttributeValues: { ':prefix': JOB_PREFIX, ':sk': JOB_SORT_KEY },
+          ProjectionExpression: '#record',
+          ExpressionAttributeNames: { '#record': 'record' },
+          ConsistentRead: true,
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      for (const item of page.Items ?? []) summaries.push(summarizeJob(recordOf(item)));
+      startKey = page.LastEvaluatedKey;
+    } while (startKey);
+    return summaries.sort((a, b) => b.createdAtMs - a.createdAtMs);
+  }
+}
+
+function jobKey(jobId: string): { pk: string; sk: string } {
+  return { pk: `${JOB_PREFIX}${jobId}`, sk: JOB_SORT_KEY };
+}
+
+function jobItem(record: JobRecord): JobItem {
+  return {
+    ...jobKey(record.jobId),
+    version: record.version,
+    record: JSON.stringify(record),
+    phase: record.state.phase,
+    analysis: record.state.analysis,
+    group: record.state.group,
+    createdAtMs: record.state.createdAtMs,
+    updatedAtMs: record.updatedAtMs,
+  };
+}
+
+function recordOf(item: Record<string, unknown>): JobRecord {
+  if (typeof item.record !== 'string') {
+    throw new NeuroCaasError('JobRecordInvalid', `job item ${String(item.pk)} has no "record" attribute; it was not written by this platform`);
+  }
+  return JSON.parse(item.record) as JobRecord;
+}
+
+/**
+ * The same summary the local job store gives (lib/local/job-store.ts `summarizeJob`); kept here
+ * rather than imported so the AWS adapters do not pull in the local backend's file helpers.
+ */
+function summarizeJob(record: JobRecord): JobSummary {
+  const state = record.state;
+  const summary: JobSummary = {
+    jobId: record.jobId,
+    analysis: state.analysis,
+    group: state.group,
+    phase: state.phase,
+    createdAtMs: state.createdAtMs,
+    updatedAtMs: record.updatedAtMs,
+    datasets: state.datasets.map((ds) => ({ name: ds.name, phase: ds.phase })),
+  };
+  if (state.plan) summary.user = state.plan.user;
+  return summary;
+}

@@ -1,0 +1,555 @@
+import {
+  DescribeImagesCommand,
+  DescribeInstanceAttributeCommand,
+  DescribeInstancesCommand,
+  DescribeSecurityGroupsCommand,
+  DescribeSubnetsCommand,
+  DescribeVolumesCommand,
+  EC2Client,
+  EC2ServiceException,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+  type Instance,
+} from '@aws-sdk/client-ec2';
+import { CreateInstanceProfileCommand, IAMClient } from '@aws-sdk/client-iam';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  Ec2Machines,
+  MACHINE_TAGS,
+  attemptClientToken,
+  launchOrder,
+  parseDeadlineTag,
+  type MachinePlacement,
+} from '../../../lib/aws/ec2-machines.js';
+import { backoffDelayMs, describeAwsError, isThrottlingError, withRetries } from '../../../lib/aws/retry.js';
+import { MachineLaunchError } from '../../../lib/core/errors.js';
+import type { LaunchRequest } from '../../../lib/ports.js';
+import { startMoto, type MotoServer } from '../../support/moto.js';
+
+const DEADLINE_MS = Date.parse('2026-11-22T17:15:33.000Z');
+
+const placement: MachinePlacement = {
+  analysis: 'an-alysis',
+  bucket: 'an-alysis-bucket',
+  amiId: 'ami-0123456789abcdef0',
+  instanceProfileArn: 'arn:aws:iam::123456789012:instance-profile/ncap-an-alysis',
+  securityGroupId: 'sg-0aaa',
+  subnetIds: ['subnet-a'],
+  volumeSizeGiB: 64,
+  instanceTypes: ['m5.xlarge', 'm5.2xlarge'],
+};
+
+const request: LaunchRequest = {
+  jobId: '20261122T151533Z-7f3a',
+  analysis: 'an-alysis',
+  group: 'lab',
+  dataset: 'a.csv',
+  instanceType: 'm5.xlarge',
+  clientToken: 'ncap-20261122T151533Z-7f3a-0',
+  deadlineAtMs: DEADLINE_MS,
+};
+
+function ec2Error(name: string, message: string, fault: 'client' | 'server' = 'client'): EC2ServiceException {
+  return new EC2ServiceException({ name, message, $fault: fault, $metadata: { httpStatusCode: 400 } });
+}
+
+function instance(id: string, state: string, tags: Record<string, string>, extra: Partial<Instance> = {}): Instance {
+  return {
+    InstanceId: id,
+    InstanceType: 'm5.xlarge',
+    State: { Name: state as never },
+    Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
+    ...extra,
+  };
+}
+
+function setup(overrides: Partial<MachinePlacement> = {}) {
+  const client = new EC2Client({ region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const mock = mockClient(client);
+  const sleeps: number[] = [];
+  const machines = new Ec2Machines(client, async () => ({ ...placement, ...overrides }), {
+    sleep: async (ms) => {
+      sleeps.push(ms);
+    },
+    maxAttempts: 4,
+    random: () => 0,
+  });
+  // By default nothing was launched before.
+  mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+  return { mock, machines, sleeps };
+}
+
+const runInputs = (mock: ReturnType<typeof setup>['mock']) => mock.commandCalls(RunInstancesCommand).map((call) => call.args[0].input);
+
+describe('EC2 machines: launch', () => {
+  it('sends one locked-down, tagged, idempotent RunInstances request', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0new' }] });
+
+    const launched = await machines.launch(request);
+
+    expect(launched).toEqual({ instanceId: 'i-0new', instanceType: 'm5.xlarge' });
+    const tags = [
+      { Key: 'neurocaas:job', Value: '20261122T151533Z-7f3a' },
+      { Key: 'neurocaas:analysis', Value: 'an-alysis' },
+      { Key: 'neurocaas:group', Value: 'lab' },
+      { Key: 'neurocaas:dataset', Value: 'a.csv' },
+      { Key: 'neurocaas:deadline', Value: '2026-11-22T17:15:33.000Z' },
+      { Key: 'neurocaas:launch-token', Value: 'ncap-20261122T151533Z-7f3a-0' },
+      { Key: 'Name', Value: 'neurocaas an-alysis 20261122T151533Z-7f3a a.csv' },
+    ];
+    expect(runInputs(mock)).toEqual([
+      {
+        MinCount: 1,
+        MaxCount: 1,
+        ClientToken: 'ncap-20261122T151533Z-7f3a-0',
+        ImageId: 'ami-0123456789abcdef0',
+        InstanceType: 'm5.xlarge',
+        IamInstanceProfile: { Arn: 'arn:aws:iam::123456789012:instance-profile/ncap-an-alysis' },
+        SubnetId: 'subnet-a',
+        SecurityGroupIds: ['sg-0aaa'],
+        InstanceInitiatedShutdownBehavior: 'terminate',
+        MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled', HttpPutResponseHopLimit: 1 },
+        BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeType: 'gp3', VolumeSize: 64, Encrypted: true, DeleteOnTermination: true } }],
+        TagSpecifications: [
+          { ResourceType: 'instance', Tags: tags },
+          { ResourceType: 'volume', Tags: tags },
+        ],
+      },
+    ]);
+    expect(runInputs(mock)[0]).not.toHaveProperty('KeyName');
+  });
+
+  it('looks for the machine of an earlier launch with the same token first', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0new' }] });
+
+    await machines.launch(request);
+
+    expect(mock.commandCalls(DescribeInstancesCommand)[0]?.args[0].input).toEqual({
+      Filters: [{ Name: 'tag:neurocaas:launch-token', Values: ['ncap-20261122T151533Z-7f3a-0'] }],
+      MaxResults: 1000,
+      NextToken: undefined,
+    });
+  });
+
+  it('returns the machine an earlier launch started instead of launching a second one', async () => {
+    const { mock, machines } = setup();
+    mock.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [instance('i-0earlier', 'running', { [MACHINE_TAGS.launchToken]: request.clientToken }, { InstanceType: 'm5.2xlarge' })] }],
+    });
+
+    expect(await machines.launch(request)).toEqual({ instanceId: 'i-0earlier', instanceType: 'm5.2xlarge' });
+    expect(mock.commandCalls(RunInstancesCommand)).toHaveLength(0);
+  });
+
+  it('sends exactly the same request when the same launch is repeated, so EC2 returns the same instance', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0same' }] });
+
+    const first = await machines.launch(request);
+    const second = await machines.launch(request);
+
+    expect(second).toEqual(first);
+    const [a, b] = runInputs(mock);
+    expect(b).toEqual(a);
+  });
+
+  it('falls back through the instance types and subnets in order, with a distinct token per attempt', async () => {
+    const { mock, machines } = setup({ subnetIds: ['subnet-a', 'subnet-b'], instanceTypes: ['m5.xlarge', 'm5.2xlarge', 'c5.2xlarge'] });
+    mock.on(RunInstancesCommand).rejects(ec2Error('InsufficientInstanceCapacity', 'We currently do not have sufficient m5.xlarge capacity.'));
+    mock.on(RunInstancesCommand, { InstanceType: 'm5.2xlarge', SubnetId: 'subnet-a' }).rejects(ec2Error('Unsupported', 'Your requested instance type is not supported in this Availability Zone.'));
+    mock.on(RunInstancesCommand, { InstanceType: 'm5.2xlarge', SubnetId: 'subnet-b' }).resolves({ Instances: [{ InstanceId: 'i-0fallback' }] });
+
+    const launched = await machines.launch(request);
+
+    expect(launched).toEqual({ instanceId: 'i-0fallback', instanceType: 'm5.2xlarge' });
+    expect(runInputs(mock).map((input) => [input.InstanceType, input.SubnetId, input.ClientToken])).toEqual([
+      ['m5.xlarge', 'subnet-a', 'ncap-20261122T151533Z-7f3a-0'],
+      ['m5.xlarge', 'subnet-b', 'ncap-20261122T151533Z-7f3a-0-1'],
+      ['m5.2xlarge', 'subnet-a', 'ncap-20261122T151533Z-7f3a-0-2'],
+      ['m5.2xlarge', 'subnet-b', 'ncap-20261122T151533Z-7f3a-0-3'],
+    ]);
+  });
+
+  it('tries the requested type first even when the placement lists it later', async () => {
+    const { mock, machines } = setup({ instanceTypes: ['m5.xlarge', 'm5.2xlarge', 'c5.2xlarge'] });
+    mock.on(RunInstancesCommand).rejects(ec2Error('InsufficientInstanceCapacity', 'none'));
+
+    await expect(machines.launch({ ...request, instanceType: 'c5.2xlarge' })).rejects.toThrow(MachineLaunchError);
+
+    expect(runInputs(mock).map((input) => input.InstanceType)).toEqual(['c5.2xlarge', 'm5.xlarge', 'm5.2xlarge']);
+  });
+
+  it('names the types tried and the reason EC2 gave when no capacity was found', async () => {
+    const { mock, machines } = setup({ subnetIds: ['subnet-a', 'subnet-b'] });
+    mock.on(RunInstancesCommand).rejects(ec2Error('InsufficientInstanceCapacity', 'We currently do not have sufficient capacity in the Availability Zone you requested.'));
+
+    const failure = machines.launch(request);
+
+    await expect(failure).rejects.toThrow(MachineLaunchError);
+    await expect(failure).rejects.toThrow(
+      'no capacity for m5.xlarge, m5.2xlarge in subnet-a, subnet-b: InsufficientInstanceCapacity: We currently do not have sufficient capacity in the Availability Zone you requested. Try again later, or allow more instance types for this analysis.',
+    );
+    expect(runInputs(mock)).toHaveLength(4);
+  });
+
+  it('gives up at once on an error another type cannot fix', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).rejects(ec2Error('InvalidAMIID.NotFound', "The image id '[ami-0123456789abcdef0]' does not exist"));
+
+    await expect(machines.launch(request)).rejects.toThrow(
+      "could not launch m5.xlarge in subnet-a for dataset a.csv: InvalidAMIID.NotFound: The image id '[ami-0123456789abcdef0]' does not exist",
+    );
+    expect(runInputs(mock)).toHaveLength(1);
+  });
+
+  it('retries a throttled launch with backoff and the same token, then succeeds', async () => {
+    const { mock, machines, sleeps } = setup();
+    mock
+      .on(RunInstancesCommand)
+      .rejectsOnce(ec2Error('RequestLimitExceeded', 'Request limit exceeded.'))
+      .rejectsOnce(ec2Error('RequestLimitExceeded', 'Request limit exceeded.'))
+      .resolves({ Instances: [{ InstanceId: 'i-0patient' }] });
+
+    expect(await machines.launch(request)).toEqual({ instanceId: 'i-0patient', instanceType: 'm5.xlarge' });
+
+    expect(sleeps).toEqual([250, 500]);
+    expect(new Set(runInputs(mock).map((input) => input.ClientToken))).toEqual(new Set([request.clientToken]));
+  });
+
+  it('fails with MachineLaunchError when throttling never stops', async () => {
+    const { mock, machines, sleeps } = setup();
+    mock.on(RunInstancesCommand).rejects(ec2Error('RequestLimitExceeded', 'Request limit exceeded.'));
+
+    await expect(machines.launch(request)).rejects.toThrow('could not launch m5.xlarge in subnet-a for dataset a.csv: RequestLimitExceeded: Request limit exceeded.');
+    expect(sleeps).toHaveLength(3);
+  });
+
+  it('refuses a placement without subnets', async () => {
+    const { machines } = setup({ subnetIds: [] });
+    await expect(machines.launch(request)).rejects.toThrow(/no subnet/);
+  });
+
+  it('reports an answer without an instance id', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).resolves({ Instances: [] });
+    await expect(machines.launch(request)).rejects.toThrow(/returned no instance id/);
+  });
+});
+
+describe('EC2 machines: terminate', () => {
+  it('returns the state EC2 reports', async () => {
+    const { mock, machines } = setup();
+    mock.on(TerminateInstancesCommand).resolves({
+      TerminatingInstances: [{ InstanceId: 'i-0a', CurrentState: { Name: 'shutting-down', Code: 32 }, PreviousState: { Name: 'running', Code: 16 } }],
+    });
+
+    expect(await machines.terminate('i-0a')).toBe('shutting-down');
+    expect(mock.commandCalls(TerminateInstancesCommand)[0]?.args[0].input).toEqual({ InstanceIds: ['i-0a'] });
+  });
+
+  it('reports a machine that was terminated already as terminated', async () => {
+    const { mock, machines } = setup();
+    mock.on(TerminateInstancesCommand).resolves({
+      TerminatingInstances: [{ InstanceId: 'i-0a', CurrentState: { Name: 'shutting-down', Code: 32 }, PreviousState: { Name: 'terminated', Code: 48 } }],
+    });
+
+    expect(await machines.terminate('i-0a')).toBe('terminated');
+  });
+
+  it('counts an instance EC2 does not know as terminated', async () => {
+    const { mock, machines } = setup();
+    mock.on(TerminateInstancesCommand).rejects(ec2Error('InvalidInstanceID.NotFound', "The instance ID 'i-0gone' does not exist"));
+
+    expect(await machines.terminate('i-0gone')).toBe('terminated');
+  });
+
+  it('passes other failures on', async () => {
+    const { mock, machines } = setup();
+    mock.on(TerminateInstancesCommand).rejects(ec2Error('UnauthorizedOperation', 'You are not authorized to perform this operation.'));
+
+    await expect(machines.terminate('i-0a')).rejects.toThrow(/not authorized/);
+  });
+});
+
+describe('EC2 machines: describe', () => {
+  it('maps the state and reads job, dataset and deadline from the tags', async () => {
+    const { mock, machines } = setup();
+    mock.on(DescribeInstancesCommand, { InstanceIds: ['i-0a'] }).resolves({
+      Reservations: [
+        {
+          Instances: [
+            instance('i-0a', 'running', {
+              [MACHINE_TAGS.job]: 'J1',
+              [MACHINE_TAGS.dataset]: 'a.csv',
+              [MACHINE_TAGS.deadline]: '2026-11-22T17:15:33.000Z',
+            }),
+          ],
+        },
+      ],
+    });
+
+    expect(await machines.describe('i-0a')).toEqual({ instanceId: 'i-0a', state: 'running', jobId: 'J1', dataset: 'a.csv', deadlineAtMs: DEADLINE_MS });
+    expect(mock.commandCalls(DescribeInstancesCommand)[0]?.args[0].input).toEqual({ InstanceIds: ['i-0a'], NextToken: undefined });
+  });
+
+  it('describes an instance EC2 has forgotten as terminated', async () => {
+    const { mock, machines } = setup();
+    mock.on(DescribeInstancesCommand).rejects(ec2Error('InvalidInstanceID.NotFound', "The instance ID 'i-0gone' does not exist"));
+
+    expect(await machines.describe('i-0gone')).toEqual({ instanceId: 'i-0gone', state: 'terminated' });
+  });
+
+  it('maps a state it does not know to unknown and leaves out tags that are not there', async () => {
+    const { mock, machines } = setup();
+    mock.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [instance('i-0a', 'hibernating', {})] }] });
+
+    expect(await machines.describe('i-0a')).toEqual({ instanceId: 'i-0a', state: 'unknown' });
+  });
+});
+
+describe('EC2 machines: listExpired', () => {
+  const now = DEADLINE_MS;
+
+  it('asks for live platform machines only, over every page, and keeps those past their deadline', async () => {
+    const { mock, machines } = setup();
+    mock
+      .on(DescribeInstancesCommand)
+      .resolvesOnce({
+        Reservations: [
+          { Instances: [instance('i-0past', 'running', { [MACHINE_TAGS.job]: 'J1', [MACHINE_TAGS.deadline]: '2026-11-22T17:15:32.999Z' })] },
+          { Instances: [instance('i-0future', 'running', { [MACHINE_TAGS.deadline]: '2026-11-22T17:15:33.001Z' })] },
+        ],
+        NextToken: 'page-2',
+      })
+      .resolvesOnce({
+        Reservations: [
+          {
+            Instances: [
+              instance('i-0exact', 'stopped', { [MACHINE_TAGS.deadline]: '2026-11-22T17:15:33.000Z' }),
+              instance('i-0garbled', 'pending', { [MACHINE_TAGS.deadline]: 'tomorrow' }),
+              instance('i-0empty', 'running', { [MACHINE_TAGS.deadline]: '' }),
+            ],
+          },
+        ],
+      });
+
+    const expired = await machines.listExpired(now);
+
+    expect(expired).toEqual([
+      { instanceId: 'i-0past', state: 'running', jobId: 'J1', deadlineAtMs: DEADLINE_MS - 1 },
+      { instanceId: 'i-0exact', state: 'stopped', deadlineAtMs: DEADLINE_MS },
+      { instanceId: 'i-0garbled', state: 'pending' },
+      { instanceId: 'i-0empty', state: 'running' },
+    ]);
+    const inputs = mock.commandCalls(DescribeInstancesCommand).map((call) => call.args[0].input);
+    const filters = [
+      { Name: 'tag-key', Values: ['neurocaas:deadline'] },
+      { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
+    ];
+    expect(inputs).toEqual([
+      { Filters: filters, MaxResults: 1000, NextToken: undefined },
+      { Filters: filters, MaxResults: 1000, NextToken: 'page-2' },
+    ]);
+  });
+});
+
+describe('launch attempt tokens', () => {
+  it('keeps the request token for the first attempt and numbers the others', () => {
+    expect([0, 1, 2].map((i) => attemptClientToken('tok', i))).toEqual(['tok', 'tok-1', 'tok-2']);
+  });
+
+  it('stays within 64 characters and distinct for long tokens', () => {
+    const long = `ncap-${'x'.repeat(59)}`;
+    const other = `ncap-${'x'.repeat(58)}y`;
+    const tokens = [1, 2, 10, 11].flatMap((i) => [attemptClientToken(long, i), attemptClientToken(other, i)]);
+    expect(tokens.every((token) => token.length <= 64)).toBe(true);
+    expect(new Set(tokens).size).toBe(tokens.length);
+  });
+
+  it('orders the requested type first and lists each type once', () => {
+    expect(launchOrder('m5.2xlarge', ['m5.xlarge', 'm5.2xlarge', 'c5.2xlarge'])).toEqual(['m5.2xlarge', 'm5.xlarge', 'c5.2xlarge']);
+  });
+
+  it('reads back only the deadline format it writes', () => {
+    expect(parseDeadlineTag('2026-11-22T17:15:33.000Z')).toBe(DEADLINE_MS);
+    expect(parseDeadlineTag('2026-11-22T17:15:33Z')).toBe(DEADLINE_MS);
+    for (const garbled of [undefined, '', 'tomorrow', '1795000000000', '2026-11-22 17:15:33', '2026-13-45T99:99:99Z']) {
+      expect(parseDeadlineTag(garbled)).toBeUndefined();
+    }
+  });
+});
+
+describe('withRetries', () => {
+  let sleeps: number[];
+  const sleep = async (ms: number) => {
+    sleeps.push(ms);
+  };
+  beforeEach(() => {
+    sleeps = [];
+  });
+
+  it('returns the first success without waiting', async () => {
+    expect(await withRetries(async () => 'ok', { isRetryable: () => true, maxAttempts: 3, baseDelayMs: 100, sleep })).toBe('ok');
+    expect(sleeps).toEqual([]);
+  });
+
+  it('retries retryable errors with growing waits until one succeeds', async () => {
+    let calls = 0;
+    const result = await withRetries(
+      async (attempt) => {
+        calls++;
+        if (attempt < 4) throw new Error('busy');
+        return attempt;
+      },
+      { isRetryable: () => true, maxAttempts: 5, baseDelayMs: 100, sleep, random: () => 0.5 },
+    );
+    expect(result).toBe(4);
+    expect(calls).toBe(4);
+    expect(sleeps).toEqual([75, 150, 300]);
+  });
+
+  it('stops at maxAttempts and throws the last error', async () => {
+    let calls = 0;
+    const failing = withRetries(
+      async () => {
+        calls++;
+        throw new Error(`busy ${calls}`);
+      },
+      { isRetryable: () => true, maxAttempts: 3, baseDelayMs: 10, sleep },
+    );
+    await expect(failing).rejects.toThrow('busy 3');
+    expect(sleeps).toHaveLength(2);
+  });
+
+  it('does not retry errors that are not retryable', async () => {
+    let calls = 0;
+    const failing = withRetries(
+      async () => {
+        calls++;
+        throw new Error('bad request');
+      },
+      { isRetryable: () => false, maxAttempts: 5, baseDelayMs: 10, sleep },
+    );
+    await expect(failing).rejects.toThrow('bad request');
+    expect(calls).toBe(1);
+  });
+
+  it('waits between half and all of a doubling ceiling, capped', () => {
+    expect(backoffDelayMs(1, 100, 1000, () => 0)).toBe(50);
+    expect(backoffDelayMs(1, 100, 1000, () => 0.999999)).toBe(100);
+    expect(backoffDelayMs(3, 100, 1000, () => 0)).toBe(200);
+    expect(backoffDelayMs(10, 100, 1000, () => 0.999999)).toBe(1000);
+  });
+
+  it('recognises throttling by its AWS error code', () => {
+    expect(isThrottlingError(ec2Error('RequestLimitExceeded', 'slow down'))).toBe(true);
+    expect(isThrottlingError(ec2Error('Throttling', 'slow down'))).toBe(true);
+    expect(isThrottlingError(ec2Error('InsufficientInstanceCapacity', 'none'))).toBe(false);
+    expect(isThrottlingError('RequestLimitExceeded')).toBe(false);
+  });
+
+  it('describes an AWS error as code and message', () => {
+    expect(describeAwsError(ec2Error('Unsupported', 'not here'))).toBe('Unsupported: not here');
+    expect(describeAwsError(new Error('plain'))).toBe('plain');
+  });
+});
+
+describe('EC2 machines against the moto emulator', () => {
+  let moto: MotoServer;
+  let ec2: EC2Client;
+  let machines: Ec2Machines;
+  let motoPlacement: MachinePlacement;
+
+  beforeAll(async () => {
+    // The machine's CA bundle breaks plain-HTTP clients to 127.0.0.1.
+    delete process.env['AWS_CA_BUNDLE'];
+    moto = await startMoto();
+    const config = { endpoint: moto.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' }, maxAttempts: 2 };
+    ec2 = new EC2Client(config);
+    const iam = new IAMClient(config);
+    const images = await ec2.send(new DescribeImagesCommand({}));
+    const subnets = await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'default-for-az', Values: ['true'] }] }));
+    const groups = await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: ['default'] }] }));
+    const profile = await iam.send(new CreateInstanceProfileCommand({ InstanceProfileName: `ncap-machines-${Date.now()}` }));
+    motoPlacement = {
+      analysis: 'an-alysis',
+      bucket: 'an-alysis-bucket',
+      amiId: images.Images?.[0]?.ImageId as string,
+      instanceProfileArn: profile.InstanceProfile?.Arn as string,
+      securityGroupId: groups.SecurityGroups?.[0]?.GroupId as string,
+      subnetIds: (subnets.Subnets ?? []).map((subnet) => subnet.SubnetId as string).slice(0, 2),
+      volumeSizeGiB: 64,
+      instanceTypes: ['m5.xlarge', 'm5.2xlarge'],
+    };
+    expect(motoPlacement.amiId).toMatch(/^ami-/);
+    expect(motoPlacement.subnetIds.length).toBeGreaterThan(0);
+    machines = new Ec2Machines(ec2, async () => motoPlacement);
+  });
+
+  afterAll(async () => {
+    await moto?.stop();
+  });
+
+  const motoRequest = (jobId: string, deadlineAtMs: number): LaunchRequest => ({ ...request, jobId, clientToken: `ncap-${jobId}-0`, deadlineAtMs });
+
+  it('launches a tagged machine once per client token', async () => {
+    // moto 5.1 ignores ClientToken (a second RunInstances with the same token makes a second
+    // instance), so "once" here is the adapter's own look-up by the launch-token tag.
+    const deadlineAtMs = Date.now() + 3_600_000;
+    const first = await machines.launch(motoRequest('moto-launch', deadlineAtMs));
+    const again = await machines.launch(motoRequest('moto-launch', deadlineAtMs));
+
+    expect(again).toEqual(first);
+    expect(first.instanceType).toBe('m5.xlarge');
+    const described = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [first.instanceId] }));
+    const launched = described.Reservations?.[0]?.Instances?.[0];
+    expect(launched).toMatchObject({
+      ImageId: motoPlacement.amiId,
+      InstanceType: 'm5.xlarge',
+      SubnetId: motoPlacement.subnetIds[0],
+      SecurityGroups: [expect.objectContaining({ GroupId: motoPlacement.securityGroupId })],
+      IamInstanceProfile: expect.objectContaining({ Arn: motoPlacement.instanceProfileArn }),
+    });
+    expect(launched?.KeyName).toBeUndefined();
+    const instanceTags = Object.fromEntries((launched?.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
+    expect(instanceTags).toMatchObject({
+      'neurocaas:job': 'moto-launch',
+      'neurocaas:analysis': 'an-alysis',
+      'neurocaas:group': 'lab',
+      'neurocaas:dataset': 'a.csv',
+      'neurocaas:deadline': new Date(deadlineAtMs).toISOString(),
+      'neurocaas:launch-token': 'ncap-moto-launch-0',
+      Name: 'neurocaas an-alysis moto-launch a.csv',
+    });
+    const shutdown = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: first.instanceId, Attribute: 'instanceInitiatedShutdownBehavior' }));
+    expect(shutdown.InstanceInitiatedShutdownBehavior?.Value).toBe('terminate');
+    const volumes = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [first.instanceId] }] }));
+    expect(volumes.Volumes).toHaveLength(1);
+    expect(volumes.Volumes?.[0]).toMatchObject({ Size: 64, VolumeType: 'gp3', Encrypted: true });
+    const volumeTags = Object.fromEntries((volumes.Volumes?.[0]?.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
+    expect(volumeTags).toMatchObject({ 'neurocaas:job': 'moto-launch', 'neurocaas:deadline': new Date(deadlineAtMs).toISOString() });
+  });
+
+  it('describes, lists as expired and terminates a machine past its deadline', async () => {
+    const past = await machines.launch(motoRequest('moto-expired', Date.now() - 60_000));
+    const future = await machines.launch(motoRequest('moto-future', Date.now() + 3_600_000));
+
+    expect(await machines.describe(past.instanceId)).toMatchObject({ instanceId: past.instanceId, state: 'running', jobId: 'moto-expired', dataset: 'a.csv' });
+    const expired = (await machines.listExpired(Date.now())).map((machine) => machine.instanceId);
+    expect(expired).toContain(past.instanceId);
+    expect(expired).not.toContain(future.instanceId);
+
+    expect(['shutting-down', 'terminated']).toContain(await machines.terminate(past.instanceId));
+    expect((await machines.describe(past.instanceId)).state).toBe('terminated');
+    expect((await machines.listExpired(Date.now())).map((machine) => machine.instanceId)).not.toContain(past.instanceId);
+    expect(await machines.terminate(past.instanceId)).toBe('terminated');
+  });
+
+  it('counts an instance id EC2 never had as terminated', async () => {
+    expect(await machines.terminate('i-0123456789abcdef0')).toBe('terminated');
+    expect(await machines.describe('i-0123456789abcdef0')).toEqual({ instanceId: 'i-0123456789abcdef0', state: 'terminated' });
+  });
+});
