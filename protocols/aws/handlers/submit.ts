@@ -1,0 +1,23 @@
+import type { S3Event } from 'aws-lambda';
+import { NeuroCaasError } from '../../../lib/core/errors.js';
+import { createLambdaContext } from '../lambda-context.js';
+import { onSubmissionUploaded } from '../protocols.js';
+
+const { settings, platform, logger } = createLambdaContext('neurocaas-submit', import.meta.url);
+
+/** S3 ObjectCreated (suffix submit.json) -> one job per submission object, exactly once. */
+export async function handler(event: S3Event): Promise<void> {
+  const analysis = settings.analysis;
+  if (!analysis) throw new NeuroCaasError('Configuration', 'NCAP_ANALYSIS is not set on this submit function; redeploy the analysis stack');
+  for (const record of event.Records) {
+    const bucket = record.s3.bucket.name;
+    // S3 event keys are URL-encoded with "+" for spaces.
+    const key = decodeURIComponent(record.s3.object.key.replace(/\+/g, ' '));
+    if (!key.includes('/submissions/')) {
+      logger.info('ignored: not under submissions/', { bucket, key });
+      continue;
+    }
+    const result = await onSubmissionUploaded(platform, analysis, bucket, key);
+    logger.info(result.duplicate ? 'duplicate submission event' : 'job started', { bucket, key, jobId: result.jobId });
+  }
+}

@@ -1,0 +1,236 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CreateInstanceProfileCommand, IAMClient } from '@aws-sdk/client-iam';
+import { DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoLedger } from '../../../lib/aws/dynamo-ledger.js';
+import { parseScheduledAction } from '../../../lib/aws/sqs-scheduler.js';
+import { blueprintVersionId } from '../../../lib/core/hash.js';
+import { jobKeys } from '../../../lib/core/keys.js';
+import { runnerEnvironment, type RunnerSpec } from '../../../lib/core/runner-spec.js';
+import type { SsmCommandResult } from '../../../protocols/aws/command-outcome.js';
+import { createAwsPlatform, type AwsCommandRunner, type AwsPlatform } from '../../../protocols/aws/platform.js';
+import { onCommandStatusChange, onInstanceStateChange, onScheduledAction, onSubmissionUploaded, reap } from '../../../protocols/aws/protocols.js';
+import { createBucket, createQueue, createTable, documentClientFor, dynamoClientFor, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from '../../support/moto.js';
+
+/**
+ * The whole job-manager protocol on the AWS adapters against the emulator: S3, DynamoDB, EC2 and
+ * SQS are real HTTP to moto. SSM is the one thing moto cannot run, so the command is stood in
+ * for by running ncap-runner.sh here, with its S3 store and a stand-in `aws` CLI.
+ */
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
+const fixture = join(repo, 'test', 'fixtures', 'blueprints', 'test-workflow');
+const runnerScript = join(repo, 'lib', 'runner', 'ncap-runner.sh');
+
+/** Runs the runner on this machine as SSM would on the instance; remembers how it ended. */
+class LocalRunnerStandIn implements AwsCommandRunner {
+  readonly finished = new Map<string, Promise<number>>();
+  online = true;
+  constructor(
+    private readonly bucket: string,
+    private readonly s3Endpoint: string,
+    private readonly binDir: string,
+  ) {}
+  async isAgentOnline(): Promise<boolean> {
+    return this.online;
+  }
+  async sendCommand(instanceId: string, spec: RunnerSpec): Promise<{ commandId: string }> {
+    const commandId = `cmd-${instanceId}`;
+    const env = runnerEnvironment(spec, {
+      store: `s3://${this.bucket}`,
+      workdir: join(fixture, 'env'),
+      scratch: mkdtempSync(join(tmpdir(), 'ncap-aws-scratch-')),
+      instanceId,
+      instanceType: 't3.micro',
+    });
+    const child = spawn('bash', [runnerScript, '--machine', instanceId, '--', ...spec.command], {
+      env: { PATH: `${this.binDir}:${process.env['PATH']}`, NCAP_TEST_S3_ENDPOINT: this.s3Endpoint, NCAP_LOG_SHIP_SECONDS: '1', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    this.finished.set(
+      commandId,
+      new Promise((resolve) =>
+        child.on('close', (code) => {
+          if (code !== 0) process.stderr.write(`runner stderr: ${stderr}\n`);
+          resolve(code ?? -1);
+        }),
+      ),
+    );
+    return { commandId };
+  }
+  async commandResult(commandId: string): Promise<SsmCommandResult> {
+    const code = await this.finished.get(commandId);
+    return { status: code === 0 ? 'Success' : 'Failed', exitCode: code ?? null, timedOut: false };
+  }
+}
+
+describe('the job-manager protocol on the AWS adapters', () => {
+  let moto: MotoServer;
+  let s3: S3Client;
+  let doc: DynamoDBDocumentClient;
+  let sqs: SQSClient;
+  let ec2: EC2Client;
+  let platform: AwsPlatform;
+  let runner: LocalRunnerStandIn;
+  let bucket: string;
+  let queueUrl: string;
+  let table: string;
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    const config = { endpoint: moto.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
+    s3 = s3ClientFor(moto);
+    doc = documentClientFor(moto);
+    sqs = sqsClientFor(moto);
+    ec2 = new EC2Client(config);
+    bucket = await createBucket(s3, 'analysis');
+    table = await createTable(dynamoClientFor(moto), 'platform');
+    queueUrl = await createQueue(sqs, 'agent');
+    const image = (await ec2.send(new DescribeImagesCommand({}))).Images?.[0]?.ImageId as string;
+    const subnet = (await ec2.send(new DescribeSubnetsCommand({}))).Subnets?.[0]?.SubnetId as string;
+    const group = (await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups?.[0]?.GroupId as string;
+    const profile = await new IAMClient(config).send(new CreateInstanceProfileCommand({ InstanceProfileName: `ncap-test-workflow-${Date.now()}` }));
+    const blueprintText = readFileSync(join(fixture, 'blueprint.json'), 'utf8');
+    // What the analysis and users stacks write at deploy time.
+    await doc.send(
+      new PutCommand({
+        TableName: table,
+        Item: {
+          pk: 'ANALYSIS#test-workflow',
+          sk: 'CONFIG',
+          blueprint: blueprintText,
+          versionId: blueprintVersionId(JSON.parse(blueprintText)),
+          bucket,
+          amiId: image,
+          instanceProfileArn: profile.InstanceProfile?.Arn,
+          securityGroupId: group,
+          subnetIds: [subnet],
+          machineRoleArn: 'arn:aws:iam::123456789012:role/ncap-test-workflow-machine',
+        },
+      }),
+    );
+    const alice = { username: 'alice', group: 'lab', email: 'alice@example.org', budgetUsd: 5, budgetPeriod: 'monthly', allowedAnalyses: ['*'] };
+    await doc.send(new PutCommand({ TableName: table, Item: { pk: 'USER#alice', sk: 'PROFILE', group: 'lab', profile: JSON.stringify(alice) } }));
+
+    const binDir = mkdtempSync(join(tmpdir(), 'ncap-fake-aws-'));
+    mkdirSync(binDir, { recursive: true });
+    const cli = join(repo, 'test', 'support', 'fake-aws-cli.mjs');
+    chmodSync(cli, 0o755);
+    symlinkSync(cli, join(binDir, 'aws'));
+    runner = new LocalRunnerStandIn(bucket, moto.endpoint, binDir);
+    const clients = { s3, dynamo: doc, ec2, ssm: new SSMClient(config), sqs };
+    platform = createAwsPlatform(clients, { tableName: table, agentQueueUrl: queueUrl, analysis: 'test-workflow', runnerScriptPath: runnerScript }, readFileSync(runnerScript, 'utf8'), {}, { runner });
+  }, 15 * 60_000);
+
+  afterAll(async () => {
+    await moto?.stop();
+  });
+
+  const put = (key: string, body: string) => s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  const text = async (key: string) => (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }))).Body?.transformToString() as Promise<string>;
+
+  it('turns an uploaded submit.json into a launch, a command, results, a settlement and a termination', async () => {
+    await put('lab/inputs/a.csv', 'x,y\n1,2\n');
+    await put('lab/configs/run.json', JSON.stringify({ mode: 'succeed', lines: 3 }));
+    await put('lab/submissions/run1submit.json', JSON.stringify({ dataname: ['lab/inputs/a.csv'], configname: 'lab/configs/run.json', timestamp: 'now' }));
+
+    // S3 notification -> submit protocol: reserve, launch on EC2 (moto), schedule the agent check on SQS.
+    const { jobId, duplicate } = await onSubmissionUploaded(platform, 'test-workflow', bucket, 'lab/submissions/run1submit.json');
+    expect(duplicate).toBe(false);
+    const launched = (await platform.jobs.get(jobId))?.state;
+    // The runner stand-in says the agent is online at once, so the command went out right away.
+    expect(launched?.datasets[0]?.phase).toBe('RUNNING');
+    const instanceId = launched?.datasets[0]?.instanceId as string;
+    const instance = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations?.[0]?.Instances?.[0];
+    const tags = Object.fromEntries((instance?.Tags ?? []).map((t) => [t.Key, t.Value]));
+    expect(tags).toMatchObject({ 'neurocaas:job': jobId, 'neurocaas:analysis': 'test-workflow', 'neurocaas:group': 'lab', 'neurocaas:dataset': 'a.csv' });
+
+    // The command runs (here, locally), then SSM's status change reaches the monitor protocol.
+    expect(await runner.finished.get(`cmd-${instanceId}`)).toBe(0);
+    const finished = await onCommandStatusChange(platform, `cmd-${instanceId}`, instanceId, 'Success');
+    expect(finished?.datasets[0]?.phase).toBe('SUCCEEDED');
+    expect((await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))).Reservations?.[0]?.Instances?.[0]?.State?.Name).toMatch(/shutting-down|terminated/);
+
+    // EC2's state change confirms the termination; the job settles and ends.
+    const done = await onInstanceStateChange(platform, instanceId, 'terminated');
+    expect(done?.phase).toBe('DONE');
+
+    const keys = jobKeys('lab', 'test-workflow', jobId);
+    const status = JSON.parse(await text(keys.datasetStatus('a.csv')));
+    expect(status).toMatchObject({ status: 'SUCCEEDED', exitCode: 0, instanceId });
+    expect(await text(keys.datasetLog('a.csv'))).toContain('line 3 of 3');
+    expect(JSON.parse(await text(`${keys.datasetResultsPrefix('a.csv')}result.json`))).toMatchObject({ dataset: 'a.csv', jobId });
+    expect(await text(keys.certificate)).toMatch(/accepted[\s\S]*budget reserved[\s\S]*SUCCEEDED[\s\S]*terminated[\s\S]*job finished/);
+    expect(JSON.parse(await text(keys.provenance))).toMatchObject({ outcome: 'SUCCEEDED', environment: { imageId: instance?.ImageId } });
+    expect(await text(keys.end)).toContain('SUCCEEDED');
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: keys.prefix }));
+    expect(listed.KeyCount).toBeGreaterThanOrEqual(7);
+
+    // The ledger's reservation was replaced by the machine's billed time.
+    const [entry] = await new DynamoLedger(doc, table).entries('alice', new Date().toISOString().slice(0, 7));
+    expect(entry).toMatchObject({ jobId, spentUsd: done?.spentUsd });
+    expect(entry?.spentUsd).toBeGreaterThan(0);
+    expect(entry?.spentUsd).toBeLessThan(entry?.reservedUsd as number);
+  });
+
+  it('runs a submission event delivered twice once', async () => {
+    await put('lab/submissions/run2submit.json', JSON.stringify({ dataname: 'lab/inputs/a.csv', configname: 'lab/configs/run.json' }));
+    const first = await onSubmissionUploaded(platform, 'test-workflow', bucket, 'lab/submissions/run2submit.json');
+    const again = await onSubmissionUploaded(platform, 'test-workflow', bucket, 'lab/submissions/run2submit.json');
+    expect(again).toEqual({ jobId: first.jobId, duplicate: true });
+    const instanceId = (await platform.jobs.get(first.jobId))?.state.datasets[0]?.instanceId as string;
+    await runner.finished.get(`cmd-${instanceId}`);
+    await onCommandStatusChange(platform, `cmd-${instanceId}`, instanceId, 'Success');
+    expect((await onInstanceStateChange(platform, instanceId, 'terminated'))?.phase).toBe('DONE');
+  });
+
+  it('polls a booting machine through the agent queue until its agent is online', async () => {
+    runner.online = false;
+    await put('lab/submissions/run3submit.json', JSON.stringify({ dataname: 'lab/inputs/a.csv', configname: 'lab/configs/run.json' }));
+    const { jobId } = await onSubmissionUploaded(platform, 'test-workflow', bucket, 'lab/submissions/run3submit.json');
+    expect((await platform.jobs.get(jobId))?.state.datasets[0]?.phase).toBe('BOOTING');
+    const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, WaitTimeSeconds: 10, MaxNumberOfMessages: 1 }));
+    const action = parseScheduledAction(received.Messages?.[0]?.Body);
+    expect(action).toMatchObject({ kind: 'agent-check', jobId, dataset: 'a.csv' });
+    runner.online = true;
+    const state = await onScheduledAction(platform, action);
+    expect(state?.datasets[0]?.phase).toBe('RUNNING');
+    const instanceId = state?.datasets[0]?.instanceId as string;
+    await runner.finished.get(`cmd-${instanceId}`);
+    await onCommandStatusChange(platform, `cmd-${instanceId}`, instanceId, 'Success');
+    await onInstanceStateChange(platform, instanceId, 'terminated');
+  });
+
+  it('has the reaper terminate a machine past its deadline and time its dataset out', async () => {
+    await put('lab/configs/slow.json', JSON.stringify({ mode: 'sleep', seconds: 30 }));
+    runner.online = false;
+    await put('lab/submissions/run4submit.json', JSON.stringify({ dataname: 'lab/inputs/a.csv', configname: 'lab/configs/slow.json' }));
+    const { jobId } = await onSubmissionUploaded(platform, 'test-workflow', bucket, 'lab/submissions/run4submit.json');
+    const ds = (await platform.jobs.get(jobId))?.state.datasets[0];
+    // Jump past the deadline: the reaper's tick times the dataset out and terminates the machine.
+    const now = (ds?.deadlineAtMs as number) + 1;
+    const late = createAwsPlatform(
+      { s3, dynamo: doc, ec2, ssm: new SSMClient({ region: 'us-east-1' }), sqs },
+      { tableName: table, agentQueueUrl: queueUrl, analysis: 'test-workflow', runnerScriptPath: runnerScript },
+      '',
+      {},
+      { runner, clock: { nowMs: () => now } },
+    );
+    const result = await reap(late);
+    expect(result.ticked).toContain(jobId);
+    const state = (await late.jobs.get(jobId))?.state;
+    expect(state?.datasets[0]?.phase).toBe('TIMED_OUT');
+    const instanceState = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [ds?.instanceId as string] }))).Reservations?.[0]?.Instances?.[0]?.State?.Name;
+    expect(instanceState).toMatch(/shutting-down|terminated/);
+    runner.online = true;
+  });
+});
