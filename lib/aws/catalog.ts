@@ -21,6 +21,8 @@ export interface AnalysisPlacement {
   volumeSizeGiB: number;
   /** The blueprint's default type first, then its other allowed types: the launch fallback order. */
   instanceTypes: string[];
+  /** The blueprint's prices, so a launch never falls back to a type dearer than the one reserved for. */
+  hourlyUsd: Record<string, number>;
 }
 
 export interface DynamoCatalogOptions {
@@ -170,6 +172,7 @@ export class DynamoCatalog implements Catalog {
           subnetIds: [...item.subnetIds],
           volumeSizeGiB: blueprint.hardware.volumeSizeGiB,
           instanceTypes: [defaultType, ...allowed.filter((type) => type !== defaultType)],
+          hourlyUsd: { ...blueprint.pricing.hourlyUsd },
         },
       };
       this.amiIds.set(analysis, item.amiId);

@@ -31,6 +31,8 @@ export interface MachinePlacement {
   volumeSizeGiB: number;
   /** Fallback order, the blueprint's default first. */
   instanceTypes: string[];
+  /** On-demand USD per hour by type: a fallback may not cost more than what was reserved for. */
+  hourlyUsd: Record<string, number>;
 }
 
 /** Tags on every platform machine and its volume; the reaper and `describe` read them back. */
@@ -95,7 +97,7 @@ export class Ec2Machines implements Machines {
     const existing = await this.findLaunched(request.clientToken);
     if (existing) return existing;
 
-    const types = launchOrder(request.instanceType, placement.instanceTypes);
+    const types = launchOrder(request.instanceType, placement.instanceTypes, placement.hourlyUsd);
     const tried: string[] = [];
     let lastCapacityError: unknown;
     let attemptIndex = 0;
@@ -212,8 +214,11 @@ export class Ec2Machines implements Machines {
 }
 
 /** The requested type first, then the placement's others in their order, each once. */
-export function launchOrder(requested: string, fallbacks: readonly string[]): string[] {
-  return [...new Set([requested, ...fallbacks])];
+export function launchOrder(requested: string, fallbacks: readonly string[], hourlyUsd: Readonly<Record<string, number>>): string[] {
+  // The budget was reserved at the requested type's price; a dearer fallback could overspend it.
+  const ceiling = hourlyUsd[requested] ?? Number.POSITIVE_INFINITY;
+  const affordable = fallbacks.filter((type) => (hourlyUsd[type] ?? Number.POSITIVE_INFINITY) <= ceiling);
+  return [...new Set([requested, ...affordable])];
 }
 
 /**

@@ -38,6 +38,8 @@ const placement: MachinePlacement = {
   subnetIds: ['subnet-a'],
   volumeSizeGiB: 64,
   instanceTypes: ['m5.xlarge', 'm5.2xlarge'],
+  // Priced alike so the fallback tests may fall back; the price rule has its own test.
+  hourlyUsd: { 'm5.xlarge': 0.384, 'm5.2xlarge': 0.384, 'c5.2xlarge': 0.384 },
 };
 
 const request: LaunchRequest = {
@@ -370,7 +372,14 @@ describe('launch attempt tokens', () => {
   });
 
   it('orders the requested type first and lists each type once', () => {
-    expect(launchOrder('m5.2xlarge', ['m5.xlarge', 'm5.2xlarge', 'c5.2xlarge'])).toEqual(['m5.2xlarge', 'm5.xlarge', 'c5.2xlarge']);
+    const prices = { 'm5.xlarge': 0.192, 'm5.2xlarge': 0.384, 'c5.2xlarge': 0.34 };
+    expect(launchOrder('m5.2xlarge', ['m5.xlarge', 'm5.2xlarge', 'c5.2xlarge'], prices)).toEqual(['m5.2xlarge', 'm5.xlarge', 'c5.2xlarge']);
+  });
+
+  it('never falls back to a type dearer than the one the budget was reserved for', () => {
+    const prices = { 'm5.xlarge': 0.192, 'm5.2xlarge': 0.384, 'm5a.xlarge': 0.172 };
+    expect(launchOrder('m5.xlarge', ['m5.xlarge', 'm5.2xlarge', 'm5a.xlarge'], prices)).toEqual(['m5.xlarge', 'm5a.xlarge']);
+    expect(launchOrder('m5.xlarge', ['m5.2xlarge', 'unpriced.large'], prices)).toEqual(['m5.xlarge']);
   });
 
   it('reads back only the deadline format it writes', () => {
@@ -483,6 +492,7 @@ describe('EC2 machines against the moto emulator', () => {
       subnetIds: (subnets.Subnets ?? []).map((subnet) => subnet.SubnetId as string).slice(0, 2),
       volumeSizeGiB: 64,
       instanceTypes: ['m5.xlarge', 'm5.2xlarge'],
+      hourlyUsd: { 'm5.xlarge': 0.192, 'm5.2xlarge': 0.384 },
     };
     expect(motoPlacement.amiId).toMatch(/^ami-/);
     expect(motoPlacement.subnetIds.length).toBeGreaterThan(0);

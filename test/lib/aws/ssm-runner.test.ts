@@ -29,6 +29,7 @@ const placement: MachinePlacement = {
   subnetIds: ['subnet-a'],
   volumeSizeGiB: 64,
   instanceTypes: ['m5.xlarge'],
+  hourlyUsd: { 'm5.xlarge': 0.192 },
 };
 
 const spec: RunnerSpec = {

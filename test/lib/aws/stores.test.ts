@@ -348,6 +348,7 @@ describe('DynamoDB catalog', () => {
       subnetIds: ['subnet-a', 'subnet-b'],
       volumeSizeGiB: 50,
       instanceTypes: ['m5.xlarge', 'm5.2xlarge'],
+      hourlyUsd: blueprint.pricing.hourlyUsd,
     });
   });
 
