@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LocalPlatform, packageRoot } from '../protocols/local-shell.js';
+import { benchLambdaBundles } from './lambda-bundles.js';
 
 const WORKFLOWS = {
   noop: '// does nothing: measures the platform, not the analysis\n',
@@ -139,6 +140,7 @@ async function main(): Promise<void> {
       const t = median([await runJob(bench, 'bench-sleep-2', n, run++), await runJob(bench, 'bench-sleep-2', n, run++), await runJob(bench, 'bench-sleep-2', n, run++)]);
       print(`fan-out ${String(n).padStart(2)} datasets x 2 s: job ${t.toFixed(0)} ms / ideal ${ideal.toFixed(0)} ms = ${(t / ideal).toFixed(3)}   (target <= 1.1; ideal = ${n} direct runs at once)`);
     }
+    await benchLambdaBundles(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }

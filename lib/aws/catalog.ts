@@ -1,5 +1,5 @@
 import { GetCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { allowedInstanceTypes, parseBlueprintText, type Blueprint } from '../core/blueprint.js';
 import { AnalysisNotFoundError, BlueprintInvalidError, UserProfileInvalidError } from '../core/errors.js';
 import { formatZodIssues } from '../core/issues.js';

@@ -1,5 +1,5 @@
 import { SendMessageCommand, type MessageAttributeValue, type SQSClient } from '@aws-sdk/client-sqs';
-import { z } from 'zod';
+import * as z from 'zod';
 import { NeuroCaasError } from '../core/errors.js';
 import { describeValue, formatZodIssues } from '../core/issues.js';
 import type { Clock, ScheduledAction, Scheduler } from '../ports.js';

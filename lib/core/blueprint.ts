@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { BlueprintInvalidError } from './errors.js';
 import { formatZodIssues } from './issues.js';
 import { compileJsonSchema } from './json-schema.js';

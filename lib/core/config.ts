@@ -1,4 +1,4 @@
-import { parse as parseYaml } from 'yaml';
+import { load as parseYaml } from 'js-yaml';
 import { validateAgainstJsonSchema } from './json-schema.js';
 
 export type ParsedConfig = { ok: true; value: unknown } | { ok: false; reason: string };

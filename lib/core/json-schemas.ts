@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { BlueprintSchema } from './blueprint.js';
 import { SubmissionSchema } from './submission.js';
 import { UserProfileSchema } from './user.js';

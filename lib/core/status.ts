@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const DATASET_PHASES = ['PENDING', 'LAUNCHING', 'BOOTING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'CANCELLED'] as const;
 export type DatasetPhase = (typeof DATASET_PHASES)[number];

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { NeuroCaasError } from '../../lib/core/errors.js';
 
 /** The Lambda protocols' configuration, read once from the environment at cold start. */

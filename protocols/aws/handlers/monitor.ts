@@ -1,5 +1,5 @@
 import type { EventBridgeEvent } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod';
 import { createLambdaContext } from '../lambda-context.js';
 import { onCommandStatusChange, onInstanceStateChange } from '../protocols.js';
 
