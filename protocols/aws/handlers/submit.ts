@@ -1,15 +1,20 @@
 import type { S3Event } from 'aws-lambda';
+import * as z from 'zod';
 import { NeuroCaasError } from '../../../lib/core/errors.js';
 import { createLambdaContext } from '../lambda-context.js';
 import { onSubmissionUploaded } from '../protocols.js';
 
 const { settings, platform, logger } = createLambdaContext('neurocaas-submit', import.meta.url);
 
+const S3Records = z.object({
+  Records: z.array(z.object({ s3: z.object({ bucket: z.object({ name: z.string().min(1) }), object: z.object({ key: z.string().min(1) }) }) })),
+});
+
 /** S3 ObjectCreated (suffix submit.json) -> one job per submission object, exactly once. */
 export async function handler(event: S3Event): Promise<void> {
   const analysis = settings.analysis;
   if (!analysis) throw new NeuroCaasError('Configuration', 'NCAP_ANALYSIS is not set on this submit function; redeploy the analysis stack');
-  for (const record of event.Records) {
+  for (const record of S3Records.parse(event).Records) {
     const bucket = record.s3.bucket.name;
     // S3 event keys are URL-encoded with "+" for spaces.
     const key = decodeURIComponent(record.s3.object.key.replace(/\+/g, ' '));
