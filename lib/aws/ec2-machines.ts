@@ -264,6 +264,8 @@ export function runInstancesInput(
     TagSpecifications: [
       { ResourceType: 'instance', Tags: tags },
       { ResourceType: 'volume', Tags: tags },
+      // The protocols' IAM policy lets RunInstances create an interface only when it is tagged.
+      { ResourceType: 'network-interface', Tags: tags },
     ],
   };
 }

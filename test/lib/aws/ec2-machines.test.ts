@@ -117,6 +117,7 @@ describe('EC2 machines: launch', () => {
         TagSpecifications: [
           { ResourceType: 'instance', Tags: tags },
           { ResourceType: 'volume', Tags: tags },
+          { ResourceType: 'network-interface', Tags: tags },
         ],
       },
     ]);

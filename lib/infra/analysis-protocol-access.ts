@@ -1,0 +1,84 @@
+import { Stack } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { ec2ResourcesArn, JOB_TAG } from './machine-control-policy.js';
+import { acknowledge, wildcardResourceFinding } from './nag.js';
+
+export interface AnalysisProtocolAccessProps {
+  /** Roles of the protocols that run this analysis's jobs (its submit and the shared ones). */
+  readonly roles: readonly iam.IRole[];
+  readonly bucket: s3.IBucket;
+  readonly machineRole: iam.IRole;
+  readonly securityGroup: ec2.ISecurityGroup;
+  readonly amiId: string;
+  /** Instance types the blueprint allows; no other can be launched. */
+  readonly instanceTypes: readonly string[];
+}
+
+/**
+ * The analysis-specific half of the protocols' permissions, created in the analysis stack and
+ * attached to the protocol roles (the platform's imported by ARN): launch the blueprint's
+ * instance types only, from its image, in its security group, with its machine role; read and
+ * write its bucket (never delete). Living here, it lets the platform stack know nothing of
+ * the analyses, so there is no cross-stack cycle.
+ */
+export class AnalysisProtocolAccess extends Construct {
+  readonly policy: iam.Policy;
+
+  constructor(scope: Construct, id: string, props: AnalysisProtocolAccessProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const instances = ec2ResourcesArn(this, 'instance');
+    const objects = props.bucket.arnForObjects('*');
+    this.policy = new iam.Policy(this, 'Policy', {
+      roles: [...props.roles],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'LaunchAllowedInstanceTypesTagged',
+          actions: ['ec2:RunInstances'],
+          resources: [instances],
+          conditions: {
+            Null: { [`aws:RequestTag/${JOB_TAG}`]: 'false' },
+            StringEquals: { 'ec2:InstanceType': [...props.instanceTypes] },
+          },
+        }),
+        new iam.PolicyStatement({
+          sid: 'LaunchFromAnalysisImageAndSecurityGroup',
+          actions: ['ec2:RunInstances'],
+          resources: [
+            stack.formatArn({ service: 'ec2', account: '', resource: 'image', resourceName: props.amiId }),
+            stack.formatArn({ service: 'ec2', resource: 'security-group', resourceName: props.securityGroup.securityGroupId }),
+          ],
+        }),
+        new iam.PolicyStatement({
+          sid: 'PassMachineRoleToEc2',
+          actions: ['iam:PassRole'],
+          resources: [props.machineRole.roleArn],
+          conditions: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadWriteAnalysisObjects',
+          actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
+          resources: [objects],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ListAnalysisBucket',
+          actions: ['s3:ListBucket'],
+          resources: [props.bucket.bucketArn],
+        }),
+      ],
+    });
+    acknowledge(
+      this.policy,
+      wildcardResourceFinding(this.policy, instances),
+      'Instances are created at run time; RunInstances is allowed only for the blueprint\'s instance types and only when the request tags the instance neurocaas:job',
+    );
+    acknowledge(
+      this.policy,
+      wildcardResourceFinding(this.policy, objects),
+      'The protocols serve every group of this analysis: they read submissions, configs and inputs and write job results anywhere in this one bucket (no delete)',
+    );
+  }
+}

@@ -1,0 +1,104 @@
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type { Construct } from 'constructs';
+import { allowedInstanceTypes, type Blueprint } from '../core/blueprint.js';
+import { AnalysisProtocolAccess } from './analysis-protocol-access.js';
+import { JobManager } from './job-manager.js';
+import { MachineRole } from './machine-role.js';
+import { MachineSecurityGroup } from './machine-security-group.js';
+import { acknowledgeCdkSingletons } from './cdk-singletons.js';
+import type { PlatformStack } from './platform-stack.js';
+import type { ProtocolLogLevel } from './protocol-function.js';
+import { RegistryItem } from './registry-item.js';
+import { UploadBucket } from './upload-bucket.js';
+
+export interface AnalysisStackProps extends StackProps {
+  /** The validated blueprint. */
+  readonly blueprint: Blueprint;
+  /** The blueprint file's text, recorded as is in the registry. */
+  readonly blueprintText: string;
+  /** Its version id (blueprintVersionId of the parsed file). */
+  readonly versionId: string;
+  /** The image machines boot from (the blueprint's, or the `ami:<analysis>` context). */
+  readonly amiId: string;
+  /** The shared platform; deployed before this stack. */
+  readonly platform: PlatformStack;
+  /** User groups whose users may run this analysis (recorded in the registry). */
+  readonly groups: readonly string[];
+  /** @default 'INFO' */
+  readonly logLevel?: ProtocolLogLevel;
+  /** @default - the installed neurocaas package */
+  readonly packageRoot?: string;
+}
+
+/**
+ * One analysis as a service: its bucket, machine identity and firewall, its submit protocol,
+ * the permissions the protocols need for it, and its registry item. Imports from the platform
+ * stack only. Construct ids are a contract: `UploadBucket` holds state.
+ */
+export class AnalysisStack extends Stack {
+  readonly analysis: string;
+  readonly uploadBucket: UploadBucket;
+  readonly machineRole: MachineRole;
+  readonly machineSecurityGroup: MachineSecurityGroup;
+  readonly jobManager: JobManager;
+  readonly protocolAccess: AnalysisProtocolAccess;
+  readonly registration: RegistryItem;
+  /** Name of the export holding the bucket's ARN (for the users stack's group policies). */
+  readonly bucketArnExportName: string;
+
+  constructor(scope: Construct, id: string, props: AnalysisStackProps) {
+    super(scope, id, props);
+    const { blueprint, platform } = props;
+    this.analysis = blueprint.name;
+
+    this.uploadBucket = new UploadBucket(this, 'UploadBucket');
+    const bucket = this.uploadBucket.bucket;
+    this.machineRole = new MachineRole(this, 'MachineRole', { bucket });
+    this.machineSecurityGroup = new MachineSecurityGroup(this, 'MachineSecurityGroup', { vpc: platform.network.vpc });
+    this.jobManager = new JobManager(this, 'JobManager', {
+      ...platform.protocolGrants,
+      analysis: this.analysis,
+      bucket,
+      ...(props.logLevel ? { logLevel: props.logLevel } : {}),
+      ...(props.packageRoot ? { packageRoot: props.packageRoot } : {}),
+    });
+    const platformRoles = platform.protocolRoles.map((role, index) =>
+      iam.Role.fromRoleArn(this, `PlatformProtocolRole${index + 1}`, role.roleArn, { mutable: true }),
+    );
+    this.protocolAccess = new AnalysisProtocolAccess(this, 'ProtocolAccess', {
+      roles: [this.jobManager.submit.role, ...platformRoles],
+      bucket,
+      machineRole: this.machineRole.role,
+      securityGroup: this.machineSecurityGroup.securityGroup,
+      amiId: props.amiId,
+      instanceTypes: allowedInstanceTypes(blueprint),
+    });
+
+    this.registration = new RegistryItem(this, 'Registration', {
+      table: platform.table.table,
+      pk: `ANALYSIS#${this.analysis}`,
+      sk: 'CONFIG',
+      attributes: {
+        blueprint: props.blueprintText,
+        versionId: props.versionId,
+        bucket: bucket.bucketName,
+        amiId: props.amiId,
+        instanceProfileArn: this.machineRole.instanceProfile.instanceProfileArn,
+        securityGroupId: this.machineSecurityGroup.securityGroup.securityGroupId,
+        subnetIds: platform.network.subnetIds,
+        machineRoleArn: this.machineRole.role.roleArn,
+        groups: [...props.groups].sort(),
+      },
+    });
+    // The bucket must notify the submit protocol and the protocols must hold their permissions
+    // before the platform learns that the analysis exists.
+    this.registration.node.addDependency(this.uploadBucket, this.jobManager, this.protocolAccess);
+    acknowledgeCdkSingletons(this);
+
+    this.bucketArnExportName = `${this.stackName}-UploadBucketArn`;
+    new CfnOutput(this, 'UploadBucketArn', { value: bucket.bucketArn, exportName: this.bucketArnExportName });
+    new CfnOutput(this, 'UploadBucketName', { value: bucket.bucketName, description: `Where ${this.analysis} submissions go` });
+    new CfnOutput(this, 'VersionId', { value: props.versionId, description: 'Version id of the deployed blueprint' });
+  }
+}

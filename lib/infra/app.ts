@@ -1,0 +1,283 @@
+import { App, type AppProps, type Environment } from 'aws-cdk-lib';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { parseBlueprintText, type Blueprint } from '../core/blueprint.js';
+import { BlueprintInvalidError, UsageError, UserProfileInvalidError } from '../core/errors.js';
+import { blueprintVersionId } from '../core/hash.js';
+import { mayRunAnalysis, parseUserProfileText } from '../core/user.js';
+import { AnalysisStack } from './analysis-stack.js';
+import { addNagChecks } from './nag.js';
+import { packageRoot } from './package-paths.js';
+import { PlatformStack } from './platform-stack.js';
+import type { ProtocolLogLevel } from './protocol-function.js';
+import { UsersStack, type UserSource } from './users-stack.js';
+
+/**
+ * Context keys the app reads (`cdk synth -c key=value` or `context` in cdk.json):
+ * - `blueprintsDir`, `usersDir`: folders, relative to the package root (default `blueprints`, `users`)
+ * - `account`, `region`: deployment target (default CDK_DEFAULT_ACCOUNT / CDK_DEFAULT_REGION;
+ *   none at all gives environment-agnostic templates, which is what a synth without credentials does)
+ * - `ami:<analysis>`: AMI for that analysis, overriding its blueprint's `environment.ami`
+ * - `vpcId` with `subnetIds` (comma-separated): use an existing VPC for the machines
+ * - `reserveConcurrency`: `false` on accounts whose Lambda concurrency quota is still 10
+ * - `logLevel`: Powertools log level of the protocols (default INFO)
+ */
+export const CONTEXT = {
+  blueprintsDir: 'blueprintsDir',
+  usersDir: 'usersDir',
+  account: 'account',
+  region: 'region',
+  amiPrefix: 'ami:',
+  vpcId: 'vpcId',
+  subnetIds: 'subnetIds',
+  reserveConcurrency: 'reserveConcurrency',
+  logLevel: 'logLevel',
+} as const;
+
+/**
+ * Feature flags the app is written for (they change what CDK synthesizes, so they live with
+ * the code rather than in cdk.json):
+ * - server access logs are delivered under a bucket policy, which works with ACLs disabled on
+ *   the log bucket;
+ * - cross-stack references are strong (CloudFormation exports): the platform cannot be deleted
+ *   or lose what an analysis still uses. (The users stack imports the buckets by export name.)
+ */
+export const FEATURE_FLAGS: Readonly<Record<string, unknown>> = {
+  '@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy': true,
+  '@aws-cdk/core:defaultCrossStackReferences': 'strong',
+};
+
+/** A CDK app with the feature flags above; `props.context` adds to (or overrides) them. */
+export function createNeurocaasApp(props: AppProps = {}): App {
+  return new App({ ...props, context: { ...FEATURE_FLAGS, ...props.context } });
+}
+
+/** Stack names; they are part of the deployment (renaming one creates a new stack). */
+export const STACK_NAMES = {
+  platform: 'NeurocaasPlatform',
+  analysis: (analysis: string) => `NeurocaasAnalysis-${analysis}`,
+  users: 'NeurocaasUsers',
+} as const;
+
+const AMI_PATTERN = /^ami-[0-9a-f]{8,17}$/;
+const LOG_LEVELS: readonly ProtocolLogLevel[] = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
+
+/** A blueprint file, validated. */
+export interface BlueprintSource {
+  readonly blueprint: Blueprint;
+  readonly text: string;
+  readonly versionId: string;
+  readonly path: string;
+}
+
+export interface NeurocaasAppOptions {
+  /** @default context `blueprintsDir`, else `<package root>/blueprints` */
+  readonly blueprintsDir?: string;
+  /** @default context `usersDir`, else `<package root>/users` */
+  readonly usersDir?: string;
+  /** Where protocols/ and lib/runner/ are bundled from. @default the installed package */
+  readonly packageRoot?: string;
+  /**
+   * Run cdk-nag (AwsSolutions) on every synth; a finding not acknowledged fails the synth.
+   * @default true
+   */
+  readonly nagChecks?: boolean;
+}
+
+export interface NeurocaasStacks {
+  readonly platform: PlatformStack;
+  readonly analyses: readonly AnalysisStack[];
+  readonly users: UsersStack;
+}
+
+/**
+ * Builds the whole deployment into `app`: the platform stack, a stack per blueprint and the
+ * users stack. Throws BlueprintInvalidError / UserProfileInvalidError with every problem found,
+ * so an invalid file fails the synth with its reasons.
+ */
+export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): NeurocaasStacks {
+  const root = options.packageRoot ?? packageRoot();
+  const context = (key: string): unknown => app.node.tryGetContext(key);
+  const blueprintsDir = folderOption(options.blueprintsDir, context(CONTEXT.blueprintsDir), CONTEXT.blueprintsDir, root, 'blueprints');
+  const usersDir = folderOption(options.usersDir, context(CONTEXT.usersDir), CONTEXT.usersDir, root, 'users');
+
+  const blueprints = loadBlueprints(blueprintsDir);
+  const users = loadUsers(usersDir, blueprints.map(({ blueprint }) => blueprint.name));
+  const amiIds = amiIdsOf(blueprints.map(({ blueprint }) => blueprint), (analysis) => context(`${CONTEXT.amiPrefix}${analysis}`));
+
+  const env = environmentOf(context(CONTEXT.account), context(CONTEXT.region));
+  const logLevel = logLevelOf(context(CONTEXT.logLevel));
+  const vpcId = optionalString(context(CONTEXT.vpcId), CONTEXT.vpcId);
+  const subnetIds = stringList(context(CONTEXT.subnetIds), CONTEXT.subnetIds);
+  const reserveConcurrency = context(CONTEXT.reserveConcurrency);
+  if (vpcId !== undefined && (subnetIds ?? []).length === 0) {
+    throw new UsageError(`context ${CONTEXT.vpcId}=${vpcId} needs the subnets machines launch in: add -c ${CONTEXT.subnetIds}=subnet-a,subnet-b`);
+  }
+
+  const platform = new PlatformStack(app, STACK_NAMES.platform, {
+    env,
+    description: 'neurocaas platform: job table, protocols, machine network',
+    ...(vpcId === undefined ? {} : { existingVpcId: vpcId, existingSubnetIds: subnetIds ?? [] }),
+    ...(reserveConcurrency === undefined ? {} : { reserveConcurrency: reserveConcurrency !== false && reserveConcurrency !== 'false' }),
+    ...(logLevel ? { logLevel } : {}),
+    packageRoot: root,
+  });
+  const analyses = blueprints.map(({ blueprint, text, versionId }) => {
+    const stack = new AnalysisStack(app, STACK_NAMES.analysis(blueprint.name), {
+      env,
+      description: `neurocaas analysis ${blueprint.name}`,
+      blueprint,
+      blueprintText: text,
+      versionId,
+      amiId: amiIds.get(blueprint.name) as string,
+      platform,
+      groups: [...new Set(users.filter(({ profile }) => mayRunAnalysis(profile, blueprint.name)).map(({ profile }) => profile.group))],
+      ...(logLevel ? { logLevel } : {}),
+      packageRoot: root,
+    });
+    stack.addStackDependency(platform, 'imports the table, queue, protocol roles and subnets');
+    return stack;
+  });
+  const usersStack = new UsersStack(app, STACK_NAMES.users, {
+    env,
+    description: 'neurocaas researchers: IAM groups and users, registry of profiles',
+    users,
+    analyses: analyses.map((stack) => ({ analysis: stack.analysis, bucketArnExportName: stack.bucketArnExportName })),
+    platform,
+  });
+  // The group policies import the buckets' ARNs by export name, which CDK cannot see.
+  for (const stack of analyses) usersStack.addStackDependency(stack, 'imports the upload bucket ARN by export name');
+
+  if (options.nagChecks ?? true) addNagChecks(app);
+  return { platform, analyses, users: usersStack };
+}
+
+/** Every `<dir>/<analysis>/blueprint.json`, validated; all problems are reported at once. */
+export function loadBlueprints(dir: string): BlueprintSource[] {
+  if (!existsSync(dir)) throw new BlueprintInvalidError(`blueprint folder ${dir} does not exist; set the context blueprintsDir`);
+  const sources: BlueprintSource[] = [];
+  const problems: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const path = join(dir, entry.name, 'blueprint.json');
+    if (!entry.isDirectory() || !existsSync(path)) continue;
+    const text = readFileSync(path, 'utf8');
+    try {
+      const blueprint = parseBlueprintText(text, path, entry.name);
+      sources.push({ blueprint, text, versionId: blueprintVersionId(JSON.parse(text)), path });
+    } catch (error) {
+      if (!(error instanceof BlueprintInvalidError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  if (problems.length > 0) throw new BlueprintInvalidError(problems.join('\n'));
+  return sources;
+}
+
+/**
+ * Every `<dir>/<username>.json`, validated against the schema and against the deployment:
+ * an allowed analysis must exist, and IAM names must stay unique (IAM ignores case).
+ */
+export function loadUsers(dir: string, analyses: readonly string[]): UserSource[] {
+  if (!existsSync(dir)) return [];
+  const users: UserSource[] = [];
+  const problems: string[] = [];
+  const names = readdirSync(dir).filter((name) => name.endsWith('.json')).sort();
+  for (const name of names) {
+    const path = join(dir, name);
+    const text = readFileSync(path, 'utf8');
+    try {
+      const profile = parseUserProfileText(text, path, name.slice(0, -'.json'.length));
+      const unknown = profile.allowedAnalyses.filter((analysis) => analysis !== '*' && !analyses.includes(analysis));
+      if (unknown.length > 0) {
+        problems.push(
+          `${path}: allowedAnalyses names ${unknown.map((a) => `"${a}"`).join(', ')}, which ${unknown.length > 1 ? 'are' : 'is'} not deployed; ` +
+            `deployed: ${analyses.map((a) => `"${a}"`).join(', ') || 'none'}`,
+        );
+      }
+      users.push({ profile, text });
+    } catch (error) {
+      if (!(error instanceof UserProfileInvalidError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  problems.push(...caseCollisions(users.map(({ profile }) => profile.username), 'usernames'));
+  problems.push(...caseCollisions([...new Set(users.map(({ profile }) => profile.group))], 'groups'));
+  if (problems.length > 0) throw new UserProfileInvalidError(problems.join('\n'));
+  return users;
+}
+
+function caseCollisions(names: readonly string[], what: string): string[] {
+  const byLower = new Map<string, string[]>();
+  for (const name of names) byLower.set(name.toLowerCase(), [...(byLower.get(name.toLowerCase()) ?? []), name]);
+  return [...byLower.values()]
+    .filter((same) => same.length > 1)
+    .map((same) => `${what} ${same.map((n) => `"${n}"`).join(' and ')} differ only in case; IAM names ignore case, rename one`);
+}
+
+/** The AMI of every analysis; all problems are reported at once. */
+function amiIdsOf(blueprints: readonly Blueprint[], overrideOf: (analysis: string) => unknown): Map<string, string> {
+  const amiIds = new Map<string, string>();
+  const problems: string[] = [];
+  for (const blueprint of blueprints) {
+    try {
+      amiIds.set(blueprint.name, amiIdOf(blueprint, overrideOf(blueprint.name)));
+    } catch (error) {
+      if (!(error instanceof BlueprintInvalidError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  if (problems.length > 0) throw new BlueprintInvalidError(problems.join('\n'));
+  return amiIds;
+}
+
+/** The AMI of an analysis: the `ami:<analysis>` context, else the blueprint's. */
+export function amiIdOf(blueprint: Blueprint, override: unknown): string {
+  if (override !== undefined) {
+    if (typeof override !== 'string' || !AMI_PATTERN.test(override)) {
+      throw new BlueprintInvalidError(`context ${CONTEXT.amiPrefix}${blueprint.name} must be an AMI id like "ami-0abc12345def67890", got ${JSON.stringify(override)}`);
+    }
+    return override;
+  }
+  if (blueprint.environment.ami === undefined) {
+    throw new BlueprintInvalidError(
+      `analysis "${blueprint.name}" has no AMI for the aws backend: set environment.ami in its blueprint or pass -c ${CONTEXT.amiPrefix}${blueprint.name}=ami-...`,
+    );
+  }
+  return blueprint.environment.ami;
+}
+
+function environmentOf(account: unknown, region: unknown): Environment {
+  const env: { account?: string; region?: string } = {};
+  const chosenAccount = optionalString(account, CONTEXT.account) ?? process.env['CDK_DEFAULT_ACCOUNT'];
+  const chosenRegion = optionalString(region, CONTEXT.region) ?? process.env['CDK_DEFAULT_REGION'];
+  if (chosenAccount) env.account = chosenAccount;
+  if (chosenRegion) env.region = chosenRegion;
+  return env;
+}
+
+function folderOption(explicit: string | undefined, fromContext: unknown, key: string, root: string, fallback: string): string {
+  const chosen = explicit ?? optionalString(fromContext, key) ?? fallback;
+  return isAbsolute(chosen) ? chosen : resolve(root, chosen);
+}
+
+function logLevelOf(value: unknown): ProtocolLogLevel | undefined {
+  if (value === undefined) return undefined;
+  const level = String(value).toUpperCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new UsageError(`context ${CONTEXT.logLevel} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return level as ProtocolLogLevel;
+}
+
+function optionalString(value: unknown, key: string): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string') throw new UsageError(`context ${key} must be a string, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function stringList(value: unknown, key: string): string[] | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (Array.isArray(value) && value.every((item) => typeof item === 'string')) return value as string[];
+  if (typeof value === 'string') return value.split(',').map((item) => item.trim()).filter((item) => item !== '');
+  throw new UsageError(`context ${key} must be a comma-separated string or a list of strings, got ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,61 @@
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct } from 'constructs';
+
+/** An attribute of a registry item: a string, or a list of strings (kept in order). */
+export type RegistryValue = string | readonly string[];
+
+export interface RegistryItemProps {
+  /** The platform table. */
+  readonly table: dynamodb.ITable;
+  /** Partition key, e.g. `ANALYSIS#kalman-smoother`. */
+  readonly pk: string;
+  /** Sort key, e.g. `CONFIG`. */
+  readonly sk: string;
+  /** The other attributes; tokens (bucket names, ARNs) are resolved at deploy time. */
+  readonly attributes: Readonly<Record<string, RegistryValue>>;
+}
+
+/** DynamoDB's typed JSON for an attribute value. */
+export function toAttributeValue(value: RegistryValue): Record<string, unknown> {
+  return typeof value === 'string' ? { S: value } : { L: value.map((item) => ({ S: item })) };
+}
+
+/**
+ * One item of the platform table written at deploy time (PutItem on create and update) and
+ * removed with its stack (DeleteItem), so the protocols only ever see what is deployed. The
+ * custom resource may touch this table only.
+ */
+export class RegistryItem extends Construct {
+  readonly resource: cr.AwsCustomResource;
+
+  constructor(scope: Construct, id: string, props: RegistryItemProps) {
+    super(scope, id);
+    const key = { pk: { S: props.pk }, sk: { S: props.sk } };
+    const item: Record<string, unknown> = { ...key };
+    for (const [name, value] of Object.entries(props.attributes)) {
+      if (name === 'pk' || name === 'sk') throw new Error(`registry item ${props.pk}: attribute "${name}" is the key; pass it as pk/sk`);
+      item[name] = toAttributeValue(value);
+    }
+    const put: cr.AwsSdkCall = {
+      service: 'DynamoDB',
+      action: 'putItem',
+      parameters: { TableName: props.table.tableName, Item: item },
+      physicalResourceId: cr.PhysicalResourceId.of(`${props.pk}|${props.sk}`),
+    };
+    this.resource = new cr.AwsCustomResource(this, 'Resource', {
+      resourceType: 'Custom::NeurocaasRegistryItem',
+      onCreate: put,
+      onUpdate: put,
+      onDelete: {
+        service: 'DynamoDB',
+        action: 'deleteItem',
+        parameters: { TableName: props.table.tableName, Key: key },
+      },
+      policy: cr.AwsCustomResourcePolicy.fromSdkCalls({ resources: [props.table.tableArn] }),
+      // The Lambda runtime's SDK has PutItem; installing the latest from npm at deploy time
+      // would need internet access and make deployments depend on the registry.
+      installLatestAwsSdk: false,
+    });
+  }
+}
