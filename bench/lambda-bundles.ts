@@ -18,6 +18,23 @@ export async function benchLambdaBundles(print: (line: string) => void): Promise
   for (const sdk of ['bundled', 'runtime'] as const) await benchVariant(sdk, print);
 }
 
+/** `cdk synth` of every stack, offline, as a developer runs it (includes bundling and cdk-nag). */
+export function benchSynth(print: (line: string) => void): void {
+  const root = packageRoot();
+  const times: number[] = [];
+  for (let i = 0; i < 2; i += 1) {
+    const out = mkdtempSync(join(tmpdir(), 'ncap-synth-'));
+    const env: NodeJS.ProcessEnv = { ...process.env, CDK_DISABLE_VERSION_CHECK: 'true' };
+    delete env['AWS_CA_BUNDLE'];
+    const started = performance.now();
+    const run = spawnSync(join(root, 'node_modules', '.bin', 'cdk'), ['synth', '--quiet', '--output', out], { cwd: root, env, encoding: 'utf8' });
+    times.push(performance.now() - started);
+    rmSync(out, { recursive: true, force: true });
+    if (run.status !== 0) throw new Error(`cdk synth failed: ${run.stderr}`);
+  }
+  print(`cdk synth (3 stacks, 4 bundles, cdk-nag): first ${(times[0] as number / 1000).toFixed(1)} s, again ${(times[1] as number / 1000).toFixed(1)} s`);
+}
+
 async function benchVariant(sdk: 'bundled' | 'runtime', print: (line: string) => void): Promise<void> {
   const root = packageRoot();
   const out = mkdtempSync(join(tmpdir(), 'ncap-bundles-'));

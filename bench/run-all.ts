@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LocalPlatform, packageRoot } from '../protocols/local-shell.js';
-import { benchLambdaBundles } from './lambda-bundles.js';
+import { benchLambdaBundles, benchSynth } from './lambda-bundles.js';
 
 const WORKFLOWS = {
   noop: '// does nothing: measures the platform, not the analysis\n',
@@ -141,6 +141,7 @@ async function main(): Promise<void> {
       print(`fan-out ${String(n).padStart(2)} datasets x 2 s: job ${t.toFixed(0)} ms / ideal ${ideal.toFixed(0)} ms = ${(t / ideal).toFixed(3)}   (target <= 1.1; ideal = ${n} direct runs at once)`);
     }
     await benchLambdaBundles(print);
+    benchSynth(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }
