@@ -4,10 +4,10 @@
  * DynamoDB and a folder tree with child processes can honour.
  */
 import type { LedgerEntry } from './core/cost.js';
-import type { JobEffect, JobState } from './core/job-machine.js';
+import type { JobEffect, JobState, JobSummary } from './core/job-machine.js';
 import type { RunnerSpec } from './core/runner-spec.js';
 
-export type { RunnerSpec };
+export type { RunnerSpec, JobSummary };
 
 export interface ObjectInfo {
   key: string;
@@ -53,17 +53,6 @@ export interface JobRecord {
 export interface PendingEffect {
   seq: number;
   effect: JobEffect;
-}
-
-export interface JobSummary {
-  jobId: string;
-  analysis: string;
-  group: string;
-  user?: string;
-  phase: JobState['phase'];
-  createdAtMs: number;
-  updatedAtMs: number;
-  datasets: { name: string; phase: string }[];
 }
 
 export type ClaimResult = { claimed: true } | { claimed: false; jobId: string };

@@ -2,6 +2,7 @@ import { GetCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/l
 import * as z from 'zod';
 import { allowedInstanceTypes, parseBlueprintText, type Blueprint } from '../core/blueprint.js';
 import { AnalysisNotFoundError, BlueprintInvalidError, UserProfileInvalidError } from '../core/errors.js';
+import type { MachinePlacement } from './ec2-machines.js';
 import { formatZodIssues } from '../core/issues.js';
 import { parseUserProfileText, type UserProfile } from '../core/user.js';
 import type { Catalog, Clock } from '../ports.js';
@@ -10,20 +11,7 @@ import type { Catalog, Clock } from '../ports.js';
 export const DEFAULT_CACHE_TTL_MS = 60_000;
 
 /** Where and how an analysis's machines are launched, as the deploy recorded it. */
-export interface AnalysisPlacement {
-  analysis: string;
-  /** The analysis bucket. */
-  bucket: string;
-  amiId: string;
-  instanceProfileArn: string;
-  securityGroupId: string;
-  subnetIds: string[];
-  volumeSizeGiB: number;
-  /** The blueprint's default type first, then its other allowed types: the launch fallback order. */
-  instanceTypes: string[];
-  /** The blueprint's prices, so a launch never falls back to a type dearer than the one reserved for. */
-  hourlyUsd: Record<string, number>;
-}
+export type AnalysisPlacement = MachinePlacement;
 
 export interface DynamoCatalogOptions {
   /** Time source of the cache; default the system clock. */

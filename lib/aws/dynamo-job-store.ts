@@ -2,6 +2,7 @@ import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentUpdateError, NeuroCaasError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
+import { summarizeJob } from '../core/job-machine.js';
 import type { ClaimResult, JobRecord, JobStore, JobSummary } from '../ports.js';
 
 const JOB_PREFIX = 'JOB#';
@@ -115,7 +116,10 @@ export class DynamoJobStore implements JobStore {
           ExclusiveStartKey: startKey,
         }),
       );
-      for (const item of page.Items ?? []) summaries.push(summarizeJob(recordOf(item)));
+      for (const item of page.Items ?? []) {
+        const record = recordOf(item);
+        summaries.push(summarizeJob(record.state, record.updatedAtMs));
+      }
       startKey = page.LastEvaluatedKey;
     } while (startKey);
     return summaries.sort((a, b) => b.createdAtMs - a.createdAtMs);
@@ -144,23 +148,4 @@ function recordOf(item: Record<string, unknown>): JobRecord {
     throw new NeuroCaasError('JobRecordInvalid', `job item ${String(item.pk)} has no "record" attribute; it was not written by this platform`);
   }
   return JSON.parse(item.record) as JobRecord;
-}
-
-/**
- * The same summary the local job store gives (lib/local/job-store.ts `summarizeJob`); kept here
- * rather than imported so the AWS adapters do not pull in the local backend's file helpers.
- */
-function summarizeJob(record: JobRecord): JobSummary {
-  const state = record.state;
-  const summary: JobSummary = {
-    jobId: record.jobId,
-    analysis: state.analysis,
-    group: state.group,
-    phase: state.phase,
-    createdAtMs: state.createdAtMs,
-    updatedAtMs: record.updatedAtMs,
-    datasets: state.datasets.map((ds) => ({ name: ds.name, phase: ds.phase })),
-  };
-  if (state.plan) summary.user = state.plan.user;
-  return summary;
 }

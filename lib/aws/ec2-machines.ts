@@ -15,10 +15,7 @@ import { MachineLaunchError } from '../core/errors.js';
 import type { LaunchRequest, LaunchResult, MachineDescription, Machines, MachineState } from '../ports.js';
 import { awsErrorCode, describeAwsError, isThrottlingError, withRetries } from './retry.js';
 
-/**
- * Where and how an analysis's machines run. Structurally the same as `AnalysisPlacement` of
- * lib/aws/catalog.ts, so either can be passed.
- */
+/** Where and how an analysis's machines run; the catalog reads it from the deploy's registry item. */
 export interface MachinePlacement {
   analysis: string;
   /** The analysis bucket; the machine role may only reach this one. */

@@ -125,6 +125,32 @@ export function clientTokenFor(jobId: string, datasetIndex: number): string {
   return `ncap-${jobId}-${datasetIndex}`.slice(0, 64);
 }
 
+/** One line of a job listing. */
+export interface JobSummary {
+  jobId: string;
+  analysis: string;
+  group: string;
+  user?: string;
+  phase: JobPhase;
+  createdAtMs: number;
+  updatedAtMs: number;
+  datasets: { name: string; phase: DatasetPhase }[];
+}
+
+export function summarizeJob(state: JobState, updatedAtMs: number): JobSummary {
+  const summary: JobSummary = {
+    jobId: state.jobId,
+    analysis: state.analysis,
+    group: state.group,
+    phase: state.phase,
+    createdAtMs: state.createdAtMs,
+    updatedAtMs,
+    datasets: state.datasets.map((ds) => ({ name: ds.name, phase: ds.phase })),
+  };
+  if (state.plan) summary.user = state.plan.user;
+  return summary;
+}
+
 export function isJobFinished(state: JobState): boolean {
   return state.phase === 'DONE' || state.phase === 'REJECTED';
 }

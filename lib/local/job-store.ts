@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConcurrentUpdateError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
+import { summarizeJob } from '../core/job-machine.js';
 import type { ClaimResult, JobRecord, JobStore, JobSummary } from '../ports.js';
 import { createFileExclusive, readJsonIfExists, withFileLock, writeFileAtomic } from './fs-util.js';
 import { readFile, stat } from 'node:fs/promises';
@@ -81,7 +82,7 @@ export class LocalJobStore implements JobStore {
     const summaries: JobSummary[] = [];
     for (const name of names.filter((n) => n.endsWith('.json'))) {
       const record = await this.get(name.slice(0, -'.json'.length));
-      if (record) summaries.push(summarizeJob(record));
+      if (record) summaries.push(summarizeJob(record.state, record.updatedAtMs));
     }
     return summaries.sort((a, b) => b.createdAtMs - a.createdAtMs);
   }
@@ -91,17 +92,3 @@ export class LocalJobStore implements JobStore {
   }
 }
 
-export function summarizeJob(record: JobRecord): JobSummary {
-  const state = record.state;
-  const summary: JobSummary = {
-    jobId: record.jobId,
-    analysis: state.analysis,
-    group: state.group,
-    phase: state.phase,
-    createdAtMs: state.createdAtMs,
-    updatedAtMs: record.updatedAtMs,
-    datasets: state.datasets.map((ds) => ({ name: ds.name, phase: ds.phase })),
-  };
-  if (state.plan) summary.user = state.plan.user;
-  return summary;
-}
