@@ -25,6 +25,9 @@ export interface LocalPlatformOptions {
 
 export const systemClock: Clock = { nowMs: () => Date.now() };
 
+/** How often a job run by another process is checked for its end. */
+const OTHER_PROCESS_POLL_MS = 500;
+
 export const localIds: IdSource = {
   jobId(nowMs: number): string {
     const stamp = new Date(nowMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
@@ -141,8 +144,21 @@ export class LocalPlatform {
     const record = await this.jobs.get(jobId);
     if (record && isJobFinished(record.state)) return record.state;
     return new Promise((resolvePromise) => {
+      // Another neurocaas process may be the one running it (a `local serve` took the
+      // submission first): the store says when it is done.
+      const poll = setInterval(() => {
+        void this.jobs.get(jobId).then((latest) => {
+          if (latest && isJobFinished(latest.state)) waiter(latest.state);
+        });
+      }, OTHER_PROCESS_POLL_MS);
+      const waiter = (state: JobState) => {
+        clearInterval(poll);
+        const list = this.waiters.get(jobId);
+        if (list) this.waiters.set(jobId, list.filter((w) => w !== waiter));
+        resolvePromise(state);
+      };
       const list = this.waiters.get(jobId) ?? [];
-      list.push(resolvePromise);
+      list.push(waiter);
       this.waiters.set(jobId, list);
     });
   }
