@@ -3,6 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_DEFAULTS, CONFIG_KEYS, parseConfig } from '../../../blueprints/kalman-smoother/env/lib/config.mjs';
 import { selectBodyparts } from '../../../blueprints/kalman-smoother/env/lib/analysis.mjs';
+import { validateAgainstJsonSchema } from '../../../lib/core/json-schema.js';
 import { blueprintDir, sampleDir } from './helpers.js';
 
 interface PropertySchema {
@@ -63,6 +64,14 @@ describe('the config', () => {
 });
 
 describe('the config JSON Schema', () => {
+  it('is the one the blueprint publishes, and the sample config satisfies it', () => {
+    const blueprint = JSON.parse(readFileSync(path.join(blueprintDir, 'blueprint.json'), 'utf8')) as { config: { jsonSchema: unknown } };
+    expect(blueprint.config.jsonSchema).toEqual(schema);
+    const sample = JSON.parse(readFileSync(path.join(sampleDir, 'config.json'), 'utf8')) as unknown;
+    expect(validateAgainstJsonSchema(schema as unknown as Record<string, unknown>, sample)).toEqual([]);
+    expect(validateAgainstJsonSchema(schema as unknown as Record<string, unknown>, { frameRateHz: -1 })).toEqual(['config key "frameRateHz" must be > 0, got -1']);
+  });
+
   it('is draft 2020-12 and closed to unknown keys', () => {
     expect(schema.$schema).toBe('https://json-schema.org/draft/2020-12/schema');
     expect(schema.additionalProperties).toBe(false);
