@@ -70,6 +70,8 @@ export interface SubmitOptions {
   username?: string;
   /** The analysis the bucket serves; default: the bucket's name (the local backend's layout). */
   analysis?: string;
+  /** Called once the job id is known, before the submission is evaluated (a shell takes ownership). */
+  onJobId?: (jobId: string) => Promise<void> | void;
 }
 
 /**
@@ -105,6 +107,7 @@ export class JobDriver {
     if (existing && existing.state.phase !== 'NEW') return { jobId, duplicate: true };
 
     const analysis = options.analysis ?? bucket;
+    await options.onJobId?.(jobId);
     if (!existing) {
       try {
         await jobs.create({

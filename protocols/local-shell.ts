@@ -76,6 +76,8 @@ export class LocalPlatform {
   private readonly waiters = new Map<string, ((state: JobState) => void)[]>();
   private readonly active = new Set<string>();
   private closed = false;
+  /** Set once the process is stopping: jobs claimed from then on are cancelled at once. */
+  private stopReason: string | undefined;
 
   constructor(options: LocalPlatformOptions) {
     this.root = resolve(options.root);
@@ -129,13 +131,21 @@ export class LocalPlatform {
 
   /** Claims and starts a submission; returns at once with its job id. */
   async startSubmission(bucket: string, key: string, username?: string): Promise<{ jobId: string; duplicate: boolean }> {
-    const started = await this.driver.submit(bucket, key, username === undefined ? {} : { username });
-    if (!started.duplicate) {
-      this.active.add(started.jobId);
-      await writeFileAtomic(join(this.ownersDir, `${started.jobId}.json`), JSON.stringify({ pid: process.pid }));
-      const record = await this.jobs.get(started.jobId);
-      if (record) this.afterDispatch(record.state);
-    }
+    let owned: string | undefined;
+    const started = await this.driver.submit(bucket, key, {
+      ...(username === undefined ? {} : { username }),
+      // Owned from the moment it has an id, so a Ctrl-C or a stopping server cancels it too.
+      onJobId: async (jobId) => {
+        owned = jobId;
+        this.active.add(jobId);
+        await writeFileAtomic(join(this.ownersDir, `${jobId}.json`), JSON.stringify({ pid: process.pid }));
+      },
+    });
+    if (started.duplicate && owned === undefined) return started;
+    // Claimed while this process was being stopped: it must not run on unattended.
+    if (this.stopReason !== undefined) await this.cancel(started.jobId, this.stopReason);
+    const record = await this.jobs.get(started.jobId);
+    if (record) this.afterDispatch(record.state);
     return started;
   }
 
@@ -170,6 +180,7 @@ export class LocalPlatform {
 
   /** Cancels every job this process runs (Ctrl-C) and waits for them to finish, bounded. */
   async cancelOwned(reason: string, maxWaitMs = 10_000): Promise<void> {
+    this.stopReason = reason;
     const jobs = [...this.active];
     await Promise.all(jobs.map((jobId) => this.cancel(jobId, reason).catch(() => undefined)));
     const all = Promise.all(jobs.map((jobId) => this.waitForJob(jobId)));

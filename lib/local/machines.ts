@@ -63,6 +63,8 @@ interface OwnedMachine {
   exited: Promise<void>;
   spec?: RunnerSpec;
   commandId?: string;
+  /** The runner reported the workflow's end. */
+  reported?: boolean;
 }
 
 export interface LocalMachinesOptions {
@@ -140,13 +142,14 @@ export class LocalMachines implements Machines, CommandRunner {
       record,
       child,
       online: false,
-      exited: new Promise((resolve) => child.once('exit', () => resolve())),
+      exited: new Promise((resolve) => child.once('close', () => resolve())),
     };
     this.owned.set(instanceId, machine);
     // A machine that dies early closes its stdin; that must not crash the launcher.
     (child.stdin as Writable).on('error', () => undefined);
     createInterface({ input: child.stdio[3] as Readable }).on('line', (line) => this.onEventLine(machine, line));
-    child.once('exit', () => {
+    // 'close', not 'exit': by then every event line the machine wrote has been read.
+    child.once('close', () => {
       void this.onExit(machine);
     });
     return { instanceId, instanceType: request.instanceType };
@@ -276,6 +279,7 @@ export class LocalMachines implements Machines, CommandRunner {
         void writeFileAtomic(this.recordPath(instanceId), JSON.stringify(machine.record, null, 2));
         break;
       case 'finished': {
+        machine.reported = true;
         const [code, timedOut, atMs] = fields;
         void this.logTailOf(machine).then((logTail) =>
           this.options.onEvent({
@@ -309,6 +313,11 @@ export class LocalMachines implements Machines, CommandRunner {
     // Inputs and outputs were copied to the bucket; keep machine.json, command.sh and console.log.
     await rm(join(this.options.machinesDir, machine.record.instanceId, 'work'), { recursive: true, force: true });
     const { instanceId, jobId, dataset } = machine.record;
+    if (machine.commandId && !machine.reported) {
+      // The machine died mid-run: no result will ever come, so say so rather than wait for one.
+      const logTail = [...(await this.logTailOf(machine)), `machine ${instanceId} stopped before the workflow finished`];
+      this.options.onEvent({ type: 'finished', instanceId, jobId, dataset, atMs: machine.record.terminatedAtMs as number, exitCode: null, timedOut: false, logTail });
+    }
     this.options.onEvent({ type: 'terminated', instanceId, jobId, dataset, atMs: machine.record.terminatedAtMs as number });
   }
 

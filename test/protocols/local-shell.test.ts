@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,43 @@ function platformOn(root: string): LocalPlatform {
   return platform;
 }
 
+async function stage(platform: LocalPlatform, key: string, config: unknown): Promise<void> {
+  await platform.objects.put('test-workflow', 'lab/inputs/a.csv', 'x\n').catch(() => undefined);
+  await platform.objects.put('test-workflow', `lab/configs/${key}.json`, JSON.stringify(config));
+  await platform.objects.put('test-workflow', `lab/submissions/${key}submit.json`, JSON.stringify({ dataname: 'lab/inputs/a.csv', configname: `lab/configs/${key}.json` }));
+}
+
 describe('local platform', () => {
+  it('cancels a job claimed while the process is stopping instead of leaving it unattended', async () => {
+    const platform = platformOn(mkdtempSync(join(tmpdir(), 'ncap-shell-')));
+    await stage(platform, 'late', { mode: 'sleep', seconds: 30 });
+    await platform.cancelOwned('the local server was stopped');
+    const { jobId } = await platform.startSubmission('test-workflow', 'lab/submissions/latesubmit.json', 'alice');
+    const state = await platform.waitForJob(jobId);
+    expect(state.datasets[0]?.phase).toBe('CANCELLED');
+    expect(state.datasets[0]?.reason).toBe('cancelled: the local server was stopped');
+  });
+
+  it('fails a dataset at once when its machine dies mid-run, instead of waiting for a result', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ncap-shell-'));
+    const platform = platformOn(root);
+    await stage(platform, 'dies', { mode: 'sleep', seconds: 30 });
+    const { jobId } = await platform.startSubmission('test-workflow', 'lab/submissions/diessubmit.json', 'alice');
+    let record = await platform.jobs.get(jobId);
+    for (let i = 0; i < 100 && record?.state.datasets[0]?.commandId === undefined; i += 1) {
+      await new Promise((r) => setTimeout(r, 50));
+      record = await platform.jobs.get(jobId);
+    }
+    const instanceId = record?.state.datasets[0]?.instanceId as string;
+    const machine = JSON.parse(readFileSync(join(root, 'machines', instanceId, 'machine.json'), 'utf8')) as { pid: number };
+    const startedAt = Date.now();
+    process.kill(-machine.pid, 'SIGKILL');
+    const state = await platform.waitForJob(jobId);
+    expect(Date.now() - startedAt).toBeLessThan(10_000);
+    expect(state.datasets[0]?.phase).toBe('FAILED');
+    expect(state.datasets[0]?.reason).toContain('stopped before the workflow finished');
+  });
+
   it('lets a second process wait for a job the first one runs', async () => {
     const root = mkdtempSync(join(tmpdir(), 'ncap-shell-'));
     const runner = platformOn(root);
