@@ -4,7 +4,7 @@ import { ConcurrentUpdateError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
 import { summarizeJob } from '../core/job-machine.js';
 import type { ClaimResult, JobRecord, JobStore, JobSummary } from '../ports.js';
-import { createFileExclusive, readJsonIfExists, withFileLock, writeFileAtomic } from './fs-util.js';
+import { createFileExclusive, isErrno, readJsonIfExists, withFileLock, writeFileAtomic } from './fs-util.js';
 import { readFile, stat } from 'node:fs/promises';
 
 /**
@@ -75,9 +75,10 @@ export class LocalJobStore implements JobStore {
     let names: string[];
     try {
       names = await readdir(this.jobsDir);
-    } catch {
-      // No jobs folder yet: no jobs.
-      return [];
+    } catch (error) {
+      // No jobs folder yet: no jobs. Anything else (permissions) is the user's to see.
+      if (isErrno(error, 'ENOENT')) return [];
+      throw error;
     }
     const summaries: JobSummary[] = [];
     for (const name of names.filter((n) => n.endsWith('.json'))) {
