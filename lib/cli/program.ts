@@ -3,6 +3,7 @@ import { NeuroCaasError, UsageError } from '../core/errors.js';
 import { LocalPlatform, packageRoot } from '../../protocols/local-shell.js';
 import type { DriverObserver } from '../../protocols/driver.js';
 import { cancelJob, fetchResults, listJobs, showLogs, showStatus } from './commands/jobs.js';
+import { estimateCost, validateFiles } from './commands/develop.js';
 import { EXIT_USAGE, runAnalysis } from './commands/run.js';
 import { serveLocal } from './commands/serve.js';
 import { HumanReporter, JsonReporter, errorPayload, type OutputStreams, type Reporter } from './reporter.js';
@@ -114,6 +115,18 @@ export async function runCli(context: CliContext): Promise<number> {
   common(program.command('cancel <jobId>'))
     .description('cancel a job: its machines are terminated, its budget settled')
     .action(async (jobId: string, options: CommonOptions) => withPlatform(options, (platform) => cancelJob(platform, jobId, reporter)));
+
+  common(program.command('validate [paths...]'))
+    .description('check blueprints (blueprint.json or its folder) and user profiles; default: all of them')
+    .action(async (paths: string[], options: CommonOptions) => withPlatform(options, (platform) => validateFiles(platform, paths, reporter)));
+
+  common(program.command('estimate <analysis>'))
+    .description('what a job would reserve from the budget and cost at most')
+    .requiredOption('--datasets <n>', 'number of datasets', (value) => Number(value))
+    .option('--instance-type <type>', 'instance type (must be allowed by the blueprint)')
+    .action(async (analysis: string, options: CommonOptions & { datasets: number; instanceType?: string }) =>
+      withPlatform(options, (platform) => estimateCost(platform, analysis, options.datasets, options.instanceType, reporter)),
+    );
 
   const local = program.command('local').description('the embedded local backend');
   common(local.command('serve'))

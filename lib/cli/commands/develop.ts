@@ -1,0 +1,89 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { allowedInstanceTypes, parseBlueprintText } from '../../core/blueprint.js';
+import { formatUsd, jobReservationUsd, machineReservationUsd, TERMINATION_ALLOWANCE_MINUTES } from '../../core/cost.js';
+import { AnalysisNotFoundError, NeuroCaasError, UsageError } from '../../core/errors.js';
+import { parseUserProfileText } from '../../core/user.js';
+import type { LocalPlatform } from '../../../protocols/local-shell.js';
+import type { Reporter } from '../reporter.js';
+
+interface FileCheck {
+  file: string;
+  ok: boolean;
+  problem?: string;
+}
+
+/**
+ * `neurocaas validate [path...]`: checks blueprints (a blueprint.json or its folder) and user
+ * profiles (users/<name>.json) exactly as the platform will, every problem at once. Without
+ * paths: every blueprint and profile the platform would load.
+ */
+export async function validateFiles(platform: LocalPlatform, paths: string[], reporter: Reporter): Promise<number> {
+  const targets = paths.length > 0 ? paths : await defaultTargets(platform);
+  const checks: FileCheck[] = [];
+  for (const target of targets) checks.push(await checkFile(target));
+  const bad = checks.filter((check) => !check.ok);
+  const human = checks.map((check) => (check.ok ? `ok       ${check.file}` : `INVALID  ${check.file}\n${check.problem}`)).join('\n');
+  reporter.result({ checks }, `${human}\n${bad.length === 0 ? `${checks.length} file(s) valid` : `${bad.length} of ${checks.length} file(s) invalid`}`);
+  return bad.length === 0 ? 0 : 2;
+}
+
+async function defaultTargets(platform: LocalPlatform): Promise<string[]> {
+  const blueprints = (await platform.catalog.analyses()).map((name) => join(platform.catalog.blueprintsDir, name, 'blueprint.json'));
+  const users = await readdir(platform.catalog.usersDir).then(
+    (names) => names.filter((name) => name.endsWith('.json')).map((name) => join(platform.catalog.usersDir, name)),
+    () => [],
+  );
+  return [...blueprints, ...users];
+}
+
+async function checkFile(target: string): Promise<FileCheck> {
+  const info = await stat(target).catch(() => undefined);
+  if (!info) return { file: target, ok: false, problem: `  - no such file or folder` };
+  const file = info.isDirectory() ? join(target, 'blueprint.json') : target;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    return { file, ok: false, problem: `  - cannot read it: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  try {
+    if (basename(file) === 'blueprint.json') parseBlueprintText(text, file, basename(dirname(file)));
+    else parseUserProfileText(text, file, basename(file, '.json'));
+    return { file, ok: true };
+  } catch (error) {
+    if (!(error instanceof NeuroCaasError)) throw error;
+    return { file, ok: false, problem: error.message };
+  }
+}
+
+/**
+ * `neurocaas estimate <analysis> --datasets N`: what a job would reserve from the budget and
+ * what it costs at most, before anything is uploaded.
+ */
+export async function estimateCost(platform: LocalPlatform, analysis: string, datasets: number, instanceType: string | undefined, reporter: Reporter): Promise<number> {
+  if (!Number.isInteger(datasets) || datasets < 1) throw new UsageError(`--datasets must be a whole number of at least 1, got ${datasets}`);
+  const entry = await platform.catalog.blueprint(analysis);
+  if (!entry) throw new AnalysisNotFoundError(`analysis "${analysis}" not found in ${platform.catalog.blueprintsDir}; available: ${(await platform.catalog.analyses()).join(', ') || 'none'}`);
+  const { blueprint } = entry;
+  const type = instanceType ?? blueprint.hardware.instanceType;
+  const allowed = allowedInstanceTypes(blueprint);
+  if (!allowed.includes(type)) throw new UsageError(`instance type "${type}" is not allowed for "${analysis}"; choose one of: ${allowed.join(', ')}`);
+  if (datasets > blueprint.limits.maxDatasetsPerJob) {
+    throw new UsageError(`"${analysis}" takes at most ${blueprint.limits.maxDatasetsPerJob} datasets per submission; split ${datasets} into several`);
+  }
+  const hourlyUsd = blueprint.pricing.hourlyUsd[type] as number;
+  const timeoutMinutes = blueprint.limits.timeoutMinutes;
+  const reservedUsd = jobReservationUsd(hourlyUsd, timeoutMinutes, datasets);
+  const waves = Math.ceil(datasets / blueprint.limits.maxConcurrentMachines);
+  reporter.result(
+    { analysis, instanceType: type, hourlyUsd, datasets, timeoutMinutes, machineReservedUsd: machineReservationUsd(hourlyUsd, timeoutMinutes), reservedUsd, waves },
+    [
+      `${analysis}: ${datasets} dataset(s) on ${type} at ${formatUsd(hourlyUsd)}/h, at most ${timeoutMinutes} min each`,
+      `reserved from the budget while it runs: ${formatUsd(reservedUsd)} (${datasets} x ${timeoutMinutes} + ${TERMINATION_ALLOWANCE_MINUTES} min)`,
+      `charged: the machines' actual time, per second with a one-minute minimum, never more than the reservation`,
+      `machines at once: up to ${Math.min(datasets, blueprint.limits.maxConcurrentMachines)} (${waves} wave(s))`,
+    ].join('\n'),
+  );
+  return 0;
+}
