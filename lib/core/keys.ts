@@ -25,12 +25,6 @@ export function checkKey(key: string): KeyCheck {
   return { ok: true };
 }
 
-/** The group a key belongs to (its first segment), if the key is valid. */
-export function groupOfKey(key: string): string | undefined {
-  if (!checkKey(key).ok) return undefined;
-  return key.split('/')[0];
-}
-
 /** A valid key inside `<group>/<area>/` with at least one name below it. */
 export function checkKeyInArea(key: string, group: string, area: GroupArea): KeyCheck {
   const basic = checkKey(key);
@@ -98,13 +92,4 @@ export function jobKeys(group: string, analysis: string, jobId: string): JobKeys
  */
 export function datasetNameOf(inputKey: string): string {
   return inputKey.split('/').slice(2).join('__');
-}
-
-/**
- * Keys the job may rewrite while it runs (status, certificate, log). Everything else the
- * platform writes is create-only, so earlier results and user files are never overwritten.
- */
-export function isMutableJobKey(key: string, keys: JobKeys): boolean {
-  if (!key.startsWith(`${keys.prefix}logs/`)) return false;
-  return key === keys.certificate || key.endsWith('_STATUS.txt.json') || key.endsWith('.log');
 }

@@ -237,17 +237,6 @@ export class LocalMachines implements Machines, CommandRunner {
     return expired.filter((machine) => machine.state === 'running');
   }
 
-  /** Machines the registry still lists as running, with whether their process is alive. */
-  async listRunning(): Promise<(MachineDescription & { alive: boolean })[]> {
-    const running: (MachineDescription & { alive: boolean })[] = [];
-    for (const record of await this.allRecords()) {
-      if (record.state !== 'running') continue;
-      const alive = this.owned.has(record.instanceId) || (await isMachineProcess(record));
-      running.push({ instanceId: record.instanceId, state: alive ? 'running' : 'terminated', jobId: record.jobId, dataset: record.dataset, deadlineAtMs: record.deadlineAtMs, alive });
-    }
-    return running;
-  }
-
   /** Kills every machine this process launched and waits for them to exit (used on Ctrl-C and exit). */
   async terminateOwned(): Promise<void> {
     const machines = [...this.owned.values()].filter((m) => m.record.state !== 'terminated');
