@@ -205,15 +205,9 @@ export class LocalPlatform {
       const owner = await readJsonIfExists<{ pid: number }>(join(this.ownersDir, `${summary.jobId}.json`));
       if (owner && isProcessAlive(owner.pid)) continue;
       const why = owner ? `the neurocaas process running it (pid ${owner.pid}) stopped` : 'no neurocaas process runs it';
+      // The cancel terminates the job's machines through the registry (their process may be
+      // gone already), which confirms them terminated, so the job settles.
       await this.dispatch(summary.jobId, { type: 'CancelRequested', atMs: now, reason: why });
-      // Machines whose process is gone are reported terminated so the job can settle.
-      for (const machine of await this.machines.listRunning()) {
-        if (machine.jobId === summary.jobId) {
-          await this.machines.terminate(machine.instanceId);
-          await this.dispatch(summary.jobId, { type: 'InstanceStateChanged', atMs: this.clock.nowMs(), instanceId: machine.instanceId, state: 'terminated' });
-        }
-      }
-      await this.dispatch(summary.jobId, { type: 'Tick', atMs: this.clock.nowMs() });
       jobsRecovered.push(summary.jobId);
     }
     return { machinesKilled, jobsRecovered };

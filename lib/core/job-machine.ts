@@ -485,12 +485,20 @@ function expireDeadlines(state: JobState, atMs: number, out: Effects): void {
 }
 
 function onCancelRequested(state: JobState, event: Extract<JobEvent, { type: 'CancelRequested' }>, out: Effects): void {
-  if (state.cancel || isJobFinished(state)) return;
-  state.cancel = { atMs: event.atMs, reason: event.reason };
-  out.certificate(`cancel requested: ${event.reason}`);
+  if (isJobFinished(state)) return;
+  if (!state.cancel) {
+    state.cancel = { atMs: event.atMs, reason: event.reason };
+    out.certificate(`cancel requested: ${event.reason}`);
+  }
   if (state.phase !== 'ACTIVE') return;
   for (const ds of state.datasets) {
-    if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'CANCELLED', `cancelled: ${event.reason}`, event.atMs, out);
+    if (!isTerminalPhase(ds.phase)) {
+      finishDataset(ds, 'CANCELLED', `cancelled: ${state.cancel.reason}`, event.atMs, out);
+    } else if (ds.machine === 'terminating' && ds.instanceId !== undefined) {
+      // A repeated cancel (the reaper's, after the first asker died) asks again: terminating is idempotent.
+      ds.terminateRequestedAtMs = event.atMs;
+      out.push({ type: 'TerminateInstance', dataset: ds.name, instanceId: ds.instanceId });
+    }
   }
 }
 

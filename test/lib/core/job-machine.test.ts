@@ -129,6 +129,14 @@ describe('job state machine', () => {
     expect(jobOutcome(done.state)).toBe('CANCELLED');
   });
 
+  it('asks again for every machine still terminating when a cancel is repeated (its first asker may have died)', () => {
+    const run = applyAll([...accepted(1), ...healthyRun(0, T0 + 1000).slice(0, 3), { type: 'CancelRequested', atMs: T0 + 2 * MIN, reason: 'Ctrl-C' }]);
+    expect(run.state.datasets[0]?.machine).toBe('terminating');
+    const again = applyAll([{ type: 'CancelRequested', atMs: T0 + 2 * MIN + 100, reason: 'its process stopped' }], run.state);
+    expect(effectsOf(again.effects, 'TerminateInstance')).toEqual([{ type: 'TerminateInstance', dataset: 'd0.csv', instanceId: 'i-0' }]);
+    expect(again.state.cancel?.reason).toBe('Ctrl-C');
+  });
+
   it('cancels while reserving and releases the reservation without launching', () => {
     const { state, effects } = applyAll([
       accepted(1)[0] as JobEvent,
