@@ -208,6 +208,8 @@ export class LocalPlatform {
       // The cancel terminates the job's machines through the registry (their process may be
       // gone already), which confirms them terminated, so the job settles.
       await this.dispatch(summary.jobId, { type: 'CancelRequested', atMs: now, reason: why });
+      // And a tick: a launch the dead owner left unanswered is re-sent (same token) once due.
+      await this.dispatch(summary.jobId, { type: 'Tick', atMs: this.clock.nowMs() });
       jobsRecovered.push(summary.jobId);
     }
     return { machinesKilled, jobsRecovered };
