@@ -3,6 +3,7 @@ import { NeuroCaasError, UsageError } from '../core/errors.js';
 import { LocalPlatform, packageRoot } from '../../protocols/local-shell.js';
 import type { DriverObserver } from '../../protocols/driver.js';
 import { cancelJob, fetchResults, listJobs, showLogs, showStatus } from './commands/jobs.js';
+import { registerCostCommands } from './commands/cost.js';
 import { estimateCost, validateFiles } from './commands/develop.js';
 import { EXIT_USAGE, runAnalysis } from './commands/run.js';
 import { serveLocal } from './commands/serve.js';
@@ -127,6 +128,15 @@ export async function runCli(context: CliContext): Promise<number> {
     .action(async (analysis: string, options: CommonOptions & { datasets: number; instanceType?: string }) =>
       withPlatform(options, (platform) => estimateCost(platform, analysis, options.datasets, options.instanceType, reporter)),
     );
+
+  registerCostCommands(program, {
+    common,
+    reporterFor: (json) => (reporter = json ? new JsonReporter(context.streams) : new HumanReporter(context.streams)),
+    withPlatform: (options, action) => withPlatform(options, (platform, settings) => action(platform, reporter, settings.defaultUser)),
+    setExitCode: (code) => {
+      exitCode = code;
+    },
+  });
 
   const local = program.command('local').description('the embedded local backend');
   common(local.command('serve'))

@@ -525,14 +525,17 @@ function machinesSettled(state: JobState): boolean {
   return state.datasets.every((ds) => ds.machine === 'none' || ds.machine === 'terminated' || ds.machine === 'launch-failed');
 }
 
+/** One dataset's machine cost so far: from launch to its confirmed termination (or `nowMs`). */
+export function datasetCostUsd(state: JobState, ds: DatasetState, nowMs?: number): number {
+  if (ds.launchedAtMs === undefined) return 0;
+  const hourly = state.plan?.hourlyUsd ?? 0;
+  return machineCostUsd(hourly, ds.launchedAtMs, ds.terminatedAtMs ?? nowMs ?? ds.launchedAtMs);
+}
+
 /** Actual cost so far: every machine from launch to its confirmed termination. */
 export function jobSpentUsd(state: JobState, nowMs: number): number {
-  const hourly = state.plan?.hourlyUsd ?? 0;
   let total = 0;
-  for (const ds of state.datasets) {
-    if (ds.launchedAtMs === undefined) continue;
-    total += machineCostUsd(hourly, ds.launchedAtMs, ds.terminatedAtMs ?? nowMs);
-  }
+  for (const ds of state.datasets) total += datasetCostUsd(state, ds, nowMs);
   return roundUsd(total);
 }
 
