@@ -311,6 +311,7 @@ export class LocalPlatform {
           exitCode: event.exitCode,
           timedOut: event.timedOut,
           logTail: event.logTail,
+          ...(event.failure ? { failure: event.failure } : {}),
         };
         break;
       case 'terminated':

@@ -2,7 +2,7 @@ import { formatUsd, machineCostUsd, roundUsd } from './cost.js';
 import { jobKeys } from './keys.js';
 import { machineDeadline, type JobPlan } from './plan.js';
 import { runnerConclusion } from './runner-rules.js';
-import { isTerminalPhase, isoOf, type DatasetPhase, type DatasetStatusDocument } from './status.js';
+import { isTerminalPhase, isoOf, type DatasetFailure, type DatasetPhase, type DatasetStatusDocument, type FailureKind } from './status.js';
 
 /**
  * The job lifecycle as one pure reducer: `(state, event) -> { state, effects }`.
@@ -28,6 +28,8 @@ export interface DatasetState {
   inputKey: string;
   phase: DatasetPhase;
   reason?: string;
+  /** Why it did not succeed; set on every terminal phase but SUCCEEDED. */
+  failure?: DatasetFailure;
   machine: MachinePhase;
   clientToken: string;
   instanceType?: string;
@@ -87,6 +89,8 @@ export type JobEvent =
       exitCode: number | null;
       timedOut: boolean;
       logTail: string[];
+      /** A failure the runner itself reported (input not fetched, results not stored). */
+      failure?: DatasetFailure;
     }
   | {
       type: 'InstanceStateChanged';
@@ -285,6 +289,7 @@ function onSubmissionRejected(state: JobState, event: Extract<JobEvent, { type: 
     inputKey: name,
     phase: 'FAILED',
     reason: `submission rejected: ${event.reasons.join('; ')}`,
+    failure: { kind: 'input', detail: `submission rejected: ${event.reasons.join('; ')}` },
     machine: 'none',
     clientToken: clientTokenFor(state.jobId, index),
     logTail: [],
@@ -319,6 +324,7 @@ function onBudgetRefused(state: JobState, event: Extract<JobEvent, { type: 'Budg
   for (const ds of state.datasets) {
     ds.phase = 'FAILED';
     ds.reason = `submission rejected: ${event.reason}`;
+    ds.failure = { kind: 'input', detail: ds.reason };
     out.status(ds.name);
   }
   rejectAndEnd(state, [event.reason], event.atMs, out);
@@ -377,7 +383,7 @@ function onInstanceLaunchFailed(state: JobState, event: Extract<JobEvent, { type
   const ds = findDataset(state, event.dataset);
   if (!ds || ds.machine !== 'requested') return;
   ds.machine = 'launch-failed';
-  if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'FAILED', `machine could not be launched: ${event.reason}`, event.atMs, out);
+  if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'FAILED', `machine could not be launched: ${event.reason}`, event.atMs, out, 'platform');
 }
 
 function onAgentOnline(state: JobState, event: Extract<JobEvent, { type: 'AgentOnline' }>, out: Effects): void {
@@ -395,7 +401,7 @@ function onAgentWaitExpired(state: JobState, event: Extract<JobEvent, { type: 'A
   const ds = findDataset(state, event.dataset);
   if (!ds || ds.phase !== 'BOOTING' || ds.instanceId !== event.instanceId) return;
   const minutes = state.plan?.agentWaitMinutes ?? 10;
-  finishDataset(ds, 'FAILED', `machine ${event.instanceId} did not come online within ${minutes} min`, event.atMs, out);
+  finishDataset(ds, 'FAILED', `machine ${event.instanceId} did not come online within ${minutes} min`, event.atMs, out, 'platform');
 }
 
 function onCommandStarted(state: JobState, event: Extract<JobEvent, { type: 'CommandStarted' }>, out: Effects): void {
@@ -411,15 +417,18 @@ function onCommandFinished(state: JobState, event: Extract<JobEvent, { type: 'Co
   if (!ds || ds.phase !== 'RUNNING') return;
   ds.exitCode = event.exitCode;
   ds.logTail = event.logTail;
-  const conclusion = runnerConclusion(event.exitCode, event.timedOut);
+  const conclusion = runnerConclusion(event.exitCode, event.timedOut, event.failure !== undefined);
   if (conclusion === 'TIMED_OUT') {
     finishDataset(ds, 'TIMED_OUT', timeoutReason(state), event.atMs, out);
   } else if (conclusion === 'SUCCEEDED') {
     finishDataset(ds, 'SUCCEEDED', undefined, event.atMs, out);
+  } else if (event.failure) {
+    finishDataset(ds, 'FAILED', event.failure.detail, event.atMs, out, event.failure.kind);
   } else {
     const code = event.exitCode === null ? 'was killed' : `exited with code ${event.exitCode}`;
     const last = event.logTail.at(-1);
-    finishDataset(ds, 'FAILED', `the workflow ${code}${last ? `; last log line: ${last}` : ''}`, event.atMs, out);
+    // No exit code means the runner never saw the workflow end: its machine or command was lost.
+    finishDataset(ds, 'FAILED', `the workflow ${code}${last ? `; last log line: ${last}` : ''}`, event.atMs, out, event.exitCode === null ? 'platform' : 'analysis');
   }
 }
 
@@ -433,7 +442,7 @@ function onInstanceStateChanged(state: JobState, event: Extract<JobEvent, { type
   if (event.state === 'pending' || event.state === 'running') return;
   if (event.state === 'stopping' || event.state === 'stopped') {
     // A stopped machine still holds its volume and can be restarted; we only ever want it gone.
-    if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'FAILED', `machine ${event.instanceId} stopped unexpectedly`, event.atMs, out);
+    if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'FAILED', `machine ${event.instanceId} stopped unexpectedly`, event.atMs, out, 'platform');
     else requestTerminate(ds, event.atMs, out);
     return;
   }
@@ -448,7 +457,7 @@ function onInstanceStateChanged(state: JobState, event: Extract<JobEvent, { type
     // The runner shuts its machine down after reporting; the report may simply be late.
     ds.machineGoneAtMs = event.atMs;
   } else {
-    finishDataset(ds, 'FAILED', `machine ${event.instanceId} ended before the workflow started`, event.atMs, out);
+    finishDataset(ds, 'FAILED', `machine ${event.instanceId} ended before the workflow started`, event.atMs, out, 'platform');
   }
 }
 
@@ -460,10 +469,10 @@ function onTick(state: JobState, atMs: number, out: Effects): void {
   }
   for (const ds of state.datasets) {
     if (ds.phase === 'BOOTING' && ds.launchedAtMs !== undefined && atMs >= ds.launchedAtMs + (plan?.agentWaitMinutes ?? 10) * 60_000) {
-      finishDataset(ds, 'FAILED', `machine ${ds.instanceId} did not come online within ${plan?.agentWaitMinutes ?? 10} min`, atMs, out);
+      finishDataset(ds, 'FAILED', `machine ${ds.instanceId} did not come online within ${plan?.agentWaitMinutes ?? 10} min`, atMs, out, 'platform');
     }
     if (ds.phase === 'RUNNING' && ds.machineGoneAtMs !== undefined && atMs >= ds.machineGoneAtMs + COMMAND_RESULT_GRACE_MS) {
-      finishDataset(ds, 'FAILED', `machine ${ds.instanceId} ended and the workflow never reported a result`, atMs, out);
+      finishDataset(ds, 'FAILED', `machine ${ds.instanceId} ended and the workflow never reported a result`, atMs, out, 'platform');
     }
     if (ds.machine === 'requested' && (ds.launchRequestedAtMs ?? 0) + LAUNCH_RETRY_MS <= atMs) {
       ds.launchRequestedAtMs = atMs;
@@ -502,11 +511,19 @@ function onCancelRequested(state: JobState, event: Extract<JobEvent, { type: 'Ca
   }
 }
 
-/** Moves a dataset to a terminal phase once, and makes sure its machine goes. */
-function finishDataset(ds: DatasetState, phase: DatasetPhase, reason: string | undefined, atMs: number, out: Effects): void {
+/**
+ * Moves a dataset to a terminal phase once, and makes sure its machine goes. Every phase but
+ * SUCCEEDED records a failure: TIMED_OUT and CANCELLED have their own kind, FAILED says which
+ * (`kind`, default 'platform': a failure nobody attributed is not the researcher's).
+ */
+function finishDataset(ds: DatasetState, phase: DatasetPhase, reason: string | undefined, atMs: number, out: Effects, kind?: FailureKind): void {
   if (isTerminalPhase(ds.phase)) return;
   ds.phase = phase;
   if (reason !== undefined) ds.reason = reason;
+  if (phase !== 'SUCCEEDED') {
+    const failureKind: FailureKind = phase === 'TIMED_OUT' ? 'timeout' : phase === 'CANCELLED' ? 'cancelled' : (kind ?? 'platform');
+    ds.failure = { kind: failureKind, detail: reason ?? phase };
+  }
   ds.finishedAtMs = atMs;
   out.status(ds.name);
   out.certificate(`${ds.name}: ${phase}${reason ? ` (${reason})` : ''}`);
@@ -609,6 +626,7 @@ export function datasetStatusDocument(state: JobState, ds: DatasetState, nowMs: 
     updatedAt: new Date(nowMs).toISOString(),
   };
   if (ds.reason !== undefined) doc.reason = ds.reason;
+  if (ds.failure !== undefined) doc.failure = ds.failure;
   if (ds.instanceId !== undefined) doc.instanceId = ds.instanceId;
   if (ds.instanceType !== undefined) doc.instanceType = ds.instanceType;
   if (hourlyUsd !== undefined) doc.hourlyUsd = hourlyUsd;

@@ -3,9 +3,14 @@
  * a machine process starts fast.
  */
 
-/** The dataset status a workflow's exit means; the reducer applies the same rule. */
-export function runnerConclusion(exitCode: number | null, timedOut: boolean): 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' {
+/**
+ * The dataset status a workflow's exit means; the reducer applies the same rule. A failure the
+ * runner reported (an input it could not fetch, a result it could not store) fails the dataset
+ * even when the workflow itself exited 0.
+ */
+export function runnerConclusion(exitCode: number | null, timedOut: boolean, runnerFailed = false): 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' {
   if (timedOut) return 'TIMED_OUT';
+  if (runnerFailed) return 'FAILED';
   return exitCode === 0 ? 'SUCCEEDED' : 'FAILED';
 }
 

@@ -12,6 +12,22 @@ export function isTerminalPhase(phase: DatasetPhase): boolean {
 const isoTime = z.iso.datetime();
 
 /**
+ * Why a dataset did not succeed: `analysis` the workflow exited non-zero; `input` an input or the
+ * submission could not be fetched, read or accepted; `platform` the platform failed it (no
+ * machine, agent never online, machine lost, a result that could not be stored); `timeout` its
+ * deadline passed; `cancelled` someone cancelled the job. Set on every non-SUCCEEDED terminal dataset.
+ */
+export const FAILURE_KINDS = ['analysis', 'input', 'platform', 'timeout', 'cancelled'] as const;
+export type FailureKind = (typeof FAILURE_KINDS)[number];
+
+export const DatasetFailureSchema = z.object({
+  kind: z.enum(FAILURE_KINDS),
+  /** What happened, in words a researcher can act on (e.g. the results that were not stored). */
+  detail: z.string(),
+});
+export type DatasetFailure = z.infer<typeof DatasetFailureSchema>;
+
+/**
  * `logs/DATASET_NAME-<dataset>_STATUS.txt.json`: what a researcher (or a script) reads to know
  * how one dataset is doing. Written by the job manager on every transition and by the runner
  * while the workflow runs; both write this one shape.
@@ -24,6 +40,8 @@ export const DatasetStatusSchema = z.object({
   inputKey: z.string(),
   status: z.enum(DATASET_PHASES),
   reason: z.string().optional(),
+  /** Present on every terminal dataset that did not succeed. */
+  failure: DatasetFailureSchema.optional(),
   instanceId: z.string().optional(),
   instanceType: z.string().optional(),
   hourlyUsd: z.number().optional(),

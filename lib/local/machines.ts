@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MachineLaunchError } from '../core/errors.js';
+import { DatasetFailureSchema, type DatasetFailure } from '../core/status.js';
 import { runnerEnvironment, shellExports, shellQuote, type RunnerSpec } from '../core/runner-spec.js';
 import type {
   Clock,
@@ -35,6 +36,8 @@ export type LocalMachineEvent =
       exitCode: number | null;
       timedOut: boolean;
       logTail: string[];
+      /** What the runner itself reported failing (inputs not fetched, results not stored). */
+      failure?: DatasetFailure;
     }
   | { type: 'terminated'; instanceId: string; jobId: string; dataset: string; atMs: number };
 
@@ -270,7 +273,7 @@ export class LocalMachines implements Machines, CommandRunner {
       case 'finished': {
         machine.reported = true;
         const [code, timedOut, atMs] = fields;
-        void this.logTailOf(machine).then((logTail) =>
+        void this.runnerReportOf(machine).then(({ logTail, failure }) =>
           this.options.onEvent({
             type: 'finished',
             instanceId,
@@ -280,6 +283,7 @@ export class LocalMachines implements Machines, CommandRunner {
             exitCode: code === undefined || code === '-' ? null : Number(code),
             timedOut: timedOut === '1',
             logTail,
+            ...(failure ? { failure } : {}),
           }),
         );
         break;
@@ -287,12 +291,13 @@ export class LocalMachines implements Machines, CommandRunner {
     }
   }
 
-  /** The runner's status document carries the log tail it saw. */
-  private async logTailOf(machine: OwnedMachine): Promise<string[]> {
-    if (!machine.spec) return [];
+  /** The runner's status document carries the log tail it saw and any failure of its own. */
+  private async runnerReportOf(machine: OwnedMachine): Promise<{ logTail: string[]; failure?: DatasetFailure }> {
+    if (!machine.spec) return { logTail: [] };
     const path = join(this.options.bucketsDir, machine.spec.bucket, ...machine.spec.statusKey.split('/'));
-    const status = await readJsonIfExists<{ logTail?: string[] }>(path).catch(() => undefined);
-    return status?.logTail ?? [];
+    const status = await readJsonIfExists<{ logTail?: string[]; failure?: unknown }>(path).catch(() => undefined);
+    const failure = DatasetFailureSchema.safeParse(status?.failure);
+    return { logTail: status?.logTail ?? [], ...(failure.success ? { failure: failure.data } : {}) };
   }
 
   private async onExit(machine: OwnedMachine): Promise<void> {
@@ -304,8 +309,10 @@ export class LocalMachines implements Machines, CommandRunner {
     const { instanceId, jobId, dataset } = machine.record;
     if (machine.commandId && !machine.reported) {
       // The machine died mid-run: no result will ever come, so say so rather than wait for one.
-      const logTail = [...(await this.logTailOf(machine)), `machine ${instanceId} stopped before the workflow finished`];
-      this.options.onEvent({ type: 'finished', instanceId, jobId, dataset, atMs: machine.record.terminatedAtMs as number, exitCode: null, timedOut: false, logTail });
+      const detail = `machine ${instanceId} stopped before the workflow finished`;
+      const logTail = [...(await this.runnerReportOf(machine)).logTail, detail];
+      const failure: DatasetFailure = { kind: 'platform', detail };
+      this.options.onEvent({ type: 'finished', instanceId, jobId, dataset, atMs: machine.record.terminatedAtMs as number, exitCode: null, timedOut: false, logTail, failure });
     }
     this.options.onEvent({ type: 'terminated', instanceId, jobId, dataset, atMs: machine.record.terminatedAtMs as number });
   }

@@ -108,8 +108,8 @@ json_string() { # value -> REPLY as a JSON string literal
   REPLY="\"$s\""
 }
 
-write_status() { # status exitCode(or "") finishedMs(or "")
-  local status=$1 exit_code=$2 finished_ms=$3 tail_json="" line doc
+write_status() { # status exitCode(or "") finishedMs(or "") [failureKind failureDetail]
+  local status=$1 exit_code=$2 finished_ms=$3 failure_kind=${4:-} failure_detail=${5:-} tail_json="" line doc
   if [[ -s "$live_log" ]]; then
     while IFS= read -r line; do
       [[ -n "${line//[[:space:]]/}" ]] || continue
@@ -127,6 +127,10 @@ write_status() { # status exitCode(or "") finishedMs(or "")
     doc+=$',\n  "'"${field%%:*}"'": '"$REPLY"
   done
   doc+=$',\n  "status": "'"$status"'"'
+  if [[ -n "$failure_kind" ]]; then
+    json_string "$failure_detail"
+    doc+=$',\n  "reason": '"$REPLY"$',\n  "failure": {"kind": "'"$failure_kind"'", "detail": '"$REPLY"'}'
+  fi
   [[ -n "$exit_code" ]] && doc+=$',\n  "exitCode": '"$exit_code"
   iso_of "$started_ms"
   doc+=$',\n  "times": {"started": "'"$REPLY"'"'
@@ -204,7 +208,10 @@ store_get "$NCAP_CONFIG_KEY" "$config_path" 2>>"$live_log" || prepare_error="cou
 
 timed_out=0
 exit_code=""
+failure_kind=""
+failure_detail=""
 if [[ -n "$prepare_error" ]]; then
+  failure_kind=input failure_detail=$prepare_error
   printf 'ncap-runner: %s\n' "$prepare_error" >>"$live_log"
   exit_code=125
 else
@@ -252,18 +259,23 @@ if ((timed_out)); then
 elif [[ "$exit_code" == 0 ]]; then
   status=SUCCEEDED
   # Outputs of a successful run become results; a name that already exists is never replaced.
-  outputs=("$scratch"/output/* "$scratch"/output/.[!.]*)
-  [[ -e "${outputs[0]}" || -e "${outputs[-1]}" ]] && (cd -- "$scratch/output" && find . -type f -print0) | while IFS= read -r -d '' file; do
-    store_create "$scratch/output/${file#./}" "$NCAP_RESULTS_PREFIX${file#./}" ||
-      printf 'ncap-runner: result %s not stored (already exists or store failed)\n' "${file#./}" >&2
-  done
+  missing=()
+  while IFS= read -r -d '' file; do
+    store_create "$scratch/output/${file#./}" "$NCAP_RESULTS_PREFIX${file#./}" 2>>"$live_log" || missing+=("${file#./}")
+  done < <(cd -- "$scratch/output" && find . -type f -print0)
+  if ((${#missing[@]} > 0)); then
+    # A result that did not arrive is a lost result: never SUCCEEDED.
+    status=FAILED failure_kind=platform
+    failure_detail="results could not be stored: ${missing[*]}"
+    printf 'ncap-runner: %s\n' "$failure_detail" >>"$live_log"
+  fi
 else
   status=FAILED
 fi
 now_ms
 finished_ms=$REPLY
-write_status "$status" "$exit_code" "$finished_ms"
-emit "finished ${exit_code:--} $timed_out $finished_ms"
+write_status "$status" "$exit_code" "$finished_ms" "$failure_kind" "$failure_detail"
+emit "finished ${exit_code:--} $timed_out $finished_ms ${failure_kind:--}"
 
 [[ -n "$lifeline_pid" ]] && kill "$lifeline_pid" 2>/dev/null
 if [[ "${NCAP_SHUTDOWN:-}" == 1 ]]; then shutdown -h +1 "neurocaas: job done" >/dev/null 2>&1 || poweroff; fi

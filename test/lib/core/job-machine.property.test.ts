@@ -195,6 +195,9 @@ describe('job state machine under an adversarial world', () => {
         expect(['DONE', 'REJECTED']).toContain(observed.state.phase);
         for (const ds of observed.state.datasets) {
           if (ds.instanceId !== undefined) expect(ds.machine).toBe('terminated');
+          // Every dataset that did not succeed says why, in one of the five kinds.
+          if (ds.phase === 'SUCCEEDED') expect(ds.failure).toBeUndefined();
+          else expect(['analysis', 'input', 'platform', 'timeout', 'cancelled']).toContain(ds.failure?.kind);
         }
       }),
       { numRuns: 400 },

@@ -89,6 +89,49 @@ describe('job state machine', () => {
     expect(jobOutcome(state)).toBe('FAILED');
   });
 
+  it('calls a non-zero workflow exit an analysis failure', () => {
+    const { state, effects } = applyAll([...accepted(1), ...healthyRun(0, T0 + 1000, 3)]);
+    expect(state.datasets[0]?.failure).toEqual({ kind: 'analysis', detail: 'the workflow exited with code 3; last log line: done' });
+    const last = effectsOf(effects, 'WriteStatus').at(-1);
+    expect(last?.document.failure?.kind).toBe('analysis');
+  });
+
+  it('fails a dataset whose results the runner could not store, although the workflow exited 0', () => {
+    const events = healthyRun(0, T0 + 1000);
+    const failure = { kind: 'platform' as const, detail: 'results could not be stored: big.bin' };
+    const finished = { ...(events[3] as Extract<JobEvent, { type: 'CommandFinished' }>), failure };
+    const { state } = applyAll([...accepted(1), events[0], events[1], events[2], finished, events[4]] as JobEvent[]);
+    expect(state.datasets[0]?.phase).toBe('FAILED');
+    expect(state.datasets[0]?.exitCode).toBe(0);
+    expect(state.datasets[0]?.failure).toEqual(failure);
+    expect(state.datasets[0]?.reason).toBe('results could not be stored: big.bin');
+    expect(jobOutcome(state)).toBe('FAILED');
+  });
+
+  it('calls a command lost without an exit code a platform failure', () => {
+    const events = healthyRun(0, T0 + 1000);
+    const lost = { ...(events[3] as Extract<JobEvent, { type: 'CommandFinished' }>), exitCode: null };
+    const { state } = applyAll([...accepted(1), events[0], events[1], events[2], lost] as JobEvent[]);
+    expect(state.datasets[0]?.failure?.kind).toBe('platform');
+  });
+
+  it('gives timed out, cancelled, unlaunchable and rejected datasets their failure kind', () => {
+    const run = applyAll([...accepted(2), ...healthyRun(0, T0 + 1000).slice(0, 3)]);
+    const timedOut = applyAll([{ type: 'Tick', atMs: run.state.datasets[0]?.deadlineAtMs as number }], run.state);
+    expect(timedOut.state.datasets[0]?.failure?.kind).toBe('timeout');
+    const cancelled = applyAll([{ type: 'CancelRequested', atMs: T0 + 2 * MIN, reason: 'Ctrl-C' }], run.state);
+    expect(cancelled.state.datasets.map((ds) => ds.failure)).toEqual([
+      { kind: 'cancelled', detail: 'cancelled: Ctrl-C' },
+      { kind: 'cancelled', detail: 'cancelled: Ctrl-C' },
+    ]);
+    const unlaunchable = applyAll([{ type: 'InstanceLaunchFailed', atMs: T0 + 20, dataset: 'd1.csv', reason: 'no capacity' }], run.state);
+    expect(unlaunchable.state.datasets[1]?.failure).toEqual({ kind: 'platform', detail: 'machine could not be launched: no capacity' });
+    const rejected = applyAll([{ type: 'SubmissionRejected', atMs: T0, reasons: ['x is missing'], datasets: ['x.csv'] }]);
+    expect(rejected.state.datasets[0]?.failure).toEqual({ kind: 'input', detail: 'submission rejected: x is missing' });
+    const refused = applyAll([accepted(1)[0] as JobEvent, { type: 'BudgetRefused', atMs: T0 + 10, reason: 'over budget' }]);
+    expect(refused.state.datasets[0]?.failure?.kind).toBe('input');
+  });
+
   it('times a dataset out at its deadline and terminates its machine', () => {
     const run = applyAll([...accepted(1), ...healthyRun(0, T0 + 1000).slice(0, 3)]);
     const deadline = run.state.datasets[0]?.deadlineAtMs as number;
