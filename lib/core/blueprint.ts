@@ -6,6 +6,9 @@ import { compileJsonSchema } from './json-schema.js';
 /** SSM Run Command refuses an executionTimeout above 48 h; a longer job cannot run as one command. */
 export const SSM_MAX_COMMAND_MINUTES = 48 * 60;
 
+/** Most replicas one ensemble job may run. */
+export const MAX_ENSEMBLE_SIZE = 100;
+
 const analysisName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{1,40}[a-z0-9]$/, 'must be 3-42 characters of a-z, 0-9 and "-" (it names S3 buckets and stacks)');
@@ -18,7 +21,10 @@ export const BlueprintSchema = z
     schemaVersion: z.literal(1).describe('Blueprint format version; only 1 exists.'),
     name: analysisName.describe('Analysis name; equals the blueprint folder name.'),
     description: z.string().min(1).describe('One paragraph a researcher reads to pick this analysis.'),
-    protocol: z.literal('standard').default('standard').describe('Job-manager protocol: one machine per dataset.'),
+    protocol: z
+      .enum(['standard', 'ensemble'])
+      .default('standard')
+      .describe('Job-manager protocol: "standard" runs one machine per dataset; "ensemble" runs ensemble.size replicas of one dataset, then a consensus step.'),
     environment: z
       .strictObject({
         ami: z
@@ -74,10 +80,38 @@ export const BlueprintSchema = z
         jsonSchema: z.record(z.string(), z.unknown()).describe('JSON Schema (2020-12) every config must satisfy before launch.'),
       })
       .describe('Analysis configuration contract.'),
-    followOn: z
-      .strictObject({ analysis: analysisName })
+    ensemble: z
+      .strictObject({
+        size: z.number().int().min(1).max(MAX_ENSEMBLE_SIZE).describe('Replicas per job by default (a config may ask for another number up to maxSize via "ensemble_size").'),
+        maxSize: z.number().int().min(1).max(MAX_ENSEMBLE_SIZE).optional().describe('Largest "ensemble_size" a config may ask for; default: size.'),
+        minSucceeded: z.number().int().min(1).default(1).describe('The consensus runs when at least this many replicas succeeded; otherwise the job fails.'),
+        consensus: z
+          .strictObject({
+            command: z.array(z.string().min(1)).min(1).describe('argv of the consensus step, run in the environment folder like the workflow.'),
+          })
+          .describe('The step that combines the replicas: it sees NCAP_INPUT (the dataset) and NCAP_REPLICAS_DIR (one folder per succeeded replica); its results land in process_results/consensus/.'),
+      })
       .optional()
-      .describe('Analysis to submit with this job\'s results once every dataset succeeded.'),
+      .describe('Replicas and consensus of protocol "ensemble". Each replica runs workflow.command with NCAP_REPLICA (0..N-1) and NCAP_SEED.'),
+    followOn: z
+      .strictObject({
+        analysis: analysisName.describe('The next analysis of the chain.'),
+        inputs: z
+          .strictObject({
+            file: z
+              .string()
+              .regex(/^[A-Za-z0-9._-][A-Za-z0-9._/-]*$/, 'must be a file name (or path) inside a dataset\'s process_results folder, e.g. "compressed.npz"')
+              .describe('The result file of each dataset that becomes a dataset of the next analysis.'),
+            grouping: z
+              .enum(['perDataset', 'allAsOne'])
+              .default('perDataset')
+              .describe('"perDataset": one next job per dataset; "allAsOne": one next job with every dataset\'s file.'),
+          })
+          .describe('How this job\'s process_results become the next analysis\'s inputs.'),
+        config: z.record(z.string(), z.unknown()).default({}).describe('The config the next analysis receives (checked against its config schema before the chain starts).'),
+      })
+      .optional()
+      .describe('Chain: the analysis submitted, as the same user, with this job\'s results once every dataset succeeded. The whole chain\'s cost is reserved before the first machine launches.'),
   })
   .superRefine((blueprint, ctx) => {
     const allowed = blueprint.hardware.allowedInstanceTypes ?? [blueprint.hardware.instanceType];
@@ -102,6 +136,31 @@ export const BlueprintSchema = z
     }
     if (!blueprint.environment.ami && !blueprint.environment.local) {
       ctx.addIssue({ code: 'custom', path: ['environment'], message: 'needs "ami" (aws backend) or "local" (local backend), or both' });
+    }
+    if (blueprint.protocol === 'ensemble' && !blueprint.ensemble) {
+      ctx.addIssue({ code: 'custom', path: ['ensemble'], message: 'is required with protocol "ensemble": give size, minSucceeded and consensus.command' });
+    }
+    if (blueprint.protocol !== 'ensemble' && blueprint.ensemble) {
+      ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'must be "ensemble" when the blueprint declares "ensemble"' });
+    }
+    if (blueprint.ensemble) {
+      const { size, maxSize, minSucceeded } = blueprint.ensemble;
+      if (maxSize !== undefined && maxSize < size) {
+        ctx.addIssue({ code: 'custom', path: ['ensemble', 'maxSize'], message: `must be at least size (${size}), got ${maxSize}` });
+      }
+      if (minSucceeded > size) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['ensemble', 'minSucceeded'],
+          message: `must be at most size (${size}), got ${minSucceeded}: the consensus would never receive enough replicas`,
+        });
+      }
+    }
+    if (blueprint.followOn && blueprint.followOn.analysis === blueprint.name) {
+      ctx.addIssue({ code: 'custom', path: ['followOn', 'analysis'], message: `names the analysis itself ("${blueprint.name}"): a chain must not loop` });
+    }
+    if (blueprint.followOn && blueprint.protocol === 'ensemble') {
+      ctx.addIssue({ code: 'custom', path: ['followOn'], message: 'is not supported with protocol "ensemble" (its consensus step is the last stage)' });
     }
     try {
       compileJsonSchema(blueprint.config.jsonSchema);

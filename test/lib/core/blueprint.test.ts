@@ -86,3 +86,37 @@ describe('blueprint schema', () => {
     expect(allowedInstanceTypes(parseBlueprint(value, 'x'))).toEqual(['m5.xlarge']);
   });
 });
+
+describe('blueprint job structures', () => {
+  const ensemble = { size: 4, minSucceeded: 2, consensus: { command: ['node', 'consensus.mjs'] } };
+
+  it('accepts an ensemble with its consensus step', () => {
+    const blueprint = parseBlueprint({ ...raw(), protocol: 'ensemble', ensemble }, 'x');
+    expect(blueprint.ensemble).toMatchObject({ size: 4, minSucceeded: 2 });
+  });
+
+  it('refuses protocol "ensemble" without the ensemble settings, and settings without the protocol', () => {
+    expect(problemsOf({ ...raw(), protocol: 'ensemble' })).toContain('ensemble: is required with protocol "ensemble"');
+    expect(problemsOf({ ...raw(), ensemble })).toContain('protocol: must be "ensemble"');
+  });
+
+  it('refuses an ensemble whose consensus could never receive enough replicas', () => {
+    expect(problemsOf({ ...raw(), protocol: 'ensemble', ensemble: { ...ensemble, minSucceeded: 5 } })).toContain(
+      'ensemble.minSucceeded: must be at most size (4), got 5',
+    );
+  });
+
+  it('refuses a maxSize below the default size', () => {
+    expect(problemsOf({ ...raw(), protocol: 'ensemble', ensemble: { ...ensemble, maxSize: 2 } })).toContain('ensemble.maxSize: must be at least size (4)');
+  });
+
+  it('refuses a follow-on to the analysis itself: a chain must not loop', () => {
+    const value = { ...raw(), followOn: { analysis: (raw() as { name: string }).name, inputs: { file: 'out.csv' } } };
+    expect(problemsOf(value)).toContain('followOn.analysis: names the analysis itself');
+  });
+
+  it('defaults a follow-on to one next job per dataset with an empty config', () => {
+    const blueprint = parseBlueprint({ ...raw(), followOn: { analysis: 'next-step', inputs: { file: 'out.csv' } } }, 'x');
+    expect(blueprint.followOn).toEqual({ analysis: 'next-step', inputs: { file: 'out.csv', grouping: 'perDataset' }, config: {} });
+  });
+});

@@ -239,7 +239,7 @@ describe('job state machine', () => {
   });
 
   it('submits the follow-on analysis only when every dataset succeeded', () => {
-    const plan = planFixture(1, blueprintFixture({ followOn: { analysis: 'next-step' } }));
+    const plan = planFixture(1, blueprintFixture({ followOn: { analysis: 'next-step', inputs: { file: 'out.txt' } } }));
     const ok = applyAll([...accepted(1, plan), ...healthyRun(0, T0 + 1000)]);
     expect(effectsOf(ok.effects, 'SubmitFollowOn')).toEqual([{ type: 'SubmitFollowOn', analysis: 'next-step' }]);
     const failed = applyAll([...accepted(1, plan), ...healthyRun(0, T0 + 1000, 1)]);

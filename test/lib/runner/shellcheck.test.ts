@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -8,6 +8,10 @@ const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const scripts = [
   ...readdirSync(join(repo, 'lib', 'runner')).map((name) => join(repo, 'lib', 'runner', name)),
   ...readdirSync(join(repo, 'scripts', 'emulator')).filter((name) => name.endsWith('.sh')).map((name) => join(repo, 'scripts', 'emulator', name)),
+  join(repo, 'scripts', 'setup-python.sh'),
+  ...readdirSync(join(repo, 'blueprints'))
+    .map((name) => join(repo, 'blueprints', name, 'env', 'run-python.sh'))
+    .filter((path) => existsSync(path)),
 ].filter((path) => path.endsWith('.sh'));
 
 /** shellcheck comes from Debian's packages; installed on first use like the emulator is. */
