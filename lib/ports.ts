@@ -41,6 +41,8 @@ export interface JobRecord {
   /** The analysis bucket the submission came from. */
   bucket: string;
   submissionKey: string;
+  /** Who submitted, when the shell knew it at claim time (so a resumed job is evaluated as the same user). */
+  submitter?: string;
   /** Incremented by every write; writes are conditional on it. */
   version: number;
   state: JobState;
@@ -63,6 +65,12 @@ export interface JobStore {
    * the same key returns the first job id. This is what makes a submission run once.
    */
   claimSubmission(idempotencyKey: string, jobId: string): Promise<ClaimResult>;
+  /**
+   * Claims a submission's idempotency key and creates the job's record in one atomic step, so
+   * there is never a claim without a record. A duplicate returns the first job id and creates
+   * nothing. Throws ConcurrentUpdateError if `record.jobId` exists under another claim.
+   */
+  claimAndCreate(idempotencyKey: string, record: JobRecord): Promise<ClaimResult>;
   /** Creates a record; throws ConcurrentUpdateError if the job exists. */
   create(record: JobRecord): Promise<void>;
   get(jobId: string): Promise<JobRecord | undefined>;

@@ -8,8 +8,8 @@ import {
   type JobEvent,
   type JobState,
 } from '../lib/core/job-machine.js';
-import { jobKeys, parseSubmissionKey } from '../lib/core/keys.js';
-import { planJob, type ObjectFacts } from '../lib/core/plan.js';
+import { isValidObjectKey, jobKeys, parseSubmissionKey } from '../lib/core/keys.js';
+import { checkDatasetCount, checkSubmissionSize, planJob, rejectionDatasetNames, type ObjectFacts } from '../lib/core/plan.js';
 import { buildProvenance } from '../lib/core/provenance.js';
 import { buildRunnerSpec } from '../lib/core/runner-spec.js';
 import { datanames, parseSubmissionText } from '../lib/core/submission.js';
@@ -72,6 +72,12 @@ export interface SubmitOptions {
   analysis?: string;
   /** Called once the job id is known, before the submission is evaluated (a shell takes ownership). */
   onJobId?: (jobId: string) => Promise<void> | void;
+  /**
+   * What to do with a claimed job still in NEW (its first handling died before evaluating it).
+   * Default true: evaluate it now (aws: a redelivered S3 event is the job's only driver). The local
+   * shell passes false: the job belongs to its lease holder, and the reaper resumes it.
+   */
+  resumeClaimed?: boolean;
 }
 
 /**
@@ -87,63 +93,92 @@ export class JobDriver {
   constructor(private readonly ports: DriverPorts) {}
 
   /**
-   * Handles a submission object: claims it (once per bucket + key + etag), creates the job,
-   * validates and plans it, and starts it. Returns the job id (the first one for a duplicate).
-   * A claimed submission whose handling crashed before it was evaluated is picked up again,
-   * so a retried invocation finishes what the first one started.
+   * Handles a submission object: claims it (once per bucket + key + etag) and creates the job
+   * in the same atomic step, validates and plans it, and starts it. Returns the job id (the
+   * first one for a duplicate). A key that is not a usable object key but names a group's
+   * submissions folder is claimed and rejected with the reason, so it too leaves a record.
    */
   async submit(bucket: string, submissionKey: string, options: SubmitOptions = {}): Promise<{ jobId: string; duplicate: boolean }> {
     const { objects, jobs, clock, ids } = this.ports;
-    const keyCheck = parseSubmissionKey(submissionKey);
-    if (!keyCheck.ok) throw new NeuroCaasError('SubmissionKeyInvalid', keyCheck.reason);
-    const group = keyCheck.group;
-    const head = await objects.head(bucket, submissionKey);
-    if (!head) throw new NeuroCaasError('SubmissionMissing', `submission ${bucket}/${submissionKey} does not exist`);
-    const nowMs = clock.nowMs();
-    const candidateId = ids.jobId(nowMs);
-    const claim = await jobs.claimSubmission(`${bucket}/${submissionKey}#${head.etag}`, candidateId);
-    const jobId = claim.claimed ? candidateId : claim.jobId;
-    const existing = claim.claimed ? undefined : await jobs.get(jobId);
-    if (existing && existing.state.phase !== 'NEW') return { jobId, duplicate: true };
-
     const analysis = options.analysis ?? bucket;
-    await options.onJobId?.(jobId);
-    if (!existing) {
-      try {
-        await jobs.create({
-          jobId,
-          bucket,
-          submissionKey,
-          version: 1,
-          state: initialJobState(jobId, analysis, group, nowMs),
-          outbox: [],
-          effectSeq: 0,
-          updatedAtMs: nowMs,
+    const target = submissionTarget(submissionKey, analysis);
+    const head = await objects.head(bucket, submissionKey);
+    if (!head) throw new NeuroCaasError('SubmissionMissing', `submission ${bucket}/${JSON.stringify(submissionKey)} does not exist`);
+    const nowMs = clock.nowMs();
+    const record: JobRecord = {
+      jobId: ids.jobId(nowMs),
+      bucket,
+      submissionKey,
+      version: 1,
+      state: initialJobState('', analysis, target.group, nowMs),
+      outbox: [],
+      effectSeq: 0,
+      updatedAtMs: nowMs,
+    };
+    record.state.jobId = record.jobId;
+    if (options.username !== undefined) record.submitter = options.username;
+    const claim = await jobs.claimAndCreate(`${bucket}/${submissionKey}#${head.etag}`, record);
+    if (!claim.claimed) {
+      const existing = await jobs.get(claim.jobId);
+      const resume = options.resumeClaimed ?? true;
+      if (!resume || (existing && existing.state.phase !== 'NEW')) return { jobId: claim.jobId, duplicate: true };
+      if (!existing) {
+        // A claim without a record: only a store from before claims and records were created together.
+        await jobs.create({ ...record, jobId: claim.jobId, state: { ...record.state, jobId: claim.jobId } }).catch((error: unknown) => {
+          if (!(error instanceof ConcurrentUpdateError)) throw error;
         });
-      } catch (error) {
-        // Another invocation created it a moment ago; evaluating twice is harmless.
-        if (!(error instanceof ConcurrentUpdateError)) throw error;
       }
+      await options.onJobId?.(claim.jobId);
+      await this.evaluate(claim.jobId, options.username === undefined ? {} : { username: options.username });
+      return { jobId: claim.jobId, duplicate: false };
     }
-    const event = await this.evaluateSubmission(analysis, bucket, submissionKey, group, jobId, options);
-    await this.dispatch(jobId, event);
-    return { jobId, duplicate: false };
+    await options.onJobId?.(record.jobId);
+    await this.evaluate(record.jobId, options.username === undefined ? {} : { username: options.username });
+    return { jobId: record.jobId, duplicate: false };
+  }
+
+  /**
+   * Evaluates a claimed job still in NEW (reads its submission, plans it) and starts it; a job
+   * past NEW is left alone. This is how a job whose first handler died before evaluating it is
+   * resumed. Resolves with the job's state.
+   */
+  async evaluate(jobId: string, options: { username?: string } = {}): Promise<JobState | undefined> {
+    const record = await this.ports.jobs.get(jobId);
+    if (!record) return undefined;
+    if (record.state.phase !== 'NEW') return record.state;
+    const username = options.username ?? record.submitter;
+    const target = submissionTarget(record.submissionKey, record.state.analysis);
+    const event: JobEvent = target.problem
+      ? { type: 'SubmissionRejected', atMs: this.ports.clock.nowMs(), reasons: [target.problem], datasets: [] }
+      : await this.evaluateSubmission(record.state.analysis, record.bucket, record.submissionKey, target.group, jobId, username === undefined ? {} : { username });
+    return this.dispatch(jobId, event);
   }
 
   /** Reads everything a submission names and decides, purely, whether and how it runs. */
   private async evaluateSubmission(analysis: string, bucket: string, submissionKey: string, group: string, jobId: string, options: SubmitOptions): Promise<JobEvent> {
     const { objects, catalog, clock } = this.ports;
+    // Limits first, before anything is read into memory or looked up per dataset.
+    const head = await objects.head(bucket, submissionKey);
+    const tooLarge = head && checkSubmissionSize(head.size, submissionKey);
+    if (tooLarge) return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [tooLarge], datasets: [] };
     const text = (await objects.get(bucket, submissionKey)).toString('utf8');
     const parsed = parseSubmissionText(text, submissionKey);
     if (!parsed.ok) return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [parsed.reason], datasets: [] };
     const submission = parsed.submission;
+    const tooMany = checkDatasetCount(datanames(submission).length);
+    if (tooMany) return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [tooMany], datasets: [] };
 
     let blueprintEntry: { blueprint: Blueprint; versionId: string } | undefined;
     try {
       blueprintEntry = await catalog.blueprint(analysis);
     } catch (error) {
       if (!(error instanceof NeuroCaasError)) throw error;
-      return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [`analysis "${analysis}" is misconfigured: ${error.message}`], datasets: datanames(submission) };
+      return {
+        type: 'SubmissionRejected',
+        atMs: clock.nowMs(),
+        reasons: [`analysis "${analysis}" is misconfigured: ${error.message}`],
+        datasets: rejectionDatasetNames(group, analysis, jobId, datanames(submission)),
+      };
     }
     const user = await this.resolveUser(group, options.username);
 
@@ -176,7 +211,9 @@ export class JobDriver {
       imageId: blueprintEntry ? catalog.imageId(blueprintEntry.blueprint) : 'unknown',
       nowMs: clock.nowMs(),
     });
-    if (!result.ok) return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: result.reasons, datasets: result.datasets };
+    if (!result.ok) {
+      return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: result.reasons, datasets: result.datasets, datasetReasons: result.datasetReasons };
+    }
     return { type: 'SubmissionReceived', atMs: clock.nowMs(), plan: result.plan };
   }
 
@@ -456,6 +493,21 @@ export class JobDriver {
     await scheduler.schedule(Math.min(check.expiresAtMs, nowMs + AGENT_POLL_MS), { kind: 'agent-check', ...check });
     return [];
   }
+}
+
+/**
+ * The group and analysis a submission key belongs to. A key that is not a valid submission key
+ * but names a usable group (`<group>/submissions/...`) gets a rejection recorded in that group
+ * (`problem`); one that names no usable group cannot be recorded anywhere and is refused.
+ */
+function submissionTarget(submissionKey: string, analysis: string): { group: string; problem?: string } {
+  const keyCheck = parseSubmissionKey(submissionKey);
+  if (keyCheck.ok) return { group: keyCheck.group };
+  const [group, area] = submissionKey.split('/');
+  if (group !== undefined && area === 'submissions' && isValidObjectKey(jobKeys(group, analysis, 'J').certificate)) {
+    return { group, problem: `the submission file ${JSON.stringify(submissionKey)} cannot be processed: ${keyCheck.reason}; rename it and submit again` };
+  }
+  throw new NeuroCaasError('SubmissionKeyInvalid', keyCheck.reason);
 }
 
 /** Create-only write that treats "already there" as done (a replayed effect). */

@@ -1,17 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, unlink } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NeuroCaasError } from '../lib/core/errors.js';
 import { isJobFinished, nextWakeAtMs, type JobEvent, type JobState } from '../lib/core/job-machine.js';
 import { LocalCatalog } from '../lib/local/catalog.js';
-import { isErrno, isProcessAlive, readJsonIfExists, writeFileAtomic } from '../lib/local/fs-util.js';
+import { isErrno } from '../lib/local/fs-util.js';
 import { LocalJobStore } from '../lib/local/job-store.js';
 import { LocalLedger } from '../lib/local/ledger.js';
 import { LocalMachines, type LocalMachineEvent } from '../lib/local/machines.js';
 import { LocalObjectStore } from '../lib/local/object-store.js';
-import type { Clock, IdSource, ScheduledAction, Scheduler } from '../lib/ports.js';
+import { currentOwner, STATE_DB_FILE, StateDb, type LeaseOwner } from '../lib/local/state-db.js';
+import type { Clock, IdSource, Ledger, Machines, ScheduledAction, Scheduler } from '../lib/ports.js';
 import { JobDriver, type DriverObserver } from './driver.js';
 
 export interface LocalPlatformOptions {
@@ -21,12 +22,23 @@ export interface LocalPlatformOptions {
   usersDir: string;
   observer?: DriverObserver;
   clock?: Clock;
+  /**
+   * Test hook (NEUROCAAS_TEST_CRASH_AT): the process kills itself with SIGKILL at this point of
+   * a job, so tests can prove that a crash at any moment leaves nothing unfinished.
+   */
+  crashAt?: CrashPoint;
 }
+
+/** Where the crash test hook strikes: right after the claim, while reserving budget, right after a machine was launched. */
+export type CrashPoint = 'claimed' | 'reserving' | 'launched';
+
+/** How often this process renews its leases and looks for cancel requests of its jobs, ms. */
+export const LEASE_RENEW_MS = 1_000;
 
 export const systemClock: Clock = { nowMs: () => Date.now() };
 
 /** How often a job run by another process is checked for its end. */
-const OTHER_PROCESS_POLL_MS = 500;
+const OTHER_PROCESS_POLL_MS = 250;
 
 export const localIds: IdSource = {
   jobId(nowMs: number): string {
@@ -59,9 +71,16 @@ export function runnerScripts(): { agentScript: string; runnerScript: string } {
 /**
  * The local backend: the shared driver on a folder tree, child-process machines and timers.
  * One instance per neurocaas process; several processes may share a root.
+ *
+ * Ownership: a job is driven only by the holder of its lease in the state database (taken
+ * with the claim, in the same transaction; renewed every second). Machines are children of
+ * their owner. Another process takes a job over only when its holder is dead; then it either
+ * resumes it (`local serve`) or finishes it with a reason (every other command).
  */
 export class LocalPlatform {
   readonly root: string;
+  readonly state: StateDb;
+  readonly owner: LeaseOwner;
   readonly objects: LocalObjectStore;
   readonly jobs: LocalJobStore;
   readonly ledger: LocalLedger;
@@ -70,11 +89,15 @@ export class LocalPlatform {
   readonly driver: JobDriver;
   private readonly clock: Clock;
   private readonly observer: DriverObserver | undefined;
-  private readonly ownersDir: string;
   private readonly tickTimers = new Map<string, NodeJS.Timeout>();
   private readonly otherTimers = new Set<NodeJS.Timeout>();
   private readonly waiters = new Map<string, ((state: JobState) => void)[]>();
-  private readonly active = new Set<string>();
+  private readonly polls = new Set<NodeJS.Timeout>();
+  /** Jobs whose lease this instance holds: the only jobs it drives. */
+  private readonly leased = new Set<string>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private renewTimer: NodeJS.Timeout | undefined;
+  private resumes = false;
   private closed = false;
   /** Set once the process is stopping: jobs claimed from then on are cancelled at once. */
   private stopReason: string | undefined;
@@ -85,10 +108,11 @@ export class LocalPlatform {
     this.observer = options.observer;
     const bucketsDir = join(this.root, 'buckets');
     const stateDir = join(this.root, 'state');
-    this.ownersDir = join(stateDir, 'owners');
+    this.state = new StateDb(join(stateDir, STATE_DB_FILE));
+    this.owner = currentOwner();
     this.objects = new LocalObjectStore(bucketsDir);
-    this.jobs = new LocalJobStore(stateDir);
-    this.ledger = new LocalLedger(join(stateDir, 'ledgers'));
+    this.jobs = new LocalJobStore(this.state, this.owner, this.clock);
+    this.ledger = new LocalLedger(this.state);
     this.catalog = new LocalCatalog(resolve(options.blueprintsDir), resolve(options.usersDir));
     this.machines = new LocalMachines({
       machinesDir: join(this.root, 'machines'),
@@ -99,11 +123,12 @@ export class LocalPlatform {
       onEvent: (event) => this.onMachineEvent(event),
     });
     const scheduler: Scheduler = { schedule: async (atMs, action) => this.schedule(atMs, action) };
+    const hooks = crashHooks(options.crashAt, this.ledger, this.machines);
     this.driver = new JobDriver({
       objects: this.objects,
       jobs: this.jobs,
-      ledger: this.ledger,
-      machines: this.machines,
+      ledger: hooks.ledger,
+      machines: hooks.machines,
       runner: this.machines,
       scheduler,
       catalog: this.catalog,
@@ -112,10 +137,23 @@ export class LocalPlatform {
       sha256: (bucket, key) => this.objects.sha256(bucket, key),
       ...(options.observer ? { observer: options.observer } : {}),
     });
+    this.crashAt = options.crashAt;
   }
+
+  private readonly crashAt: CrashPoint | undefined;
 
   bucketDir(analysis: string): string {
     return join(this.root, 'buckets', analysis);
+  }
+
+  /**
+   * Marks this process as one that resumes other processes' orphaned jobs (`local serve`):
+   * its reaper adopts them, and short-lived commands leave orphans to it instead of cancelling.
+   */
+  becomeResumer(): void {
+    this.resumes = true;
+    this.state.registerResumer(this.owner, this.clock.nowMs());
+    this.ensureRenewing();
   }
 
   /** Runs a submission already in the local bucket and resolves when its job is finished. */
@@ -131,17 +169,28 @@ export class LocalPlatform {
 
   /** Claims and starts a submission; returns at once with its job id. */
   async startSubmission(bucket: string, key: string, username?: string): Promise<{ jobId: string; duplicate: boolean }> {
-    let owned: string | undefined;
-    const started = await this.driver.submit(bucket, key, {
-      ...(username === undefined ? {} : { username }),
-      // Owned from the moment it has an id, so a Ctrl-C or a stopping server cancels it too.
-      onJobId: async (jobId) => {
-        owned = jobId;
-        this.active.add(jobId);
-        await writeFileAtomic(join(this.ownersDir, `${jobId}.json`), JSON.stringify({ pid: process.pid }));
-      },
-    });
-    if (started.duplicate && owned === undefined) return started;
+    let claimed: string | undefined;
+    let started: { jobId: string; duplicate: boolean };
+    try {
+      started = await this.driver.submit(bucket, key, {
+        ...(username === undefined ? {} : { username }),
+        // A claimed job in NEW belongs to its lease holder; the reaper resumes it if that one died.
+        resumeClaimed: false,
+        // The claim took the lease in the same transaction: the job is this process's from here.
+        onJobId: (jobId) => {
+          claimed = jobId;
+          this.holdLease(jobId);
+          if (this.crashAt === 'claimed') crashNow();
+        },
+      });
+    } catch (error) {
+      if (claimed === undefined) throw error;
+      // Claimed but not evaluated: the job must still end, with the reason.
+      const message = error instanceof Error ? error.message : String(error);
+      await this.dispatch(claimed, { type: 'SubmissionRejected', atMs: this.clock.nowMs(), reasons: [`the submission could not be evaluated: ${message}`], datasets: [] });
+      started = { jobId: claimed, duplicate: false };
+    }
+    if (started.duplicate) return started;
     // Claimed while this process was being stopped: it must not run on unattended.
     if (this.stopReason !== undefined) await this.cancel(started.jobId, this.stopReason);
     const record = await this.jobs.get(started.jobId);
@@ -149,23 +198,33 @@ export class LocalPlatform {
     return started;
   }
 
-  /** Resolves when the job is finished (DONE or REJECTED). */
+  /** Resolves when the job is finished (DONE or REJECTED), or with its last known state when this platform closes. */
   async waitForJob(jobId: string): Promise<JobState> {
     const record = await this.jobs.get(jobId);
-    if (record && isJobFinished(record.state)) return record.state;
+    if (!record) throw new NeuroCaasError('JobNotFound', `job ${jobId} does not exist under ${this.root}`);
+    if (isJobFinished(record.state) || this.closed) return record.state;
     return new Promise((resolvePromise) => {
+      let latest = record.state;
       // Another neurocaas process may be the one running it (a `local serve` took the
       // submission first): the store says when it is done.
       const poll = setInterval(() => {
-        void this.jobs.get(jobId).then((latest) => {
-          if (latest && isJobFinished(latest.state)) waiter(latest.state);
-        });
+        if (this.closed) return;
+        void this.jobs.get(jobId).then(
+          (found) => {
+            if (!found) return;
+            latest = found.state;
+            if (isJobFinished(found.state)) waiter(found.state);
+          },
+          (error: unknown) => this.report(jobId, error),
+        );
       }, OTHER_PROCESS_POLL_MS);
-      const waiter = (state: JobState) => {
+      this.polls.add(poll);
+      const waiter = (state: JobState | undefined) => {
         clearInterval(poll);
+        this.polls.delete(poll);
         const list = this.waiters.get(jobId);
         if (list) this.waiters.set(jobId, list.filter((w) => w !== waiter));
-        resolvePromise(state);
+        resolvePromise(state ?? latest);
       };
       const list = this.waiters.get(jobId) ?? [];
       list.push(waiter);
@@ -173,26 +232,54 @@ export class LocalPlatform {
     });
   }
 
-  /** Cancels a job, whichever process runs it; resolves with the job's state after the cancel. */
+  /**
+   * Cancels a job, whichever process runs it: directly when this process owns it; else by a
+   * cancel request its owner picks up within a second; a job whose owner is gone is taken over
+   * and finished here. Resolves with the job's state as this process knows it.
+   */
   async cancel(jobId: string, reason: string): Promise<JobState> {
-    return this.dispatch(jobId, { type: 'CancelRequested', atMs: this.clock.nowMs(), reason });
-  }
-
-  /** Cancels every job this process runs (Ctrl-C) and waits for them to finish, bounded. */
-  async cancelOwned(reason: string, maxWaitMs = 10_000): Promise<void> {
-    this.stopReason = reason;
-    const jobs = [...this.active];
-    await Promise.all(jobs.map((jobId) => this.cancel(jobId, reason).catch(() => undefined)));
-    const all = Promise.all(jobs.map((jobId) => this.waitForJob(jobId)));
-    await Promise.race([all, new Promise((r) => setTimeout(r, maxWaitMs).unref())]);
-    await this.machines.terminateOwned();
+    if (this.leased.has(jobId)) return this.dispatch(jobId, { type: 'CancelRequested', atMs: this.clock.nowMs(), reason });
+    this.state.requestCancel(jobId, reason, this.clock.nowMs());
+    const taken = this.state.acquireLease(jobId, this.owner, this.clock.nowMs());
+    if (taken.acquired) {
+      this.holdLease(jobId);
+      await this.finishOrphan(jobId, reason);
+    }
+    const record = await this.jobs.get(jobId);
+    if (!record) throw new NeuroCaasError('JobNotFound', `job ${jobId} does not exist under ${this.root}`);
+    return record.state;
   }
 
   /**
-   * The third layer against leaked machines, for the local backend: kills machines past their
-   * deadline and finishes jobs whose neurocaas process died.
+   * Stopping (Ctrl-C, a stopping server): cancels the jobs this process owns and waits for them
+   * to finish, bounded. With `handOver`, jobs that have not launched anything yet are released
+   * instead when another live server can resume them.
    */
-  async reap(): Promise<{ machinesKilled: number; jobsRecovered: string[] }> {
+  async cancelOwned(reason: string, options: { maxWaitMs?: number; handOver?: boolean } = {}): Promise<void> {
+    this.stopReason = reason;
+    const maxWaitMs = options.maxWaitMs ?? 10_000;
+    const handOver = options.handOver === true && this.state.otherResumerAlive(this.owner, this.clock.nowMs());
+    const cancelled: string[] = [];
+    for (const jobId of [...this.leased]) {
+      const record = await this.jobs.get(jobId).catch(() => undefined);
+      if (handOver && record && (record.state.phase === 'NEW' || record.state.phase === 'RESERVING')) {
+        this.releaseLease(jobId);
+        continue;
+      }
+      cancelled.push(jobId);
+    }
+    await Promise.all(cancelled.map((jobId) => this.cancel(jobId, reason).catch((error: unknown) => this.report(jobId, error))));
+    const all = Promise.all(cancelled.map((jobId) => this.waitForJob(jobId).catch(() => undefined)));
+    await Promise.race([all, new Promise((r) => setTimeout(r, maxWaitMs).unref())]);
+  }
+
+  /**
+   * The third layer against leaked machines, and the end of orphaned jobs: kills machines past
+   * their deadline, then takes over every unfinished job whose owner is dead (or that has no
+   * owner). A resumer (`local serve`) resumes them; any other command finishes them with a
+   * reason, unless a live resumer exists, which will resume them.
+   */
+  async reap(): Promise<{ machinesKilled: number; jobsRecovered: string[]; jobsResumed: string[] }> {
     const now = this.clock.nowMs();
     let machinesKilled = 0;
     for (const machine of await this.machines.listExpired(now)) {
@@ -200,19 +287,84 @@ export class LocalPlatform {
       machinesKilled += 1;
     }
     const jobsRecovered: string[] = [];
-    for (const summary of await this.jobs.list()) {
-      if (summary.phase === 'DONE' || summary.phase === 'REJECTED' || this.active.has(summary.jobId)) continue;
-      const owner = await readJsonIfExists<{ pid: number }>(join(this.ownersDir, `${summary.jobId}.json`));
-      if (owner && isProcessAlive(owner.pid)) continue;
-      const why = owner ? `the neurocaas process running it (pid ${owner.pid}) stopped` : 'no neurocaas process runs it';
-      // The cancel terminates the job's machines through the registry (their process may be
-      // gone already), which confirms them terminated, so the job settles.
-      await this.dispatch(summary.jobId, { type: 'CancelRequested', atMs: now, reason: why });
-      // And a tick: a launch the dead owner left unanswered is re-sent (same token) once due.
-      await this.dispatch(summary.jobId, { type: 'Tick', atMs: this.clock.nowMs() });
-      jobsRecovered.push(summary.jobId);
+    const jobsResumed: string[] = [];
+    if (!this.resumes && this.state.otherResumerAlive(this.owner, now)) return { machinesKilled, jobsRecovered, jobsResumed };
+    let survivors: Awaited<ReturnType<Machines['listExpired']>> | undefined;
+    for (const jobId of await this.jobs.unfinished()) {
+      if (this.leased.has(jobId) || this.closed) continue;
+      const taken = this.state.acquireLease(jobId, this.owner, this.clock.nowMs());
+      if (!taken.acquired) continue;
+      this.holdLease(jobId);
+      const previous = taken.previous;
+      const requested = this.state.cancelRequest(jobId);
+      const why = requested?.reason ?? (previous ? `the neurocaas process running it (pid ${previous.owner_pid}) stopped` : 'no neurocaas process runs it');
+      // Machines of a dead owner die with it (stdin lifeline); any survivor is stopped first.
+      survivors ??= await this.machines.listExpired(Number.MAX_SAFE_INTEGER);
+      for (const machine of survivors.filter((m) => m.jobId === jobId)) await this.machines.terminate(machine.instanceId);
+      try {
+        if (this.resumes && !requested) {
+          await this.resumeOrphan(jobId, why);
+          jobsResumed.push(jobId);
+        } else {
+          await this.finishOrphan(jobId, why);
+          jobsRecovered.push(jobId);
+        }
+      } catch (error) {
+        this.report(jobId, error);
+      }
     }
-    return { machinesKilled, jobsRecovered };
+    return { machinesKilled, jobsRecovered, jobsResumed };
+  }
+
+  /** An orphan taken over by a command that will not stay: it ends now, with `reason`. */
+  private async finishOrphan(jobId: string, reason: string): Promise<void> {
+    this.state.clearCancelRequest(jobId);
+    const record = await this.jobs.get(jobId);
+    if (!record || isJobFinished(record.state)) return;
+    const atMs = this.clock.nowMs();
+    if (record.state.phase === 'NEW') {
+      // Never evaluated: rejected with the reason (nothing was reserved or launched).
+      await this.dispatch(jobId, { type: 'SubmissionRejected', atMs, reasons: [`the job was stopped before its submission was evaluated: ${reason}; submit it again (under a new name)`], datasets: [] });
+      return;
+    }
+    // The cancel ends every dataset; the lost-machine events then settle the machines at once.
+    await this.dispatch(jobId, { type: 'CancelRequested', atMs, reason });
+    await this.deliverLostMachines(jobId, reason);
+  }
+
+  /** An orphan taken over by a server: it goes on from its state; what its dead owner's machines were doing failed. */
+  private async resumeOrphan(jobId: string, reason: string): Promise<void> {
+    const record = await this.jobs.get(jobId);
+    if (!record || isJobFinished(record.state)) return;
+    if (record.state.phase === 'NEW') {
+      const state = await this.driver.evaluate(jobId);
+      if (state) this.afterDispatch(state);
+      return;
+    }
+    await this.deliverLostMachines(jobId, reason);
+  }
+
+  /**
+   * Tells the reducer what became of the machines a dead owner left: a launch in flight failed,
+   * a running workflow was killed with it, a booting machine ended. Then replays the outbox.
+   */
+  private async deliverLostMachines(jobId: string, reason: string): Promise<void> {
+    const record = await this.jobs.get(jobId);
+    if (!record) return;
+    const lost = `its machine stopped with the neurocaas process that ran the job (${reason})`;
+    for (const ds of record.state.datasets) {
+      const atMs = this.clock.nowMs();
+      if (ds.machine === 'requested') {
+        await this.dispatch(jobId, { type: 'InstanceLaunchFailed', atMs, dataset: ds.name, reason: lost });
+      } else if ((ds.machine === 'up' || ds.machine === 'terminating') && ds.instanceId !== undefined) {
+        if (ds.phase === 'RUNNING') {
+          await this.dispatch(jobId, { type: 'CommandFinished', atMs, dataset: ds.name, exitCode: null, timedOut: false, logTail: [...ds.logTail, lost].slice(-20) });
+        }
+        await this.machines.terminate(ds.instanceId);
+        await this.dispatch(jobId, { type: 'InstanceStateChanged', atMs: this.clock.nowMs(), instanceId: ds.instanceId, state: 'terminated' });
+      }
+    }
+    await this.dispatch(jobId, { type: 'Tick', atMs: this.clock.nowMs() });
   }
 
   /** Submission files in every local bucket, for the watcher. */
@@ -243,19 +395,88 @@ export class LocalPlatform {
     return found;
   }
 
-  /** Stops timers and kills every machine this process owns. */
+  /**
+   * Stops timers, kills every machine this process owns, releases its leases (an unfinished
+   * job is then resumable by the next neurocaas command) and closes the database.
+   */
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
-    for (const timer of [...this.tickTimers.values(), ...this.otherTimers]) clearTimeout(timer);
+    for (const timer of [...this.tickTimers.values(), ...this.otherTimers, ...this.polls]) clearTimeout(timer);
     this.tickTimers.clear();
     this.otherTimers.clear();
+    this.polls.clear();
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = undefined;
+    for (const [jobId, list] of [...this.waiters]) {
+      this.waiters.delete(jobId);
+      for (const waiter of list) waiter(undefined as unknown as JobState);
+    }
     await this.machines.terminateOwned();
+    await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => setTimeout(r, 500).unref())]);
+    this.state.releaseAll(this.owner);
+    this.leased.clear();
+    this.state.close();
+  }
+
+  private holdLease(jobId: string): void {
+    this.leased.add(jobId);
+    this.ensureRenewing();
+  }
+
+  private releaseLease(jobId: string): void {
+    this.leased.delete(jobId);
+    this.state.releaseLease(jobId, this.owner);
+    const timer = this.tickTimers.get(jobId);
+    if (timer) clearTimeout(timer);
+    this.tickTimers.delete(jobId);
+  }
+
+  private ensureRenewing(): void {
+    if (this.renewTimer || this.closed) return;
+    // Unref'd: renewing never keeps a process alive by itself; a live process renews.
+    this.renewTimer = setInterval(() => this.renew(), LEASE_RENEW_MS);
+    this.renewTimer.unref();
+  }
+
+  /** Renews this process's leases and carries out cancel requests other processes left for its jobs. */
+  private renew(): void {
+    if (this.closed) return;
+    try {
+      const now = this.clock.nowMs();
+      if (this.resumes) this.state.registerResumer(this.owner, now);
+      const held = new Set(this.state.renewLeases(this.owner, now));
+      for (const jobId of [...this.leased]) {
+        if (!held.has(jobId)) {
+          // Only possible if this process was taken for dead; it must not drive the job any more.
+          this.leased.delete(jobId);
+          this.report(jobId, new NeuroCaasError('LeaseLost', `job ${jobId} was taken over by another neurocaas process`));
+        }
+      }
+      for (const request of this.state.takeCancelRequests(this.owner)) {
+        void this.dispatch(request.jobId, { type: 'CancelRequested', atMs: now, reason: request.reason }).catch((error: unknown) => this.report(request.jobId, error));
+      }
+    } catch (error) {
+      this.report('-', error);
+    }
   }
 
   private async dispatch(jobId: string, event: JobEvent): Promise<JobState> {
-    const state = await this.driver.dispatch(jobId, event);
-    this.afterDispatch(state);
-    return state;
+    if (!this.leased.has(jobId) || this.closed) {
+      // Not this process's job (any more): never drive it; say where it stands.
+      const record = await this.jobs.get(jobId);
+      if (!record) throw new NeuroCaasError('JobNotFound', `job ${jobId} does not exist under ${this.root}`);
+      return record.state;
+    }
+    const running = this.driver.dispatch(jobId, event);
+    this.inflight.add(running);
+    try {
+      const state = await running;
+      this.afterDispatch(state);
+      return state;
+    } finally {
+      this.inflight.delete(running);
+    }
   }
 
   private afterDispatch(state: JobState): void {
@@ -268,7 +489,7 @@ export class LocalPlatform {
       return;
     }
     const wakeAt = nextWakeAtMs(state);
-    if (wakeAt === undefined || this.closed) return;
+    if (wakeAt === undefined || this.closed || !this.leased.has(jobId)) return;
     const timer = setTimeout(() => {
       this.tickTimers.delete(jobId);
       void this.dispatch(jobId, { type: 'Tick', atMs: this.clock.nowMs() }).catch((error: unknown) => this.report(jobId, error));
@@ -278,7 +499,10 @@ export class LocalPlatform {
 
   private finish(state: JobState): void {
     const jobId = state.jobId;
-    if (this.active.delete(jobId)) void unlink(join(this.ownersDir, `${jobId}.json`)).catch(() => undefined);
+    if (this.leased.has(jobId) && !this.closed) {
+      this.releaseLease(jobId);
+      this.state.clearCancelRequest(jobId);
+    }
     const waiters = this.waiters.get(jobId) ?? [];
     this.waiters.delete(jobId);
     for (const resolveWaiter of waiters) resolveWaiter(state);
@@ -288,6 +512,7 @@ export class LocalPlatform {
     if (this.closed) return;
     const timer = setTimeout(() => {
       this.otherTimers.delete(timer);
+      if (!this.leased.has(action.jobId)) return;
       const run =
         action.kind === 'tick'
           ? this.dispatch(action.jobId, { type: 'Tick', atMs: this.clock.nowMs() })
@@ -298,6 +523,7 @@ export class LocalPlatform {
   }
 
   private onMachineEvent(event: LocalMachineEvent): void {
+    if (this.closed) return;
     let jobEvent: JobEvent | undefined;
     switch (event.type) {
       case 'online':
@@ -327,4 +553,31 @@ export class LocalPlatform {
   private report(jobId: string, error: unknown): void {
     this.observer?.backgroundError?.(jobId, error);
   }
+}
+
+function crashNow(): never {
+  process.kill(process.pid, 'SIGKILL');
+  throw new Error('unreachable: SIGKILL did not stop the process');
+}
+
+/** The ledger and machines the driver uses: the real ones, or ones that crash the process at the hook's point. */
+function crashHooks(crashAt: CrashPoint | undefined, ledger: Ledger, machines: Machines): { ledger: Ledger; machines: Machines } {
+  if (crashAt === 'reserving') {
+    return { ledger: { reserve: async () => crashNow(), settle: (r) => ledger.settle(r), entries: (u, p) => ledger.entries(u, p) }, machines };
+  }
+  if (crashAt === 'launched') {
+    return {
+      ledger,
+      machines: {
+        launch: async (request) => {
+          await machines.launch(request);
+          return crashNow();
+        },
+        terminate: (id) => machines.terminate(id),
+        describe: (id) => machines.describe(id),
+        listExpired: (now) => machines.listExpired(now),
+      },
+    };
+  }
+  return { ledger, machines };
 }

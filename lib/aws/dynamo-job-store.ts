@@ -1,5 +1,5 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import { GetCommand, PutCommand, ScanCommand, TransactWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentUpdateError, NeuroCaasError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
 import { summarizeJob } from '../core/job-machine.js';
@@ -37,7 +37,7 @@ export class DynamoJobStore implements JobStore {
   ) {}
 
   async claimSubmission(idempotencyKey: string, jobId: string): Promise<ClaimResult> {
-    const key = { pk: `${CLAIM_PREFIX}${sha256Hex(idempotencyKey)}`, sk: CLAIM_SORT_KEY };
+    const key = claimKey(idempotencyKey);
     try {
       await this.doc.send(
         new PutCommand({
@@ -50,13 +50,41 @@ export class DynamoJobStore implements JobStore {
     } catch (error) {
       if (!(error instanceof ConditionalCheckFailedException)) throw error;
     }
+    return { claimed: false, jobId: await this.claimWinner(idempotencyKey) };
+  }
+
+  private async claimWinner(idempotencyKey: string): Promise<string> {
     // Claims are never deleted, so the winner's item is there for a strongly consistent read.
-    const existing = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
+    const existing = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: claimKey(idempotencyKey), ConsistentRead: true }));
     const winner = existing.Item?.jobId;
     if (typeof winner !== 'string') {
       throw new ConcurrentUpdateError(`submission ${idempotencyKey} is claimed but its claim item has no job id`);
     }
-    return { claimed: false, jobId: winner };
+    return winner;
+  }
+
+  /** The claim item and the job item in one transaction: both are written, or neither. */
+  async claimAndCreate(idempotencyKey: string, record: JobRecord): Promise<ClaimResult> {
+    const key = claimKey(idempotencyKey);
+    try {
+      await this.doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            { Put: { TableName: this.tableName, Item: { ...key, jobId: record.jobId, idempotencyKey }, ConditionExpression: 'attribute_not_exists(pk)' } },
+            { Put: { TableName: this.tableName, Item: jobItem(record), ConditionExpression: 'attribute_not_exists(pk)' } },
+          ],
+        }),
+      );
+      return { claimed: true };
+    } catch (error) {
+      if (!(error instanceof TransactionCanceledException)) throw error;
+      const [claimReason, jobReason] = error.CancellationReasons ?? [];
+      if (claimReason?.Code !== 'ConditionalCheckFailed') {
+        if (jobReason?.Code === 'ConditionalCheckFailed') throw new ConcurrentUpdateError(`job ${record.jobId} already exists`);
+        throw error;
+      }
+    }
+    return { claimed: false, jobId: await this.claimWinner(idempotencyKey) };
   }
 
   async create(record: JobRecord): Promise<void> {
@@ -124,6 +152,10 @@ export class DynamoJobStore implements JobStore {
     } while (startKey);
     return summaries.sort((a, b) => b.createdAtMs - a.createdAtMs);
   }
+}
+
+function claimKey(idempotencyKey: string): { pk: string; sk: string } {
+  return { pk: `${CLAIM_PREFIX}${sha256Hex(idempotencyKey)}`, sk: CLAIM_SORT_KEY };
 }
 
 function jobKey(jobId: string): { pk: string; sk: string } {

@@ -74,7 +74,14 @@ export interface JobState {
 
 export type JobEvent =
   | { type: 'SubmissionReceived'; atMs: number; plan: JobPlan }
-  | { type: 'SubmissionRejected'; atMs: number; reasons: string[]; datasets: string[] }
+  | {
+      type: 'SubmissionRejected';
+      atMs: number;
+      reasons: string[];
+      datasets: string[];
+      /** Per dataset (same order), its own reason; default: the reasons, joined. Keeps a rejection linear in its input. */
+      datasetReasons?: string[];
+    }
   | { type: 'BudgetReserved'; atMs: number }
   | { type: 'BudgetRefused'; atMs: number; reason: string }
   | { type: 'InstanceLaunched'; atMs: number; dataset: string; instanceId: string; instanceType: string }
@@ -288,8 +295,8 @@ function onSubmissionRejected(state: JobState, event: Extract<JobEvent, { type: 
     name,
     inputKey: name,
     phase: 'FAILED',
-    reason: `submission rejected: ${event.reasons.join('; ')}`,
-    failure: { kind: 'input', detail: `submission rejected: ${event.reasons.join('; ')}` },
+    reason: `submission rejected: ${event.datasetReasons?.[index] ?? event.reasons.join('; ')}`,
+    failure: { kind: 'input', detail: `submission rejected: ${event.datasetReasons?.[index] ?? event.reasons.join('; ')}` },
     machine: 'none',
     clientToken: clientTokenFor(state.jobId, index),
     logTail: [],

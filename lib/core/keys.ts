@@ -25,6 +25,14 @@ export function checkKey(key: string): KeyCheck {
   return { ok: true };
 }
 
+/**
+ * Whether `key` can be written at all (S3 and the local folder tree): the rules of checkKey.
+ * A write under a key failing this can never succeed, so callers decide before writing.
+ */
+export function isValidObjectKey(key: string): boolean {
+  return checkKey(key).ok;
+}
+
 /** A valid key inside `<group>/<area>/` with at least one name below it. */
 export function checkKeyInArea(key: string, group: string, area: GroupArea): KeyCheck {
   const basic = checkKey(key);

@@ -1,7 +1,7 @@
 import { allowedInstanceTypes, type Blueprint } from './blueprint.js';
 import { checkConfig, parseConfigText } from './config.js';
 import { deadlineFromReservation, jobReservationUsd, machineReservationUsd } from './cost.js';
-import { checkKeyInArea, datasetNameOf } from './keys.js';
+import { checkKeyInArea, datasetNameOf, isValidObjectKey, jobKeys } from './keys.js';
 import { datanames, type Submission } from './submission.js';
 import { budgetPeriodOf, mayRunAnalysis, type UserProfile } from './user.js';
 
@@ -63,7 +63,77 @@ export interface PlanInput {
   nowMs: number;
 }
 
-export type PlanResult = { ok: true; plan: JobPlan } | { ok: false; reasons: string[]; datasets: string[] };
+/**
+ * Platform limits on one submission, checked before anything else (so a huge submission is
+ * refused without reading it). A blueprint's own `limits.maxDatasetsPerJob` may only be lower.
+ */
+export const SUBMISSION_LIMITS = {
+  /** Largest submission file read, bytes (1 MiB: a thousand dataset keys fit many times over). */
+  maxSubmissionBytes: 1_048_576,
+  /** Most datasets one submission may name, whatever the blueprint allows. */
+  maxDatasetsPerJob: 1_000,
+} as const;
+
+/** How many reasons a rejected dataset's own status repeats; the certificate has them all. */
+const REASONS_PER_DATASET = 3;
+
+export type PlanResult =
+  | { ok: true; plan: JobPlan }
+  | {
+      ok: false;
+      reasons: string[];
+      /** Names of the datasets that get a status file (only names whose status key is writable). */
+      datasets: string[];
+      /** For each of `datasets`, its own short reason (bounded, so a rejection grows linearly with the input). */
+      datasetReasons: string[];
+    };
+
+/** A reason when a submission file is over the size limit, else undefined. */
+export function checkSubmissionSize(sizeBytes: number, submissionKey: string): string | undefined {
+  if (sizeBytes <= SUBMISSION_LIMITS.maxSubmissionBytes) return undefined;
+  return (
+    `${JSON.stringify(submissionKey)} is ${sizeBytes} bytes; a submission file may be at most ${SUBMISSION_LIMITS.maxSubmissionBytes} bytes ` +
+    '(it names datasets and a config, it does not hold data); upload data under <group>/inputs/ and name it in "dataname"'
+  );
+}
+
+/** A reason when a submission names more datasets than the platform (or the blueprint) allows, else undefined. */
+export function checkDatasetCount(count: number, blueprint?: { name: string; limits: { maxDatasetsPerJob: number } }): string | undefined {
+  const platformMax = SUBMISSION_LIMITS.maxDatasetsPerJob;
+  const max = Math.min(platformMax, blueprint?.limits.maxDatasetsPerJob ?? platformMax);
+  if (count <= max) return undefined;
+  const who = blueprint && blueprint.limits.maxDatasetsPerJob < platformMax ? `"${blueprint.name}" allows` : 'the platform allows';
+  return `too many datasets: ${count} named, ${who} at most ${max} per submission; split it into several submissions`;
+}
+
+/**
+ * The dataset names of a rejected submission that can have a status file: a name whose status
+ * key could never be written (a control character, too long) is left to the certificate, which
+ * names the problem, so the rejection always completes.
+ */
+export function rejectionDatasetNames(group: string, analysis: string, jobId: string, inputKeys: readonly string[]): string[] {
+  const keys = jobKeys(group, analysis, jobId);
+  const names: string[] = [];
+  const seen = new Set<string>();
+  for (const key of inputKeys) {
+    const name = datasetNameOf(key) || key;
+    if (seen.has(name) || !isValidObjectKey(keys.datasetStatus(name))) continue;
+    seen.add(name);
+    names.push(name);
+  }
+  return names;
+}
+
+/** Every key a dataset's results are written under can be written; else the reason. */
+function checkDatasetKeys(group: string, analysis: string, jobId: string, inputKey: string, name: string): string | undefined {
+  const keys = jobKeys(group, analysis, jobId);
+  for (const key of [keys.datasetStatus(name), keys.datasetLog(name), `${keys.datasetResultsPrefix(name)}x`]) {
+    if (!isValidObjectKey(key)) {
+      return `dataname: dataset "${inputKey.slice(0, 80)}${inputKey.length > 80 ? '...' : ''}" has a name its results cannot be stored under (${Buffer.byteLength(key, 'utf8')}-byte keys, at most 1024); use a shorter name`;
+    }
+  }
+  return undefined;
+}
 
 /**
  * Decides whether a submission may run and how. Every problem is reported at once so a
@@ -73,7 +143,24 @@ export function planJob(input: PlanInput): PlanResult {
   const { submission, group } = input;
   const reasons: string[] = [];
   const names = datanames(submission);
-  const datasetNames = names.map((key) => datasetNameOf(key) || key);
+  /** Reasons that concern one dataset, by input key; the others concern the whole job. */
+  const own = new Map<string, string[]>();
+  const datasetReason = (key: string, reason: string) => {
+    reasons.push(reason);
+    own.set(key, [...(own.get(key) ?? []), reason]);
+  };
+  const rejected = (): PlanResult => {
+    const datasets = rejectionDatasetNames(group, input.analysis, input.jobId, names);
+    const ownByName = new Map<string, string[]>();
+    for (const key of names) {
+      const name = datasetNameOf(key) || key;
+      if (!ownByName.has(name)) ownByName.set(name, own.get(key) ?? []);
+    }
+    const ownReasons = new Set([...own.values()].flat());
+    const general = reasons.filter((reason) => !ownReasons.has(reason));
+    const datasetReasons = datasets.map((name) => summarizeReasons([...(ownByName.get(name) ?? []), ...general], reasons.length));
+    return { ok: false, reasons, datasets, datasetReasons };
+  };
 
   const user = input.user;
   if (!user) {
@@ -87,32 +174,37 @@ export function planJob(input: PlanInput): PlanResult {
   const blueprint = input.blueprint;
   if (!blueprint) {
     reasons.push(`analysis "${input.analysis}" does not exist; check the analysis name or ask its developer to deploy it`);
-    return { ok: false, reasons, datasets: datasetNames };
+    return rejected();
   }
 
-  if (names.length > blueprint.limits.maxDatasetsPerJob) {
-    reasons.push(`too many datasets: ${names.length} named, "${blueprint.name}" allows at most ${blueprint.limits.maxDatasetsPerJob} per submission; split it into several submissions`);
-  }
+  const tooMany = checkDatasetCount(names.length, blueprint);
+  if (tooMany) reasons.push(tooMany);
 
   const seen = new Set<string>();
   const datasets: PlannedDataset[] = [];
   for (const key of names) {
     const area = checkKeyInArea(key, group, 'inputs');
     if (!area.ok) {
-      reasons.push(`dataname: ${area.reason}`);
+      datasetReason(key, `dataname: ${area.reason}`);
       continue;
     }
     if (seen.has(key)) {
-      reasons.push(`dataname: "${key}" is named twice; name each dataset once`);
+      datasetReason(key, `dataname: "${key}" is named twice; name each dataset once`);
       continue;
     }
     seen.add(key);
-    const facts = input.objects.get(key);
-    if (!facts) {
-      reasons.push(`dataname: dataset "${key}" does not exist; upload it first`);
+    const name = datasetNameOf(key);
+    const unwritable = checkDatasetKeys(group, input.analysis, input.jobId, key, name);
+    if (unwritable) {
+      datasetReason(key, unwritable);
       continue;
     }
-    datasets.push({ name: datasetNameOf(key), inputKey: key, input: facts });
+    const facts = input.objects.get(key);
+    if (!facts) {
+      datasetReason(key, `dataname: dataset "${key}" does not exist; upload it first`);
+      continue;
+    }
+    datasets.push({ name, inputKey: key, input: facts });
   }
 
   let config: unknown;
@@ -138,7 +230,7 @@ export function planJob(input: PlanInput): PlanResult {
     reasons.push(`instance_type "${instanceType}" is not allowed for "${blueprint.name}"; choose one of: ${allowed.join(', ')}`);
   }
 
-  if (reasons.length > 0 || !user || !configFacts) return { ok: false, reasons, datasets: datasetNames };
+  if (reasons.length > 0 || !user || !configFacts) return rejected();
 
   const hourlyUsd = blueprint.pricing.hourlyUsd[instanceType] as number;
   const timeoutMinutes = blueprint.limits.timeoutMinutes;
@@ -169,6 +261,13 @@ export function planJob(input: PlanInput): PlanResult {
       imageId: input.imageId,
     },
   };
+}
+
+/** At most REASONS_PER_DATASET reasons joined, with a pointer to the rest. */
+function summarizeReasons(list: readonly string[], total: number): string {
+  const shown = list.slice(0, REASONS_PER_DATASET);
+  const more = total - shown.length;
+  return more > 0 ? `${shown.join('; ')}; and ${more} more reason(s) in logs/certificate.txt` : shown.join('; ');
 }
 
 /** A machine's deadline, derived from its share of the reservation. */

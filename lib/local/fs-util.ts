@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Temp files start with this, so listings can skip half-written files. */
 export const TEMP_PREFIX = '.ncap-tmp-';
@@ -62,47 +61,5 @@ export function isProcessAlive(pid: number): boolean {
   } catch (error) {
     // EPERM: it exists but belongs to someone else.
     return isErrno(error, 'EPERM');
-  }
-}
-
-const LOCK_WAIT_MS = 15_000;
-
-/**
- * Cross-process mutual exclusion with a lock file holding the owner's pid. A lock whose owner
- * died is taken over, so a crashed CLI never wedges the store.
- */
-export async function withFileLock<T>(lockPath: string, action: () => Promise<T>): Promise<T> {
-  await mkdir(dirname(lockPath), { recursive: true });
-  const started = Date.now();
-  let delayMs = 1;
-  for (;;) {
-    try {
-      const handle = await open(lockPath, 'wx');
-      try {
-        await handle.writeFile(String(process.pid));
-      } finally {
-        await handle.close();
-      }
-      break;
-    } catch (error) {
-      if (!isErrno(error, 'EEXIST')) throw error;
-      const owner = Number.parseInt(await readFile(lockPath, 'utf8').catch(() => ''), 10);
-      if (Number.isInteger(owner) && owner > 0 && !isProcessAlive(owner)) {
-        // Re-read right before removing, so a lock just re-taken by a live process is left alone.
-        const again = await readFile(lockPath, 'utf8').catch(() => '');
-        if (again === String(owner)) await unlink(lockPath).catch(() => undefined);
-        continue;
-      }
-      if (Date.now() - started > LOCK_WAIT_MS) {
-        throw new Error(`could not lock ${lockPath} within ${LOCK_WAIT_MS / 1000} s (held by pid ${owner}); if no neurocaas process is running, delete the file`);
-      }
-      await sleep(delayMs);
-      delayMs = Math.min(delayMs * 2, 20);
-    }
-  }
-  try {
-    return await action();
-  } finally {
-    await unlink(lockPath).catch(() => undefined);
   }
 }

@@ -35,6 +35,21 @@ export function jobStoreContract(name: string, makeStore: () => Promise<JobStore
       for (const r of results) if (!r.claimed) expect(r.jobId).toBe(winnerId);
     });
 
+    it('claims a submission and creates its job in one step, and creates nothing for a duplicate', async () => {
+      const store = await makeStore();
+      expect(await store.claimAndCreate('bucket/lab/submissions/s.json#e1', recordFixture('J1'))).toEqual({ claimed: true });
+      expect(await store.claimAndCreate('bucket/lab/submissions/s.json#e1', recordFixture('J2'))).toEqual({ claimed: false, jobId: 'J1' });
+      expect((await store.get('J1'))?.jobId).toBe('J1');
+      expect(await store.get('J2')).toBeUndefined();
+    });
+
+    it('lets exactly one of concurrent claim-and-creates win, leaving one job', async () => {
+      const store = await makeStore();
+      const results = await Promise.all(Array.from({ length: 6 }, (_, i) => store.claimAndCreate('k#e', recordFixture(`J${i}`))));
+      expect(results.filter((r) => r.claimed)).toHaveLength(1);
+      expect((await store.list()).map((j) => j.jobId)).toEqual([`J${results.findIndex((r) => r.claimed)}`]);
+    });
+
     it('creates a job once', async () => {
       const store = await makeStore();
       await store.create(recordFixture('J1'));

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { onTestFinished } from 'vitest';
 import type { ProvenanceRecord } from '../../lib/core/provenance.js';
 import { DatasetStatusSchema, type DatasetStatusDocument } from '../../lib/core/status.js';
@@ -430,11 +431,15 @@ export async function sha256OfFile(file: string): Promise<string> {
   return createHash('sha256').update(await readFile(file)).digest('hex');
 }
 
-/** Ledger entries of a user: `<root>/state/ledgers/<user>/<period>.json`, all periods. */
+/** Ledger entries of a user, all periods, from the local state database `<root>/state/neurocaas.db`. */
 export async function ledgerEntries(root: string, user: string): Promise<{ jobId: string; reservedUsd: number; spentUsd?: number }[]> {
-  const dir = path.join(root, 'state', 'ledgers', user);
-  const files = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.json'));
-  const entries: { jobId: string; reservedUsd: number; spentUsd?: number }[] = [];
-  for (const file of files) entries.push(...(JSON.parse(await readFile(path.join(dir, file), 'utf8')) as typeof entries));
-  return entries;
+  const file = path.join(root, 'state', 'neurocaas.db');
+  if (!existsSync(file)) return [];
+  const db = new Database(file, { readonly: true, timeout: 10_000 });
+  try {
+    const rows = db.prepare<[string], { entry: string }>('SELECT entry FROM ledger_entries WHERE user = ? ORDER BY id').all(user);
+    return rows.map((row) => JSON.parse(row.entry) as { jobId: string; reservedUsd: number; spentUsd?: number });
+  } finally {
+    db.close();
+  }
 }

@@ -7,6 +7,7 @@ import { jobKeys } from '../../lib/core/keys.js';
 import type { JobState } from '../../lib/core/job-machine.js';
 import { LocalJobStore } from '../../lib/local/job-store.js';
 import { LocalLedger } from '../../lib/local/ledger.js';
+import { StateDb } from '../../lib/local/state-db.js';
 import { LocalObjectStore } from '../../lib/local/object-store.js';
 import type { Catalog, CommandRunner, LaunchRequest, Machines, MachineState, RunnerSpec, ScheduledAction } from '../../lib/ports.js';
 import { JobDriver, type DriverPorts } from '../../protocols/driver.js';
@@ -64,6 +65,7 @@ class FakeCloud implements Machines, CommandRunner {
 function setup(options: { budgetUsd?: number } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'ncap-driver-'));
   const objects = new LocalObjectStore(join(root, 'buckets'));
+  const state = new StateDb(join(root, 'state', 'neurocaas.db'));
   const cloud = new FakeCloud();
   const scheduled: ScheduledAction[] = [];
   const blueprint = blueprintFixture();
@@ -76,8 +78,8 @@ function setup(options: { budgetUsd?: number } = {}) {
   let now = Date.UTC(2026, 10, 22, 12);
   const ports: DriverPorts = {
     objects,
-    jobs: new LocalJobStore(join(root, 'state')),
-    ledger: new LocalLedger(join(root, 'ledgers')),
+    jobs: new LocalJobStore(state),
+    ledger: new LocalLedger(state),
     machines: cloud,
     runner: cloud,
     scheduler: { schedule: async (_at, action) => void scheduled.push(action) },

@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { jobOutcome } from '../../core/job-machine.js';
+import { isJobFinished, jobOutcome } from '../../core/job-machine.js';
 import type { LocalPlatform } from '../../../protocols/local-shell.js';
 import { errorPayload, type Reporter } from '../reporter.js';
 
@@ -21,12 +21,17 @@ async function parsesAsJson(platform: LocalPlatform, bucket: string, key: string
 }
 
 export interface ServeOptions {
-  /** Polling interval for new submissions, ms. */
+  /** Polling interval for new submissions, ms; default 500. */
   pollMs?: number;
-  /** Reaper interval, ms. */
+  /** Reaper interval (orphaned jobs of dead processes are resumed), ms; default 2000. */
   reapMs?: number;
   signal: AbortSignal;
 }
+
+/** How long a stopping server waits for its cancelled jobs to end before killing their machines, ms. */
+const STOP_WAIT_MS = 1_200;
+/** After killing the machines, how long their exits are given to be recorded, ms. */
+const KILL_SETTLE_MS = 300;
 
 /**
  * `neurocaas local serve`: the researcher workflow with plain file copies. Watches every local
@@ -34,7 +39,7 @@ export interface ServeOptions {
  */
 export async function serveLocal(platform: LocalPlatform, reporter: Reporter, options: ServeOptions): Promise<number> {
   const pollMs = options.pollMs ?? 500;
-  const reapMs = options.reapMs ?? 10_000;
+  const reapMs = options.reapMs ?? 2_000;
   const seen = new Set<string>();
   // A submission is taken only once it has stopped changing (a copy may still be writing it).
   const settling = new Map<string, { etag: string; sinceMs: number }>();
@@ -98,13 +103,28 @@ export async function serveLocal(platform: LocalPlatform, reporter: Reporter, op
     watcher = undefined;
   }
   const poller = setInterval(() => void scan(), pollMs);
-  const reaper = setInterval(() => {
-    void platform.reap().then(
-      (result) => result.jobsRecovered.forEach((jobId) => reporter.warn(`job ${jobId} had lost its process; cancelled and settled`)),
-      (error: unknown) => reporter.warn(`reaper failed: ${errorPayload(error).message}`),
-    );
-  }, reapMs);
-  await platform.reap();
+  // This server resumes jobs whose neurocaas process died (a killed `run`, another server).
+  platform.becomeResumer();
+  let reaping = false;
+  const reapOnce = async (): Promise<void> => {
+    if (reaping || options.signal.aborted) return;
+    reaping = true;
+    try {
+      const result = await platform.reap();
+      for (const jobId of result.jobsRecovered) reporter.warn(`job ${jobId} had lost its process; cancelled and settled`);
+      for (const jobId of result.jobsResumed) {
+        reporter.warn(`job ${jobId} had lost its process; resumed here`);
+        const run = followOne(platform, jobId, reporter).finally(() => running.delete(run));
+        running.add(run);
+      }
+    } catch (error) {
+      reporter.warn(`reaper failed: ${errorPayload(error).message}`);
+    } finally {
+      reaping = false;
+    }
+  };
+  const reaper = setInterval(() => void reapOnce(), reapMs);
+  await reapOnce();
   await scan();
 
   await new Promise<void>((resolve) => {
@@ -115,9 +135,17 @@ export async function serveLocal(platform: LocalPlatform, reporter: Reporter, op
   clearInterval(reaper);
   watcher?.close();
   reporter.step('stopping: cancelling running jobs');
-  await platform.cancelOwned('the local server was stopped');
-  await Promise.allSettled([...running]);
+  // Bounded: the server is gone within ~2 s. Jobs another server can resume are handed over;
+  // a job whose machines had to be killed before it ended is finished by the next command.
+  await platform.cancelOwned('the local server was stopped', { maxWaitMs: STOP_WAIT_MS, handOver: true });
+  platform.machines.killOwnedNow();
+  await Promise.race([Promise.allSettled([...running]), new Promise((r) => setTimeout(r, KILL_SETTLE_MS).unref())]);
   return 0;
+}
+
+async function followOne(platform: LocalPlatform, jobId: string, reporter: Reporter): Promise<void> {
+  const state = await platform.waitForJob(jobId);
+  reporter.step(`job ${state.jobId}: ${isJobFinished(state) ? jobOutcome(state) : `left ${state.phase}; the next neurocaas command finishes it`}`);
 }
 
 async function runOne(platform: LocalPlatform, bucket: string, key: string, reporter: Reporter): Promise<void> {
@@ -127,7 +155,7 @@ async function runOne(platform: LocalPlatform, bucket: string, key: string, repo
     if (duplicate) return;
     reporter.step(`${bucket}/${key}: job ${jobId}`);
     const state = await platform.waitForJob(jobId);
-    reporter.step(`job ${state.jobId} (${bucket}): ${jobOutcome(state)}`);
+    reporter.step(`job ${state.jobId} (${bucket}): ${isJobFinished(state) ? jobOutcome(state) : `left ${state.phase}; the next neurocaas command finishes it`}`);
   } catch (error) {
     reporter.warn(`${bucket}/${key} could not be processed: ${errorPayload(error).message}`);
   }

@@ -32,6 +32,7 @@ import {
 import { AnalysisNotFoundError, BlueprintInvalidError, ConcurrentUpdateError, ObjectExistsError } from '../../../lib/core/errors.js';
 import { sha256Hex } from '../../../lib/core/hash.js';
 import { LocalLedger } from '../../../lib/local/ledger.js';
+import { StateDb } from '../../../lib/local/state-db.js';
 import type { Clock, ScheduledAction } from '../../../lib/ports.js';
 import { jobStoreContract, ledgerContract, recordFixture } from '../../contracts/job-store.contract.js';
 import { objectStoreContract } from '../../contracts/object-store.contract.js';
@@ -241,7 +242,7 @@ describe('DynamoDB ledger', () => {
 
   it('refuses with the same reason text as the local ledger', async () => {
     const dynamoLedger = new DynamoLedger(doc, await createTable(dynamo));
-    const localLedger = new LocalLedger(join(mkdtempSync(join(tmpdir(), 'ncap-ledger-')), 'ledgers'));
+    const localLedger = new LocalLedger(new StateDb(join(mkdtempSync(join(tmpdir(), 'ncap-ledger-')), 'neurocaas.db')));
     const reasons: string[] = [];
     for (const ledger of [dynamoLedger, localLedger]) {
       await ledger.reserve({ ...base, jobId: 'J1', amountUsd: 4.5 });

@@ -1,5 +1,5 @@
 import { mkdtempSync } from 'node:fs';
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,14 +7,16 @@ import { KeyInvalidError, ObjectExistsError } from '../../../lib/core/errors.js'
 import { LocalJobStore } from '../../../lib/local/job-store.js';
 import { LocalLedger } from '../../../lib/local/ledger.js';
 import { LocalObjectStore } from '../../../lib/local/object-store.js';
+import { STATE_DB_FILE, StateDb } from '../../../lib/local/state-db.js';
 import { jobStoreContract, ledgerContract } from '../../contracts/job-store.contract.js';
 import { objectStoreContract } from '../../contracts/object-store.contract.js';
 
 const tempRoot = () => mkdtempSync(join(tmpdir(), 'ncap-store-'));
+const tempDb = () => new StateDb(join(tempRoot(), 'state', STATE_DB_FILE));
 
 objectStoreContract('local', async () => ({ store: new LocalObjectStore(join(tempRoot(), 'buckets')), bucket: 'kalman-smoother' }));
-jobStoreContract('local', async () => new LocalJobStore(join(tempRoot(), 'state')));
-ledgerContract('local', async () => new LocalLedger(join(tempRoot(), 'ledgers')));
+jobStoreContract('local (SQLite)', async () => new LocalJobStore(tempDb()));
+ledgerContract('local (SQLite)', async () => new LocalLedger(tempDb()));
 
 describe('local object store', () => {
   it('never overwrites a researcher input or config, even when asked to', async () => {
@@ -45,20 +47,5 @@ describe('local object store', () => {
     const store = new LocalObjectStore(join(tempRoot(), 'buckets'));
     await store.put('a-b', 'lab/inputs/a.csv', 'abc');
     expect(await store.sha256('a-b', 'lab/inputs/a.csv')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
-  });
-});
-
-describe('local job store', () => {
-  it('takes over a lock left by a process that died', async () => {
-    const root = tempRoot();
-    const store = new LocalJobStore(join(root, 'state'));
-    const { recordFixture } = await import('../../contracts/job-store.contract.js');
-    await store.create(recordFixture('J1'));
-    // pid 2^22+1 is above Linux's default pid_max, so no live process has it.
-    await mkdir(join(root, 'state', 'jobs'), { recursive: true });
-    await writeFile(join(root, 'state', 'jobs', 'J1.json.lock'), String(4_194_305));
-    await store.update({ ...recordFixture('J1'), version: 2 });
-    expect((await store.get('J1'))?.version).toBe(2);
-    await expect(readFile(join(root, 'state', 'jobs', 'J1.json.lock'))).rejects.toThrow();
   });
 });
