@@ -5,9 +5,10 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ec2ResourcesArn, JOB_TAG } from './machine-control-policy.js';
 import { acknowledge, wildcardResourceFinding } from './nag.js';
+import { PROTOCOL_WRITE_PATTERNS } from './shared-analysis-access.js';
 
 export interface AnalysisProtocolAccessProps {
-  /** Roles of the protocols that run this analysis's jobs (its submit and the shared ones). */
+  /** Roles of the protocols limited to this analysis (its submit); the shared ones have SharedAnalysisAccess. */
   readonly roles: readonly iam.IRole[];
   readonly bucket: s3.IBucket;
   readonly machineRole: iam.IRole;
@@ -18,11 +19,11 @@ export interface AnalysisProtocolAccessProps {
 }
 
 /**
- * The analysis-specific half of the protocols' permissions, created in the analysis stack and
- * attached to the protocol roles (the platform's imported by ARN): launch the blueprint's
- * instance types only, from its image, in its security group, with its machine role; read and
- * write its bucket (never delete). Living here, it lets the platform stack know nothing of
- * the analyses, so there is no cross-stack cycle.
+ * The permissions of an analysis's own submit protocol for its analysis: launch the blueprint's
+ * instance types only, from its image, in its security group, with its machine role; read its
+ * bucket and write the protocol prefixes (D6: results, receipts, budget), never delete. The
+ * shared protocols' roles are not touched here: they hold one constant policy for every
+ * analysis (SharedAnalysisAccess), so their policy size does not grow with the analyses.
  */
 export class AnalysisProtocolAccess extends Construct {
   readonly policy: iam.Policy;
@@ -32,6 +33,7 @@ export class AnalysisProtocolAccess extends Construct {
     const stack = Stack.of(this);
     const instances = ec2ResourcesArn(this, 'instance');
     const objects = props.bucket.arnForObjects('*');
+    const writable = PROTOCOL_WRITE_PATTERNS.map((pattern) => props.bucket.arnForObjects(pattern));
     this.policy = new iam.Policy(this, 'Policy', {
       roles: [...props.roles],
       statements: [
@@ -58,10 +60,11 @@ export class AnalysisProtocolAccess extends Construct {
           resources: [props.machineRole.roleArn],
           conditions: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
         }),
+        new iam.PolicyStatement({ sid: 'ReadAnalysisObjects', actions: ['s3:GetObject'], resources: [objects] }),
         new iam.PolicyStatement({
-          sid: 'ReadWriteAnalysisObjects',
-          actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
-          resources: [objects],
+          sid: 'WriteProtocolPrefixes',
+          actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+          resources: writable,
         }),
         new iam.PolicyStatement({
           sid: 'ListAnalysisBucket',
@@ -78,7 +81,14 @@ export class AnalysisProtocolAccess extends Construct {
     acknowledge(
       this.policy,
       wildcardResourceFinding(this.policy, objects),
-      'The protocols serve every group of this analysis: they read submissions, configs and inputs and write job results anywhere in this one bucket (no delete)',
+      'The submit protocol serves every group of this analysis: it reads submissions, configs and inputs anywhere in this one bucket (no delete)',
     );
+    for (const arn of writable) {
+      acknowledge(
+        this.policy,
+        wildcardResourceFinding(this.policy, arn),
+        'The submit protocol writes job results, receipts and budget views of any group of this bucket under these prefixes only (D6)',
+      );
+    }
   }
 }

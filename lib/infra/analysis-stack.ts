@@ -1,5 +1,5 @@
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
-import * as iam from 'aws-cdk-lib/aws-iam';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
 import { allowedInstanceTypes, type Blueprint } from '../core/blueprint.js';
 import { AnalysisProtocolAccess } from './analysis-protocol-access.js';
@@ -10,6 +10,7 @@ import { acknowledgeCdkSingletons } from './cdk-singletons.js';
 import type { PlatformStack } from './platform-stack.js';
 import type { ProtocolLogLevel } from './protocol-function.js';
 import { RegistryItem } from './registry-item.js';
+import { PARAMETER_ROOT } from './researcher-access.js';
 import { UploadBucket } from './upload-bucket.js';
 
 export interface AnalysisStackProps extends StackProps {
@@ -23,18 +24,22 @@ export interface AnalysisStackProps extends StackProps {
   readonly amiId: string;
   /** The shared platform; deployed before this stack. */
   readonly platform: PlatformStack;
-  /** User groups whose users may run this analysis (recorded in the registry). */
-  readonly groups: readonly string[];
   /** @default 'INFO' */
   readonly logLevel?: ProtocolLogLevel;
   /** @default - the installed neurocaas package */
   readonly packageRoot?: string;
 }
 
+/** Name of the SSM parameter an analysis stack publishes (D5). */
+export function analysisParameterName(analysis: string): string {
+  return `${PARAMETER_ROOT}/analyses/${analysis}`;
+}
+
 /**
- * One analysis as a service: its bucket, machine identity and firewall, its submit protocol,
- * the permissions the protocols need for it, and its registry item. Imports from the platform
- * stack only. Construct ids are a contract: `UploadBucket` holds state.
+ * One analysis as a service: its bucket, machine identity and firewall, its submit protocol
+ * and its permissions, its registry item and its deployment parameter. Imports from the
+ * platform stack only, and nothing of the users: adding a user never changes this stack.
+ * Construct ids are a contract: `UploadBucket` holds state.
  */
 export class AnalysisStack extends Stack {
   readonly analysis: string;
@@ -44,6 +49,8 @@ export class AnalysisStack extends Stack {
   readonly jobManager: JobManager;
   readonly protocolAccess: AnalysisProtocolAccess;
   readonly registration: RegistryItem;
+  /** `/neurocaas/analyses/<analysis>`: `{schemaVersion: 1, analysis, bucket, region}`, readable by every researcher. */
+  readonly parameter: ssm.StringParameter;
   /** Name of the export holding the bucket's ARN (for the users stack's group policies). */
   readonly bucketArnExportName: string;
 
@@ -55,7 +62,7 @@ export class AnalysisStack extends Stack {
     this.uploadBucket = new UploadBucket(this, 'UploadBucket');
     const bucket = this.uploadBucket.bucket;
     this.machineRole = new MachineRole(this, 'MachineRole', { bucket });
-    this.machineSecurityGroup = new MachineSecurityGroup(this, 'MachineSecurityGroup', { vpc: platform.network.vpc });
+    this.machineSecurityGroup = new MachineSecurityGroup(this, 'MachineSecurityGroup', { vpc: platform.network.vpc, analysis: this.analysis });
     this.jobManager = new JobManager(this, 'JobManager', {
       ...platform.protocolGrants,
       analysis: this.analysis,
@@ -63,11 +70,9 @@ export class AnalysisStack extends Stack {
       ...(props.logLevel ? { logLevel: props.logLevel } : {}),
       ...(props.packageRoot ? { packageRoot: props.packageRoot } : {}),
     });
-    const platformRoles = platform.protocolRoles.map((role, index) =>
-      iam.Role.fromRoleArn(this, `PlatformProtocolRole${index + 1}`, role.roleArn, { mutable: true }),
-    );
+    // The shared protocols reach this analysis through their constant SharedAnalysisAccess.
     this.protocolAccess = new AnalysisProtocolAccess(this, 'ProtocolAccess', {
-      roles: [this.jobManager.submit.role, ...platformRoles],
+      roles: [this.jobManager.submit.role],
       bucket,
       machineRole: this.machineRole.role,
       securityGroup: this.machineSecurityGroup.securityGroup,
@@ -88,8 +93,12 @@ export class AnalysisStack extends Stack {
         securityGroupId: this.machineSecurityGroup.securityGroup.securityGroupId,
         subnetIds: platform.network.subnetIds,
         machineRoleArn: this.machineRole.role.roleArn,
-        groups: [...props.groups].sort(),
       },
+    });
+    this.parameter = new ssm.StringParameter(this, 'DeploymentParameter', {
+      parameterName: analysisParameterName(this.analysis),
+      description: `neurocaas analysis ${this.analysis}: its bucket and region (read by the researchers' client)`,
+      stringValue: this.toJsonString({ schemaVersion: 1, analysis: this.analysis, bucket: bucket.bucketName, region: this.region }),
     });
     // The bucket must notify the submit protocol and the protocols must hold their permissions
     // before the platform learns that the analysis exists.

@@ -1,14 +1,16 @@
 import { App, type AppProps, type Environment } from 'aws-cdk-lib';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseBlueprintText, type Blueprint } from '../core/blueprint.js';
 import { BlueprintInvalidError, UsageError, UserProfileInvalidError } from '../core/errors.js';
 import { blueprintVersionId } from '../core/hash.js';
-import { mayRunAnalysis, parseUserProfileText } from '../core/user.js';
+import { parseUserProfileText } from '../core/user.js';
 import { AnalysisStack } from './analysis-stack.js';
 import { addNagChecks } from './nag.js';
 import { packageRoot } from './package-paths.js';
 import { PlatformStack } from './platform-stack.js';
+import { addQuotaGuard } from './quota-guard.js';
 import type { ProtocolLogLevel } from './protocol-function.js';
 import { UsersStack, type UserSource } from './users-stack.js';
 
@@ -21,6 +23,9 @@ import { UsersStack, type UserSource } from './users-stack.js';
  * - `vpcId` with `subnetIds` (comma-separated): use an existing VPC for the machines
  * - `reserveConcurrency`: `false` on accounts whose Lambda concurrency quota is still 10
  * - `logLevel`: Powertools log level of the protocols (default INFO)
+ * - `usersStacks`: how many users stacks the groups are spread over by a hash of the group
+ *   name (default 1: all in `NeurocaasUsers`); raise it when the quota guard says a users stack
+ *   is too big (changing it moves groups between stacks: see docs/deploy.md)
  */
 export const CONTEXT = {
   blueprintsDir: 'blueprintsDir',
@@ -32,6 +37,7 @@ export const CONTEXT = {
   subnetIds: 'subnetIds',
   reserveConcurrency: 'reserveConcurrency',
   logLevel: 'logLevel',
+  usersStacks: 'usersStacks',
 } as const;
 
 /**
@@ -56,8 +62,22 @@ export function createNeurocaasApp(props: AppProps = {}): App {
 export const STACK_NAMES = {
   platform: 'NeurocaasPlatform',
   analysis: (analysis: string) => `NeurocaasAnalysis-${analysis}`,
+  /** The first users stack keeps the name it always had; the others are numbered from 2. */
   users: 'NeurocaasUsers',
+  usersShard: (index: number) => (index === 0 ? 'NeurocaasUsers' : `NeurocaasUsers-${index + 1}`),
 } as const;
+
+/**
+ * Which of `count` users stacks holds `group`: a hash of the group's name, so the answer never
+ * depends on the other groups (adding a group or a user changes that one stack only).
+ */
+export function usersShardOf(group: string, count: number): number {
+  if (count <= 1) return 0;
+  return Number.parseInt(createHash('sha256').update(group).digest('hex').slice(0, 8), 16) % count;
+}
+
+/** Most users stacks the app spreads groups over. */
+const MAX_USERS_STACKS = 100;
 
 const AMI_PATTERN = /^ami-[0-9a-f]{8,17}$/;
 const LOG_LEVELS: readonly ProtocolLogLevel[] = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
@@ -82,17 +102,25 @@ export interface NeurocaasAppOptions {
    * @default true
    */
   readonly nagChecks?: boolean;
+  /**
+   * Run the quota guard (CloudFormation and IAM limits) on every synth.
+   * @default true
+   */
+  readonly quotaGuard?: boolean;
 }
 
 export interface NeurocaasStacks {
   readonly platform: PlatformStack;
   readonly analyses: readonly AnalysisStack[];
+  /** The first users stack, `NeurocaasUsers`. */
   readonly users: UsersStack;
+  /** Every users stack, `NeurocaasUsers` first. */
+  readonly usersStacks: readonly UsersStack[];
 }
 
 /**
  * Builds the whole deployment into `app`: the platform stack, a stack per blueprint and the
- * users stack. Throws BlueprintInvalidError / UserProfileInvalidError with every problem found,
+ * users stacks. Throws BlueprintInvalidError / UserProfileInvalidError with every problem found,
  * so an invalid file fails the synth with its reasons.
  */
 export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): NeurocaasStacks {
@@ -110,6 +138,7 @@ export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): 
   const vpcId = optionalString(context(CONTEXT.vpcId), CONTEXT.vpcId);
   const subnetIds = stringList(context(CONTEXT.subnetIds), CONTEXT.subnetIds);
   const reserveConcurrency = context(CONTEXT.reserveConcurrency);
+  const usersStackCount = usersStacksOf(context(CONTEXT.usersStacks));
   if (vpcId !== undefined && (subnetIds ?? []).length === 0) {
     throw new UsageError(`context ${CONTEXT.vpcId}=${vpcId} needs the subnets machines launch in: add -c ${CONTEXT.subnetIds}=subnet-a,subnet-b`);
   }
@@ -131,25 +160,34 @@ export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): 
       versionId,
       amiId: amiIds.get(blueprint.name) as string,
       platform,
-      groups: [...new Set(users.filter(({ profile }) => mayRunAnalysis(profile, blueprint.name)).map(({ profile }) => profile.group))],
       ...(logLevel ? { logLevel } : {}),
       packageRoot: root,
     });
     stack.addStackDependency(platform, 'imports the table, queue, protocol roles and subnets');
     return stack;
   });
-  const usersStack = new UsersStack(app, STACK_NAMES.users, {
-    env,
-    description: 'neurocaas researchers: IAM groups and users, registry of profiles',
-    users,
-    analyses: analyses.map((stack) => ({ analysis: stack.analysis, bucketArnExportName: stack.bucketArnExportName })),
-    platform,
+  const usersStacks = Array.from({ length: usersStackCount }, (_, index) => {
+    const name = STACK_NAMES.usersShard(index);
+    return new UsersStack(app, name, {
+      env,
+      description: `neurocaas researchers${usersStackCount > 1 ? ` (part ${index + 1} of ${usersStackCount}, by group)` : ''}: IAM groups and users, notification subscriptions, registry of profiles`,
+      users: users.filter(({ profile }) => usersShardOf(profile.group, usersStackCount) === index),
+      platform,
+    });
   });
-  // The group policies import the buckets' ARNs by export name, which CDK cannot see.
-  for (const stack of analyses) usersStack.addStackDependency(stack, 'imports the upload bucket ARN by export name');
 
   if (options.nagChecks ?? true) addNagChecks(app);
-  return { platform, analyses, users: usersStack };
+  if (options.quotaGuard ?? true) addQuotaGuard(app);
+  return { platform, analyses, users: usersStacks[0] as UsersStack, usersStacks };
+}
+
+function usersStacksOf(value: unknown): number {
+  if (value === undefined || value === '') return 1;
+  const count = typeof value === 'number' ? value : Number(value);
+  if (!Number.isInteger(count) || count < 1 || count > MAX_USERS_STACKS) {
+    throw new UsageError(`context ${CONTEXT.usersStacks} must be a whole number from 1 to ${MAX_USERS_STACKS}, got ${JSON.stringify(value)}`);
+  }
+  return count;
 }
 
 /** Every `<dir>/<analysis>/blueprint.json`, validated; all problems are reported at once. */

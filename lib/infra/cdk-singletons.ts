@@ -20,7 +20,8 @@ export function acknowledgeCdkSingletons(stack: Stack): void {
     );
   }
   const provider = stack.node.tryFindChild(AWS_CUSTOM_RESOURCE_PROVIDER);
-  if (provider) {
+  // With a role of our own (registryWriterRole) the provider has no ServiceRole of its own.
+  if (provider?.node.tryFindChild('ServiceRole')) {
     acknowledge(
       provider.node.findChild('ServiceRole'),
       LAMBDA_BASIC_EXECUTION,

@@ -10,8 +10,11 @@ import { Construct } from 'constructs';
 import { grantProtocol, protocolEnvironment, type ProtocolGrants } from './platform-protocols.js';
 import { ProtocolFunction, type ProtocolLogLevel } from './protocol-function.js';
 
-/** Submissions are `<group>/submissions/<name>submit.json`; S3 can filter on the suffix only. */
+/** Submissions are `<group>/submissions/[<user>/]<name>submit.json`; S3 can filter on the suffix only. */
 export const SUBMISSION_SUFFIX = 'submit.json';
+
+/** Cancel requests are `<group>/submissions/<user>/<jobId>.cancel.json` (D2), for the same function. */
+export const CANCEL_SUFFIX = '.cancel.json';
 
 export interface JobManagerProps extends ProtocolGrants {
   /** The analysis name (NCAP_ANALYSIS). */
@@ -28,7 +31,8 @@ export interface JobManagerProps extends ProtocolGrants {
 
 /**
  * An analysis's entry into the job manager: its `submit` protocol, invoked for every object
- * created with a key ending in `submit.json`. The handler checks the rest of the key
+ * created with a key ending in `submit.json` (a submission) or `.cancel.json` (a cancel
+ * request, D2; the handler routes by suffix). The handler checks the rest of the key
  * (`<group>/submissions/...`) itself, since S3 filters by prefix and suffix only and the group
  * comes first.
  */
@@ -67,8 +71,8 @@ export class JobManager extends Construct {
       evaluationPeriods: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    props.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(this.submit.function), {
-      suffix: SUBMISSION_SUFFIX,
-    });
+    const destination = new s3n.LambdaDestination(this.submit.function);
+    props.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, destination, { suffix: SUBMISSION_SUFFIX });
+    props.bucket.addEventNotification(s3.EventType.OBJECT_CREATED, destination, { suffix: CANCEL_SUFFIX });
   }
 }

@@ -1,7 +1,9 @@
+import { Tags } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { acknowledge, wildcardResourceFinding } from './nag.js';
+import { MACHINE_ROLE_TAG_VALUE, ROLE_TAG } from './shared-analysis-access.js';
 
 /**
  * What the SSM Agent needs for Run Command: the actions of AWS's
@@ -45,6 +47,8 @@ export class MachineRole extends Construct {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
       description: 'neurocaas analysis machine',
     });
+    // The shared protocols may pass a role to EC2 only when it carries this tag.
+    Tags.of(this.role).add(ROLE_TAG, MACHINE_ROLE_TAG_VALUE);
     const readable = ['*/inputs/*', '*/configs/*', '*/results/*'].map((pattern) => bucket.arnForObjects(pattern));
     const results = bucket.arnForObjects('*/results/*');
     const statements = [

@@ -1,8 +1,12 @@
+import { Tags } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { ANALYSIS_TAG } from './shared-analysis-access.js';
 import { Construct } from 'constructs';
 
 export interface MachineSecurityGroupProps {
   readonly vpc: ec2.IVpc;
+  /** Tagged `neurocaas:analysis`: the shared protocols launch only into groups with that tag. */
+  readonly analysis: string;
 }
 
 /**
@@ -20,6 +24,7 @@ export class MachineSecurityGroup extends Construct {
       description: 'neurocaas analysis machines: no inbound, HTTPS outbound only',
       allowAllOutbound: false,
     });
+    Tags.of(this.securityGroup).add(ANALYSIS_TAG, props.analysis);
     this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to SSM, S3 and other AWS APIs');
   }
 }

@@ -5,6 +5,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { RUN_SHELL_SCRIPT_DOCUMENT } from './machine-control-policy.js';
@@ -24,26 +25,35 @@ export interface ProtocolGrants {
   readonly table: dynamodb.ITable;
   readonly agentQueue: sqs.IQueue;
   readonly machineControl: iam.IManagedPolicy;
+  /** Job-end notifications (D7): every protocol may publish, with message attribute `user`. */
+  readonly notifications: sns.ITopic;
 }
 
 /** The environment every protocol reads at start-up. */
 export function protocolEnvironment(grants: ProtocolGrants): Record<string, string> {
-  return { NCAP_TABLE_NAME: grants.table.tableName, NCAP_AGENT_QUEUE_URL: grants.agentQueue.queueUrl };
+  return {
+    NCAP_TABLE_NAME: grants.table.tableName,
+    NCAP_AGENT_QUEUE_URL: grants.agentQueue.queueUrl,
+    NOTIFY_TOPIC_ARN: grants.notifications.topicArn,
+  };
 }
 
 /**
  * Any protocol may carry out any effect of the job reducer (a finished machine frees a slot
  * and the next dataset launches from the monitor, an expired one is terminated by the reaper,
  * ...), so every protocol gets the same platform permissions: the table's items, scheduling
- * agent re-checks, and machine control.
+ * agent re-checks, machine control and publishing job-end notifications.
  */
 export function grantProtocol(fn: ProtocolFunction, grants: ProtocolGrants): void {
   grants.table.grantReadWriteData(fn.role);
   grants.agentQueue.grantSendMessages(fn.role);
+  grants.notifications.grantPublish(fn.role);
   fn.role.addManagedPolicy(grants.machineControl);
 }
 
 export interface PlatformProtocolsProps extends ProtocolGrants {
+  /** What the shared protocols may do in every analysis (one constant policy, SharedAnalysisAccess). */
+  readonly analysisAccess: iam.IManagedPolicy;
   /** @default 'INFO' */
   readonly logLevel?: ProtocolLogLevel;
   /**
@@ -130,7 +140,10 @@ export class PlatformProtocols extends Construct {
       targets: [new targets.LambdaFunction(this.reaper.function, { retryAttempts: 2 })],
     });
 
-    for (const fn of this.all) grantProtocol(fn, props);
+    for (const fn of this.all) {
+      grantProtocol(fn, props);
+      fn.role.addManagedPolicy(props.analysisAccess);
+    }
   }
 
   get all(): ProtocolFunction[] {

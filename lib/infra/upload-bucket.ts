@@ -1,6 +1,8 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { PRINCIPAL_TAGS } from './researcher-access.js';
 
 export interface UploadBucketProps {
   /**
@@ -39,6 +41,18 @@ export class UploadBucket extends Construct {
       autoDeleteObjects: false,
       lifecycleRules: [{ id: 'ExpireAccessLogs', expiration: props.accessLogExpiration ?? Duration.days(365) }],
     });
+    // Its name shares the analysis bucket prefix the researcher policy allows: no researcher
+    // (a principal tagged with a neurocaas group) may touch it, whatever their own policy says.
+    this.accessLogsBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'DenyResearchers',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:*'],
+        resources: [this.accessLogsBucket.bucketArn, this.accessLogsBucket.arnForObjects('*')],
+        conditions: { Null: { [`aws:PrincipalTag/${PRINCIPAL_TAGS.group}`]: 'false' } },
+      }),
+    );
 
     this.bucket = new s3.Bucket(this, 'Bucket', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,

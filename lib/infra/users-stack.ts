@@ -1,12 +1,13 @@
-import { CfnOutput, Fn, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Stack, Tags, type StackProps } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
-import { mayRunAnalysis, type UserProfile } from '../core/user.js';
+import type { UserProfile } from '../core/user.js';
 import { acknowledgeCdkSingletons } from './cdk-singletons.js';
 import { GroupAccess, IAM_PATH } from './group-access.js';
+import { subscribeUser } from './notifications.js';
 import type { PlatformStack } from './platform-stack.js';
 import { RegistryItem } from './registry-item.js';
+import { PRINCIPAL_TAGS } from './researcher-access.js';
 
 /** A user profile with the text of its file. */
 export interface UserSource {
@@ -15,24 +16,19 @@ export interface UserSource {
   readonly text: string;
 }
 
-/** A deployed analysis as the users stack sees it: its bucket ARN, imported by export name. */
-export interface AnalysisBucketExport {
-  readonly analysis: string;
-  readonly bucketArnExportName: string;
-}
-
 export interface UsersStackProps extends StackProps {
+  /** The users of this stack; all users of a group are in the same stack. */
   readonly users: readonly UserSource[];
-  /** Every deployed analysis; a group gets those its users may run. */
-  readonly analyses: readonly AnalysisBucketExport[];
   readonly platform: PlatformStack;
 }
 
 /**
- * Researchers: an IAM group per user group with access to its own prefix of the buckets of
- * the analyses its users may run, an IAM user per profile (no access key, no password: an
- * admin issues credentials later), and a registry item per user. Deployed after the platform
- * and the analysis stacks, whose bucket ARNs it imports by export name.
+ * Researchers (of the groups this stack holds): an IAM group per user group with the
+ * platform's one researcher policy attached, an IAM user per profile tagged with its group and
+ * user name (the principal tags that policy reads; no access key, no password: an admin
+ * issues credentials later), the profile's email subscription to job-end notifications, and a
+ * registry item per user. Imports from the platform stack only: adding an analysis never
+ * changes a users stack, adding a user changes only the stack of its group.
  */
 export class UsersStack extends Stack {
   readonly groups = new Map<string, GroupAccess>();
@@ -40,24 +36,9 @@ export class UsersStack extends Stack {
 
   constructor(scope: Construct, id: string, props: UsersStackProps) {
     super(scope, id, props);
-    const buckets = new Map(
-      props.analyses.map(({ analysis, bucketArnExportName }) => [
-        analysis,
-        s3.Bucket.fromBucketArn(this, `Bucket-${analysis}`, Fn.importValue(bucketArnExportName)),
-      ]),
-    );
-
     const groupNames = [...new Set(props.users.map(({ profile }) => profile.group))].sort();
     for (const group of groupNames) {
-      const members = props.users.filter(({ profile }) => profile.group === group).map(({ profile }) => profile);
-      const analyses = [...buckets.keys()].filter((analysis) => members.some((user) => mayRunAnalysis(user, analysis))).sort();
-      this.groups.set(
-        group,
-        new GroupAccess(this, `Group-${group}`, {
-          group,
-          buckets: analyses.map((analysis) => ({ analysis, bucket: buckets.get(analysis) as s3.IBucket })),
-        }),
-      );
+      this.groups.set(group, new GroupAccess(this, `Group-${group}`, { group, policy: props.platform.researcherPolicy.policy }));
     }
 
     for (const { profile, text } of props.users) {
@@ -67,6 +48,8 @@ export class UsersStack extends Stack {
         path: IAM_PATH,
         groups: [access.group],
       });
+      Tags.of(user).add(PRINCIPAL_TAGS.group, profile.group);
+      Tags.of(user).add(PRINCIPAL_TAGS.user, profile.username);
       this.users.set(profile.username, user);
       new RegistryItem(this, `Registration-${profile.username}`, {
         table: props.platform.table.table,
@@ -74,6 +57,7 @@ export class UsersStack extends Stack {
         sk: 'PROFILE',
         attributes: { group: profile.group, profile: text, iamUserArn: user.userArn },
       });
+      if (profile.email) subscribeUser(this, `Notifications-${profile.username}`, props.platform.notifications.topic, profile.username, profile.email);
     }
     acknowledgeCdkSingletons(this);
 

@@ -7,9 +7,13 @@
  * - Action matches case-insensitively, Resource case-sensitively, both with `*` and `?`;
  * - conditions: every operator and every key of a statement must hold, any value of a key
  *   may match; a key missing from the request fails StringEquals and StringLike, satisfies
- *   the negated StringNotEquals and StringNotLike (as in IAM), and is what `Null: true` asks.
+ *   the negated StringNotEquals and StringNotLike (as in IAM), and is what `Null: true` asks;
+ * - policy variables (`${aws:username}`, `${aws:PrincipalTag/neurocaas-group}`, any key) in
+ *   Resource and in condition values are replaced by the request's value of that key, taken
+ *   literally (a `*` in a tag value is no wildcard); a variable the request lacks makes that
+ *   pattern match nothing, as in IAM. `${*}`, `${?}` and `${$}` stand for the characters.
  *
- * Anything outside that subset (NotAction, NotResource, Principal, policy variables,
+ * Anything outside that subset (NotAction, NotResource, Principal, variables with defaults,
  * ...IfExists, ForAnyValue:, other operators) throws: a policy cannot pass by being misread.
  */
 
@@ -33,7 +37,10 @@ export interface AccessRequest {
   readonly action: string;
   /** e.g. `arn:aws:s3:::bucket/lab/inputs/x` */
   readonly resource: string;
-  /** Condition keys of the request, e.g. `{ 's3:prefix': 'lab/' }`. */
+  /**
+   * Condition keys of the request, e.g. `{ 's3:prefix': 'lab/' }`; also the values of policy
+   * variables: `{ 'aws:username': 'ada', 'aws:PrincipalTag/neurocaas-group': 'lab' }`.
+   */
   readonly context?: Readonly<Record<string, string>>;
 }
 
@@ -72,12 +79,35 @@ export function isAllowed(policies: readonly PolicyDocument[], request: AccessRe
 
 /**
  * IAM's wildcard match: `*` is any run of characters (also none, also `/`), `?` exactly one.
+ * With `variables`, `${key}` is replaced by the key's value taken literally; an unknown key
+ * makes the pattern match nothing.
  */
-export function wildcardMatch(pattern: string, value: string, options: { caseInsensitive?: boolean } = {}): boolean {
-  const source = pattern
-    .split('')
-    .map((char) => (char === '*' ? '.*' : char === '?' ? '.' : char.replace(/[\\^$.|+()[\]{}]/g, '\\$&')))
-    .join('');
+export function wildcardMatch(
+  pattern: string,
+  value: string,
+  options: { caseInsensitive?: boolean; variables?: (key: string) => string | undefined } = {},
+): boolean {
+  const escape = (text: string) => text.replace(/[\\^$.|+()[\]{}*?]/g, '\\$&');
+  let source = '';
+  for (let index = 0; index < pattern.length; index += 1) {
+    const char = pattern[index] as string;
+    if (char === '$' && pattern[index + 1] === '{' && options.variables) {
+      const end = pattern.indexOf('}', index);
+      if (end < 0) throw new Error(`unterminated policy variable in ${pattern}`);
+      const key = pattern.slice(index + 2, end);
+      index = end;
+      if (key === '*' || key === '?' || key === '$') {
+        source += escape(key);
+        continue;
+      }
+      if (key.includes(',')) throw new Error(`policy variables with a default are not supported: \${${key}}`);
+      const resolved = options.variables(key);
+      if (resolved === undefined) return false;
+      source += escape(resolved);
+      continue;
+    }
+    source += char === '*' ? '.*' : char === '?' ? '.' : escape(char);
+  }
   return new RegExp(`^${source}$`, options.caseInsensitive ? 'is' : 's').test(value);
 }
 
@@ -97,7 +127,6 @@ function checkSupported(statement: PolicyStatement): void {
   if (statement.Effect !== 'Allow' && statement.Effect !== 'Deny') throw new Error(`Effect must be Allow or Deny, got ${String(statement.Effect)}`);
   for (const value of [...asList(statement.Action), ...asList(statement.Resource)]) {
     if (typeof value !== 'string') throw new Error(`Action and Resource must be resolved strings, got ${JSON.stringify(value)}`);
-    if (value.includes('${')) throw new Error(`policy variables are not supported: ${value}`);
   }
   for (const operator of Object.keys(statement.Condition ?? {})) {
     if (!OPERATORS.has(operator)) throw new Error(`condition operator ${operator} is not supported by this evaluator`);
@@ -105,31 +134,47 @@ function checkSupported(statement: PolicyStatement): void {
 }
 
 function statementApplies(statement: PolicyStatement, request: AccessRequest): boolean {
+  // Condition keys (and so variable names) are case-insensitive.
+  const lookup = new Map(Object.entries(request.context ?? {}).map(([key, value]) => [key.toLowerCase(), value]));
+  const variables = (key: string) => lookup.get(key.toLowerCase());
   const actionMatches = asList(statement.Action).some((pattern) => wildcardMatch(pattern, request.action, { caseInsensitive: true }));
-  const resourceMatches = asList(statement.Resource).some((pattern) => wildcardMatch(pattern, request.resource));
-  return actionMatches && resourceMatches && conditionsHold(statement.Condition ?? {}, request.context ?? {});
+  const resourceMatches = asList(statement.Resource).some((pattern) => wildcardMatch(pattern, request.resource, { variables }));
+  return actionMatches && resourceMatches && conditionsHold(statement.Condition ?? {}, lookup, variables);
 }
 
-function conditionsHold(condition: ConditionBlock, context: Readonly<Record<string, string>>): boolean {
-  // Condition keys are case-insensitive.
-  const lookup = new Map(Object.entries(context).map(([key, value]) => [key.toLowerCase(), value]));
+function conditionsHold(condition: ConditionBlock, lookup: ReadonlyMap<string, string>, variables: (key: string) => string | undefined): boolean {
   return Object.entries(condition).every(([operator, keys]) =>
-    Object.entries(keys).every(([key, expected]) => operatorHolds(operator, lookup.get(key.toLowerCase()), asList(expected))),
+    Object.entries(keys).every(([key, expected]) => operatorHolds(operator, lookup.get(key.toLowerCase()), asList(expected), variables)),
   );
 }
 
-function operatorHolds(operator: string, actual: string | undefined, expected: readonly string[]): boolean {
+/** A condition value with its policy variables filled in; undefined when one is missing. */
+function substituted(value: string, variables: (key: string) => string | undefined): string | undefined {
+  let missing = false;
+  const result = value.replace(/\$\{([^}]*)\}/g, (_match, key: string) => {
+    if (key === '*' || key === '?' || key === '$') return key;
+    if (key.includes(',')) throw new Error(`policy variables with a default are not supported: \${${key}}`);
+    const resolved = variables(key);
+    if (resolved === undefined) missing = true;
+    return resolved ?? '';
+  });
+  return missing ? undefined : result;
+}
+
+function operatorHolds(operator: string, actual: string | undefined, expected: readonly string[], variables: (key: string) => string | undefined): boolean {
+  if (operator === 'StringLike' || operator === 'StringNotLike') {
+    // Wildcards of the policy stay wildcards; the variables' values are literal.
+    const matches = actual !== undefined && expected.some((pattern) => wildcardMatch(pattern, actual, { variables }));
+    return operator === 'StringLike' ? matches : actual === undefined || !matches;
+  }
+  if (operator !== 'Null') {
+    const values = expected.map((value) => substituted(value, variables)).filter((value): value is string => value !== undefined);
+    if (operator === 'StringEquals') return actual !== undefined && values.includes(actual);
+    if (operator === 'StringNotEquals') return actual === undefined || !values.includes(actual);
+  }
   switch (operator) {
     case 'Null':
       return expected.some((flag) => (flag === 'true') === (actual === undefined));
-    case 'StringEquals':
-      return actual !== undefined && expected.includes(actual);
-    case 'StringNotEquals':
-      return actual === undefined || !expected.includes(actual);
-    case 'StringLike':
-      return actual !== undefined && expected.some((pattern) => wildcardMatch(pattern, actual));
-    case 'StringNotLike':
-      return actual === undefined || !expected.some((pattern) => wildcardMatch(pattern, actual));
     default:
       throw new Error(`condition operator ${operator} is not supported by this evaluator`);
   }

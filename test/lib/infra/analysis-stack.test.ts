@@ -86,6 +86,13 @@ describe('AnalysisStack upload bucket', () => {
         Condition: { Bool: { 'aws:SecureTransport': 'false' } },
       },
       {
+        Sid: 'DenyResearchers',
+        Effect: 'Deny',
+        Action: ['s3:*'],
+        Resource: [`<${logsBucket}.Arn>`, `<${logsBucket}.Arn>/*`],
+        Condition: { Null: { 'aws:PrincipalTag/neurocaas-group': 'false' } },
+      },
+      {
         Effect: 'Allow',
         Action: ['s3:PutObject'],
         Resource: [`<${logsBucket}.Arn>/upload-bucket/*`],
@@ -101,18 +108,16 @@ describe('AnalysisStack upload bucket', () => {
 });
 
 describe('AnalysisStack submissions', () => {
-  it('invokes the submit protocol for created objects ending in submit.json, and only those', () => {
+  it('invokes the submit protocol for created objects ending in submit.json or .cancel.json (D2), and only those', () => {
     synth.analysis('alpha').resourceCountIs('Custom::S3BucketNotifications', 1);
     synth.analysis('alpha').hasResourceProperties('Custom::S3BucketNotifications', {
       BucketName: { Ref: bucket },
       NotificationConfiguration: {
-        LambdaFunctionConfigurations: [
-          {
-            Events: ['s3:ObjectCreated:*'],
-            Filter: { Key: { FilterRules: [{ Name: 'suffix', Value: 'submit.json' }] } },
-            LambdaFunctionArn: { 'Fn::GetAtt': [submitFunction, 'Arn'] },
-          },
-        ],
+        LambdaFunctionConfigurations: ['submit.json', '.cancel.json'].map((suffix) => ({
+          Events: ['s3:ObjectCreated:*'],
+          Filter: { Key: { FilterRules: [{ Name: 'suffix', Value: suffix }] } },
+          LambdaFunctionArn: { 'Fn::GetAtt': [submitFunction, 'Arn'] },
+        })),
       },
     });
     synth.analysis('alpha').hasResourceProperties('AWS::Lambda::Permission', {
@@ -132,12 +137,14 @@ describe('AnalysisStack submissions', () => {
       'NCAP_ANALYSIS',
       'NCAP_TABLE_NAME',
       'NODE_OPTIONS',
+      'NOTIFY_TOPIC_ARN',
       'POWERTOOLS_LOG_LEVEL',
       'POWERTOOLS_SERVICE_NAME',
     ]);
     expect(variables).toMatchObject({ NCAP_ANALYSIS: 'alpha', POWERTOOLS_SERVICE_NAME: 'neurocaas-submit', POWERTOOLS_LOG_LEVEL: 'INFO' });
     expect(cfnText(variables['NCAP_TABLE_NAME'])).toMatch(/^<import:NeurocaasPlatform:ExportsOutputRefJobTable/);
     expect(cfnText(variables['NCAP_AGENT_QUEUE_URL'])).toMatch(/^<import:NeurocaasPlatform:ExportsOutputRefAgentCheckQueue/);
+    expect(cfnText(variables['NOTIFY_TOPIC_ARN'])).toMatch(/^<import:NeurocaasPlatform:ExportsOutputRefNotificationsTopic/);
   });
 
   it('alarms on submit errors', () => {
@@ -175,6 +182,7 @@ describe('AnalysisStack submissions', () => {
       ['dynamodb:BatchGetItem', [platformArn('JobTable')]],
       ['dynamodb:GetRecords', [platformArn('JobTable')]],
       ['sqs:SendMessage', [platformArn('AgentCheckQueue')]],
+      ['sns:Publish', [expect.stringMatching(/^NeurocaasPlatform:ExportsOutputRefNotificationsTopic/)]],
       ['sqs:SendMessage', [expect.stringMatching(/^<JobManagerFailedSubmissions[0-9A-F]{8}\.Arn>$/)]],
     ]);
     expect(statements.flatMap((statement) => statement.Action)).not.toContain('dynamodb:*');
@@ -254,7 +262,13 @@ describe('AnalysisStack protocol permissions', () => {
         Resource: [`<${machineRole}.Arn>`],
         Condition: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
       },
-      { Sid: 'ReadWriteAnalysisObjects', Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], Resource: [`<${bucket}.Arn>/*`] },
+      { Sid: 'ReadAnalysisObjects', Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`<${bucket}.Arn>/*`] },
+      {
+        Sid: 'WriteProtocolPrefixes',
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:AbortMultipartUpload'],
+        Resource: [`<${bucket}.Arn>/*/results/*`, `<${bucket}.Arn>/*/receipts/*`, `<${bucket}.Arn>/*/budget/*`],
+      },
       { Sid: 'ListAnalysisBucket', Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [`<${bucket}.Arn>`] },
     ]);
   });
@@ -265,11 +279,14 @@ describe('AnalysisStack protocol permissions', () => {
     expect(beta[1]?.Resource[0]).toBe(`arn:<AWS::Partition>:ec2:<AWS::Region>::image/${BETA_AMI}`);
   });
 
-  it('is attached to its submit role and to the three platform protocol roles, imported by ARN', () => {
-    const roles = protocolAccess('alpha')['Roles'] as unknown[];
-    expect(roles[0]).toEqual({ Ref: submitRole });
-    const imported = roles.slice(1).map((role) => JSON.stringify(role).match(/ExportsOutputFnGetAttProtocols(\w+?)ServiceRole/)?.[1]);
-    expect(imported).toEqual(['AgentCheck', 'Monitor', 'Reaper']);
+  it('is attached to its own submit role only: the shared protocol roles get nothing per analysis', () => {
+    expect(protocolAccess('alpha')['Roles']).toEqual([{ Ref: submitRole }]);
+    expect(JSON.stringify(synth.analysis('alpha').toJSON())).not.toMatch(/ExportsOutputFnGetAttProtocols/);
+  });
+
+  it('tags the machine role neurocaas:role=machine and the security group with the analysis, which the shared protocols\' policy requires', () => {
+    expect(resourceOf(synth.analysis('alpha'), 'AWS::IAM::Role', machineRole).properties['Tags']).toEqual([{ Key: 'neurocaas:role', Value: 'machine' }]);
+    expect(resourceOf(synth.analysis('alpha'), 'AWS::EC2::SecurityGroup', securityGroup).properties['Tags']).toEqual([{ Key: 'neurocaas:analysis', Value: 'alpha' }]);
   });
 
   it('puts nothing of the analysis into the platform stack (no cross-stack cycle)', () => {
@@ -304,15 +321,14 @@ describe('AnalysisStack registry item', () => {
       securityGroupId: { S: `<${securityGroup}.GroupId>` },
       subnetIds: { L: [expect.anything(), expect.anything()] },
       machineRoleArn: { S: `<${machineRole}.Arn>` },
-      groups: { L: [{ S: 'lab' }, { S: 'other' }] },
     });
     expect(subnets.every((subnet) => /^<import:NeurocaasPlatform:ExportsOutputRefMachineNetworkVpcMachinesSubnet\dSubnet/.test(subnet))).toBe(true);
   });
 
-  it('records the AMI given by context when the blueprint has none, and the groups allowed to use it', () => {
+  it('records the AMI given by context when the blueprint has none, and nothing of the users (a new user never changes this stack)', () => {
     const item = registryItem('beta');
     expect(item['amiId']).toEqual({ S: BETA_AMI });
-    expect(item['groups']).toEqual({ L: [{ S: 'lab' }] });
+    expect(item['groups']).toBeUndefined();
   });
 
   it('deletes the item with the stack and may touch the platform table only', () => {
@@ -322,10 +338,9 @@ describe('AnalysisStack registry item', () => {
       parameters: { Key: { pk: { S: 'ANALYSIS#alpha' }, sk: { S: 'CONFIG' } } },
     });
     expect(properties['InstallLatestAwsSdk']).toBe(false);
-    const policy = resourceOf(synth.analysis('alpha'), 'AWS::IAM::Policy', 'RegistrationCustomResourcePolicy');
+    const policy = resourceOf(synth.analysis('alpha'), 'AWS::IAM::Policy', 'RegistryWriterRoleDefaultPolicy');
     expect(readableStatements(policy.properties['PolicyDocument'])).toEqual([
-      { Effect: 'Allow', Action: ['dynamodb:PutItem'], Resource: [platformArn('JobTable')] },
-      { Effect: 'Allow', Action: ['dynamodb:DeleteItem'], Resource: [platformArn('JobTable')] },
+      { Effect: 'Allow', Action: ['dynamodb:PutItem', 'dynamodb:DeleteItem'], Resource: [platformArn('JobTable')] },
     ]);
   });
 
@@ -333,6 +348,14 @@ describe('AnalysisStack registry item', () => {
     const resource = synth.analysis('alpha').findResources('Custom::NeurocaasRegistryItem');
     const dependsOn = (Object.values(resource)[0] as { DependsOn: string[] }).DependsOn;
     expect(dependsOn).toEqual(expect.arrayContaining([expect.stringMatching(/^ProtocolAccessPolicy/), expect.stringMatching(/^UploadBucketNotifications/)]));
+  });
+});
+
+describe('AnalysisStack deployment parameter', () => {
+  it('publishes /neurocaas/analyses/<analysis> with its bucket and region (D5)', () => {
+    const { properties } = resourceOf(synth.analysis('alpha'), 'AWS::SSM::Parameter', 'DeploymentParameter');
+    expect(properties['Name']).toBe('/neurocaas/analyses/alpha');
+    expect(cfnText(properties['Value'])).toBe(`{"schemaVersion":1,"analysis":"alpha","bucket":"<${bucket}>","region":"<AWS::Region>"}`);
   });
 });
 

@@ -28,7 +28,7 @@ function concrete(value: unknown): string {
     .replace(/<AWS::Region>/g, 'us-east-1')
     .replace(/<AWS::AccountId>/g, '123456789012')
     .replace(/<AWS::URLSuffix>/g, 'amazonaws.com')
-    .replace(/<[^<>]+>/g, (reference) => (/Arn/.test(reference) ? `arn:aws:s3:::ref-${reference.replace(/[^A-Za-z0-9]/g, '').slice(0, 40).toLowerCase()}` : `ref-${reference.replace(/[^A-Za-z0-9]/g, '').slice(0, 40)}`));
+    .replace(/<[^<>]+>/g, (reference) => (/Arn|Topic/.test(reference) ? `arn:aws:s3:::ref-${reference.replace(/[^A-Za-z0-9]/g, '').slice(0, 40).toLowerCase()}` : `ref-${reference.replace(/[^A-Za-z0-9]/g, '').slice(0, 40)}`));
 }
 
 function concreteDocument(node: unknown): unknown {

@@ -124,6 +124,47 @@ describe('evaluate', () => {
     });
   });
 
+  describe('policy variables', () => {
+    const own = policy({
+      Sid: 'Own',
+      Effect: 'Allow',
+      Action: 's3:PutObject',
+      Resource: `${BUCKET}/\${aws:PrincipalTag/neurocaas-group}/submissions/\${aws:username}/*`,
+    });
+    const tags = (group: string, user: string) => ({ 'aws:PrincipalTag/neurocaas-group': group, 'aws:username': user });
+
+    it('fills Resource variables from the request', () => {
+      expect(isAllowed([own], { action: 's3:PutObject', resource: `${BUCKET}/lab/submissions/ada/xsubmit.json`, context: tags('lab', 'ada') })).toBe(true);
+      expect(isAllowed([own], { action: 's3:PutObject', resource: `${BUCKET}/lab/submissions/cy/xsubmit.json`, context: tags('lab', 'ada') })).toBe(false);
+      expect(isAllowed([own], { action: 's3:PutObject', resource: `${BUCKET}/other/submissions/ada/xsubmit.json`, context: tags('lab', 'ada') })).toBe(false);
+    });
+
+    it('matches nothing when the request lacks the variable', () => {
+      expect(isAllowed([own], { action: 's3:PutObject', resource: `${BUCKET}/lab/submissions/ada/x`, context: { 'aws:username': 'ada' } })).toBe(false);
+    });
+
+    it('takes a variable\'s value literally: a * in a tag is no wildcard', () => {
+      expect(isAllowed([own], { action: 's3:PutObject', resource: `${BUCKET}/lab/submissions/ada/x`, context: tags('*', 'ada') })).toBe(false);
+      expect(isAllowed([own], { action: 's3:PutObject', resource: `${BUCKET}/*/submissions/ada/x`, context: tags('*', 'ada') })).toBe(true);
+    });
+
+    it('fills variables in condition values, keeping the policy\'s own wildcards', () => {
+      const list = policy({ Effect: 'Allow', Action: 's3:ListBucket', Resource: BUCKET, Condition: { StringLike: { 's3:prefix': '${aws:PrincipalTag/neurocaas-group}/*' } } });
+      const context = (prefix: string) => ({ 's3:prefix': prefix, 'aws:PrincipalTag/neurocaas-group': 'lab' });
+      expect(isAllowed([list], { action: 's3:ListBucket', resource: BUCKET, context: context('lab/inputs/') })).toBe(true);
+      expect(isAllowed([list], { action: 's3:ListBucket', resource: BUCKET, context: context('other/') })).toBe(false);
+      const exact = policy({ Effect: 'Allow', Action: 's3:ListBucket', Resource: BUCKET, Condition: { StringEquals: { 's3:prefix': '${aws:PrincipalTag/neurocaas-group}/' } } });
+      expect(isAllowed([exact], { action: 's3:ListBucket', resource: BUCKET, context: context('lab/') })).toBe(true);
+      expect(isAllowed([exact], { action: 's3:ListBucket', resource: BUCKET, context: { 's3:prefix': 'lab/' } })).toBe(false);
+    });
+
+    it('knows the escapes ${*}, ${?} and ${$}', () => {
+      const literal = policy({ Effect: 'Allow', Action: 's3:GetObject', Resource: `${BUCKET}/a\${*}b` });
+      expect(isAllowed([literal], { action: 's3:GetObject', resource: `${BUCKET}/a*b` })).toBe(true);
+      expect(isAllowed([literal], { action: 's3:GetObject', resource: `${BUCKET}/axxb` })).toBe(false);
+    });
+  });
+
   describe('refuses what it does not model', () => {
     const request = { action: 's3:GetObject', resource: `${BUCKET}/x` };
 
@@ -133,7 +174,7 @@ describe('evaluate', () => {
       ['Principal', { Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: '*' }],
       ['an unknown operator', { Effect: 'Allow', Action: 's3:GetObject', Resource: '*', Condition: { IpAddress: { 'aws:SourceIp': '10.0.0.0/8' } } }],
       ['an IfExists operator', { Effect: 'Allow', Action: 's3:GetObject', Resource: '*', Condition: { StringLikeIfExists: { 's3:prefix': 'x' } } }],
-      ['a policy variable', { Effect: 'Allow', Action: 's3:GetObject', Resource: `${BUCKET}/\${aws:username}/*` }],
+      ['a policy variable with a default', { Effect: 'Allow', Action: 's3:GetObject', Resource: `${BUCKET}/\${aws:username, 'nobody'}/*` }],
       ['an unresolved CloudFormation value', { Effect: 'Allow', Action: 's3:GetObject', Resource: { 'Fn::GetAtt': ['B', 'Arn'] } }],
       ['a wrong effect', { Effect: 'Maybe', Action: 's3:GetObject', Resource: '*' }],
     ])('%s throws', (_what, statement) => {

@@ -1,7 +1,7 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WATCHED_COMMAND_STATUSES, WATCHED_INSTANCE_STATES } from '../../../lib/infra/platform-protocols.js';
-import { readableStatements, removeSynthesized, resourceOf, synthesize, type Synthesized } from './synth.js';
+import { cfnText, readableStatements, removeSynthesized, resourceOf, synthesize, type Synthesized } from './synth.js';
 
 afterAll(removeSynthesized);
 
@@ -12,6 +12,7 @@ let fn: { agentCheck: string; monitor: string; reaper: string };
 let table: string;
 let queue: string;
 let deadLetterQueue: string;
+let topic: string;
 
 beforeAll(() => {
   synth = synthesize();
@@ -24,6 +25,7 @@ beforeAll(() => {
   table = id('AWS::DynamoDB::Table', 'JobTable');
   queue = id('AWS::SQS::Queue', 'AgentCheckQueue4');
   deadLetterQueue = id('AWS::SQS::Queue', 'AgentCheckQueueDeadLetterQueue');
+  topic = id('AWS::SNS::Topic', 'NotificationsTopic');
 });
 
 describe('PlatformStack job table', () => {
@@ -115,6 +117,7 @@ describe('PlatformStack protocols', () => {
     expect((properties['Environment'] as { Variables: unknown }).Variables).toEqual({
       NCAP_TABLE_NAME: { Ref: table },
       NCAP_AGENT_QUEUE_URL: { Ref: queue },
+      NOTIFY_TOPIC_ARN: { Ref: topic },
       POWERTOOLS_SERVICE_NAME: service,
       POWERTOOLS_LOG_LEVEL: 'INFO',
       NODE_OPTIONS: '--enable-source-maps',
@@ -232,7 +235,7 @@ describe('PlatformStack protocol permissions', () => {
     { Effect: 'Allow', Action: ['dynamodb:GetRecords', 'dynamodb:GetShardIterator'], Resource: [`<${tableId}.Arn>`] },
   ];
 
-  it.each(['monitor', 'reaper'] as const)('%s may write its logs, use the table and schedule agent re-checks', (name) => {
+  it.each(['monitor', 'reaper'] as const)('%s may write its logs, use the table, schedule agent re-checks and publish notifications', (name) => {
     const role = roleOf(fn[name]);
     const logGroup = (resourceOf(synth.platform, 'AWS::Lambda::Function', fn[name]).properties['LoggingConfig'] as { LogGroup: { Ref: string } })
       .LogGroup.Ref;
@@ -240,6 +243,7 @@ describe('PlatformStack protocol permissions', () => {
       { Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: [`<${logGroup}.Arn>`] },
       ...tableAccess(table),
       { Effect: 'Allow', Action: ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'], Resource: [`<${queue}.Arn>`] },
+      { Effect: 'Allow', Action: ['sns:Publish'], Resource: [`<${topic}>`] },
     ]);
   });
 
@@ -252,10 +256,49 @@ describe('PlatformStack protocol permissions', () => {
     });
   });
 
-  it.each(['agentCheck', 'monitor', 'reaper'] as const)('%s has the machine-control policy and no AWS-managed one', (name) => {
+  it.each(['agentCheck', 'monitor', 'reaper'] as const)('%s has the machine-control and shared analysis policies and no AWS-managed one', (name) => {
     const role = resourceOf(synth.platform, 'AWS::IAM::Role', roleOf(fn[name]));
-    const policy = resourceOf(synth.platform, 'AWS::IAM::ManagedPolicy', 'MachineControlPolicy').id;
-    expect(role.properties['ManagedPolicyArns']).toEqual([{ Ref: policy }]);
+    const machineControl = resourceOf(synth.platform, 'AWS::IAM::ManagedPolicy', 'MachineControlPolicy').id;
+    const shared = resourceOf(synth.platform, 'AWS::IAM::ManagedPolicy', 'SharedAnalysisAccessPolicy').id;
+    expect(role.properties['ManagedPolicyArns']).toEqual([{ Ref: machineControl }, { Ref: shared }]);
+  });
+
+  it('shared analysis access: every analysis by tags and bucket prefix, writes only the protocol prefixes (D6), in one constant policy', () => {
+    const { properties } = resourceOf(synth.platform, 'AWS::IAM::ManagedPolicy', 'SharedAnalysisAccessPolicy');
+    const buckets = 'arn:<AWS::Partition>:s3:::neurocaasanalysis-*';
+    expect(readableStatements(properties['PolicyDocument'])).toEqual([
+      {
+        Sid: 'LaunchTaggedJobInstances',
+        Effect: 'Allow',
+        Action: ['ec2:RunInstances'],
+        Resource: [`${EC2}:instance/*`],
+        Condition: { Null: { 'aws:RequestTag/neurocaas:job': 'false' } },
+      },
+      {
+        Sid: 'LaunchInAnalysisSecurityGroups',
+        Effect: 'Allow',
+        Action: ['ec2:RunInstances'],
+        Resource: [`${EC2}:security-group/*`],
+        Condition: { Null: { 'aws:ResourceTag/neurocaas:analysis': 'false' } },
+      },
+      { Sid: 'LaunchFromImages', Effect: 'Allow', Action: ['ec2:RunInstances'], Resource: ['arn:<AWS::Partition>:ec2:<AWS::Region>::image/*'] },
+      {
+        Sid: 'PassTaggedRolesToEc2',
+        Effect: 'Allow',
+        Action: ['iam:PassRole'],
+        Resource: ['arn:<AWS::Partition>:iam::<AWS::AccountId>:role/*'],
+        Condition: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com', 'aws:ResourceTag/neurocaas:role': 'machine' } },
+      },
+      { Sid: 'ReadAnalysisObjects', Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`${buckets}/*`] },
+      {
+        Sid: 'WriteProtocolPrefixes',
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:AbortMultipartUpload'],
+        Resource: [`${buckets}/*/results/*`, `${buckets}/*/receipts/*`, `${buckets}/*/budget/*`],
+      },
+      { Sid: 'ListAnalysisBuckets', Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [buckets] },
+    ]);
+    expect(JSON.stringify(properties['PolicyDocument'])).not.toMatch(/s3:Delete/);
   });
 
   it('machine control: launches only tagged volumes and interfaces in the machine subnets, tags only at launch', () => {
@@ -351,6 +394,26 @@ describe('PlatformStack machine network', () => {
     const { properties } = resourceOf(existing.platform, 'AWS::IAM::ManagedPolicy', 'MachineControlPolicy');
     expect(readableStatements(properties['PolicyDocument'])[1]?.Resource).toEqual([`${EC2}:subnet/subnet-0aaa1111`, `${EC2}:subnet/subnet-0bbb2222`]);
     existing.analysis('alpha').hasResourceProperties('AWS::EC2::SecurityGroup', { VpcId: 'vpc-0123abcd' });
+  });
+});
+
+describe('PlatformStack notifications and deployment parameter', () => {
+  it('has one notifications topic, encrypted with the AWS-managed SNS key, TLS only', () => {
+    synth.platform.resourceCountIs('AWS::SNS::Topic', 1);
+    expect(resourceOf(synth.platform, 'AWS::SNS::Topic', topic).properties).toMatchObject({
+      KmsMasterKeyId: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':kms:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':alias/aws/sns']] },
+    });
+    synth.platform.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      Topics: [{ Ref: topic }],
+      PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] },
+    });
+  });
+
+  it('publishes /neurocaas/deployment: schema version, region, table and topic (D5)', () => {
+    const { properties } = resourceOf(synth.platform, 'AWS::SSM::Parameter', 'DeploymentParameter');
+    expect(properties['Name']).toBe('/neurocaas/deployment');
+    expect(properties['Type']).toBe('String');
+    expect(cfnText(properties['Value'])).toBe(`{"schemaVersion":1,"region":"<AWS::Region>","tableName":"<${table}>","notificationsTopicArn":"<${topic}>"}`);
   });
 });
 

@@ -6,13 +6,11 @@ import { cfnText, FIXTURES, readableStatements, removeSynthesized, resourceOf, s
 
 afterAll(removeSynthesized);
 
-/** Made-up ARNs standing in for the buckets the users stack imports by export name. */
-const BUCKETS: Record<string, string> = {
-  'NeurocaasAnalysis-alpha-UploadBucketArn': 'arn:aws:s3:::neurocaas-alpha-upload',
-  'NeurocaasAnalysis-beta-UploadBucketArn': 'arn:aws:s3:::neurocaas-beta-upload',
-};
-const ALPHA = BUCKETS['NeurocaasAnalysis-alpha-UploadBucketArn'] as string;
-const BETA = BUCKETS['NeurocaasAnalysis-beta-UploadBucketArn'] as string;
+/** Two deployed analysis buckets (names as CloudFormation generates them) and one that is not ours. */
+const ALPHA = 'arn:aws:s3:::neurocaasanalysis-alpha-uploadbucketb0fba037-1a2b3c4d5e6f';
+const BETA = 'arn:aws:s3:::neurocaasanalysis-beta-uploadbucketb0fba037-6f5e4d3c2b1a';
+const FOREIGN = 'arn:aws:s3:::payroll-exports';
+const PARAMETERS = 'arn:aws:ssm:us-east-1:123456789012:parameter';
 
 let synth: Synthesized;
 
@@ -20,17 +18,37 @@ beforeAll(() => {
   synth = synthesize();
 });
 
-interface TemplatePolicy {
-  id: string;
-  groups: unknown;
-  document: { Statement: Record<string, unknown>[] };
+/** A CloudFormation value as deployed: pseudo parameters filled in. */
+function deployed(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(deployed);
+  if (node !== null && typeof node === 'object') {
+    const keys = Object.keys(node);
+    if (keys.length === 1 && (keys[0] === 'Ref' || keys[0]?.startsWith('Fn::'))) {
+      return cfnText(node).replace(/<AWS::Partition>/g, 'aws').replace(/<AWS::Region>/g, 'us-east-1').replace(/<AWS::AccountId>/g, '123456789012');
+    }
+    return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, deployed(value)]));
+  }
+  return node;
 }
 
-function managedPolicies(): TemplatePolicy[] {
-  return Object.entries(synth.users.findResources('AWS::IAM::ManagedPolicy')).map(([id, resource]) => {
-    const properties = (resource as { Properties: { Groups: unknown; PolicyDocument: TemplatePolicy['document'] } }).Properties;
-    return { id, groups: properties.Groups, document: properties.PolicyDocument };
-  });
+/** The researcher policy as IAM holds it once deployed. */
+function researcherPolicy(): PolicyDocument {
+  const { properties } = resourceOf(synth.platform, 'AWS::IAM::ManagedPolicy', 'ResearcherAccessPolicy');
+  return deployed(properties['PolicyDocument']) as PolicyDocument;
+}
+
+function userOf(name: string): Record<string, unknown> {
+  const found = Object.values(synth.users.findResources('AWS::IAM::User')).find(
+    (resource) => (resource as { Properties: { UserName: string } }).Properties.UserName === name,
+  );
+  if (!found) throw new Error(`no IAM user ${name}`);
+  return (found as { Properties: Record<string, unknown> }).Properties;
+}
+
+/** The request context IAM builds for a call by this user: its name and its principal tags, from the template. */
+function callerContext(name: string): Record<string, string> {
+  const tags = (userOf(name)['Tags'] as { Key: string; Value: string }[]).map((tag) => [`aws:PrincipalTag/${tag.Key}`, tag.Value]);
+  return { 'aws:username': name, ...Object.fromEntries(tags) };
 }
 
 function groupId(name: string): string {
@@ -41,69 +59,56 @@ function groupId(name: string): string {
   return found[0];
 }
 
-/** The group's policies as IAM would see them once deployed: imports replaced by bucket ARNs. */
-function deployedPoliciesOf(group: string): PolicyDocument[] {
-  const id = groupId(`neurocaas-${group}`);
-  return managedPolicies()
-    .filter((policy) => JSON.stringify(policy.groups) === JSON.stringify([{ Ref: id }]))
-    .map((policy) => ({
-      Statement: policy.document.Statement.map((statement) => {
-        const resources = Array.isArray(statement['Resource']) ? statement['Resource'] : [statement['Resource']];
-        return {
-          ...statement,
-          Resource: resources.map((resource) => cfnText(resource).replace(/<import:([^>]+)>/g, (_match, name: string) => {
-            const arn = BUCKETS[name];
-            if (!arn) throw new Error(`unexpected import ${name}`);
-            return arn;
-          })),
-        };
-      }),
-    })) as unknown as PolicyDocument[];
-}
-
 describe('UsersStack groups', () => {
-  it('creates one IAM group per user group, under the neurocaas path', () => {
+  it('creates one IAM group per user group, under the neurocaas path, holding the platform\'s one researcher policy', () => {
     synth.users.resourceCountIs('AWS::IAM::Group', 2);
-    synth.users.hasResourceProperties('AWS::IAM::Group', { GroupName: 'neurocaas-lab', Path: '/neurocaas/' });
-    synth.users.hasResourceProperties('AWS::IAM::Group', { GroupName: 'neurocaas-other', Path: '/neurocaas/' });
+    for (const group of ['lab', 'other']) {
+      const { properties } = resourceOf(synth.users, 'AWS::IAM::Group', groupId(`neurocaas-${group}`));
+      expect(properties['GroupName']).toBe(`neurocaas-${group}`);
+      expect(properties['Path']).toBe('/neurocaas/');
+      expect(cfnText((properties['ManagedPolicyArns'] as unknown[])[0])).toMatch(/^<import:NeurocaasPlatform:ExportsOutputRefResearcherAccessPolicy/);
+      expect(properties['ManagedPolicyArns']).toHaveLength(1);
+    }
   });
 
-  it('gives a group one policy per analysis its users may run', () => {
-    const byGroup = (group: string) =>
-      managedPolicies()
-        .filter((policy) => JSON.stringify(policy.groups) === JSON.stringify([{ Ref: groupId(`neurocaas-${group}`) }]))
-        .map((policy) => policy.id.replace(/[0-9A-F]{8}$/, ''));
-    // lab has a user allowed "*" (both analyses); other's only user may run alpha.
-    expect(byGroup('lab')).toEqual(['GrouplabAccessalpha', 'GrouplabAccessbeta']);
-    expect(byGroup('other')).toEqual(['GroupotherAccessalpha']);
+  it('holds no policy of its own: nothing grows with the analyses', () => {
+    synth.users.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
+    // One inline policy in all: the registry writer's PutItem/DeleteItem on the table, whatever the number of users.
+    expect(Object.keys(synth.users.findResources('AWS::IAM::Policy'))).toEqual([expect.stringMatching(/^RegistryWriterRoleDefaultPolicy/)]);
+    expect(JSON.stringify(synth.users.toJSON())).not.toMatch(/NeurocaasAnalysis/);
   });
 
-  it('scopes a group policy to the group prefix of the bucket: list, upload, read results, never delete', () => {
-    const policy = managedPolicies().find((p) => p.id.startsWith('GrouplabAccessalpha')) as TemplatePolicy;
-    const bucket = 'NeurocaasAnalysis-alpha-UploadBucketArn';
-    expect(readableStatements(policy.document)).toEqual([
-      { Sid: 'ListOwnGroupOnly', Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [bucket], Condition: { StringLike: { 's3:prefix': ['lab/*'] } } },
+  it('the researcher policy: own group by principal tags, own submissions by user tag, deployment parameters, never delete', () => {
+    const { properties } = resourceOf(synth.platform, 'AWS::IAM::ManagedPolicy', 'ResearcherAccessPolicy');
+    const buckets = 'arn:<AWS::Partition>:s3:::neurocaasanalysis-*';
+    const group = '<aws:PrincipalTag/neurocaas-group>';
+    expect(readableStatements(properties['PolicyDocument'])).toEqual([
+      { Sid: 'ListOwnGroupOnly', Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [buckets], Condition: { StringLike: { 's3:prefix': ['${aws:PrincipalTag/neurocaas-group}/*'] } } },
+      { Sid: 'ReadOwnGroup', Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`${buckets}/${group}/*`] },
       {
-        Sid: 'UploadInputsConfigsSubmissions',
+        Sid: 'WriteInputsConfigsOwnSubmissions',
         Effect: 'Allow',
-        Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
-        Resource: [`${bucket}/lab/inputs/*`, `${bucket}/lab/configs/*`, `${bucket}/lab/submissions/*`],
+        Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
+        Resource: [`${buckets}/${group}/inputs/*`, `${buckets}/${group}/configs/*`, `${buckets}/${group}/submissions/<aws:PrincipalTag/neurocaas-user>/*`],
       },
-      { Sid: 'ReadResults', Effect: 'Allow', Action: ['s3:GetObject'], Resource: [`${bucket}/lab/results/*`] },
-      { Sid: 'NeverDelete', Effect: 'Deny', Action: ['s3:DeleteObject', 's3:DeleteObjectVersion'], Resource: [`${bucket}/*`] },
+      {
+        Sid: 'ReadDeploymentParameters',
+        Effect: 'Allow',
+        Action: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath'],
+        Resource: ['arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/neurocaas', 'arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/neurocaas/*'],
+      },
+      { Sid: 'NeverDelete', Effect: 'Deny', Action: ['s3:DeleteObject', 's3:DeleteObjectVersion'], Resource: [`${buckets}/*`] },
     ]);
   });
 });
 
 describe('UsersStack users', () => {
-  it('creates an IAM user per profile in its group, with no password and no access key', () => {
-    const users = Object.values(synth.users.findResources('AWS::IAM::User')).map(
-      (resource) => (resource as { Properties: Record<string, unknown> }).Properties,
-    );
-    expect(users.map((user) => [user['UserName'], user['Path'], user['Groups']])).toEqual([
-      ['ada', '/neurocaas/', [{ Ref: groupId('neurocaas-lab') }]],
-      ['bob', '/neurocaas/', [{ Ref: groupId('neurocaas-other') }]],
-      ['cy', '/neurocaas/', [{ Ref: groupId('neurocaas-lab') }]],
+  it('creates an IAM user per profile in its group, tagged with its group and user name, with no password and no access key', () => {
+    const users = Object.values(synth.users.findResources('AWS::IAM::User')).map((resource) => (resource as { Properties: Record<string, unknown> }).Properties);
+    expect(users.map((user) => [user['UserName'], user['Path'], user['Groups'], user['Tags']])).toEqual([
+      ['ada', '/neurocaas/', [{ Ref: groupId('neurocaas-lab') }], [{ Key: 'neurocaas-group', Value: 'lab' }, { Key: 'neurocaas-user', Value: 'ada' }]],
+      ['bob', '/neurocaas/', [{ Ref: groupId('neurocaas-other') }], [{ Key: 'neurocaas-group', Value: 'other' }, { Key: 'neurocaas-user', Value: 'bob' }]],
+      ['cy', '/neurocaas/', [{ Ref: groupId('neurocaas-lab') }], [{ Key: 'neurocaas-group', Value: 'lab' }, { Key: 'neurocaas-user', Value: 'cy' }]],
     ]);
     expect(users.every((user) => user['LoginProfile'] === undefined && user['Policies'] === undefined && user['ManagedPolicyArns'] === undefined)).toBe(true);
     synth.users.resourceCountIs('AWS::IAM::AccessKey', 0);
@@ -118,8 +123,7 @@ describe('UsersStack users', () => {
       return create.parameters.Item;
     });
     expect(items.map((item) => item['pk']?.S)).toEqual(['USER#ada', 'USER#bob', 'USER#cy']);
-    const ada = items[0] as Record<string, { S: string }>;
-    expect(ada).toEqual({
+    expect(items[0]).toEqual({
       pk: { S: 'USER#ada' },
       sk: { S: 'PROFILE' },
       group: { S: 'lab' },
@@ -128,9 +132,28 @@ describe('UsersStack users', () => {
     });
   });
 
-  it('is deployed after the analysis stacks whose bucket ARNs it imports', () => {
-    const dependencies = synth.stacks.users.dependencies.map((stack) => stack.stackName).sort();
-    expect(dependencies).toEqual(['NeurocaasAnalysis-alpha', 'NeurocaasAnalysis-beta', 'NeurocaasPlatform']);
+  it('subscribes each profile\'s email to the notifications topic, filtered on its own user name (D7)', () => {
+    const subscriptions = Object.values(synth.users.findResources('AWS::SNS::Subscription')).map((resource) => (resource as { Properties: Record<string, unknown> }).Properties);
+    expect(subscriptions.map((subscription) => [subscription['Protocol'], subscription['Endpoint'], subscription['FilterPolicy']])).toEqual([
+      ['email', 'ada@example.org', { user: ['ada'] }],
+      ['email', 'bob@example.org', { user: ['bob'] }],
+      ['email', 'cy@example.org', { user: ['cy'] }],
+    ]);
+    for (const subscription of subscriptions) expect(cfnText(subscription['TopicArn'])).toMatch(/^<import:NeurocaasPlatform:ExportsOutputRefNotificationsTopic/);
+  });
+
+  it('keeps the logical ids of its users, groups and registry items (an existing deployment updates them in place)', () => {
+    expect(Object.keys(synth.users.findResources('AWS::IAM::User')).sort()).toEqual(['UseradaDC4199E7', 'Userbob2A3046F3', 'UsercyAFA1F2E0']);
+    expect(Object.keys(synth.users.findResources('AWS::IAM::Group')).sort()).toEqual(['GrouplabGroupFC7A216C', 'GroupotherGroup73C43917']);
+    expect(Object.keys(synth.users.findResources('Custom::NeurocaasRegistryItem')).sort()).toEqual([
+      'Registrationada9DAE7D6C',
+      'RegistrationbobB6BABE9F',
+      'Registrationcy92E5A6C9',
+    ]);
+  });
+
+  it('depends on the platform stack only: adding an analysis never changes it', () => {
+    expect(synth.stacks.users.dependencies.map((stack) => stack.stackName)).toEqual(['NeurocaasPlatform']);
   });
 
   it('outputs the user names and nothing secret', () => {
@@ -139,47 +162,70 @@ describe('UsersStack users', () => {
 });
 
 // No AWS IAM policy simulator is reachable from the tests (they stay on 127.0.0.1): the
-// group policies are evaluated with the small evaluator of test/support instead.
-describe('UsersStack group policies, evaluated', () => {
-  const lab = () => deployedPoliciesOf('lab');
-  const other = () => deployedPoliciesOf('other');
+// researcher policy is evaluated with the small evaluator of test/support, with each user's
+// principal tags as IAM would put them in the request context.
+describe('the researcher policy, evaluated for the users of the stack', () => {
+  const may = (user: string, action: string, resource: string, extra: Record<string, string> = {}) =>
+    isAllowed([researcherPolicy()], { action, resource, context: { ...callerContext(user), ...extra } });
 
   it.each([
-    ['s3:PutObject', 'lab/inputs/x'],
-    ['s3:PutObject', 'lab/inputs/session1/video.csv'],
-    ['s3:PutObject', 'lab/configs/run1.yaml'],
-    ['s3:PutObject', 'lab/submissions/xsubmit.json'],
-    ['s3:GetObject', 'lab/submissions/xsubmit.json'],
-    ['s3:GetObject', 'lab/results/job__alpha_20261122T151533Z-7f3a/logs/certificate.txt'],
-    ['s3:GetObject', 'lab/results/job__alpha_20261122T151533Z-7f3a/process_results/x/out.csv'],
-  ])('a lab user may %s %s', (action, key) => {
-    expect(isAllowed(lab(), { action, resource: `${ALPHA}/${key}` })).toBe(true);
-    expect(isAllowed(lab(), { action, resource: `${BETA}/${key}` })).toBe(true);
+    ['ada', 's3:PutObject', 'lab/inputs/x'],
+    ['ada', 's3:PutObject', 'lab/inputs/session1/video.csv'],
+    ['ada', 's3:PutObject', 'lab/configs/run1.yaml'],
+    ['ada', 's3:PutObject', 'lab/submissions/ada/run1submit.json'],
+    ['ada', 's3:PutObject', 'lab/submissions/ada/20261122T151533Z-7f3a.cancel.json'],
+    ['ada', 's3:AbortMultipartUpload', 'lab/inputs/big.bin'],
+    ['ada', 's3:ListMultipartUploadParts', 'lab/inputs/big.bin'],
+    ['ada', 's3:GetObject', 'lab/inputs/x'],
+    ['ada', 's3:GetObject', 'lab/submissions/cy/run1submit.json'],
+    ['ada', 's3:GetObject', 'lab/receipts/ada/run1submit.json.json'],
+    ['ada', 's3:GetObject', 'lab/budget/cy.json'],
+    ['ada', 's3:GetObject', 'lab/results/job__alpha_20261122T151533Z-7f3a/logs/certificate.txt'],
+    ['cy', 's3:PutObject', 'lab/submissions/cy/xsubmit.json'],
+    ['bob', 's3:PutObject', 'other/submissions/bob/xsubmit.json'],
+    ['bob', 's3:GetObject', 'other/results/job__beta_1/process_results/out.csv'],
+  ])('%s may %s %s in every analysis bucket', (user, action, key) => {
+    expect(may(user, action, `${ALPHA}/${key}`)).toBe(true);
+    expect(may(user, action, `${BETA}/${key}`)).toBe(true);
   });
 
   it.each([
-    ['s3:PutObject', 'lab/results/job__alpha_1/end.txt'],
-    ['s3:PutObject', 'lab/other-area/x'],
-    ['s3:PutObject', 'lab/x'],
-    ['s3:GetObject', 'other/inputs/x'],
-    ['s3:PutObject', 'other/inputs/x'],
-    ['s3:PutObject', 'other/submissions/xsubmit.json'],
-    ['s3:GetObject', 'other/results/job__alpha_1/logs/certificate.txt'],
-    ['s3:PutObject', 'labx/inputs/x'],
-    ['s3:GetObjectAcl', 'lab/inputs/x'],
-    ['s3:PutObjectAcl', 'lab/inputs/x'],
-  ])('a lab user may not %s %s', (action, key) => {
-    expect(isAllowed(lab(), { action, resource: `${ALPHA}/${key}` })).toBe(false);
+    ['ada', 's3:PutObject', 'lab/submissions/cy/xsubmit.json', 'another user\'s submissions'],
+    ['ada', 's3:PutObject', 'lab/submissions/cy/j1.cancel.json', 'a cancel under another user'],
+    ['ada', 's3:PutObject', 'lab/submissions/xsubmit.json', 'the group-level submission prefix'],
+    ['ada', 's3:PutObject', 'lab/results/job__alpha_1/end.txt', 'results'],
+    ['ada', 's3:PutObject', 'lab/receipts/ada/x.json', 'receipts'],
+    ['ada', 's3:PutObject', 'lab/budget/ada.json', 'the budget view'],
+    ['ada', 's3:PutObject', 'lab/x', 'the group root'],
+    ['ada', 's3:GetObject', 'other/inputs/x', 'another group\'s inputs'],
+    ['ada', 's3:GetObject', 'other/budget/bob.json', 'another group\'s budget'],
+    ['ada', 's3:PutObject', 'other/inputs/x', 'another group\'s inputs'],
+    ['ada', 's3:PutObject', 'other/submissions/ada/xsubmit.json', 'another group\'s submissions, even under its own name'],
+    ['bob', 's3:GetObject', 'lab/results/job__alpha_1/logs/certificate.txt', 'another group\'s results'],
+    ['bob', 's3:PutObject', 'labx/inputs/x', 'a group that only starts like its own'],
+    ['ada', 's3:GetObjectAcl', 'lab/inputs/x', 'ACLs'],
+    ['ada', 's3:PutObjectAcl', 'lab/inputs/x', 'ACLs'],
+  ])('%s may not %s %s (%s)', (user, action, key) => {
+    expect(may(user, action, `${ALPHA}/${key}`)).toBe(false);
   });
 
-  it.each(['lab/inputs/x', 'lab/results/job__alpha_1/end.txt', 'other/inputs/x'])('a lab user can never delete %s (explicit deny)', (key) => {
+  it.each(['lab/inputs/x', 'lab/submissions/ada/xsubmit.json', 'lab/results/job__alpha_1/end.txt', 'other/inputs/x'])('no researcher can ever delete %s (explicit deny)', (key) => {
     for (const action of ['s3:DeleteObject', 's3:DeleteObjectVersion']) {
-      expect(evaluate(lab(), { action, resource: `${ALPHA}/${key}` })).toEqual({ decision: 'ExplicitDeny', decidingStatements: ['NeverDelete'] });
+      expect(evaluate([researcherPolicy()], { action, resource: `${ALPHA}/${key}`, context: callerContext('ada') })).toEqual({
+        decision: 'ExplicitDeny',
+        decidingStatements: ['NeverDelete'],
+      });
     }
   });
 
+  it('reaches no bucket outside the analysis buckets', () => {
+    expect(may('ada', 's3:GetObject', `${FOREIGN}/lab/inputs/x`)).toBe(false);
+    expect(may('ada', 's3:PutObject', `${FOREIGN}/lab/inputs/x`)).toBe(false);
+    expect(may('ada', 's3:ListBucket', FOREIGN, { 's3:prefix': 'lab/' })).toBe(false);
+  });
+
   it.each(['lab/', 'lab/inputs/', 'lab/results/job__alpha_1/'])('a lab user may list with prefix %s', (prefix) => {
-    expect(isAllowed(lab(), { action: 's3:ListBucket', resource: ALPHA, context: { 's3:prefix': prefix } })).toBe(true);
+    expect(may('ada', 's3:ListBucket', ALPHA, { 's3:prefix': prefix })).toBe(true);
   });
 
   it.each([
@@ -189,19 +235,40 @@ describe('UsersStack group policies, evaluated', () => {
     ['an empty prefix', { 's3:prefix': '' }],
     ['no prefix at all', {}],
   ])('a lab user may not list %s', (_what, context) => {
-    expect(isAllowed(lab(), { action: 's3:ListBucket', resource: ALPHA, context })).toBe(false);
+    expect(may('ada', 's3:ListBucket', ALPHA, context)).toBe(false);
   });
 
-  it('a user of another group reaches only its own prefix, and only in the analyses it may run', () => {
-    expect(isAllowed(other(), { action: 's3:PutObject', resource: `${ALPHA}/other/inputs/x` })).toBe(true);
-    expect(isAllowed(other(), { action: 's3:GetObject', resource: `${ALPHA}/lab/inputs/x` })).toBe(false);
-    expect(isAllowed(other(), { action: 's3:PutObject', resource: `${BETA}/other/inputs/x` })).toBe(false);
-    expect(isAllowed(other(), { action: 's3:ListBucket', resource: BETA, context: { 's3:prefix': 'other/' } })).toBe(false);
+  it('a caller without the principal tags gets nothing at all', () => {
+    const untagged = (action: string, resource: string, context: Record<string, string> = {}) =>
+      isAllowed([researcherPolicy()], { action, resource, context: { 'aws:username': 'ada', ...context } });
+    expect(untagged('s3:GetObject', `${ALPHA}/lab/inputs/x`)).toBe(false);
+    expect(untagged('s3:PutObject', `${ALPHA}/lab/submissions/ada/xsubmit.json`)).toBe(false);
+    expect(untagged('s3:ListBucket', ALPHA, { 's3:prefix': 'lab/' })).toBe(false);
   });
 
-  it('no group may touch the bucket configuration', () => {
-    for (const action of ['s3:PutBucketPolicy', 's3:PutLifecycleConfiguration', 's3:PutBucketVersioning', 's3:DeleteBucket']) {
-      expect(isAllowed(lab(), { action, resource: ALPHA })).toBe(false);
+  it('the same document works for a web identity session that carries the same principal tags (no aws:username)', () => {
+    const session = { 'aws:PrincipalTag/neurocaas-group': 'lab', 'aws:PrincipalTag/neurocaas-user': 'ada' };
+    const web = (action: string, key: string) => isAllowed([researcherPolicy()], { action, resource: `${ALPHA}/${key}`, context: session });
+    expect(web('s3:PutObject', 'lab/submissions/ada/xsubmit.json')).toBe(true);
+    expect(web('s3:PutObject', 'lab/submissions/cy/xsubmit.json')).toBe(false);
+    expect(web('s3:GetObject', 'other/inputs/x')).toBe(false);
+  });
+
+  it('every researcher reads the deployment parameters, and no other parameter', () => {
+    for (const user of ['ada', 'bob']) {
+      expect(may(user, 'ssm:GetParameter', `${PARAMETERS}/neurocaas/deployment`)).toBe(true);
+      expect(may(user, 'ssm:GetParameter', `${PARAMETERS}/neurocaas/analyses/alpha`)).toBe(true);
+      expect(may(user, 'ssm:GetParametersByPath', `${PARAMETERS}/neurocaas/analyses`)).toBe(true);
+      expect(may(user, 'ssm:GetParametersByPath', `${PARAMETERS}/neurocaas`)).toBe(true);
+      expect(may(user, 'ssm:GetParameter', `${PARAMETERS}/database/password`)).toBe(false);
+      expect(may(user, 'ssm:PutParameter', `${PARAMETERS}/neurocaas/deployment`)).toBe(false);
     }
+  });
+
+  it('no researcher may touch a bucket\'s configuration or the job table', () => {
+    for (const action of ['s3:PutBucketPolicy', 's3:PutLifecycleConfiguration', 's3:PutBucketVersioning', 's3:DeleteBucket']) {
+      expect(may('ada', action, ALPHA)).toBe(false);
+    }
+    expect(may('ada', 'dynamodb:GetItem', 'arn:aws:dynamodb:us-east-1:123456789012:table/x')).toBe(false);
   });
 });
