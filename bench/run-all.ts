@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LocalPlatform, packageRoot } from '../protocols/local-shell.js';
+import { benchInfraScale } from './infra-scale.js';
 import { benchLambdaBundles, benchSynth } from './lambda-bundles.js';
 
 const WORKFLOWS = {
@@ -142,6 +143,7 @@ async function main(): Promise<void> {
     }
     await benchLambdaBundles(print);
     benchSynth(print);
+    benchInfraScale(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }

@@ -7,8 +7,10 @@ import { FIXTURES, removeSynthesized, synthesize, type Synthesized } from './syn
 
 /**
  * A community: 100 analyses and 1,000 researchers in 100 groups, generated into a temp folder
- * (not committed), synthesized with cdk-nag and the quota guard on (bundling skipped: the four
- * bundles are shared by all stacks, see bench/infra-scale.ts for the full synth's time).
+ * (not committed), synthesized with the quota guard on. Bundling is skipped (the four bundles
+ * are shared by all stacks) and so is cdk-nag, which adds about 40% to this synth: every stack
+ * here is made of the same constructs as the fixtures' stacks that nag.test.ts checks. The full
+ * synth, bundling and cdk-nag included, is timed by bench/infra-scale.ts.
  */
 const ANALYSES = 100;
 const GROUPS = 100;
@@ -44,7 +46,7 @@ beforeAll(() => {
     blueprintsDir: join(workdir, 'blueprints'),
     usersDir: join(workdir, 'users'),
     context: { usersStacks: USERS_STACKS },
-    nagChecks: true,
+    nagChecks: false,
   });
   synthMs = performance.now() - started;
 }, 15 * 60_000);
@@ -55,14 +57,14 @@ afterAll(() => {
 });
 
 describe(`a community of ${ANALYSES} analyses and ${GROUPS * USERS_PER_GROUP} users in ${GROUPS} groups`, () => {
-  it('synthesizes with cdk-nag and the quota guard on (either would have failed the synth)', () => {
+  it('synthesizes with the quota guard on (which would have failed the synth)', () => {
     expect(synth.stacks.analyses).toHaveLength(ANALYSES);
     expect(synth.stacks.usersStacks).toHaveLength(USERS_STACKS);
-    process.stdout.write(`scale synth (${ANALYSES} analyses, ${GROUPS * USERS_PER_GROUP} users, nag + guard, no bundling): ${(synthMs / 1000).toFixed(1)} s\n`);
+    process.stdout.write(`scale synth (${ANALYSES} analyses, ${GROUPS * USERS_PER_GROUP} users, guard, no nag, no bundling): ${(synthMs / 1000).toFixed(1)} s\n`);
   });
 
   it('keeps every stack under 500 resources and every quota the guard checks', () => {
-    const templates = readTemplates(synth.stacks.usersStacks.concat().map((stack) => join(synth.outdir, stack.templateFile)));
+    const templates = readTemplates(synth.stacks.usersStacks.map((stack) => join(synth.outdir, stack.templateFile)));
     const all = readTemplates([synth.stacks.platform, ...synth.stacks.analyses, ...synth.stacks.usersStacks].map((stack) => join(synth.outdir, stack.templateFile)));
     expect(checkQuotas(all)).toEqual([]);
     const counts = all.map(({ stackName, template }) => [stackName, Object.keys(template.Resources ?? {}).length] as const);
