@@ -26,6 +26,10 @@ export const COMMAND_RESULT_GRACE_MS = 120_000;
 export interface DatasetState {
   name: string;
   inputKey: string;
+  /** Ensembles: a replica (with its index and seed) or the consensus step. */
+  role?: 'replica' | 'consensus';
+  replica?: number;
+  seed?: number;
   phase: DatasetPhase;
   reason?: string;
   /** Why it did not succeed; set on every terminal phase but SUCCEEDED. */
@@ -267,14 +271,20 @@ function onSubmissionReceived(state: JobState, event: Extract<JobEvent, { type: 
   state.plan = plan;
   state.phase = 'RESERVING';
   state.reserveRequestedAtMs = event.atMs;
-  state.datasets = plan.datasets.map((ds, index) => ({
-    name: ds.name,
-    inputKey: ds.inputKey,
-    phase: 'PENDING',
-    machine: 'none',
-    clientToken: clientTokenFor(plan.jobId, index),
-    logTail: [],
-  }));
+  state.datasets = plan.datasets.map((ds, index) => {
+    const dataset: DatasetState = {
+      name: ds.name,
+      inputKey: ds.inputKey,
+      phase: 'PENDING',
+      machine: 'none',
+      clientToken: clientTokenFor(plan.jobId, index),
+      logTail: [],
+    };
+    if (ds.role !== undefined) dataset.role = ds.role;
+    if (ds.replica !== undefined) dataset.replica = ds.replica;
+    if (ds.seed !== undefined) dataset.seed = ds.seed;
+    return dataset;
+  });
   out.certificate(
     `job ${plan.jobId} accepted: analysis ${plan.analysis} (blueprint ${plan.blueprintHash.slice(0, 19)}), ` +
       `${plan.datasets.length} dataset(s), config ${plan.configKey}, user ${plan.user}`,
@@ -345,6 +355,7 @@ function launchPending(state: JobState, atMs: number, out: Effects): void {
   for (const ds of state.datasets) {
     if (alive >= plan.maxConcurrentMachines) break;
     if (ds.phase !== 'PENDING') continue;
+    if (ds.role === 'consensus' && !consensusMayStart(state, ds, atMs, out)) continue;
     ds.phase = 'LAUNCHING';
     ds.machine = 'requested';
     ds.instanceType = plan.instanceType;
@@ -355,6 +366,32 @@ function launchPending(state: JobState, atMs: number, out: Effects): void {
     out.certificate(`${ds.name}: launching a ${plan.instanceType} machine (deadline ${isoOf(ds.deadlineAtMs)})`);
     out.push(launchEffect(ds));
   }
+}
+
+/**
+ * The consensus starts once every replica has ended, and only when enough succeeded; otherwise
+ * it fails (no machine) with the replicas that failed named.
+ */
+function consensusMayStart(state: JobState, consensus: DatasetState, atMs: number, out: Effects): boolean {
+  const replicas = state.datasets.filter((ds) => ds.role === 'replica');
+  if (!replicas.every((ds) => isTerminalPhase(ds.phase))) return false;
+  const succeeded = replicas.filter((ds) => ds.phase === 'SUCCEEDED');
+  const failed = replicas.filter((ds) => ds.phase !== 'SUCCEEDED').map((ds) => `${ds.name} ${ds.phase}`);
+  const needed = state.plan?.ensemble?.minSucceeded ?? 1;
+  const failedText = failed.length > 0 ? ` (failed: ${failed.join(', ')})` : '';
+  if (succeeded.length < needed) {
+    finishDataset(
+      consensus,
+      'FAILED',
+      `only ${succeeded.length} of ${replicas.length} replicas succeeded${failedText}; the consensus needs at least ${needed}`,
+      atMs,
+      out,
+      'analysis',
+    );
+    return false;
+  }
+  out.certificate(`consensus: ${succeeded.length} of ${replicas.length} replicas succeeded${failedText}; combining ${succeeded.map((ds) => ds.name).join(', ')}`);
+  return true;
 }
 
 function launchEffect(ds: DatasetState): JobEffect {
@@ -588,8 +625,18 @@ function countPhases(state: JobState): string {
   return [...counts.entries()].map(([phase, n]) => `${n} ${phase}`).join(', ') || 'no datasets';
 }
 
+/**
+ * Every dataset succeeded; for an ensemble, the consensus succeeded (replicas may have failed:
+ * the consensus ran because enough of them succeeded, and the failed ones are named).
+ */
+export function jobSucceeded(state: JobState): boolean {
+  const consensus = state.datasets.find((ds) => ds.role === 'consensus');
+  if (consensus) return consensus.phase === 'SUCCEEDED';
+  return state.datasets.length > 0 && state.datasets.every((ds) => ds.phase === 'SUCCEEDED');
+}
+
 function endText(state: JobState): string {
-  const outcome = state.phase === 'REJECTED' ? 'REJECTED' : state.datasets.every((ds) => ds.phase === 'SUCCEEDED') ? 'SUCCEEDED' : 'FAILED';
+  const outcome = state.phase === 'REJECTED' ? 'REJECTED' : jobSucceeded(state) ? 'SUCCEEDED' : 'FAILED';
   const lines = [
     `job ${state.jobId} ${outcome}`,
     `finished at ${isoOf(state.endedAtMs)}`,
@@ -603,7 +650,7 @@ function endText(state: JobState): string {
 export function jobOutcome(state: JobState): 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'REJECTED' | 'CANCELLED' {
   if (state.phase === 'REJECTED') return 'REJECTED';
   if (state.phase !== 'DONE') return 'RUNNING';
-  if (state.datasets.every((ds) => ds.phase === 'SUCCEEDED')) return 'SUCCEEDED';
+  if (jobSucceeded(state)) return 'SUCCEEDED';
   if (state.cancel && state.datasets.some((ds) => ds.phase === 'CANCELLED')) return 'CANCELLED';
   return 'FAILED';
 }

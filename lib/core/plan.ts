@@ -16,6 +16,22 @@ export interface PlannedDataset {
   name: string;
   inputKey: string;
   input: ObjectFacts;
+  /** Ensembles: "replica" datasets run the workflow, the "consensus" one combines them. */
+  role?: 'replica' | 'consensus';
+  /** Ensembles: the replica's index (NCAP_REPLICA, 0..size-1) and seed (NCAP_SEED). */
+  replica?: number;
+  seed?: number;
+}
+
+/** Name of the consensus step's dataset; its results land in `process_results/consensus/`. */
+export const CONSENSUS_DATASET = 'consensus';
+
+/** What an ensemble job runs: `size` replicas of `dataset`, then the consensus. */
+export interface EnsemblePlan {
+  dataset: string;
+  size: number;
+  minSucceeded: number;
+  consensusCommand: string[];
 }
 
 /** Everything the job needs decided before anything launches; persisted with the job. */
@@ -42,6 +58,8 @@ export interface JobPlan {
   budgetUsd: number;
   budgetPeriod: string;
   imageId: string;
+  /** Present for protocol "ensemble". */
+  ensemble?: EnsemblePlan;
 }
 
 export interface PlanInput {
@@ -224,6 +242,18 @@ export function planJob(input: PlanInput): PlanResult {
     }
   }
 
+  let ensemble: EnsemblePlan | undefined;
+  let planned = datasets;
+  if (blueprint.protocol === 'ensemble' && blueprint.ensemble) {
+    const result = planEnsemble(blueprint, datasets, names.length, config);
+    if (result.ok) {
+      ensemble = result.ensemble;
+      planned = result.datasets;
+    } else {
+      reasons.push(...result.reasons);
+    }
+  }
+
   const allowed = allowedInstanceTypes(blueprint);
   const instanceType = submission.instance_type ?? blueprint.hardware.instanceType;
   if (!allowed.includes(instanceType)) {
@@ -248,17 +278,18 @@ export function planJob(input: PlanInput): PlanResult {
       configKey: submission.configname,
       config,
       configFacts,
-      datasets,
+      datasets: planned,
       instanceType,
       hourlyUsd,
       timeoutMinutes,
       agentWaitMinutes: blueprint.limits.agentWaitMinutes,
       maxConcurrentMachines: blueprint.limits.maxConcurrentMachines,
       machineReservedUsd: machineReservationUsd(hourlyUsd, timeoutMinutes),
-      reservedUsd: jobReservationUsd(hourlyUsd, timeoutMinutes, datasets.length),
+      reservedUsd: jobReservationUsd(hourlyUsd, timeoutMinutes, planned.length),
       budgetUsd: user.budgetUsd,
       budgetPeriod: budgetPeriodOf(user, input.nowMs),
       imageId: input.imageId,
+      ...(ensemble ? { ensemble } : {}),
     },
   };
 }
@@ -268,6 +299,69 @@ function summarizeReasons(list: readonly string[], total: number): string {
   const shown = list.slice(0, REASONS_PER_DATASET);
   const more = total - shown.length;
   return more > 0 ? `${shown.join('; ')}; and ${more} more reason(s) in logs/certificate.txt` : shown.join('; ');
+}
+
+/**
+ * An ensemble's machines: `size` replicas of the one dataset (size from the config's
+ * `ensemble_size`, bounded by the blueprint, else `ensemble.size`), then the consensus step.
+ * Seeds are derived from the dataset's content and the replica index: reproducible for the same
+ * data, different between replicas.
+ */
+function planEnsemble(
+  blueprint: Blueprint,
+  datasets: PlannedDataset[],
+  named: number,
+  config: unknown,
+): { ok: true; ensemble: EnsemblePlan; datasets: PlannedDataset[] } | { ok: false; reasons: string[] } {
+  const settings = blueprint.ensemble;
+  if (!settings) return { ok: false, reasons: [`analysis "${blueprint.name}" has protocol "ensemble" but no ensemble settings`] };
+  const reasons: string[] = [];
+  if (named !== 1) {
+    reasons.push(`an ensemble runs its replicas on one dataset, but the submission names ${named}; submit one dataset per job`);
+  }
+  const maxSize = settings.maxSize ?? settings.size;
+  let size = settings.size;
+  const asked = config !== null && typeof config === 'object' ? (config as Record<string, unknown>)['ensemble_size'] : undefined;
+  if (asked !== undefined) {
+    if (typeof asked !== 'number' || !Number.isInteger(asked) || asked < 1) {
+      reasons.push(`config key "ensemble_size" must be a whole number of replicas >= 1, got ${JSON.stringify(asked)}`);
+    } else if (asked > maxSize) {
+      reasons.push(`config key "ensemble_size" is ${asked}, above the limit of "${blueprint.name}" (${maxSize} replicas); ask for at most ${maxSize}`);
+    } else {
+      size = asked;
+    }
+  }
+  if (size < settings.minSucceeded) {
+    reasons.push(
+      `an ensemble of ${size} replica(s) can never reach the ${settings.minSucceeded} succeeded replicas the consensus of "${blueprint.name}" needs; ask for at least ${settings.minSucceeded}`,
+    );
+  }
+  const dataset = datasets[0];
+  if (reasons.length > 0 || !dataset) return { ok: false, reasons };
+  const replicas: PlannedDataset[] = Array.from({ length: size }, (_, replica) => ({
+    name: `replica-${replica}`,
+    inputKey: dataset.inputKey,
+    input: dataset.input,
+    role: 'replica',
+    replica,
+    seed: replicaSeed(dataset.input.sha256 ?? dataset.input.etag, replica),
+  }));
+  const consensus: PlannedDataset = { name: CONSENSUS_DATASET, inputKey: dataset.inputKey, input: dataset.input, role: 'consensus' };
+  return {
+    ok: true,
+    ensemble: { dataset: dataset.name, size, minSucceeded: settings.minSucceeded, consensusCommand: settings.consensus.command },
+    datasets: [...replicas, consensus],
+  };
+}
+
+/** A 31-bit seed from the dataset fingerprint and replica index (FNV-1a). */
+export function replicaSeed(fingerprint: string, replica: number): number {
+  let hash = 0x811c9dc5;
+  for (const char of `${fingerprint}#${replica}`) {
+    hash ^= char.charCodeAt(0);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash & 0x7fffffff;
 }
 
 /** A machine's deadline, derived from its share of the reservation. */

@@ -19,6 +19,10 @@ export interface ProvenanceRecord {
   environment: { imageId: string; instanceType: string; hourlyUsd: number };
   machines: {
     dataset: string;
+    /** Ensembles: "replica" (with its index and seed) or "consensus". */
+    role?: string;
+    replica?: number;
+    seed?: number;
     instanceId?: string;
     status: string;
     reason?: string;
@@ -31,6 +35,8 @@ export interface ProvenanceRecord {
   }[];
   timings: { submitted: string; ended?: string };
   cost: { reservedUsd: number; spentUsd?: number; budgetPeriod: string };
+  /** Ensembles: the dataset, the number of replicas and how many had to succeed. */
+  ensemble?: { dataset: string; size: number; minSucceeded: number };
 }
 
 export function buildProvenance(state: JobState): ProvenanceRecord {
@@ -50,6 +56,9 @@ export function buildProvenance(state: JobState): ProvenanceRecord {
     environment: { imageId: plan.imageId, instanceType: plan.instanceType, hourlyUsd: plan.hourlyUsd },
     machines: state.datasets.map((ds) => ({
       dataset: ds.name,
+      role: ds.role,
+      replica: ds.replica,
+      seed: ds.seed,
       instanceId: ds.instanceId,
       status: ds.phase,
       reason: ds.reason,
@@ -62,5 +71,6 @@ export function buildProvenance(state: JobState): ProvenanceRecord {
     })),
     timings: { submitted: new Date(state.createdAtMs).toISOString(), ended: isoOf(state.endedAtMs) },
     cost: { reservedUsd: plan.reservedUsd, spentUsd: state.spentUsd, budgetPeriod: plan.budgetPeriod },
+    ...(plan.ensemble ? { ensemble: { dataset: plan.ensemble.dataset, size: plan.ensemble.size, minSucceeded: plan.ensemble.minSucceeded } } : {}),
   };
 }

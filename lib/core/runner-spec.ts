@@ -22,6 +22,14 @@ export interface RunnerSpec {
   logKey: string;
   statusKey: string;
   resultsPrefix: string;
+  /** Ensemble replicas: NCAP_REPLICA (0..N-1) and NCAP_SEED. */
+  replica?: number;
+  seed?: number;
+  /**
+   * Ensemble consensus: every object under this prefix (the replicas' results, one folder per
+   * replica) is fetched into a folder the workflow finds in NCAP_REPLICAS_DIR.
+   */
+  replicasPrefix?: string;
 }
 
 export function buildRunnerSpec(state: JobState, ds: DatasetState, bucket: string): RunnerSpec {
@@ -29,7 +37,8 @@ export function buildRunnerSpec(state: JobState, ds: DatasetState, bucket: strin
   if (!plan) throw new Error(`job ${state.jobId} has no plan; cannot build a runner spec`);
   if (ds.deadlineAtMs === undefined) throw new Error(`dataset ${ds.name} of job ${state.jobId} has no deadline`);
   const keys = jobKeys(state.group, state.analysis, state.jobId);
-  return {
+  const consensus = ds.role === 'consensus' ? plan.ensemble : undefined;
+  const spec: RunnerSpec = {
     jobId: state.jobId,
     analysis: state.analysis,
     group: state.group,
@@ -37,13 +46,17 @@ export function buildRunnerSpec(state: JobState, ds: DatasetState, bucket: strin
     bucket,
     inputKey: ds.inputKey,
     configKey: keys.config,
-    command: plan.blueprint.workflow.command,
+    command: consensus ? consensus.consensusCommand : plan.blueprint.workflow.command,
     env: plan.blueprint.workflow.env,
     deadlineAtMs: ds.deadlineAtMs,
     logKey: keys.datasetLog(ds.name),
     statusKey: keys.datasetStatus(ds.name),
     resultsPrefix: keys.datasetResultsPrefix(ds.name),
   };
+  if (ds.role === 'replica' && ds.replica !== undefined) spec.replica = ds.replica;
+  if (ds.role === 'replica' && ds.seed !== undefined) spec.seed = ds.seed;
+  if (consensus) spec.replicasPrefix = `${keys.prefix}process_results/`;
+  return spec;
 }
 
 /** Where a machine keeps its data and how it reaches the bucket. */
@@ -58,7 +71,12 @@ export interface RunnerPlacement {
 
 /** The runner's environment: the blueprint's variables, then the NCAP_* contract (which wins). */
 export function runnerEnvironment(spec: RunnerSpec, placement: RunnerPlacement): Record<string, string> {
+  const structure: Record<string, string> = {};
+  if (spec.replica !== undefined) structure['NCAP_REPLICA'] = String(spec.replica);
+  if (spec.seed !== undefined) structure['NCAP_SEED'] = String(spec.seed);
+  if (spec.replicasPrefix !== undefined) structure['NCAP_REPLICAS_PREFIX'] = spec.replicasPrefix;
   return {
+    ...structure,
     ...spec.env,
     NCAP_STORE: placement.store,
     NCAP_JOB_ID: spec.jobId,

@@ -21,6 +21,9 @@
 #   NCAP_SCRATCH          empty scratch folder for this dataset
 # Optional:
 #   NCAP_INSTANCE_ID NCAP_INSTANCE_TYPE   recorded in the status
+#   NCAP_REPLICA NCAP_SEED   ensemble replicas: passed on to the workflow as they are
+#   NCAP_REPLICAS_PREFIX  ensemble consensus: every object under this prefix is fetched into a
+#                         folder the workflow finds in NCAP_REPLICAS_DIR
 #   NCAP_EVENTS_FD        file descriptor for progress events (local backend)
 #   NCAP_LIFELINE=stdin   stdin closing means the launcher is gone: stop (local backend)
 #   NCAP_LOG_SHIP_SECONDS how often the log is shipped to S3 (default 5)
@@ -205,6 +208,16 @@ config_path="$scratch/config.json"
 prepare_error=""
 store_get "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the dataset $NCAP_INPUT_KEY"
 store_get "$NCAP_CONFIG_KEY" "$config_path" 2>>"$live_log" || prepare_error="could not fetch the config $NCAP_CONFIG_KEY"
+replicas_dir=""
+if [[ -n "${NCAP_REPLICAS_PREFIX:-}" ]]; then
+  replicas_dir="$scratch/replicas"
+  mkdir -p -- "$replicas_dir"
+  if [[ $store_kind == local ]]; then
+    { [[ ! -d "$store_root/$NCAP_REPLICAS_PREFIX" ]] || cp -R -- "$store_root/$NCAP_REPLICAS_PREFIX." "$replicas_dir/"; } 2>>"$live_log"
+  else
+    aws s3 cp --recursive --only-show-errors "s3://$store_root/$NCAP_REPLICAS_PREFIX" "$replicas_dir" 2>>"$live_log"
+  fi || prepare_error="could not fetch the replicas' results under $NCAP_REPLICAS_PREFIX"
+fi
 
 timed_out=0
 exit_code=""
@@ -221,7 +234,7 @@ else
     timed_out=1
   else
     cd -- "$NCAP_WORKDIR" || die "workflow folder $NCAP_WORKDIR does not exist"
-    NCAP_INPUT="$input_path" NCAP_CONFIG="$config_path" NCAP_OUTPUT_DIR="$scratch/output" \
+    NCAP_INPUT="$input_path" NCAP_CONFIG="$config_path" NCAP_OUTPUT_DIR="$scratch/output" NCAP_REPLICAS_DIR="$replicas_dir" \
       NCAP_JOB_ID="$NCAP_JOB_ID" NCAP_DATASET="$NCAP_DATASET" HOME="$scratch" TMPDIR="$scratch" \
       setsid "$@" >>"$live_log" 2>&1 </dev/null &
     workflow_pid=$!

@@ -1,0 +1,177 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { initialJobState, jobOutcome, reduceJob, type JobEvent, type JobState } from '../../../lib/core/job-machine.js';
+import { planJob, type JobPlan } from '../../../lib/core/plan.js';
+import { buildRunnerSpec, runnerEnvironment } from '../../../lib/core/runner-spec.js';
+import { T0, alice, applyAll, blueprintFixture, effectsOf } from '../../support/core-fixtures.js';
+
+const MIN = 60_000;
+const ensembleBlueprint = blueprintFixture({
+  name: 'pose-ens',
+  protocol: 'ensemble',
+  ensemble: { size: 3, maxSize: 5, minSucceeded: 2, consensus: { command: ['node', 'consensus.mjs'] } },
+  limits: { timeoutMinutes: 60, maxConcurrentMachines: 8, agentWaitMinutes: 10, maxDatasetsPerJob: 10 },
+  config: { jsonSchema: { type: 'object' } },
+});
+
+function ensemblePlan(config: Record<string, unknown> = {}, datasets = 1) {
+  const keys = Array.from({ length: datasets }, (_, i) => `lab/inputs/v${i}.npz`);
+  const objects = new Map(keys.map((key) => [key, { size: 10, etag: `e-${key}` }]));
+  objects.set('lab/configs/c.json', { size: 2, etag: 'e-c' });
+  return planJob({
+    jobId: 'job1',
+    analysis: 'pose-ens',
+    group: 'lab',
+    submissionKey: 'lab/submissions/alice/submit.json',
+    submission: { dataname: keys, configname: 'lab/configs/c.json' },
+    user: alice,
+    blueprint: ensembleBlueprint,
+    blueprintHash: 'sha256:00',
+    objects,
+    configText: JSON.stringify(config),
+    imageId: 'ami-0123456789abcdef0',
+    nowMs: T0,
+  });
+}
+
+function okPlan(config: Record<string, unknown> = {}): JobPlan {
+  const result = ensemblePlan(config);
+  if (!result.ok) throw new Error(result.reasons.join('\n'));
+  return result.plan;
+}
+
+/** A replica's (or the consensus's) machine from launch to termination, with its exit code. */
+function machineRun(dataset: string, t: number, exitCode = 0): JobEvent[] {
+  const instanceId = `i-${dataset}`;
+  return [
+    { type: 'InstanceLaunched', atMs: t, dataset, instanceId, instanceType: 'm5.xlarge' },
+    { type: 'AgentOnline', atMs: t + MIN, dataset, instanceId },
+    { type: 'CommandStarted', atMs: t + MIN + 100, dataset, commandId: `c-${dataset}` },
+    { type: 'CommandFinished', atMs: t + 5 * MIN, dataset, exitCode, timedOut: false, logTail: ['done'] },
+    { type: 'InstanceStateChanged', atMs: t + 5 * MIN + 500, instanceId, state: 'terminated' },
+  ];
+}
+
+const fresh = (): JobState => initialJobState('job1', 'pose-ens', 'lab', T0);
+const accepted = (plan: JobPlan): JobEvent[] => [
+  { type: 'SubmissionReceived', atMs: T0, plan },
+  { type: 'BudgetReserved', atMs: T0 + 10 },
+];
+
+describe('ensemble plans', () => {
+  it('plans the blueprint\'s number of replicas plus the consensus, and reserves for all of them', () => {
+    const plan = okPlan();
+    expect(plan.datasets.map((ds) => ds.name)).toEqual(['replica-0', 'replica-1', 'replica-2', 'consensus']);
+    expect(plan.datasets.every((ds) => ds.inputKey === 'lab/inputs/v0.npz')).toBe(true);
+    expect(plan.ensemble).toEqual({ dataset: 'v0.npz', size: 3, minSucceeded: 2, consensusCommand: ['node', 'consensus.mjs'] });
+    expect(plan.reservedUsd).toBeCloseTo(4 * 0.192 * (65 / 60), 5);
+  });
+
+  it('gives every replica its own reproducible seed', () => {
+    const seeds = okPlan().datasets.filter((ds) => ds.role === 'replica').map((ds) => ds.seed);
+    expect(new Set(seeds).size).toBe(3);
+    expect(okPlan().datasets.map((ds) => ds.seed)).toEqual(okPlan().datasets.map((ds) => ds.seed));
+  });
+
+  it('takes ensemble_size from the config within the blueprint\'s limit', () => {
+    expect(okPlan({ ensemble_size: 5 }).datasets).toHaveLength(6);
+    const tooMany = ensemblePlan({ ensemble_size: 6 });
+    expect(tooMany.ok).toBe(false);
+    expect(!tooMany.ok && tooMany.reasons.join()).toContain('"ensemble_size" is 6, above the limit of "pose-ens" (5 replicas)');
+  });
+
+  it('refuses an ensemble too small for its consensus to ever run', () => {
+    const result = ensemblePlan({ ensemble_size: 1 });
+    expect(!result.ok && result.reasons.join()).toContain('can never reach the 2 succeeded replicas the consensus of "pose-ens" needs');
+  });
+
+  it('refuses several datasets: an ensemble runs on one', () => {
+    const result = ensemblePlan({}, 2);
+    expect(!result.ok && result.reasons.join()).toContain('an ensemble runs its replicas on one dataset, but the submission names 2');
+  });
+});
+
+describe('ensemble jobs', () => {
+  it('launches every replica first and holds the consensus back', () => {
+    const { state, effects } = applyAll(accepted(okPlan()));
+    expect(effectsOf(effects, 'LaunchInstance').map((l) => l.dataset)).toEqual(['replica-0', 'replica-1', 'replica-2']);
+    expect(state.datasets.find((ds) => ds.name === 'consensus')?.phase).toBe('PENDING');
+  });
+
+  it('starts the consensus once every replica ended, naming the replica that failed', () => {
+    const run = applyAll([
+      ...accepted(okPlan()),
+      ...machineRun('replica-0', T0 + 100),
+      ...machineRun('replica-1', T0 + 200, 1),
+      ...machineRun('replica-2', T0 + 300),
+    ]);
+    expect(effectsOf(run.effects, 'LaunchInstance').filter((l) => l.dataset === 'consensus')).toHaveLength(1);
+    const lines = run.state.certificate.map((line) => line.text);
+    expect(lines).toContain('consensus: 2 of 3 replicas succeeded (failed: replica-1 FAILED); combining replica-0, replica-2');
+    const done = applyAll(machineRun('consensus', T0 + 20 * MIN), run.state);
+    expect(done.state.phase).toBe('DONE');
+    expect(jobOutcome(done.state)).toBe('SUCCEEDED');
+    expect(effectsOf(done.effects, 'SettleBudget')).toHaveLength(1);
+  });
+
+  it('fails the consensus without a machine when too few replicas succeeded', () => {
+    const run = applyAll([
+      ...accepted(okPlan()),
+      ...machineRun('replica-0', T0 + 100, 1),
+      ...machineRun('replica-1', T0 + 200, 1),
+      ...machineRun('replica-2', T0 + 300),
+    ]);
+    const consensus = run.state.datasets.find((ds) => ds.name === 'consensus');
+    expect(consensus?.phase).toBe('FAILED');
+    expect(consensus?.reason).toBe('only 1 of 3 replicas succeeded (failed: replica-0 FAILED, replica-1 FAILED); the consensus needs at least 2');
+    expect(effectsOf(run.effects, 'LaunchInstance').filter((l) => l.dataset === 'consensus')).toHaveLength(0);
+    expect(run.state.phase).toBe('DONE');
+    expect(jobOutcome(run.state)).toBe('FAILED');
+  });
+
+  it('gives replicas NCAP_REPLICA and NCAP_SEED, and the consensus its command and the replicas\' results', () => {
+    const run = applyAll([...accepted(okPlan()), ...machineRun('replica-0', T0 + 100), ...machineRun('replica-1', T0 + 200), ...machineRun('replica-2', T0 + 300)], fresh());
+    const placement = { store: 'local:/b', workdir: '/w', scratch: '/s', instanceId: 'i-1', instanceType: 'm5.xlarge' };
+    const replica = run.state.datasets[1]!;
+    const env = runnerEnvironment(buildRunnerSpec(run.state, replica, 'pose-ens'), placement);
+    expect(env['NCAP_REPLICA']).toBe('1');
+    expect(env['NCAP_SEED']).toBe(String(replica.seed));
+    const consensus = buildRunnerSpec(run.state, run.state.datasets[3]!, 'pose-ens');
+    expect(consensus.command).toEqual(['node', 'consensus.mjs']);
+    expect(consensus.replicasPrefix).toBe('lab/results/job__pose-ens_job1/process_results/');
+    expect(consensus.resultsPrefix).toBe('lab/results/job__pose-ens_job1/process_results/consensus/');
+    expect(runnerEnvironment(consensus, placement)['NCAP_REPLICA']).toBeUndefined();
+  });
+
+  it('launches one consensus and settles once whatever the order and duplication of the replicas\' events', () => {
+    const replicaEvents = [
+      ...machineRun('replica-0', T0 + 100),
+      ...machineRun('replica-1', T0 + 200, 1),
+      ...machineRun('replica-2', T0 + 300),
+    ];
+    fc.assert(
+      fc.property(fc.shuffledSubarray(replicaEvents, { minLength: replicaEvents.length }), fc.array(fc.nat(replicaEvents.length - 1), { maxLength: 8 }), (shuffled, dupes) => {
+        const events = [...shuffled, ...dupes.map((i) => replicaEvents[i] as JobEvent)];
+        let state: JobState = applyAll(accepted(okPlan())).state;
+        let consensusLaunches = 0;
+        // Events carry their own times; deliver them in this order, as a shell might.
+        for (const event of events) {
+          const t = reduceJob(state, event);
+          state = t.state;
+          consensusLaunches += effectsOf(t.effects, 'LaunchInstance').filter((l) => l.dataset === 'consensus').length;
+        }
+        const replicasEnded = state.datasets.filter((ds) => ds.role === 'replica').every((ds) => ds.phase === 'SUCCEEDED' || ds.phase === 'FAILED');
+        const succeeded = state.datasets.filter((ds) => ds.role === 'replica' && ds.phase === 'SUCCEEDED').length;
+        // Events that arrive before their turn are dropped by the reducer: a replica may be left
+        // running, or fail (its machine "ended before the workflow started").
+        expect(consensusLaunches).toBe(replicasEnded && succeeded >= 2 ? 1 : 0);
+        if (replicasEnded && succeeded < 2) expect(state.datasets[3]?.reason).toMatch(/^only \d of 3 replicas succeeded/);
+        const end = applyAll([...machineRun('consensus', T0 + 30 * MIN), ...machineRun('consensus', T0 + 30 * MIN)], state);
+        expect(effectsOf(end.effects, 'LaunchInstance').filter((l) => l.dataset === 'consensus')).toHaveLength(0);
+        const settled = [...effectsOf(end.effects, 'SettleBudget')].length + (state.phase === 'DONE' ? 1 : 0);
+        expect(settled).toBeLessThanOrEqual(1);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
