@@ -1,0 +1,72 @@
+/**
+ * The job structures end to end with the real CLI on the local backend: the ensemble-pose
+ * sample (replicas and consensus) and the widefield chain (denoise, then demix).
+ */
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pythonWithNumpy } from '../support/python.js';
+import { createSharedSandbox, EXIT, JobFolder, repoBlueprintsDir, transcript, type CliResult, type Sandbox } from './helpers.js';
+
+describe('a run of the ensemble-pose sample', () => {
+  const sampleDir = path.join(repoBlueprintsDir, 'ensemble-pose', 'sample');
+  let sandbox: Sandbox & { dispose(): Promise<void> };
+  let result: CliResult;
+  let job: JobFolder;
+
+  beforeAll(async () => {
+    pythonWithNumpy();
+    sandbox = await createSharedSandbox();
+    const config = await sandbox.config('ensemble.json', { ensemble_size: 3, epochs: 20 });
+    result = await sandbox.cli(['run', 'ensemble-pose', '--data', path.join(sampleDir, 'video.npz'), '--config', config, '--user', 'alice'], {
+      blueprintsDir: repoBlueprintsDir,
+      timeoutMs: 150_000,
+    });
+    job = await JobFolder.single(sandbox.root, 'ensemble-pose', 'lab');
+  }, 180_000);
+  afterAll(async () => sandbox.dispose());
+
+  it('exits 0 with every replica and the consensus SUCCEEDED', () => {
+    expect(result.code, transcript(result)).toBe(EXIT.succeeded);
+    expect(result.stdout).toMatch(/replica-0: SUCCEEDED[\s\S]*replica-2: SUCCEEDED[\s\S]*consensus: SUCCEEDED/);
+  });
+
+  it('runs one machine per replica, each with its own seed, then one for the consensus', async () => {
+    const provenance = await job.provenance();
+    expect(provenance.machines.map((m) => m.dataset)).toEqual(['replica-0', 'replica-1', 'replica-2', 'consensus']);
+    const seeds = provenance.machines.filter((m) => m.role === 'replica').map((m) => m.seed);
+    expect(new Set(seeds).size).toBe(3);
+    expect(provenance.ensemble).toEqual({ dataset: 'video.npz', size: 3, minSucceeded: 3 });
+    for (const replica of [0, 1, 2]) {
+      const summary = JSON.parse(await job.text(`process_results/replica-${replica}/replica.json`));
+      expect(summary).toMatchObject({ replica, seed: seeds[replica] });
+    }
+  });
+
+  it('hands every replica\'s output to the consensus, whose results land under consensus/', async () => {
+    const summary = JSON.parse(await job.text('process_results/consensus/consensus.json'));
+    expect(summary.replicas).toEqual([0, 1, 2]);
+    expect(summary.consensusRmsePx).toBeLessThanOrEqual(summary.medianReplicaRmsePx);
+    expect(job.has('process_results/consensus/ensemble-spread.svg')).toBe(true);
+    expect(await job.certificate()).toContain('consensus: 3 of 3 replicas succeeded; combining replica-0, replica-1, replica-2');
+  });
+});
+
+describe('an ensemble submission the protocol refuses', () => {
+  let sandbox: Sandbox & { dispose(): Promise<void> };
+  beforeAll(async () => {
+    sandbox = await createSharedSandbox();
+  });
+  afterAll(async () => sandbox.dispose());
+
+  it('refuses an ensemble_size above the blueprint\'s limit with the reason, launching nothing', async () => {
+    const sampleDir = path.join(repoBlueprintsDir, 'ensemble-pose', 'sample');
+    const config = await sandbox.config('big.json', { ensemble_size: 40 });
+    const result = await sandbox.cli(['run', 'ensemble-pose', '--data', path.join(sampleDir, 'video.npz'), '--config', config, '--user', 'alice'], {
+      blueprintsDir: repoBlueprintsDir,
+    });
+    expect(result.code, transcript(result)).toBe(EXIT.rejected);
+    expect(result.stderr).toContain('ensemble_size');
+    const job = await JobFolder.single(sandbox.root, 'ensemble-pose', 'lab');
+    expect(job.has('process_results')).toBe(false);
+  });
+});
