@@ -169,3 +169,21 @@ export interface Catalog {
   /** What the machines run: an AMI id on aws, the environment folder on local. */
   imageId(blueprint: import('./core/blueprint.js').Blueprint): string;
 }
+
+/** What a researcher is told when a job ends (D7). */
+export interface JobEndNotice {
+  user: string;
+  email: string;
+  jobId: string;
+  analysis: string;
+  group: string;
+  outcome: 'SUCCEEDED' | 'FAILED' | 'REJECTED' | 'CANCELLED' | 'RUNNING';
+  costUsd: number;
+  /** Where the job's folder is: `s3://bucket/prefix` on aws, a folder path on local. */
+  resultsLocation: string;
+}
+
+/** Tells researchers about their jobs: SNS on aws; on local, nothing (no mail server to send through). */
+export interface Notifier {
+  jobEnded(notice: JobEndNotice): Promise<void>;
+}

@@ -2,18 +2,22 @@ import type { Blueprint } from '../lib/core/blueprint.js';
 import { ConcurrentUpdateError, NeuroCaasError, ObjectExistsError } from '../lib/core/errors.js';
 import {
   initialJobState,
+  isJobFinished,
+  jobOutcome,
+  jobSpentUsd,
   reduceJob,
   renderCertificate,
   type JobEffect,
   type JobEvent,
   type JobState,
 } from '../lib/core/job-machine.js';
-import { isValidObjectKey, jobKeys, parseSubmissionKey } from '../lib/core/keys.js';
+import { budgetKey, isValidObjectKey, jobKeys, parseCancelKey, parseSubmissionKey, receiptKey } from '../lib/core/keys.js';
 import { checkDatasetCount, checkSubmissionSize, planJob, rejectionDatasetNames, type ObjectFacts } from '../lib/core/plan.js';
 import { buildProvenance } from '../lib/core/provenance.js';
 import { buildRunnerSpec } from '../lib/core/runner-spec.js';
 import { datanames, parseSubmissionText } from '../lib/core/submission.js';
 import type { UserProfile } from '../lib/core/user.js';
+import { budgetDocument, CancelRequestSchema, parseDocument, type Receipt } from '../lib/core/researcher-documents.js';
 import type {
   AgentCheck,
   Catalog,
@@ -25,6 +29,7 @@ import type {
   PendingEffect,
   Ledger,
   Machines,
+  Notifier,
   ObjectStore,
   Scheduler,
 } from '../lib/ports.js';
@@ -47,6 +52,10 @@ export interface DriverPorts {
   sha256?: (bucket: string, key: string) => Promise<string | undefined>;
   /** Optional observer (the CLI's reporter); never required for correctness. */
   observer?: DriverObserver;
+  /** Tells the submitter when a job ends (D7); absent: nobody is told. */
+  notifier?: Notifier;
+  /** How a job's folder is named to the researcher in a notification; default `s3://bucket/prefix`. */
+  resultsLocation?: (bucket: string, prefix: string) => string;
   /** Chained analyses; when absent, the follow-on effect is reported and skipped. */
   submitFollowOn?: (state: JobState, analysis: string) => Promise<void>;
 }
@@ -66,7 +75,10 @@ interface JobQueue {
 }
 
 export interface SubmitOptions {
-  /** Who submitted: the S3 principal on aws, --user or the group's only profile on local. */
+  /**
+   * Who submitted, when the key does not say it (a plain `<group>/submissions/x-submit.json`) and
+   * the shell knows it by other means. The key's user segment (D1) always wins.
+   */
   username?: string;
   /** The analysis the bucket serves; default: the bucket's name (the local backend's layout). */
   analysis?: string;
@@ -121,7 +133,11 @@ export class JobDriver {
     if (!claim.claimed) {
       const existing = await jobs.get(claim.jobId);
       const resume = options.resumeClaimed ?? true;
-      if (!resume || (existing && existing.state.phase !== 'NEW')) return { jobId: claim.jobId, duplicate: true };
+      if (!resume || (existing && existing.state.phase !== 'NEW')) {
+        // The first receipt stands; a redelivered event only fills in one that was never written.
+        if (existing && existing.state.phase !== 'NEW') await this.writeSubmissionReceipt(existing.bucket, existing.submissionKey, head.etag, existing.state, 'duplicate', false);
+        return { jobId: claim.jobId, duplicate: true };
+      }
       if (!existing) {
         // A claim without a record: only a store from before claims and records were created together.
         await jobs.create({ ...record, jobId: claim.jobId, state: { ...record.state, jobId: claim.jobId } }).catch((error: unknown) => {
@@ -146,16 +162,112 @@ export class JobDriver {
     const record = await this.ports.jobs.get(jobId);
     if (!record) return undefined;
     if (record.state.phase !== 'NEW') return record.state;
-    const username = options.username ?? record.submitter;
     const target = submissionTarget(record.submissionKey, record.state.analysis);
+    // D1: the key's user segment is the submitter (IAM lets only that user write there).
+    const username = target.user ?? options.username ?? record.submitter;
     const event: JobEvent = target.problem
       ? { type: 'SubmissionRejected', atMs: this.ports.clock.nowMs(), reasons: [target.problem], datasets: [] }
-      : await this.evaluateSubmission(record.state.analysis, record.bucket, record.submissionKey, target.group, jobId, username === undefined ? {} : { username });
-    return this.dispatch(jobId, event);
+      : await this.evaluateSubmission(record.state.analysis, record.bucket, record.submissionKey, target.group, jobId, username === undefined ? {} : { username }, target.user !== undefined);
+    const state = await this.dispatch(jobId, event);
+    const head = await this.ports.objects.head(record.bucket, record.submissionKey);
+    await this.writeSubmissionReceipt(record.bucket, record.submissionKey, head?.etag ?? '', state, state.phase === 'REJECTED' ? 'rejected' : 'accepted', true);
+    return state;
+  }
+
+  /**
+   * Handles a cancel request object (D2): only the job's submitter may cancel it; anyone else is
+   * refused with a reason, recorded in the request's receipt. Returns that receipt.
+   */
+  async cancelRequest(bucket: string, key: string): Promise<Receipt> {
+    const { objects } = this.ports;
+    const parsedKey = parseCancelKey(key);
+    if (!parsedKey.ok) throw new NeuroCaasError('CancelKeyInvalid', parsedKey.reason);
+    const { group, user, fileName } = parsedKey;
+    const head = await objects.head(bucket, key);
+    if (!head) throw new NeuroCaasError('CancelRequestMissing', `cancel request ${bucket}/${key} does not exist`);
+    const parsed = parseDocument(CancelRequestSchema, (await objects.get(bucket, key)).toString('utf8'), key);
+    const at = receiptKey(group, user, fileName);
+    const answer = async (jobId: string, analysis: string, reasons?: string[]): Promise<Receipt> => {
+      const receipt: Omit<Receipt, 'schemaVersion'> = { submissionKey: key, etag: head.etag, jobId, analysis, outcome: reasons ? 'rejected' : 'accepted', ...(reasons ? { reasons } : {}) };
+      await this.writeReceipt(bucket, at, receipt, true);
+      return { schemaVersion: 1, ...receipt };
+    };
+    if (!parsed.ok) return answer('', '', [`${parsed.reason}; expected {"jobId": "...", "reason": "..."}`]);
+    const { jobId } = parsed.value;
+    const record = await this.ports.jobs.get(jobId);
+    // Another group's job is answered like a missing one: its existence is none of this group's business.
+    if (!record || record.state.group !== group) return answer(jobId, '', [`job "${jobId}" is not a job of group "${group}"; nothing was cancelled`]);
+    const { state } = record;
+    const submitter = state.plan?.user;
+    if (submitter !== user) {
+      return answer(jobId, state.analysis, [`job "${jobId}" was submitted by ${submitter === undefined ? 'nobody known' : `"${submitter}"`}, not "${user}"; only its submitter may cancel it`]);
+    }
+    if (isJobFinished(state)) return answer(jobId, state.analysis, [`job "${jobId}" already finished (${jobOutcome(state)}); nothing to cancel`]);
+    const why = parsed.value.reason ? `cancelled by ${user} (${parsed.value.reason})` : `cancelled by ${user}`;
+    await this.dispatch(jobId, { type: 'CancelRequested', atMs: this.ports.clock.nowMs(), reason: why });
+    return answer(jobId, state.analysis);
+  }
+
+  /** D3: `<group>/receipts/<user>/<file>.json` for a submission with a parsable key. */
+  private async writeSubmissionReceipt(bucket: string, submissionKey: string, etag: string, state: JobState, outcome: Receipt['outcome'], replace: boolean): Promise<void> {
+    const parsedKey = parseSubmissionKey(submissionKey);
+    if (!parsedKey.ok) return; // An unusable key has no receipt name; its job folder says why.
+    const user = parsedKey.user ?? state.plan?.user;
+    const rejected = outcome === 'rejected';
+    await this.writeReceipt(
+      bucket,
+      receiptKey(parsedKey.group, user, parsedKey.fileName),
+      { submissionKey, etag, jobId: state.jobId, analysis: state.analysis, outcome, ...(rejected ? { reasons: state.rejection ?? [] } : {}) },
+      replace,
+    );
+  }
+
+  /** Receipts live in the protocol's own area; `replace` false keeps one already there. */
+  private async writeReceipt(bucket: string, key: string, receipt: Omit<Receipt, 'schemaVersion'>, replace: boolean): Promise<void> {
+    try {
+      await this.ports.objects.put(bucket, key, JSON.stringify({ schemaVersion: 1, ...receipt }, null, 2), { overwrite: replace, contentType: 'application/json' });
+    } catch (error) {
+      if (!(error instanceof ObjectExistsError)) throw error;
+    }
+  }
+
+  /** D4: the user's budget as the ledger has it now, where their group can read it. */
+  private async writeBudget(bucket: string, state: JobState, user: string, period: string, budgetUsd: number): Promise<void> {
+    const entries = await this.ports.ledger.entries(user, period);
+    const doc = budgetDocument({
+      user,
+      group: state.group,
+      period,
+      budgetUsd,
+      entries,
+      nowMs: this.ports.clock.nowMs(),
+      analysisOf: (jobId) => (jobId === state.jobId ? state.analysis : undefined),
+    });
+    await this.ports.objects.put(bucket, budgetKey(state.group, user), JSON.stringify(doc, null, 2), { overwrite: true, contentType: 'application/json' });
+  }
+
+  /** D7: once, when end.txt is first written; a profile without email gets nothing. */
+  private async notifyEnd(bucket: string, state: JobState): Promise<void> {
+    const { notifier, catalog } = this.ports;
+    const user = state.plan?.user;
+    if (!notifier || user === undefined) return;
+    const profile = await catalog.user(user);
+    if (!profile?.email) return;
+    const prefix = jobKeys(state.group, state.analysis, state.jobId).prefix;
+    await notifier.jobEnded({
+      user,
+      email: profile.email,
+      jobId: state.jobId,
+      analysis: state.analysis,
+      group: state.group,
+      outcome: jobOutcome(state),
+      costUsd: state.spentUsd ?? jobSpentUsd(state, this.ports.clock.nowMs()),
+      resultsLocation: this.ports.resultsLocation?.(bucket, prefix) ?? `s3://${bucket}/${prefix}`,
+    });
   }
 
   /** Reads everything a submission names and decides, purely, whether and how it runs. */
-  private async evaluateSubmission(analysis: string, bucket: string, submissionKey: string, group: string, jobId: string, options: SubmitOptions): Promise<JobEvent> {
+  private async evaluateSubmission(analysis: string, bucket: string, submissionKey: string, group: string, jobId: string, options: SubmitOptions, userFromKey: boolean): Promise<JobEvent> {
     const { objects, catalog, clock } = this.ports;
     // Limits first, before anything is read into memory or looked up per dataset.
     const head = await objects.head(bucket, submissionKey);
@@ -180,7 +292,7 @@ export class JobDriver {
         datasets: rejectionDatasetNames(group, analysis, jobId, datanames(submission)),
       };
     }
-    const user = await this.resolveUser(group, options.username);
+    const { user, problem: submitterProblem } = await this.resolveSubmitter(group, options.username, userFromKey);
 
     const objectsFacts = new Map<string, ObjectFacts>();
     for (const key of [...datanames(submission), submission.configname]) {
@@ -210,6 +322,7 @@ export class JobDriver {
       configText,
       imageId: blueprintEntry ? catalog.imageId(blueprintEntry.blueprint) : 'unknown',
       nowMs: clock.nowMs(),
+      ...(submitterProblem === undefined ? {} : { submitterProblem }),
     });
     if (!result.ok) {
       return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: result.reasons, datasets: result.datasets, datasetReasons: result.datasetReasons };
@@ -217,12 +330,31 @@ export class JobDriver {
     return { type: 'SubmissionReceived', atMs: clock.nowMs(), plan: result.plan };
   }
 
-  private async resolveUser(group: string, username: string | undefined): Promise<UserProfile | undefined> {
+  /**
+   * D1: the submitter is the key's user segment (IAM lets only that user write there). A plain
+   * key is unambiguous only when the group has exactly one profile.
+   */
+  private async resolveSubmitter(group: string, username: string | undefined, fromKey: boolean): Promise<{ user: UserProfile | undefined; problem?: string }> {
     const { catalog } = this.ports;
-    if (username !== undefined) return catalog.user(username);
+    if (username !== undefined) {
+      const profile = await catalog.user(username);
+      if (profile) return { user: profile };
+      return {
+        user: undefined,
+        problem: fromKey
+          ? `"${group}/submissions/${username}/" names user "${username}", who has no profile; submit under "${group}/submissions/<your user name>/" or ask an admin to add users/${username}.json`
+          : `user "${username}" has no profile; ask an admin to add users/${username}.json with "group": "${group}"`,
+      };
+    }
     const members = await catalog.usersOfGroup(group);
-    // Without a named submitter, only an unambiguous group may submit.
-    return members.length === 1 ? members[0] : undefined;
+    if (members.length === 1) return { user: members[0] };
+    if (members.length === 0) return { user: undefined };
+    return {
+      user: undefined,
+      problem:
+        `group "${group}" has ${members.length} users (${members.map((m) => m.username).join(', ')}), so a submission directly under "${group}/submissions/" does not say who is charged; ` +
+        `submit under "${group}/submissions/<your user name>/" (neurocaas run does)`,
+    };
   }
 
   /**
@@ -407,6 +539,7 @@ export class JobDriver {
         return [];
       case 'ReserveBudget': {
         const result = await ledger.reserve({ ...effect, jobId: state.jobId, nowMs: clock.nowMs() });
+        if (result.ok) await this.writeBudget(bucket, state, effect.user, effect.period, effect.budgetUsd);
         return [result.ok ? { type: 'BudgetReserved', atMs: clock.nowMs() } : { type: 'BudgetRefused', atMs: clock.nowMs(), reason: result.reason }];
       }
       case 'LaunchInstance': {
@@ -461,13 +594,15 @@ export class JobDriver {
         return [];
       case 'SettleBudget':
         await ledger.settle({ user: effect.user, period: effect.period, jobId: state.jobId, spentUsd: effect.spentUsd, nowMs: clock.nowMs() });
+        await this.writeBudget(bucket, state, effect.user, effect.period, state.plan?.budgetUsd ?? 0);
         return [];
       case 'SubmitFollowOn':
         if (this.ports.submitFollowOn) await this.ports.submitFollowOn(state, effect.analysis);
         else this.ports.observer?.certificateLines?.(state.jobId, [`follow-on analysis "${effect.analysis}" is not supported by this backend yet; skipped`]);
         return [];
       case 'WriteEnd':
-        await createOnce(objects, bucket, keys.end, effect.text);
+        // Notified once: only the write that created end.txt tells the researcher.
+        if (await createOnce(objects, bucket, keys.end, effect.text)) await this.notifyEnd(bucket, state);
         return [];
     }
   }
@@ -500,9 +635,9 @@ export class JobDriver {
  * but names a usable group (`<group>/submissions/...`) gets a rejection recorded in that group
  * (`problem`); one that names no usable group cannot be recorded anywhere and is refused.
  */
-function submissionTarget(submissionKey: string, analysis: string): { group: string; problem?: string } {
+function submissionTarget(submissionKey: string, analysis: string): { group: string; user?: string; problem?: string } {
   const keyCheck = parseSubmissionKey(submissionKey);
-  if (keyCheck.ok) return { group: keyCheck.group };
+  if (keyCheck.ok) return keyCheck.user === undefined ? { group: keyCheck.group } : { group: keyCheck.group, user: keyCheck.user };
   const [group, area] = submissionKey.split('/');
   if (group !== undefined && area === 'submissions' && isValidObjectKey(jobKeys(group, analysis, 'J').certificate)) {
     return { group, problem: `the submission file ${JSON.stringify(submissionKey)} cannot be processed: ${keyCheck.reason}; rename it and submit again` };
@@ -511,10 +646,12 @@ function submissionTarget(submissionKey: string, analysis: string): { group: str
 }
 
 /** Create-only write that treats "already there" as done (a replayed effect). */
-async function createOnce(objects: ObjectStore, bucket: string, key: string, body: string): Promise<void> {
+async function createOnce(objects: ObjectStore, bucket: string, key: string, body: string): Promise<boolean> {
   try {
     await objects.put(bucket, key, body);
+    return true;
   } catch (error) {
     if (!(error instanceof ObjectExistsError)) throw error;
+    return false;
   }
 }

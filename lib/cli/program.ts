@@ -2,10 +2,13 @@ import { Command, CommanderError, Option } from 'commander';
 import { NeuroCaasError, UsageError } from '../core/errors.js';
 import { LocalPlatform, packageRoot } from '../../protocols/local-shell.js';
 import type { DriverObserver } from '../../protocols/driver.js';
-import { cancelJob, fetchResults, listJobs, showLogs, showStatus } from './commands/jobs.js';
+import { resolve } from 'node:path';
+import { ResearcherClient } from '../client/researcher-client.js';
+import { adminIamClient, issueCredentials } from './commands/admin.js';
+import { cancelJob, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
 import { registerCostCommands } from './commands/cost.js';
 import { estimateCost, validateFiles } from './commands/develop.js';
-import { EXIT_USAGE, runAnalysis } from './commands/run.js';
+import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
 import { serveLocal } from './commands/serve.js';
 import { HumanReporter, JsonReporter, errorPayload, type OutputStreams, type Reporter } from './reporter.js';
 import { resolveSettings, type CliSettings, type GlobalOptions } from './settings.js';
@@ -40,12 +43,40 @@ export async function runCli(context: CliContext): Promise<number> {
       writeErr: (text) => context.streams?.stderr.write(text) ?? process.stderr.write(text),
     });
 
+  program.option('--backend <name>', 'local (default, or $NEUROCAAS_BACKEND) or aws');
   const common = (command: Command): Command =>
     command
       .option('--json', 'print one JSON document instead of text')
+
       .option('--root <dir>', 'local backend folder (default ./.neurocaas, or $NEUROCAAS_ROOT)')
       .option('--blueprints <dir>', 'blueprints folder (default ./blueprints, or $NEUROCAAS_BLUEPRINTS)')
       .option('--users <dir>', 'user profiles folder (default ./users, or $NEUROCAAS_USERS)');
+
+  /** A researcher command: common options plus the backend and who acts. */
+  const researcher = (command: Command): Command =>
+    common(command)
+      .option('--backend <name>', 'local (default, or $NEUROCAAS_BACKEND) or aws')
+      .option('--user <name>', 'local: the user profile to act as (default: the only profile, or $NEUROCAAS_USER)')
+      .option('--group <group>', "the group to act in (local: default the user's; aws: when your IAM tags cannot be read, or $NEUROCAAS_GROUP)");
+
+  const withClient = async (options: CommonOptions & { backend?: string; user?: string; group?: string }, action: (client: ResearcherClient) => Promise<number>): Promise<void> => {
+    reporter = options.json ? new JsonReporter(context.streams) : new HumanReporter(context.streams);
+    const name = backendNameOf(options.backend ?? (program.opts() as { backend?: string }).backend, context.env);
+    const group = options.group ?? (context.env['NEUROCAAS_GROUP'] || undefined);
+    const backend =
+      name === 'aws'
+        ? await openAwsBackend(context.env, group)
+        : openLocalBackend(resolveSettings(options, context.env, context.cwd, packageRoot()), observerFor(reporter));
+    const client = new ResearcherClient(backend, { ...(options.user ? { user: options.user } : {}), ...(group ? { group } : {}) });
+    const stopSignals = installSignalHandlers(backend, reporter, false);
+    try {
+      exitCode = await action(client);
+      if (stopSignals.interrupted) exitCode = EXIT_INTERRUPTED;
+    } finally {
+      stopSignals.remove();
+      await backend.close();
+    }
+  };
 
   const withPlatform = async (options: CommonOptions, action: (platform: LocalPlatform, settings: CliSettings) => Promise<number>): Promise<void> => {
     reporter = options.json ? new JsonReporter(context.streams) : new HumanReporter(context.streams);
@@ -56,7 +87,7 @@ export async function runCli(context: CliContext): Promise<number> {
       usersDir: settings.usersDir,
       observer: observerFor(reporter),
     });
-    const stopSignals = installSignalHandlers(platform, reporter, options.stopsOnSignal ?? false);
+    const stopSignals = installSignalHandlers(localStopper(platform), reporter, options.stopsOnSignal ?? false);
     try {
       exitCode = await action(platform, settings);
       if (stopSignals.interrupted && !options.stopsOnSignal) exitCode = EXIT_INTERRUPTED;
@@ -66,56 +97,52 @@ export async function runCli(context: CliContext): Promise<number> {
     }
   };
 
-  common(program.command('run <analysis>'))
-    .description('run an analysis on the local backend with local files, and wait for it')
+  researcher(program.command('run <analysis>'))
+    .description('stage local files, submit them to an analysis and follow the job to its end')
     .requiredOption('--data <file...>', 'dataset file(s); several run as parallel machines')
     .requiredOption('--config <file>', 'analysis config (.json or .yaml)')
-    .option('--group <group>', "group to submit as (default: the user's group)")
-    .option('--user <name>', 'user profile to submit as (default: the only profile, or $NEUROCAAS_USER)')
-    .option('--instance-type <type>', 'instance type to price the run at (must be allowed by the blueprint)')
-    .action(async (analysis: string, options: CommonOptions & { data: string[]; config: string; group?: string; user?: string; instanceType?: string }) =>
-      withPlatform(options, (platform, settings) =>
-        runAnalysis(
-          platform,
-          {
-            analysis,
-            data: options.data,
-            config: options.config,
-            ...(options.group ? { group: options.group } : {}),
-            ...(options.user ? { user: options.user } : {}),
-            ...(options.instanceType ? { instanceType: options.instanceType } : {}),
-          },
-          settings.defaultUser,
-          reporter,
-        ),
+    .option('--instance-type <type>', 'instance type to run on (must be allowed by the blueprint)')
+    .action(async (analysis: string, options: CommonOptions & { data: string[]; config: string; instanceType?: string }) =>
+      withClient(options, (client) =>
+        runAnalysis(client, { analysis, data: options.data, config: options.config, ...(options.instanceType ? { instanceType: options.instanceType } : {}) }, reporter),
       ),
     );
 
-  common(program.command('jobs'))
-    .description('list jobs on the local backend, newest first')
-    .action(async (options: CommonOptions) => withPlatform(options, (platform) => listJobs(platform, reporter)));
+  researcher(program.command('jobs'))
+    .description("list jobs, newest first (on aws: your group's)")
+    .action(async (options: CommonOptions) => withClient(options, (client) => listJobs(client, reporter)));
 
-  common(program.command('status <jobId>'))
+  researcher(program.command('status <jobId>'))
     .description("show a job's datasets, statuses and certificate")
-    .action(async (jobId: string, options: CommonOptions) => withPlatform(options, (platform) => showStatus(platform, jobId, reporter)));
+    .action(async (jobId: string, options: CommonOptions) => withClient(options, (client) => showStatus(client, jobId, reporter)));
 
-  common(program.command('logs <jobId>'))
+  researcher(program.command('logs <jobId>'))
     .description("print a job's workflow logs")
     .option('-f, --follow', 'keep printing new lines until the job ends')
-    .action(async (jobId: string, options: CommonOptions & { follow?: boolean }) =>
-      withPlatform(options, (platform) => showLogs(platform, jobId, options.follow ?? false, reporter)),
-    );
+    .action(async (jobId: string, options: CommonOptions & { follow?: boolean }) => withClient(options, (client) => showLogs(client, jobId, options.follow ?? false, reporter)));
 
-  common(program.command('results <jobId>'))
-    .description("copy a job's results folder (outputs, logs, provenance) to a folder")
-    .requiredOption('--out <dir>', 'destination folder; existing files are never overwritten')
-    .action(async (jobId: string, options: CommonOptions & { out: string }) =>
-      withPlatform(options, (platform) => fetchResults(platform, jobId, options.out, reporter)),
-    );
+  researcher(program.command('results <jobId>'))
+    .description("download a job's results folder (outputs, logs, provenance); resumes, never overwrites")
+    .requiredOption('--out <dir>', 'destination folder; files already complete there are skipped, different ones never overwritten')
+    .action(async (jobId: string, options: CommonOptions & { out: string }) => withClient(options, (client) => fetchResults(client, jobId, resolve(context.cwd, options.out), reporter)));
 
-  common(program.command('cancel <jobId>'))
-    .description('cancel a job: its machines are terminated, its budget settled')
-    .action(async (jobId: string, options: CommonOptions) => withPlatform(options, (platform) => cancelJob(platform, jobId, reporter)));
+  researcher(program.command('cancel <jobId>'))
+    .description('cancel your job: its machines are terminated, its budget settled')
+    .action(async (jobId: string, options: CommonOptions) => withClient(options, (client) => cancelJob(client, jobId, reporter)));
+
+  researcher(program.command('budget'))
+    .description('your budget this period: spent, reserved by running jobs, left')
+    .action(async (options: CommonOptions) => withClient(options, (client) => showBudget(client, reporter)));
+
+  const admin = program.command('admin').description('platform administration (aws)');
+  common(admin.command('credentials <user>'))
+    .description("create an access key for a user's IAM user and write it to a credentials file (mode 0600)")
+    .requiredOption('--out <file>', 'AWS shared-credentials file to create; an existing file is never overwritten')
+    .option('--rotate', 'create a new key, write it, then delete the old one(s)')
+    .action(async (user: string, options: CommonOptions & { out: string; rotate?: boolean }) => {
+      reporter = options.json ? new JsonReporter(context.streams) : new HumanReporter(context.streams);
+      exitCode = await issueCredentials(adminIamClient(context.env), user, resolve(context.cwd, options.out), options.rotate ?? false, reporter);
+    });
 
   common(program.command('validate [paths...]'))
     .description('check blueprints (blueprint.json or its folder) and user profiles; default: all of them')
@@ -165,11 +192,9 @@ export async function runCli(context: CliContext): Promise<number> {
   }
 }
 
+/** Certificate lines reach the researcher by following the certificate object (the client layer); the observer only warns. */
 function observerFor(reporter: Reporter): DriverObserver {
   return {
-    certificateLines: (jobId, lines) => {
-      for (const line of lines) reporter.step(`[${jobId}] ${line}`);
-    },
     effectFailed: (jobId, effect, error) => reporter.warn(`job ${jobId}: ${effect.type} failed, will retry: ${errorPayload(error).message}`),
     backgroundError: (jobId, error) => reporter.warn(`job ${jobId}: ${errorPayload(error).message}`),
   };
@@ -179,21 +204,30 @@ function observerFor(reporter: Reporter): DriverObserver {
  * Ctrl-C cancels the jobs this process runs (machines terminated, budget settled, reasons
  * written); a second Ctrl-C kills the machines at once. Machines never outlive the CLI.
  */
-function installSignalHandlers(platform: LocalPlatform, reporter: Reporter, commandHandlesStop: boolean): { interrupted: boolean; remove: () => void } {
+interface Stopper {
+  stop(reason: string): Promise<void>;
+  killNow(): void;
+}
+
+function localStopper(platform: LocalPlatform): Stopper {
+  return { stop: (reason) => platform.cancelOwned(reason), killNow: () => platform.machines.killOwnedNow() };
+}
+
+function installSignalHandlers(platform: Stopper, reporter: Reporter, commandHandlesStop: boolean): { interrupted: boolean; remove: () => void } {
   const handle = { interrupted: false, remove: () => {} };
   let count = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     count += 1;
     handle.interrupted = true;
     if (count > 1) {
-      platform.machines.killOwnedNow();
+      platform.killNow();
       process.exit(EXIT_INTERRUPTED);
     }
     if (commandHandlesStop) return;
     reporter.warn(`${signal}: cancelling running jobs (again to kill at once)`);
-    void platform.cancelOwned(`interrupted by ${signal}`);
+    void platform.stop(`interrupted by ${signal}`);
   };
-  const onExit = () => platform.machines.killOwnedNow();
+  const onExit = () => platform.killNow();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('exit', onExit);

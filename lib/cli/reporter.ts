@@ -17,14 +17,19 @@ export interface Reporter {
   result(data: unknown, human: string): void;
   /** An error at the edge: code and message, never a stack trace. */
   error(error: unknown): void;
+  /** Transfer progress, in bytes; drawn as one line on a terminal, nothing otherwise. */
+  progress?(label: string, doneBytes: number, totalBytes: number): void;
   /** Called once when the command ends (the JSON reporter prints its document then). */
   flush?(): void;
 }
 
 export interface OutputStreams {
   stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
+  stderr: { write(text: string): unknown; isTTY?: boolean };
 }
+
+/** Redraws a progress line at most this often, in ms. */
+const PROGRESS_REDRAW_MS = 100;
 
 const processStreams: OutputStreams = { stdout: process.stdout, stderr: process.stderr };
 
@@ -40,13 +45,35 @@ export class HumanReporter implements Reporter {
   constructor(private readonly out: OutputStreams = processStreams) {}
   step(text: string): void {
     this.beforeStep?.();
+    this.endProgress();
     this.out.stdout.write(`${text}\n`);
   }
   logLine(dataset: string, line: string): void {
     this.out.stdout.write(`  [${dataset}] ${line}\n`);
   }
   warn(text: string): void {
+    this.endProgress();
     this.out.stderr.write(`warning: ${text}\n`);
+  }
+  private progressDrawnAtMs = 0;
+  private progressOpen = false;
+  progress(label: string, doneBytes: number, totalBytes: number): void {
+    if (!this.out.stderr.isTTY) return;
+    const now = Date.now();
+    const complete = doneBytes >= totalBytes;
+    if (!complete && now - this.progressDrawnAtMs < PROGRESS_REDRAW_MS) return;
+    this.progressDrawnAtMs = now;
+    const fraction = totalBytes > 0 ? Math.min(1, doneBytes / totalBytes) : 1;
+    const width = 24;
+    const filled = Math.round(fraction * width);
+    const mib = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
+    this.out.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${mib(doneBytes)}/${mib(totalBytes)} MiB ${label}\u001b[K`);
+    this.progressOpen = !complete;
+    if (complete) this.out.stderr.write('\n');
+  }
+  private endProgress(): void {
+    if (this.progressOpen) this.out.stderr.write('\n');
+    this.progressOpen = false;
   }
   result(_data: unknown, human: string): void {
     if (human.length > 0) this.out.stdout.write(human.endsWith('\n') ? human : `${human}\n`);

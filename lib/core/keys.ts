@@ -47,15 +47,51 @@ export function checkKeyInArea(key: string, group: string, area: GroupArea): Key
   return { ok: true };
 }
 
-/** Submission trigger: `<group>/submissions/<name>submit.json`. */
-export function parseSubmissionKey(key: string): { ok: true; group: string } | { ok: false; reason: string } {
+/**
+ * Submission trigger: `<group>/submissions/<user>/<name>submit.json` (per user, D1: the user
+ * segment is what IAM proves) or the NeuroCAAS form `<group>/submissions/<name>submit.json`.
+ */
+export function parseSubmissionKey(key: string): { ok: true; group: string; user?: string; fileName: string } | { ok: false; reason: string } {
   const basic = checkKey(key);
   if (!basic.ok) return basic;
   const segments = key.split('/');
-  if (segments.length < 3 || segments[1] !== 'submissions' || !key.endsWith('submit.json')) {
-    return { ok: false, reason: `key "${key}" is not a submission; submissions are "<group>/submissions/<name>submit.json"` };
+  if (segments.length < 3 || segments.length > 4 || segments[1] !== 'submissions' || !key.endsWith('submit.json')) {
+    return { ok: false, reason: `key "${key}" is not a submission; submissions are "<group>/submissions/<user>/<name>submit.json" or "<group>/submissions/<name>submit.json"` };
   }
-  return { ok: true, group: segments[0] as string };
+  const fileName = segments[segments.length - 1] as string;
+  return segments.length === 4 ? { ok: true, group: segments[0] as string, user: segments[2] as string, fileName } : { ok: true, group: segments[0] as string, fileName };
+}
+
+/** Suffix of a cancel request object (D2). */
+export const CANCEL_SUFFIX = '.cancel.json';
+
+/** Cancel request: `<group>/submissions/<user>/<name>.cancel.json` (D2). */
+export function parseCancelKey(key: string): { ok: true; group: string; user: string; fileName: string } | { ok: false; reason: string } {
+  const basic = checkKey(key);
+  if (!basic.ok) return basic;
+  const segments = key.split('/');
+  if (segments.length !== 4 || segments[1] !== 'submissions' || !key.endsWith(CANCEL_SUFFIX)) {
+    return { ok: false, reason: `key "${key}" is not a cancel request; those are "<group>/submissions/<user>/<jobId>${CANCEL_SUFFIX}"` };
+  }
+  return { ok: true, group: segments[0] as string, user: segments[2] as string, fileName: segments[3] as string };
+}
+
+/** Where a submitter's cancel request for a job goes. */
+export function cancelKey(group: string, user: string, jobId: string): string {
+  return `${group}/submissions/${user}/${jobId}${CANCEL_SUFFIX}`;
+}
+
+/**
+ * Receipt of a submission or cancel request (D3): `<group>/receipts/<user>/<file name>.json`;
+ * `<group>/receipts/<file name>.json` when no submitter could be told from the key.
+ */
+export function receiptKey(group: string, user: string | undefined, fileName: string): string {
+  return user === undefined ? `${group}/receipts/${fileName}.json` : `${group}/receipts/${user}/${fileName}.json`;
+}
+
+/** A user's budget view (D4), written by the protocol into the analysis bucket. */
+export function budgetKey(group: string, user: string): string {
+  return `${group}/budget/${user}.json`;
 }
 
 export function jobFolderName(analysis: string, jobId: string): string {

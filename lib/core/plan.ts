@@ -79,6 +79,8 @@ export interface PlanInput {
   /** Image the machines run: an AMI id on aws, the environment folder on local. */
   imageId: string;
   nowMs: number;
+  /** Why no submitter could be told (D1), in place of the generic "no profile" reason. */
+  submitterProblem?: string;
 }
 
 /**
@@ -181,7 +183,9 @@ export function planJob(input: PlanInput): PlanResult {
   };
 
   const user = input.user;
-  if (!user) {
+  if (!user && input.submitterProblem !== undefined) {
+    reasons.push(input.submitterProblem);
+  } else if (!user) {
     reasons.push(`no user profile found for group "${group}"; ask an admin to add users/<name>.json with "group": "${group}"`);
   } else if (user.group !== group) {
     reasons.push(`user "${user.username}" belongs to group "${user.group}", not "${group}"; submit under "${user.group}/submissions/"`);

@@ -11,7 +11,7 @@ export const UserProfileSchema = z.strictObject({
   $schema: z.string().optional().describe('Path or URL of schemas/user.schema.json, for editors.'),
   username: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, 'must be letters, digits, "_", "." or "-"').describe('Login name; equals the file name.'),
   group: groupName.describe('The key prefix this user reads and writes in every analysis bucket.'),
-  email: z.email().describe('Where job notifications go.'),
+  email: z.email().optional().describe('Where job notifications go; none are sent without one.'),
   budgetUsd: z.number().nonnegative().describe('Spending limit per budget period, in USD.'),
   budgetPeriod: z.enum(['monthly', 'total']).default('monthly').describe('"monthly" resets on the 1st (UTC); "total" never resets.'),
   allowedAnalyses: z

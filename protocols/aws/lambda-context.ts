@@ -2,6 +2,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { Logger } from '@aws-lambda-powertools/logger';
@@ -29,6 +30,7 @@ export function createLambdaContext(serviceName: string, moduleUrl: string): Lam
     ec2: new EC2Client({}),
     ssm: new SSMClient({}),
     sqs: new SQSClient({}),
+    sns: new SNSClient({}),
   };
   const platform = createAwsPlatform(clients, settings, loadRunnerScript(settings.runnerScriptPath, moduleUrl), observerFor(logger));
   return { settings, platform, logger };

@@ -3,6 +3,8 @@ import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { SSMClient } from '@aws-sdk/client-ssm';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import { SnsNotifier } from '../../lib/aws/sns-notifier.js';
 import { DynamoCatalog } from '../../lib/aws/catalog.js';
 import { DynamoJobStore } from '../../lib/aws/dynamo-job-store.js';
 import { DynamoLedger } from '../../lib/aws/dynamo-ledger.js';
@@ -23,6 +25,8 @@ export interface AwsClients {
   ec2: EC2Client;
   ssm: SSMClient;
   sqs: SQSClient;
+  /** For job-end notifications (D7); needed only when the settings name a topic. */
+  sns?: SNSClient;
 }
 
 /** A command runner that can also say how a finished command ended (SSM's GetCommandInvocation). */
@@ -68,6 +72,7 @@ export function createAwsPlatform(clients: AwsClients, settings: AwsSettings, ru
     clock,
     ids: localIds,
     observer,
+    ...(settings.notifyTopicArn && clients.sns ? { notifier: new SnsNotifier(clients.sns, settings.notifyTopicArn) } : {}),
   });
   return { driver, objects, jobs, machines, runner, catalog, scheduler, clock };
 }

@@ -1,6 +1,7 @@
 import type { ScheduledAction } from '../../lib/ports.js';
 import type { JobState } from '../../lib/core/job-machine.js';
 import { jobKeys } from '../../lib/core/keys.js';
+import type { Receipt } from '../../lib/core/researcher-documents.js';
 import { commandOutcome } from './command-outcome.js';
 import type { AwsPlatform } from './platform.js';
 
@@ -12,6 +13,11 @@ import type { AwsPlatform } from './platform.js';
 /** S3 ObjectCreated for `<group>/submissions/...submit.json` in an analysis bucket. */
 export async function onSubmissionUploaded(platform: AwsPlatform, analysis: string, bucket: string, key: string): Promise<{ jobId: string; duplicate: boolean }> {
   return platform.driver.submit(bucket, key, { analysis });
+}
+
+/** S3 ObjectCreated for `<group>/submissions/<user>/<jobId>.cancel.json` (D2): the same function, routed by suffix. */
+export async function onCancelUploaded(platform: AwsPlatform, bucket: string, key: string): Promise<Receipt> {
+  return platform.driver.cancelRequest(bucket, key);
 }
 
 /** A delayed action from the agent queue: re-check a booting machine, or tick a job. */

@@ -9,6 +9,8 @@ const AwsSettingsSchema = z.object({
   NCAP_ANALYSIS: z.string().min(1).optional(),
   /** Where the runner script is; default: next to the bundle, then the package's lib/runner. */
   NCAP_RUNNER_SCRIPT: z.string().min(1).optional(),
+  /** D7: the platform's notifications topic; unset, nobody is notified. */
+  NOTIFY_TOPIC_ARN: z.string().min(1).optional(),
 });
 
 export interface AwsSettings {
@@ -16,6 +18,8 @@ export interface AwsSettings {
   agentQueueUrl: string;
   analysis: string | undefined;
   runnerScriptPath: string | undefined;
+  /** SNS topic for job-end notifications (D7); undefined sends none. */
+  notifyTopicArn?: string | undefined;
 }
 
 export function readAwsSettings(env: NodeJS.ProcessEnv): AwsSettings {
@@ -29,5 +33,6 @@ export function readAwsSettings(env: NodeJS.ProcessEnv): AwsSettings {
     agentQueueUrl: parsed.data.NCAP_AGENT_QUEUE_URL,
     analysis: parsed.data.NCAP_ANALYSIS,
     runnerScriptPath: parsed.data.NCAP_RUNNER_SCRIPT,
+    notifyTopicArn: parsed.data.NOTIFY_TOPIC_ARN,
   };
 }

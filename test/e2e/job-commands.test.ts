@@ -114,7 +114,7 @@ describe('commands on a finished job', () => {
     const result = await sandbox.cli(['results', job.jobId, '--out', out, '--json']);
 
     expect(result.code, transcript(result)).toBe(0);
-    expect(JSON.parse(result.stdout)).toEqual({ jobId: job.jobId, outDir: out, files: await job.files(), finished: true });
+    expect(JSON.parse(result.stdout)).toEqual({ jobId: job.jobId, outDir: out, files: await job.files(), skipped: [], finished: true });
   });
 
   it('results refuses to copy over files already in --out', async () => {

@@ -75,11 +75,12 @@ describe('cancelling a running job', () => {
     const result = await run.exited;
     expect(result.code, transcript(result)).toBe(EXIT.failed);
     expect(result.stdout).toContain(`job ${job.jobId}: CANCELLED`);
-    const reason = 'cancelled: cancelled by the user (neurocaas cancel)';
+    // D2: the certificate and the status say who asked.
+    const reason = 'cancelled: cancelled by alice (neurocaas cancel)';
     const status = await job.status('a.csv');
     expect(status.status).toBe('CANCELLED');
     expect(status.reason).toBe(reason);
-    expect(certificateLines(await job.certificate())).toContain('cancel requested: cancelled by the user (neurocaas cancel)');
+    expect(certificateLines(await job.certificate())).toContain('cancel requested: cancelled by alice (neurocaas cancel)');
     expect(await job.text('end.txt')).toContain('a.csv: CANCELLED\n');
     expect(await pidsStillRunning([machine.pid])).toEqual([]);
     const entry = (await ledgerEntries(sandbox.root, 'alice')).find((e) => e.jobId === job.jobId);

@@ -2,7 +2,8 @@ import type { S3Event } from 'aws-lambda';
 import * as z from 'zod';
 import { NeuroCaasError } from '../../../lib/core/errors.js';
 import { createLambdaContext } from '../lambda-context.js';
-import { onSubmissionUploaded } from '../protocols.js';
+import { CANCEL_SUFFIX } from '../../../lib/core/keys.js';
+import { onCancelUploaded, onSubmissionUploaded } from '../protocols.js';
 
 const { settings, platform, logger } = createLambdaContext('neurocaas-submit', import.meta.url);
 
@@ -10,7 +11,10 @@ const S3Records = z.object({
   Records: z.array(z.object({ s3: z.object({ bucket: z.object({ name: z.string().min(1) }), object: z.object({ key: z.string().min(1) }) }) })),
 });
 
-/** S3 ObjectCreated (suffix submit.json) -> one job per submission object, exactly once. */
+/**
+ * S3 ObjectCreated (suffix submit.json) -> one job per submission object, exactly once;
+ * suffix .cancel.json -> a cancel request (D2), answered with a receipt.
+ */
 export async function handler(event: S3Event): Promise<void> {
   const analysis = settings.analysis;
   if (!analysis) throw new NeuroCaasError('Configuration', 'NCAP_ANALYSIS is not set on this submit function; redeploy the analysis stack');
@@ -20,6 +24,11 @@ export async function handler(event: S3Event): Promise<void> {
     const key = decodeURIComponent(record.s3.object.key.replace(/\+/g, ' '));
     if (!key.includes('/submissions/')) {
       logger.info('ignored: not under submissions/', { bucket, key });
+      continue;
+    }
+    if (key.endsWith(CANCEL_SUFFIX)) {
+      const receipt = await onCancelUploaded(platform, bucket, key);
+      logger.info('cancel request', { bucket, key, jobId: receipt.jobId, outcome: receipt.outcome, reasons: receipt.reasons });
       continue;
     }
     const result = await onSubmissionUploaded(platform, analysis, bucket, key);

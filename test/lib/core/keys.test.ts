@@ -47,7 +47,9 @@ describe('bucket key layout', () => {
   });
 
   it('recognises NeuroCAAS submission keys and their group', () => {
-    expect(parseSubmissionKey('lab/submissions/run1submit.json')).toEqual({ ok: true, group: 'lab' });
+    expect(parseSubmissionKey('lab/submissions/run1submit.json')).toEqual({ ok: true, group: 'lab', fileName: 'run1submit.json' });
+    expect(parseSubmissionKey('lab/submissions/alice/run1submit.json')).toEqual({ ok: true, group: 'lab', user: 'alice', fileName: 'run1submit.json' });
+    expect(parseSubmissionKey('lab/submissions/alice/deeper/run1submit.json').ok).toBe(false);
     expect(parseSubmissionKey('lab/inputs/submit.json').ok).toBe(false);
     expect(parseSubmissionKey('lab/submissions/run1.json').ok).toBe(false);
   });

@@ -1,0 +1,238 @@
+import { createReadStream } from 'node:fs';
+import { copyFile, open, rename, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AnalysisNotFoundError, JobNotFoundError, UsageError } from '../core/errors.js';
+import { isJobFinished, jobOutcome, jobSpentUsd, summarizeJob, type JobState } from '../core/job-machine.js';
+import { budgetDocument, type BudgetDocument } from '../core/researcher-documents.js';
+import { budgetPeriodOf, type UserProfile } from '../core/user.js';
+import type { LocalPlatform } from '../../protocols/local-shell.js';
+import type { ObjectInfo } from '../ports.js';
+import type { ClientBackend, ClientObjects, Identity, IdentityRequest, JobDetail, JobListing, JobView, ProgressListener } from './ports.js';
+import { join } from 'node:path';
+
+/** How long a local `cancel` waits for the process running the job before the reaper settles it: 15 s. */
+const LOCAL_CANCEL_WAIT_MS = 15_000;
+
+/**
+ * The client ports on the local backend: the folder-tree buckets, the local job store, the
+ * ledger; the protocol runs in this process (`deliver` calls the shared driver).
+ */
+export class LocalClientBackend implements ClientBackend {
+  readonly kind = 'local' as const;
+  readonly objects: ClientObjects;
+  readonly jobs: JobListing;
+  readonly pollMs = 200;
+  readonly receiptTimeoutMs = 30_000;
+  readonly clock = { nowMs: () => Date.now() };
+
+  constructor(
+    readonly platform: LocalPlatform,
+    private readonly defaultUser: string | undefined,
+  ) {
+    this.objects = new LocalClientObjects(platform);
+    this.jobs = new LocalJobListing(platform);
+  }
+
+  locationOf(bucket: string, key: string): string {
+    return this.platform.objects.pathOf(bucket, key);
+  }
+
+  async identity(request: IdentityRequest): Promise<Identity> {
+    const user = await this.profile(request.user ?? this.defaultUser ?? request.fallbackUser);
+    return { user: user.username, group: request.group ?? user.group };
+  }
+
+  async scope(request: IdentityRequest): Promise<Identity | undefined> {
+    const name = request.user ?? this.defaultUser;
+    return name === undefined ? undefined : this.identity(request);
+  }
+
+  async analyses(): Promise<{ analysis: string; bucket: string }[]> {
+    return (await this.platform.catalog.analyses()).map((analysis) => ({ analysis, bucket: analysis }));
+  }
+
+  async bucketOf(analysis: string): Promise<string> {
+    const catalog = this.platform.catalog;
+    if (!(await catalog.blueprint(analysis))) {
+      const available = await catalog.analyses();
+      throw new AnalysisNotFoundError(`analysis "${analysis}" not found in ${catalog.blueprintsDir}; available: ${available.join(', ') || 'none'}`);
+    }
+    // The local layout: one bucket folder per analysis, named after it.
+    return analysis;
+  }
+
+  async deliver(bucket: string, key: string, kind: 'submission' | 'cancel'): Promise<void> {
+    if (kind === 'submission') {
+      await this.platform.startSubmission(bucket, key);
+      return;
+    }
+    const receipt = await this.platform.driver.cancelRequest(bucket, key);
+    if (receipt.outcome !== 'accepted') return;
+    // Through the platform too, so this process's timers and waiters see the cancel.
+    await this.platform.cancel(receipt.jobId, 'cancel requested');
+    // The process that runs the job settles it as its machines exit; an orphan is settled by the reaper.
+    const deadline = Date.now() + LOCAL_CANCEL_WAIT_MS;
+    let state = (await this.platform.jobs.get(receipt.jobId))?.state;
+    while (state && !isJobFinished(state) && Date.now() < deadline) {
+      await sleep(100);
+      state = (await this.platform.jobs.get(receipt.jobId))?.state;
+    }
+    if (state && !isJobFinished(state)) await this.platform.reap();
+  }
+
+  async budget(identity: Identity): Promise<BudgetDocument> {
+    const profile = await this.profile(identity.user);
+    const nowMs = this.clock.nowMs();
+    const period = budgetPeriodOf(profile, nowMs);
+    const entries = await this.platform.ledger.entries(profile.username, period);
+    const analyses = new Map<string, string>();
+    for (const entry of entries) {
+      const record = await this.platform.jobs.get(entry.jobId);
+      if (record) analyses.set(entry.jobId, record.state.analysis);
+    }
+    return budgetDocument({ user: profile.username, group: profile.group, period, budgetUsd: profile.budgetUsd, entries, nowMs, analysisOf: (jobId) => analyses.get(jobId) });
+  }
+
+  async stop(reason: string): Promise<void> {
+    await this.platform.cancelOwned(reason);
+  }
+
+  killNow(): void {
+    this.platform.machines.killOwnedNow();
+  }
+
+  async close(): Promise<void> {
+    await this.platform.close();
+  }
+
+  private async profile(username: string | undefined): Promise<UserProfile> {
+    const catalog = this.platform.catalog;
+    if (username !== undefined) {
+      const profile = await catalog.user(username);
+      if (!profile) throw new UsageError(`user "${username}" has no profile ${join(catalog.usersDir, `${username}.json`)}; ask an admin to add one`);
+      return profile;
+    }
+    const all = await catalog.allUsers();
+    if (all.length === 1) return all[0] as UserProfile;
+    if (all.length === 0) throw new UsageError(`no user profiles in ${catalog.usersDir}; add one (see docs/admin-guide.md) or pass --users DIR`);
+    throw new UsageError(`several user profiles in ${catalog.usersDir} (${all.map((u) => u.username).join(', ')}); choose one with --user NAME`);
+  }
+}
+
+class LocalClientObjects implements ClientObjects {
+  constructor(private readonly platform: LocalPlatform) {}
+
+  head(bucket: string, key: string): Promise<ObjectInfo | undefined> {
+    return this.platform.objects.head(bucket, key);
+  }
+
+  async read(bucket: string, key: string, fromByte = 0): Promise<Buffer | undefined> {
+    let handle;
+    try {
+      handle = await open(this.platform.objects.pathOf(bucket, key), 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      throw error;
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size <= fromByte) return Buffer.alloc(0);
+      const buffer = Buffer.alloc(size - fromByte);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, fromByte);
+      return buffer.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  list(bucket: string, prefix: string): Promise<ObjectInfo[]> {
+    return this.platform.objects.list(bucket, prefix);
+  }
+
+  async write(bucket: string, key: string, body: string): Promise<void> {
+    await this.platform.objects.put(bucket, key, body);
+  }
+
+  sha256(bucket: string, key: string): Promise<string | undefined> {
+    return this.platform.objects.sha256(bucket, key);
+  }
+
+  async upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; onProgress?: ProgressListener }): Promise<void> {
+    // Read in chunks rather than as one buffer, so progress can be reported; the store writes atomically.
+    const chunks: Buffer[] = [];
+    let done = 0;
+    for await (const chunk of createReadStream(file)) {
+      chunks.push(chunk as Buffer);
+      done += (chunk as Buffer).length;
+      options.onProgress?.(done, options.sizeBytes);
+    }
+    await this.platform.objects.put(bucket, key, Buffer.concat(chunks));
+  }
+
+  async download(bucket: string, key: string, file: string, options: { onProgress?: ProgressListener } = {}): Promise<void> {
+    const temp = `${file}.ncap-part`;
+    try {
+      await copyFile(this.platform.objects.pathOf(bucket, key), temp);
+      await rename(temp, file);
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+    const info = await this.platform.objects.head(bucket, key);
+    options.onProgress?.(info?.size ?? 0, info?.size ?? 0);
+  }
+}
+
+class LocalJobListing implements JobListing {
+  constructor(private readonly platform: LocalPlatform) {}
+
+  /** Reaps first: a job whose neurocaas process died is cancelled and settled before it is shown. */
+  async list(scope: Identity | undefined): Promise<{ jobs: JobView[]; notices: string[] }> {
+    const reaped = await this.platform.reap();
+    const notices = reaped.jobsRecovered.map((jobId) => `job ${jobId} had lost its neurocaas process; it was cancelled and settled`);
+    const jobs: JobView[] = [];
+    for (const summary of await this.platform.jobs.list()) {
+      if (scope && summary.group !== scope.group) continue;
+      const record = await this.platform.jobs.get(summary.jobId);
+      jobs.push({ ...summary, outcome: record ? jobOutcome(record.state) : 'RUNNING' });
+    }
+    return { jobs, notices };
+  }
+
+  async get(jobId: string, scope: Identity | undefined): Promise<JobDetail> {
+    const record = await this.platform.jobs.get(jobId);
+    if (!record || (scope && record.state.group !== scope.group)) {
+      const recent = (await this.platform.jobs.list())
+        .filter((job) => !scope || job.group === scope.group)
+        .slice(0, 5)
+        .map((job) => job.jobId);
+      const where = scope ? `in group "${scope.group}" under ${this.platform.root}` : `under ${this.platform.root}`;
+      throw new JobNotFoundError(`job "${jobId}" not found ${where}; recent jobs: ${recent.join(', ') || 'none'} (see "neurocaas jobs")`);
+    }
+    return detailOf(record.state, record.bucket, record.updatedAtMs, Date.now());
+  }
+}
+
+function detailOf(state: JobState, bucket: string, updatedAtMs: number, nowMs: number): JobDetail {
+  const summary = summarizeJob(state, updatedAtMs);
+  const detail: JobDetail = {
+    ...summary,
+    bucket,
+    outcome: jobOutcome(state),
+    datasets: state.datasets.map((ds) => ({
+      name: ds.name,
+      phase: ds.phase,
+      ...(ds.reason === undefined ? {} : { reason: ds.reason }),
+      ...(ds.exitCode === undefined ? {} : { exitCode: ds.exitCode }),
+      ...(ds.instanceId === undefined ? {} : { instanceId: ds.instanceId }),
+    })),
+  };
+  if (state.rejection) detail.rejection = state.rejection;
+  if (state.plan) {
+    detail.costUsd = state.spentUsd ?? jobSpentUsd(state, nowMs);
+    detail.reservedUsd = state.plan.reservedUsd;
+    detail.instanceType = state.plan.instanceType;
+    detail.hourlyUsd = state.plan.hourlyUsd;
+  }
+  return detail;
+}

@@ -1,0 +1,116 @@
+/**
+ * What the researcher use-cases (researcher-client.ts) need from a backend. A shell (the CLI,
+ * the local web API) picks the adapters once at start-up (local-backend.ts, aws-backend.ts) and
+ * never looks at which one it got.
+ */
+import type { BudgetDocument } from '../core/researcher-documents.js';
+import type { DatasetPhase } from '../core/status.js';
+import type { JobPhase } from '../core/job-machine.js';
+import type { Clock, ObjectInfo } from '../ports.js';
+
+/** Who the researcher is: proven by IAM on aws, a profile on local. */
+export interface Identity {
+  user: string;
+  group: string;
+}
+
+/** Called as bytes move: bytes done so far and the total, in bytes. */
+export type ProgressListener = (doneBytes: number, totalBytes: number) => void;
+
+/** The analysis buckets as a researcher sees them. Every write is create-only. */
+export interface ClientObjects {
+  head(bucket: string, key: string): Promise<ObjectInfo | undefined>;
+  /** The object's bytes from `fromByte` (default 0); undefined when it does not exist. */
+  read(bucket: string, key: string, fromByte?: number): Promise<Buffer | undefined>;
+  /** Every object under `prefix`, sorted by key. */
+  list(bucket: string, prefix: string): Promise<ObjectInfo[]>;
+  /** Creates a small object; throws ObjectExistsError when the key exists. */
+  write(bucket: string, key: string, body: string): Promise<void>;
+  /** sha256 (hex) of a stored object: recorded metadata on S3, computed on local; undefined when unknown. */
+  sha256(bucket: string, key: string): Promise<string | undefined>;
+  /**
+   * Uploads a file as a new object, all or nothing: an interrupted upload leaves no object
+   * (S3 multipart is only visible once completed, and is aborted on failure).
+   */
+  upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; onProgress?: ProgressListener }): Promise<void>;
+  /** Downloads an object to `file` through a temporary file renamed at the end (never a half file). */
+  download(bucket: string, key: string, file: string, options?: { onProgress?: ProgressListener }): Promise<void>;
+}
+
+/** One line of `neurocaas jobs`, the same shape on both backends. */
+export interface JobView {
+  jobId: string;
+  analysis: string;
+  group: string;
+  /** The submitter (D1), when known. */
+  user?: string;
+  phase: JobPhase;
+  outcome: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'REJECTED' | 'CANCELLED';
+  createdAtMs: number;
+  updatedAtMs: number;
+  datasets: { name: string; phase: DatasetPhase }[];
+}
+
+/** What `status`, `run` and `cancel` report about one job. */
+export interface JobDetail extends JobView {
+  bucket: string;
+  rejection?: string[];
+  /** Final cost, or the cost so far, in USD. */
+  costUsd?: number;
+  reservedUsd?: number;
+  instanceType?: string;
+  hourlyUsd?: number;
+  datasets: { name: string; phase: DatasetPhase; reason?: string; exitCode?: number | null; instanceId?: string }[];
+}
+
+export interface JobListing {
+  /** Jobs newest first; only `scope`'s group when given. `notices` are things the listing fixed on the way (local reaper). */
+  list(scope: Identity | undefined): Promise<{ jobs: JobView[]; notices: string[] }>;
+  /** Throws JobNotFoundError (with what to do) when the job does not exist or is not `scope`'s group's. */
+  get(jobId: string, scope: Identity | undefined): Promise<JobDetail>;
+}
+
+export interface IdentityRequest {
+  /** --user (local only: on aws the IAM user is who you are). */
+  user?: string;
+  /** --group: on aws when the IAM user's tags cannot be read; on local to submit elsewhere. */
+  group?: string;
+  /** Local only: who to act as when nothing else says (a command about one job acts as its submitter). */
+  fallbackUser?: string;
+}
+
+export interface ClientBackend {
+  readonly kind: 'local' | 'aws';
+  readonly objects: ClientObjects;
+  readonly jobs: JobListing;
+  readonly clock: Clock;
+  /** How often receipts, logs and job ends are polled, in ms. */
+  readonly pollMs: number;
+  /** How long to wait for the protocol's receipt of a submission or cancel, in ms. */
+  readonly receiptTimeoutMs: number;
+  /** How a researcher finds an object: a file path on local, `s3://bucket/key` on aws. */
+  locationOf(bucket: string, key: string): string;
+  /** Throws a NeuroCaasError saying what to do when it cannot be told. */
+  identity(request: IdentityRequest): Promise<Identity>;
+  /**
+   * Whose jobs the job commands see: on aws always the caller's group; on local the group of an
+   * explicitly chosen user, else everyone's (one machine, one folder tree).
+   */
+  scope(request: IdentityRequest): Promise<Identity | undefined>;
+  /** Deployed analyses and their buckets. */
+  analyses(): Promise<{ analysis: string; bucket: string }[]>;
+  /** Throws AnalysisNotFoundError (naming the deployed ones) when `analysis` is not deployed. */
+  bucketOf(analysis: string): Promise<string>;
+  /**
+   * Hands a written submission or cancel request to the protocol. On aws S3 notifies it (nothing
+   * to do); on local the protocol runs in this process.
+   */
+  deliver(bucket: string, key: string, kind: 'submission' | 'cancel'): Promise<void>;
+  /** The user's budget view: from the ledger on local, the newest budget object (D4) on aws. */
+  budget(identity: Identity): Promise<BudgetDocument | undefined>;
+  /** Stops what this process runs (local: cancels its jobs); nothing on aws, where jobs outlive the client. */
+  stop(reason: string): Promise<void>;
+  /** Kills at once whatever this process started (a second Ctrl-C). */
+  killNow(): void;
+  close(): Promise<void>;
+}
