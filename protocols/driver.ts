@@ -176,9 +176,10 @@ export class JobDriver {
 
   /**
    * Handles a cancel request object (D2): only the job's submitter may cancel it; anyone else is
-   * refused with a reason, recorded in the request's receipt. Returns that receipt.
+   * refused with a reason, recorded in the request's receipt. Returns that receipt. `apply`
+   * replaces the dispatch of the cancel (default: this driver dispatches it).
    */
-  async cancelRequest(bucket: string, key: string): Promise<Receipt> {
+  async cancelRequest(bucket: string, key: string, options: { apply?: (jobId: string, reason: string) => Promise<unknown> } = {}): Promise<Receipt> {
     const { objects } = this.ports;
     const parsedKey = parseCancelKey(key);
     if (!parsedKey.ok) throw new NeuroCaasError('CancelKeyInvalid', parsedKey.reason);
@@ -204,7 +205,9 @@ export class JobDriver {
     }
     if (isJobFinished(state)) return answer(jobId, state.analysis, [`job "${jobId}" already finished (${jobOutcome(state)}); nothing to cancel`]);
     const why = parsed.value.reason ? `cancelled by ${user} (${parsed.value.reason})` : `cancelled by ${user}`;
-    await this.dispatch(jobId, { type: 'CancelRequested', atMs: this.ports.clock.nowMs(), reason: why });
+    // A shell whose jobs are driven by one process (local leases) passes the cancel on its own way.
+    if (options.apply) await options.apply(jobId, why);
+    else await this.dispatch(jobId, { type: 'CancelRequested', atMs: this.ports.clock.nowMs(), reason: why });
     return answer(jobId, state.analysis);
   }
 

@@ -66,10 +66,9 @@ export class LocalClientBackend implements ClientBackend {
       await this.platform.startSubmission(bucket, key);
       return;
     }
-    const receipt = await this.platform.driver.cancelRequest(bucket, key);
+    // The protocol decides who may cancel; the platform passes the cancel to the process that runs the job.
+    const receipt = await this.platform.driver.cancelRequest(bucket, key, { apply: (jobId, reason) => this.platform.cancel(jobId, reason) });
     if (receipt.outcome !== 'accepted') return;
-    // Through the platform too, so this process's timers and waiters see the cancel.
-    await this.platform.cancel(receipt.jobId, 'cancel requested');
     // The process that runs the job settles it as its machines exit; an orphan is settled by the reaper.
     const deadline = Date.now() + LOCAL_CANCEL_WAIT_MS;
     let state = (await this.platform.jobs.get(receipt.jobId))?.state;
