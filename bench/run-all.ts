@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { LocalPlatform, packageRoot } from '../protocols/local-shell.js';
 import { benchInfraScale } from './infra-scale.js';
 import { benchLambdaBundles, benchSynth } from './lambda-bundles.js';
+import { benchReaperScale } from './reaper-scale.js';
 
 const WORKFLOWS = {
   noop: '// does nothing: measures the platform, not the analysis\n',
@@ -144,6 +145,7 @@ async function main(): Promise<void> {
     await benchLambdaBundles(print);
     benchSynth(print);
     benchInfraScale(print);
+    await benchReaperScale(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }

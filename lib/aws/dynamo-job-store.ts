@@ -1,14 +1,30 @@
 import { ConditionalCheckFailedException, TransactionCanceledException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, ScanCommand, TransactWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, ScanCommand, TransactWriteCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { ConcurrentUpdateError, NeuroCaasError } from '../core/errors.js';
 import { sha256Hex } from '../core/hash.js';
-import { summarizeJob } from '../core/job-machine.js';
+import { summarizeJob, type JobPhase } from '../core/job-machine.js';
+import { reaperDueAtMs } from '../core/reaper-due.js';
 import type { ClaimResult, JobRecord, JobStore, JobSummary } from '../ports.js';
 
 const JOB_PREFIX = 'JOB#';
 const JOB_SORT_KEY = 'RECORD';
 const CLAIM_PREFIX = 'CLAIM#';
 const CLAIM_SORT_KEY = 'CLAIM';
+
+/**
+ * The reaper's index (a sparse GSI of the platform table): unfinished job items carry
+ * `dueBucket` (always DUE_BUCKET) and `dueAtMs` (reaperDueAtMs), finished ones neither, so a
+ * Query for `dueAtMs <= now` returns the jobs due and nothing of the history.
+ */
+export const REAPER_INDEX = { name: 'reaper-due', partitionKey: 'dueBucket', sortKey: 'dueAtMs', projected: ['phase', 'createdAtMs'] } as const;
+const DUE_BUCKET = 'JOB';
+
+/** A job the reaper should look at now. */
+export interface DueJob {
+  jobId: string;
+  phase: JobPhase;
+  createdAtMs: number;
+}
 
 /** How a job lives in the table; `record` is the whole JobRecord, the rest are for queries and conditions. */
 interface JobItem {
@@ -21,6 +37,9 @@ interface JobItem {
   group: string;
   createdAtMs: number;
   updatedAtMs: number;
+  /** Set while the job is unfinished (the reaper's index). */
+  dueBucket?: string;
+  dueAtMs?: number;
 }
 
 /**
@@ -128,7 +147,36 @@ export class DynamoJobStore implements JobStore {
     }
   }
 
-  /** Every job, newest first. A Scan: fine for the number of jobs one deployment keeps. */
+  /**
+   * Unfinished jobs due for the reaper at `nowMs` (their dueAtMs has passed), over every page
+   * of the reaper's index: the cost grows with the jobs due, not with the jobs ever run. The
+   * index is eventually consistent; a job written a moment ago may show up on the next run.
+   */
+  async listDue(nowMs: number): Promise<DueJob[]> {
+    const due: DueJob[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: REAPER_INDEX.name,
+          KeyConditionExpression: '#bucket = :bucket AND #due <= :now',
+          ExpressionAttributeNames: { '#bucket': REAPER_INDEX.partitionKey, '#due': REAPER_INDEX.sortKey },
+          ExpressionAttributeValues: { ':bucket': DUE_BUCKET, ':now': nowMs },
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      for (const item of page.Items ?? []) {
+        const pk = String(item.pk);
+        if (!pk.startsWith(JOB_PREFIX)) continue;
+        due.push({ jobId: pk.slice(JOB_PREFIX.length), phase: item.phase as JobPhase, createdAtMs: Number(item.createdAtMs) });
+      }
+      startKey = page.LastEvaluatedKey;
+    } while (startKey);
+    return due;
+  }
+
+  /** Every job, newest first. A Scan: for listings, never for the reaper (see listDue). */
   async list(): Promise<JobSummary[]> {
     const summaries: JobSummary[] = [];
     let startKey: Record<string, unknown> | undefined;
@@ -163,7 +211,9 @@ function jobKey(jobId: string): { pk: string; sk: string } {
 }
 
 function jobItem(record: JobRecord): JobItem {
+  const dueAtMs = reaperDueAtMs(record.state, record.updatedAtMs);
   return {
+    ...(dueAtMs === undefined ? {} : { dueBucket: DUE_BUCKET, dueAtMs }),
     ...jobKey(record.jobId),
     version: record.version,
     record: JSON.stringify(record),

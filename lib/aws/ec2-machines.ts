@@ -161,17 +161,24 @@ export class Ec2Machines implements Machines {
     return instance ? describeInstance(instance) : { instanceId, state: 'terminated' };
   }
 
+  /**
+   * Live platform machines whose deadline has passed, found by EC2 itself: the deadline tag
+   * filtered with wildcard prefixes of every ISO time before this second (expiredDeadlinePatterns),
+   * over every page, so a run returns what is due, however many machines are running. A machine
+   * whose deadline tag is not this adapter's ISO form is not found here (only an admin can retag
+   * a machine); its self-shutdown and the protocol's terminate still hold.
+   */
   async listExpired(nowMs: number): Promise<MachineDescription[]> {
     const instances = await this.describeAll({
       Filters: [
-        { Name: 'tag-key', Values: [MACHINE_TAGS.deadline] },
+        { Name: `tag:${MACHINE_TAGS.deadline}`, Values: expiredDeadlinePatterns(nowMs) },
         { Name: 'instance-state-name', Values: LIVE_STATES },
       ],
     });
     return instances
       .map(describeInstance)
       .filter((machine) => machine.instanceId !== '')
-      // A platform machine without a readable deadline cannot be vouched for: it goes too.
+      // A deadline matched by a pattern but not readable cannot be vouched for: it goes too.
       .filter((machine) => machine.deadlineAtMs === undefined || machine.deadlineAtMs <= nowMs);
   }
 
@@ -208,6 +215,23 @@ export class Ec2Machines implements Machines {
       ...(this.random ? { random: this.random } : {}),
     });
   }
+}
+
+/**
+ * EC2 filter values (`*` wildcards) matching every deadline tag, in the ISO-8601 form
+ * machineTags writes, earlier than the whole second of `nowMs`: for each digit of that second,
+ * the same prefix followed by a smaller digit. At most 9 per digit (14 digits, so under EC2's
+ * 200 values per filter); deadlines within the current second wait for the next run.
+ */
+export function expiredDeadlinePatterns(nowMs: number): string[] {
+  const second = new Date(nowMs).toISOString().slice(0, 'YYYY-MM-DDTHH:MM:SS'.length);
+  const patterns: string[] = [];
+  for (let index = 0; index < second.length; index += 1) {
+    const digit = Number.parseInt(second[index] as string, 10);
+    if (Number.isNaN(digit)) continue;
+    for (let smaller = 0; smaller < digit; smaller += 1) patterns.push(`${second.slice(0, index)}${smaller}*`);
+  }
+  return patterns;
 }
 
 /** The requested type first, then the placement's others in their order, each once. */

@@ -1,5 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
-import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import { Stack } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as iam from 'aws-cdk-lib/aws-iam';
@@ -9,6 +10,7 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { RUN_SHELL_SCRIPT_DOCUMENT } from './machine-control-policy.js';
+import { acknowledge, wildcardResourceFinding } from './nag.js';
 import { ProtocolFunction, type ProtocolLogLevel } from './protocol-function.js';
 
 /** EC2 states the job reducer reacts to (InstanceStateChanged). */
@@ -45,10 +47,22 @@ export function protocolEnvironment(grants: ProtocolGrants): Record<string, stri
  * agent re-checks, machine control and publishing job-end notifications.
  */
 export function grantProtocol(fn: ProtocolFunction, grants: ProtocolGrants): void {
-  grants.table.grantReadWriteData(fn.role);
+  // The shared protocols (the reaper) query the table's index; an analysis's submit does not,
+  // so it gets the table by ARN, without its indexes.
+  const shared = Stack.of(fn) === Stack.of(grants.table);
+  const table = shared ? grants.table : dynamodb.Table.fromTableArn(fn, 'PlatformTable', grants.table.tableArn);
+  table.grantReadWriteData(fn.role);
   grants.agentQueue.grantSendMessages(fn.role);
   grants.notifications.grantPublish(fn.role);
   fn.role.addManagedPolicy(grants.machineControl);
+  if (shared) {
+    const policy = fn.role.node.findChild('DefaultPolicy');
+    acknowledge(
+      policy,
+      wildcardResourceFinding(policy, `${grants.table.tableArn}/index/*`),
+      'The table grant covers its indexes: the reaper queries the reaper-due index of the platform table (an index ARN is the table ARN + /index/<name>)',
+    );
+  }
 }
 
 export interface PlatformProtocolsProps extends ProtocolGrants {

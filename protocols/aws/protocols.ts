@@ -2,6 +2,7 @@ import type { ScheduledAction } from '../../lib/ports.js';
 import type { JobState } from '../../lib/core/job-machine.js';
 import { jobKeys } from '../../lib/core/keys.js';
 import type { Receipt } from '../../lib/core/researcher-documents.js';
+import { STUCK_SUBMISSION_MS } from '../../lib/core/reaper-due.js';
 import { commandOutcome } from './command-outcome.js';
 import type { AwsPlatform } from './platform.js';
 
@@ -58,13 +59,12 @@ export async function onCommandStatusChange(platform: AwsPlatform, commandId: st
   return platform.driver.dispatch(record.jobId, { type: 'CommandFinished', atMs: platform.clock.nowMs(), dataset: ds.name, ...outcome });
 }
 
-/** How long a job may sit claimed but unevaluated before the reaper evaluates it again. */
-const STUCK_SUBMISSION_MS = 2 * 60_000;
-
 /**
  * The third layer against leaked machines: terminates every tagged machine past its deadline,
- * ticks every unfinished job (deadlines, retries) and finishes submissions whose first
- * handling crashed.
+ * ticks every unfinished job that is due (idle for a while or past a dataset deadline:
+ * deadlines, retries) and finishes submissions whose first handling crashed. Machines come from
+ * a deadline tag filter and jobs from the reaper's index, so a run costs what is due, not what
+ * ever ran.
  */
 export async function reap(platform: AwsPlatform): Promise<{ terminated: string[]; ticked: string[]; resumed: string[] }> {
   const nowMs = platform.clock.nowMs();
@@ -75,7 +75,7 @@ export async function reap(platform: AwsPlatform): Promise<{ terminated: string[
   }
   const ticked: string[] = [];
   const resumed: string[] = [];
-  for (const summary of await platform.jobs.list()) {
+  for (const summary of await platform.jobs.listDue(nowMs)) {
     if (summary.phase === 'DONE' || summary.phase === 'REJECTED') continue;
     if (summary.phase === 'NEW') {
       if (nowMs - summary.createdAtMs < STUCK_SUBMISSION_MS) continue;

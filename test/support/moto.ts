@@ -252,7 +252,7 @@ export async function createBucket(s3: S3Client, prefix = 'bucket'): Promise<str
   return bucket;
 }
 
-/** A table shaped like the platform's: string keys pk and sk, on-demand. */
+/** A table shaped like the platform's: string keys pk and sk, on-demand, with the reaper's index (lib/infra/job-table.ts). */
 export async function createTable(dynamo: DynamoDBClient, prefix = 'table'): Promise<string> {
   const tableName = uniqueName(prefix);
   await dynamo.send(
@@ -261,10 +261,22 @@ export async function createTable(dynamo: DynamoDBClient, prefix = 'table'): Pro
       AttributeDefinitions: [
         { AttributeName: 'pk', AttributeType: 'S' },
         { AttributeName: 'sk', AttributeType: 'S' },
+        { AttributeName: 'dueBucket', AttributeType: 'S' },
+        { AttributeName: 'dueAtMs', AttributeType: 'N' },
       ],
       KeySchema: [
         { AttributeName: 'pk', KeyType: 'HASH' },
         { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: 'reaper-due',
+          KeySchema: [
+            { AttributeName: 'dueBucket', KeyType: 'HASH' },
+            { AttributeName: 'dueAtMs', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['phase', 'createdAtMs'] },
+        },
       ],
       BillingMode: 'PAY_PER_REQUEST',
     }),

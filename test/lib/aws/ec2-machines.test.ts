@@ -13,11 +13,13 @@ import {
 } from '@aws-sdk/client-ec2';
 import { CreateInstanceProfileCommand, IAMClient } from '@aws-sdk/client-iam';
 import { mockClient } from 'aws-sdk-client-mock';
+import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   Ec2Machines,
   MACHINE_TAGS,
   attemptClientToken,
+  expiredDeadlinePatterns,
   launchOrder,
   parseDeadlineTag,
   type MachinePlacement,
@@ -349,13 +351,47 @@ describe('EC2 machines: listExpired', () => {
     ]);
     const inputs = mock.commandCalls(DescribeInstancesCommand).map((call) => call.args[0].input);
     const filters = [
-      { Name: 'tag-key', Values: ['neurocaas:deadline'] },
+      { Name: 'tag:neurocaas:deadline', Values: expiredDeadlinePatterns(now) },
       { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] },
     ];
     expect(inputs).toEqual([
       { Filters: filters, MaxResults: 1000, NextToken: undefined },
       { Filters: filters, MaxResults: 1000, NextToken: 'page-2' },
     ]);
+  });
+});
+
+describe('expired deadline patterns', () => {
+  const matches = (patterns: string[], value: string) => patterns.some((pattern) => value.startsWith(pattern.slice(0, -1)));
+  const patterns = expiredDeadlinePatterns(Date.parse('2026-12-01T20:58:11.500Z'));
+
+  it('are prefixes ending in * (EC2 filter wildcards), well under 200 values', () => {
+    expect(patterns.every((pattern) => pattern.endsWith('*') && !pattern.slice(0, -1).includes('*'))).toBe(true);
+    expect(patterns.length).toBeLessThanOrEqual(14 * 9);
+    expect(patterns).toContain('2025*');
+    expect(patterns).toContain('2026-12-01T20:58:10*');
+  });
+
+  it.each([
+    ['1999-01-01T00:00:00.000Z', true],
+    ['2026-11-30T23:59:59.999Z', true],
+    ['2026-12-01T20:57:59.999Z', true],
+    ['2026-12-01T20:58:10.999Z', true],
+    ['2026-12-01T20:58:11.000Z', false],
+    ['2026-12-01T20:58:11.499Z', false],
+    ['2026-12-01T20:58:12.000Z', false],
+    ['2027-01-01T00:00:00.000Z', false],
+  ])('match the deadline %s: %s', (deadline, expected) => {
+    expect(matches(patterns, deadline)).toBe(expected);
+  });
+
+  it('match exactly the deadlines of earlier seconds (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 4102444800000 }), fc.integer({ min: 0, max: 4102444800000 }), (nowMs, deadlineMs) => {
+        const deadline = new Date(deadlineMs).toISOString();
+        expect(matches(expiredDeadlinePatterns(nowMs), deadline)).toBe(Math.floor(deadlineMs / 1000) < Math.floor(nowMs / 1000));
+      }),
+    );
   });
 });
 

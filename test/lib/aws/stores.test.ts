@@ -204,6 +204,30 @@ describe('DynamoDB job store', () => {
     expect(JSON.parse(String(item?.record))).toEqual(record);
   });
 
+  it('lists through the reaper index the unfinished jobs that are due, and none of the finished ones', async () => {
+    const store = new DynamoJobStore(doc, await createTable(dynamo));
+    const at = (jobId: string, phase: 'NEW' | 'ACTIVE' | 'DONE' | 'REJECTED', createdAtMs: number, updatedAtMs: number) => {
+      const record = recordFixture(jobId);
+      return { ...record, updatedAtMs, state: { ...record.state, phase, createdAtMs } };
+    };
+    // NEW is due 2 min after its creation, ACTIVE 4 min after its last write; finished jobs never.
+    await store.create(at('stuck', 'NEW', 0, 0));
+    await store.create(at('fresh', 'NEW', 590_000, 590_000));
+    await store.create(at('idle', 'ACTIVE', 0, 300_000));
+    await store.create(at('busy', 'ACTIVE', 0, 500_000));
+    for (let i = 0; i < 30; i += 1) await store.create(at(`old-${i}`, i % 2 === 0 ? 'DONE' : 'REJECTED', 0, 1_000));
+
+    const due = await store.listDue(600_000);
+
+    expect(due.map((job) => [job.jobId, job.phase, job.createdAtMs]).sort()).toEqual([
+      ['idle', 'ACTIVE', 0],
+      ['stuck', 'NEW', 0],
+    ]);
+    // Finishing a job takes it out of the index.
+    await store.update({ ...at('idle', 'DONE', 0, 600_000), version: 2 });
+    expect((await store.listDue(10_000_000)).map((job) => job.jobId).sort()).toEqual(['busy', 'fresh', 'stuck']);
+  });
+
   it('keeps claims under the sha256 of the idempotency key', async () => {
     const table = await createTable(dynamo);
     await new DynamoJobStore(doc, table).claimSubmission('bucket/lab/submissions/s.json#e1', 'J1');

@@ -39,11 +39,28 @@ describe('PlatformStack job table', () => {
       AttributeDefinitions: [
         { AttributeName: 'pk', AttributeType: 'S' },
         { AttributeName: 'sk', AttributeType: 'S' },
+        { AttributeName: 'dueBucket', AttributeType: 'S' },
+        { AttributeName: 'dueAtMs', AttributeType: 'N' },
       ],
       BillingMode: 'PAY_PER_REQUEST',
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
       DeletionProtectionEnabled: true,
       SSESpecification: { SSEEnabled: true },
+    });
+  });
+
+  it('has the reaper\'s sparse index on due time, projecting what the reaper reads', () => {
+    synth.platform.hasResourceProperties('AWS::DynamoDB::Table', {
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: 'reaper-due',
+          KeySchema: [
+            { AttributeName: 'dueBucket', KeyType: 'HASH' },
+            { AttributeName: 'dueAtMs', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['phase', 'createdAtMs'] },
+        },
+      ],
     });
   });
 
@@ -230,9 +247,9 @@ describe('PlatformStack protocol permissions', () => {
         'dynamodb:DeleteItem',
         'dynamodb:DescribeTable',
       ],
-      Resource: [`<${tableId}.Arn>`],
+      Resource: [`<${tableId}.Arn>`, `<${tableId}.Arn>/index/*`],
     },
-    { Effect: 'Allow', Action: ['dynamodb:GetRecords', 'dynamodb:GetShardIterator'], Resource: [`<${tableId}.Arn>`] },
+    { Effect: 'Allow', Action: ['dynamodb:GetRecords', 'dynamodb:GetShardIterator'], Resource: [`<${tableId}.Arn>`, `<${tableId}.Arn>/index/*`] },
   ];
 
   it.each(['monitor', 'reaper'] as const)('%s may write its logs, use the table, schedule agent re-checks and publish notifications', (name) => {
