@@ -1,5 +1,5 @@
 import type { Blueprint } from '../lib/core/blueprint.js';
-import { ConcurrentUpdateError, NeuroCaasError, ObjectExistsError } from '../lib/core/errors.js';
+import { ConcurrentUpdateError, KeyInvalidError, NeuroCaasError, ObjectExistsError } from '../lib/core/errors.js';
 import {
   initialJobState,
   isJobFinished,
@@ -114,7 +114,14 @@ export class JobDriver {
     const { objects, jobs, clock, ids } = this.ports;
     const analysis = options.analysis ?? bucket;
     const target = submissionTarget(submissionKey, analysis);
-    const head = await objects.head(bucket, submissionKey);
+    let head: Awaited<ReturnType<ObjectStore['head']>>;
+    try {
+      head = await objects.head(bucket, submissionKey);
+    } catch (error) {
+      // A store that cannot even address the key (the local folder tree): rejected without reading it.
+      if (!(target.problem !== undefined && error instanceof KeyInvalidError)) throw error;
+      head = { key: submissionKey, size: 0, etag: 'unaddressable-key', lastModifiedMs: 0 };
+    }
     if (!head) throw new NeuroCaasError('SubmissionMissing', `submission ${bucket}/${JSON.stringify(submissionKey)} does not exist`);
     const nowMs = clock.nowMs();
     const record: JobRecord = {

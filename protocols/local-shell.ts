@@ -29,8 +29,18 @@ export interface LocalPlatformOptions {
   crashAt?: CrashPoint;
 }
 
-/** Where the crash test hook strikes: right after the claim, while reserving budget, right after a machine was launched. */
-export type CrashPoint = 'claimed' | 'reserving' | 'launched';
+/**
+ * Where the crash test hook strikes: before the claim (the submission is written), right after
+ * the claim, while reserving budget, right after a machine was launched.
+ */
+export type CrashPoint = 'submitted' | 'claimed' | 'reserving' | 'launched';
+
+const CRASH_POINTS: readonly CrashPoint[] = ['submitted', 'claimed', 'reserving', 'launched'];
+
+/** The crash point named by the test hook variable's value; undefined when unset or unknown. */
+export function crashPointOf(value: string | undefined): CrashPoint | undefined {
+  return CRASH_POINTS.find((point) => point === value);
+}
 
 /** How often this process renews its leases and looks for cancel requests of its jobs, ms. */
 export const LEASE_RENEW_MS = 1_000;
@@ -158,6 +168,8 @@ export class LocalPlatform {
 
   /** Runs a submission already in the local bucket and resolves when its job is finished. */
   async runSubmission(bucket: string, key: string, options: { username?: string; onJobId?: (jobId: string) => void } = {}): Promise<JobState> {
+    // Like every command, `run` first finishes what dead processes left (or leaves it to a server).
+    await this.reap().catch((error: unknown) => this.report('-', error));
     const { jobId, duplicate } = await this.startSubmission(bucket, key, options.username);
     options.onJobId?.(jobId);
     if (duplicate) {
@@ -169,6 +181,7 @@ export class LocalPlatform {
 
   /** Claims and starts a submission; returns at once with its job id. */
   async startSubmission(bucket: string, key: string, username?: string): Promise<{ jobId: string; duplicate: boolean }> {
+    if (this.crashAt === 'submitted') crashNow();
     let claimed: string | undefined;
     let started: { jobId: string; duplicate: boolean };
     try {
@@ -341,6 +354,8 @@ export class LocalPlatform {
       if (state) this.afterDispatch(state);
       return;
     }
+    // The machines this process launches for the job run the analysis's environment: load it.
+    await this.catalog.blueprint(record.state.analysis);
     await this.deliverLostMachines(jobId, reason);
   }
 

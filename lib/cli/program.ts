@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { NeuroCaasError, UsageError } from '../core/errors.js';
-import { LocalPlatform, packageRoot } from '../../protocols/local-shell.js';
+import { crashPointOf, LocalPlatform, packageRoot } from '../../protocols/local-shell.js';
 import type { DriverObserver } from '../../protocols/driver.js';
 import { resolve } from 'node:path';
 import { ResearcherClient } from '../client/researcher-client.js';
@@ -86,6 +86,7 @@ export async function runCli(context: CliContext): Promise<number> {
       blueprintsDir: settings.blueprintsDir,
       usersDir: settings.usersDir,
       observer: observerFor(reporter),
+      crashAt: crashPointOf(context.env['NEUROCAAS_TEST_CRASH_AT']),
     });
     const stopSignals = installSignalHandlers(localStopper(platform), reporter, options.stopsOnSignal ?? false);
     try {

@@ -178,7 +178,7 @@ export function planJob(input: PlanInput): PlanResult {
     }
     const ownReasons = new Set([...own.values()].flat());
     const general = reasons.filter((reason) => !ownReasons.has(reason));
-    const datasetReasons = datasets.map((name) => summarizeReasons([...(ownByName.get(name) ?? []), ...general], reasons.length));
+    const datasetReasons = datasets.map((name) => summarizeReasons([...(ownByName.get(name) ?? []), ...general], reasons));
     return { ok: false, reasons, datasets, datasetReasons };
   };
 
@@ -298,10 +298,17 @@ export function planJob(input: PlanInput): PlanResult {
   };
 }
 
-/** At most REASONS_PER_DATASET reasons joined, with a pointer to the rest. */
-function summarizeReasons(list: readonly string[], total: number): string {
-  const shown = list.slice(0, REASONS_PER_DATASET);
-  const more = total - shown.length;
+/**
+ * A dataset's reason: at most REASONS_PER_DATASET of the reasons that concern it (its own and the
+ * job-wide ones), with a pointer to the rest; for a dataset that is fine itself, the first of the
+ * submission's problems. Bounded, so a rejection grows linearly with the number of datasets.
+ */
+function summarizeReasons(relevant: readonly string[], all: readonly string[]): string {
+  if (relevant.length === 0) {
+    return `this dataset is fine, but the submission has ${all.length} problem(s), first: ${all[0] ?? 'unknown'}; see logs/certificate.txt`;
+  }
+  const shown = relevant.slice(0, REASONS_PER_DATASET);
+  const more = relevant.length - shown.length;
   return more > 0 ? `${shown.join('; ')}; and ${more} more reason(s) in logs/certificate.txt` : shown.join('; ');
 }
 

@@ -49,6 +49,8 @@ export interface CliOptions {
   blueprintsDir?: string;
   /** Kill the CLI and fail after this long; default 45 s. */
   timeoutMs?: number;
+  /** Extra environment variables (e.g. the NEUROCAAS_TEST_CRASH_AT hook). */
+  env?: Record<string, string>;
 }
 
 /** A CLI process started in the background. */
@@ -147,7 +149,7 @@ export async function createSharedSandbox(): Promise<Sandbox & { dispose(): Prom
 
   const start = (args: string[], options: CliOptions = {}): CliProcess => {
     const fullArgs = [...args, '--root', root, '--blueprints', options.blueprintsDir ?? fixtureBlueprintsDir, '--users', fixtureUsersDir];
-    const child = spawn(process.execPath, [cliPath, ...fullArgs], { cwd: work, env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliPath, ...fullArgs], { cwd: work, env: { ...cliEnv(), ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const cli = new CliProcess(child, fullArgs, options.timeoutMs ?? 45_000);
     started.push(cli);
     return cli;
