@@ -176,6 +176,8 @@ export class JobDriver {
       ? { type: 'SubmissionRejected', atMs: this.ports.clock.nowMs(), reasons: [target.problem], datasets: [] }
       : await this.evaluateSubmission(record.state.analysis, record.bucket, record.submissionKey, target.group, jobId, username === undefined ? {} : { username }, target.user !== undefined);
     const state = await this.dispatch(jobId, event);
+    // An unusable key has no receipt (and the local store cannot even address it).
+    if (target.problem) return state;
     const head = await this.ports.objects.head(record.bucket, record.submissionKey);
     await this.writeSubmissionReceipt(record.bucket, record.submissionKey, head?.etag ?? '', state, state.phase === 'REJECTED' ? 'rejected' : 'accepted', true);
     return state;

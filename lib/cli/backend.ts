@@ -6,7 +6,7 @@ import { UsageError } from '../core/errors.js';
 import { AwsClientBackend, translateAwsError } from '../client/aws-backend.js';
 import { LocalClientBackend } from '../client/local-backend.js';
 import type { ClientBackend } from '../client/ports.js';
-import { LocalPlatform } from '../../protocols/local-shell.js';
+import { crashPointOf, LocalPlatform } from '../../protocols/local-shell.js';
 import type { DriverObserver } from '../../protocols/driver.js';
 import type { CliSettings } from './settings.js';
 
@@ -21,7 +21,7 @@ export function backendNameOf(flag: string | undefined, env: NodeJS.ProcessEnv):
 
 /** The local backend of the client layer, over a LocalPlatform on the settings' root. */
 export function openLocalBackend(settings: CliSettings, observer: DriverObserver): LocalClientBackend {
-  const platform = new LocalPlatform({ root: settings.root, blueprintsDir: settings.blueprintsDir, usersDir: settings.usersDir, observer });
+  const platform = new LocalPlatform({ root: settings.root, blueprintsDir: settings.blueprintsDir, usersDir: settings.usersDir, observer, crashAt: crashPointOf(settings.testCrashAt) });
   return new LocalClientBackend(platform, settings.defaultUser);
 }
 

@@ -86,7 +86,7 @@ export async function runCli(context: CliContext): Promise<number> {
       blueprintsDir: settings.blueprintsDir,
       usersDir: settings.usersDir,
       observer: observerFor(reporter),
-      crashAt: crashPointOf(context.env['NEUROCAAS_TEST_CRASH_AT']),
+      crashAt: crashPointOf(settings.testCrashAt),
     });
     const stopSignals = installSignalHandlers(localStopper(platform), reporter, options.stopsOnSignal ?? false);
     try {

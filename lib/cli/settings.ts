@@ -7,6 +7,8 @@ export interface CliSettings {
   blueprintsDir: string;
   usersDir: string;
   defaultUser: string | undefined;
+  /** NEUROCAAS_TEST_CRASH_AT: a test hook that makes the local backend kill itself at a point of a job (tests only). */
+  testCrashAt: string | undefined;
 }
 
 export interface GlobalOptions {
@@ -33,5 +35,6 @@ export function resolveSettings(options: GlobalOptions, env: NodeJS.ProcessEnv, 
     blueprintsDir: pick(options.blueprints, 'NEUROCAAS_BLUEPRINTS', 'blueprints'),
     usersDir: pick(options.users, 'NEUROCAAS_USERS', 'users'),
     defaultUser: env['NEUROCAAS_USER'] || undefined,
+    testCrashAt: env['NEUROCAAS_TEST_CRASH_AT'] || undefined,
   };
 }

@@ -48,7 +48,7 @@ describe('a CLI killed at any moment, then one neurocaas jobs', () => {
     const jobs = await sandbox.cli(['jobs']);
 
     expect(jobs.code, transcript(jobs)).toBe(0);
-    expect(jobs.stdout).toContain('no jobs under');
+    expect(jobs.stdout).toMatch(/^no jobs/);
     const server = sandbox.start(['local', 'serve', '--poll-ms', '200']);
     const job = await JobFolder.appears(sandbox.root, analysis, 'lab');
     expect(await job.waitForEnd()).toMatch(/ SUCCEEDED\n/);
