@@ -437,7 +437,8 @@ export class JobDriver {
   private async persist(jobId: string, events: JobEvent[], done: ReadonlySet<number>): Promise<JobRecord> {
     const { jobs, clock } = this.ports;
     for (let attempt = 0; attempt < MAX_CAS_RETRIES; attempt += 1) {
-      const record = attempt === 0 ? (this.records.get(jobId) ?? (await this.load(jobId))) : await this.load(jobId);
+      const cached = attempt === 0 ? this.records.get(jobId) : undefined;
+      const record = cached ?? (await this.load(jobId));
       let state = record.state;
       let seq = record.effectSeq;
       const added: PendingEffect[] = [];
@@ -449,6 +450,9 @@ export class JobDriver {
       const outbox = [...record.outbox.filter((item) => !done.has(item.seq)), ...added];
       const unchanged = added.length === 0 && outbox.length === record.outbox.length && JSON.stringify(state) === JSON.stringify(record.state);
       if (unchanged) {
+        // Another process (another Lambda container) may have moved the job on since this copy
+        // was cached; an event that changes nothing here must be tried on the stored job first.
+        if (cached !== undefined) continue;
         this.records.set(jobId, record);
         return record;
       }

@@ -21,6 +21,7 @@ class FakeCloud implements Machines, CommandRunner {
   commands: RunnerSpec[] = [];
   failNext: string | undefined;
   launchError: string | undefined;
+  online = true;
 
   async launch(request: LaunchRequest) {
     this.crashIf('launch');
@@ -43,7 +44,7 @@ class FakeCloud implements Machines, CommandRunner {
     return [];
   }
   async isAgentOnline() {
-    return true;
+    return this.online;
   }
   async sendCommand(_instanceId: string, spec: RunnerSpec) {
     this.crashIf('command');
@@ -111,6 +112,24 @@ async function finishCommands(driver: JobDriver, jobId: string, cloud: FakeCloud
 }
 
 describe('job driver', () => {
+  it('applies an event that a second driver with an older copy of the job receives (two Lambda containers)', async () => {
+    const { objects, cloud, ports, submit } = setup();
+    await stage(objects, 1);
+    cloud.online = false;
+    const { jobId } = await submit(submission(1));
+    // The monitor's container saw the job while its machine was still booting.
+    const monitor = new JobDriver(ports);
+    await monitor.dispatch(jobId, { type: 'Tick', atMs: Date.UTC(2026, 10, 22, 12, 1) });
+    cloud.online = true;
+    const booting = (await ports.jobs.get(jobId))?.state.datasets[0];
+    await new JobDriver(ports).checkAgent({ jobId, dataset: 'd0.csv', instanceId: booting?.instanceId as string, expiresAtMs: Date.UTC(2027, 0, 1) });
+    expect((await ports.jobs.get(jobId))?.state.datasets[0]?.phase).toBe('RUNNING');
+
+    const state = await monitor.dispatch(jobId, { type: 'CommandFinished', atMs: Date.UTC(2026, 10, 22, 12, 5), dataset: 'd0.csv', exitCode: 0, timedOut: false, logTail: [] });
+
+    expect(state.datasets[0]?.phase).toBe('SUCCEEDED');
+  });
+
   it('runs a submission to the end and writes every result file', async () => {
     const { objects, cloud, driver, submit } = setup();
     await stage(objects, 2);
