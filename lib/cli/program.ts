@@ -10,6 +10,7 @@ import { registerCostCommands } from './commands/cost.js';
 import { estimateCost, validateFiles } from './commands/develop.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
 import { serveLocal } from './commands/serve.js';
+import { sandboxDownCommand, sandboxStatusCommand, sandboxUpCommand, type SandboxCommandOptions } from './commands/sandbox.js';
 import { HumanReporter, JsonReporter, errorPayload, type OutputStreams, type Reporter } from './reporter.js';
 import { resolveSettings, type CliSettings, type GlobalOptions } from './settings.js';
 
@@ -177,6 +178,26 @@ export async function runCli(context: CliContext): Promise<number> {
         return serveLocal(platform, reporter, { pollMs: Number(options.pollMs), signal: controller.signal });
       }),
     );
+
+  const sandbox = program.command('sandbox').description('an emulated AWS deployment on 127.0.0.1 (moto), to try the aws backend without an account');
+  const sandboxCommand = (name: string, description: string, action: (options: SandboxCommandOptions) => Promise<number>) =>
+    sandbox
+      .command(name)
+      .description(description)
+      .option('--json', 'print one JSON document instead of text')
+      .option('--dir <dir>', 'sandbox folder (default ./.neurocaas-sandbox)')
+      .action(async (options: SandboxCommandOptions & { json?: boolean }) => {
+        reporter = options.json ? new JsonReporter(context.streams) : new HumanReporter(context.streams);
+        exitCode = await action(options);
+      });
+  sandboxCommand('up', 'start the emulator, deploy the stacks into it, run the dispatcher; prints export lines', (options) =>
+    sandboxUpCommand(options, context.cwd, reporter),
+  )
+    .option('--blueprints <dir>', 'blueprints to deploy (default: the shipped ones)')
+    .option('--users <dir>', 'user profiles to deploy (default: the sandbox sample users)')
+    .option('--boot-delay-ms <ms>', 'emulated boot time of a machine (default 2000)');
+  sandboxCommand('down', 'stop everything the sandbox started', (options) => sandboxDownCommand(options, context.cwd, reporter));
+  sandboxCommand('status', 'say what the sandbox runs', (options) => sandboxStatusCommand(options, context.cwd, reporter));
 
   try {
     await program.parseAsync(context.argv, { from: 'user' });

@@ -12,15 +12,37 @@ Differs from the packaged `moto_server` command in two ways, both on purpose:
   tests that race writers against each other. Connections are still served by many threads.
 * It exits as soon as its standard input closes, so a test process that dies without calling
   stop() never leaves a server behind.
+* With IAM checks on (the sandbox turns them on through /moto-api/reset-auth), moto recomputes
+  each request's SigV4 signature from the URL it received, but hands botocore the query string
+  still percent-encoded, so botocore encodes it a second time and every request with an encoded
+  query value (ListObjectsV2 with a prefix "a/b/") fails with SignatureDoesNotMatch. The query is
+  decoded here into parameters, which botocore encodes once, as the client did.
 """
 
 import logging
 import os
 import sys
 import threading
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
+
+
+def sign_decoded_query() -> None:
+    from moto.iam import access_control
+
+    original = access_control.IAMRequestBase._create_aws_request
+
+    def create_aws_request(self):  # type: ignore[no-untyped-def]
+        aws_request = original(self)
+        parts = urlsplit(aws_request.url)
+        if parts.query:
+            aws_request.params = parse_qsl(parts.query, keep_blank_values=True)
+            aws_request.url = urlunsplit(parts._replace(query=""))
+        return aws_request
+
+    access_control.IAMRequestBase._create_aws_request = create_aws_request
 
 
 def main() -> None:
@@ -33,6 +55,7 @@ def main() -> None:
     # One line per request would only fill the parent's pipe.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
+    sign_decoded_query()
     backend_app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
 

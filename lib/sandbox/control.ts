@@ -1,0 +1,208 @@
+/**
+ * `neurocaas sandbox up|down|status`: starting the supervisor in the background and waiting for
+ * it to be ready, stopping it and everything it started, and saying what runs.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NeuroCaasError } from '../core/errors.js';
+import { packageRoot } from '../infra/package-paths.js';
+import { answers } from './emulator.js';
+import { isAlive, processesWithEnvironment, SANDBOX_ID_VARIABLE, stopMarkedProcesses } from './processes.js';
+import { readState, sandboxPaths, writeState, type SandboxState } from './state.js';
+import { ADMIN_PROFILE, newSandboxId } from './supervisor.js';
+
+/** The sandbox did not come up, or could not be stopped. */
+export class SandboxError extends NeuroCaasError {
+  constructor(message: string) {
+    super('Sandbox', message);
+  }
+}
+
+export interface SandboxUpOptions {
+  dir: string;
+  blueprintsDir: string;
+  usersDir: string;
+  /** Emulated instance boot time, in ms. Default 2000. */
+  bootDelayMs?: number;
+  /** How long `up` waits for the sandbox to be ready, in ms. Default 240 000 (a first run installs the emulator). */
+  timeoutMs?: number;
+  /** Progress lines while waiting. */
+  onProgress?: (line: string) => void;
+}
+
+export interface SandboxUpResult {
+  state: SandboxState;
+  /** It was running already; nothing was started. */
+  alreadyRunning: boolean;
+  /** `export NAME=value` lines for a POSIX shell. */
+  exports: string[];
+}
+
+/** The sample users' shared-credentials profiles, the default profile, endpoint and region. */
+export function exportLines(state: SandboxState): string[] {
+  const firstUser = state.users?.[0]?.profile;
+  return [
+    `export AWS_ENDPOINT_URL=${state.endpoint}`,
+    `export AWS_REGION=${state.region}`,
+    `export AWS_SHARED_CREDENTIALS_FILE=${state.credentialsFile}`,
+    `export AWS_CONFIG_FILE=${state.configFile}`,
+    // moto checks no flexible checksums; the SDK and the CLI send them only when required.
+    'export AWS_REQUEST_CHECKSUM_CALCULATION=when_required',
+    'export AWS_RESPONSE_CHECKSUM_VALIDATION=when_required',
+    ...(firstUser ? [`export AWS_PROFILE=${firstUser}`] : []),
+  ];
+}
+
+function supervisorEntry(): string {
+  // From dist/lib/sandbox/control.js the entry is beside it; from the TypeScript sources (tests), in dist/.
+  const beside = fileURLToPath(new URL('./supervisor-main.js', import.meta.url));
+  if (existsSync(beside)) return beside;
+  const built = join(packageRoot(), 'dist', 'lib', 'sandbox', 'supervisor-main.js');
+  if (existsSync(built)) return built;
+  throw new SandboxError(`the sandbox supervisor ${built} is missing; run npm run build`);
+}
+
+/** A sandbox whose supervisor is alive; undefined when none runs in `dir`. */
+function runningState(dir: string): SandboxState | undefined {
+  const state = readState(dir);
+  if (!state || state.phase === 'stopped' || state.phase === 'failed') return undefined;
+  return isAlive(state.supervisorPid) ? state : undefined;
+}
+
+/** Starts the sandbox in `dir` (or finds it running) and returns once it is ready. */
+export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxUpResult> {
+  const paths = sandboxPaths(options.dir);
+  const existing = runningState(options.dir);
+  if (existing?.phase === 'ready') return { state: existing, alreadyRunning: true, exports: exportLines(existing) };
+  if (existing) throw new SandboxError(`a sandbox is starting in ${options.dir} (supervisor pid ${existing.supervisorPid}); wait for it, or run "neurocaas sandbox down --dir ${options.dir}"`);
+  for (const [what, folder] of [
+    ['blueprints', options.blueprintsDir],
+    ['users', options.usersDir],
+  ] as const) {
+    if (!existsSync(folder)) throw new SandboxError(`the ${what} folder ${folder} does not exist; pass --${what} with an existing folder`);
+  }
+  mkdirSync(options.dir, { recursive: true });
+  const sandboxId = newSandboxId();
+  const log = openSync(paths.logFile, 'a');
+  const env: NodeJS.ProcessEnv = {};
+  // The supervisor is its own AWS principal: nothing of the caller's AWS set-up may leak in.
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('AWS_') && !name.startsWith('NEUROCAAS_SANDBOX')) env[name] = value;
+  env[SANDBOX_ID_VARIABLE] = sandboxId;
+  let child;
+  try {
+    child = spawn(
+      process.execPath,
+      [
+        supervisorEntry(),
+        '--dir', options.dir,
+        '--blueprints', options.blueprintsDir,
+        '--users', options.usersDir,
+        '--sandbox-id', sandboxId,
+        ...(options.bootDelayMs === undefined ? [] : ['--boot-delay-ms', String(options.bootDelayMs)]),
+      ],
+      // Detached: it outlives this command, in a session of its own.
+      { detached: true, stdio: ['ignore', log, log], env, cwd: options.dir },
+    );
+  } finally {
+    closeSync(log);
+  }
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => (exited = signal ?? `exit code ${code}`));
+  child.unref();
+
+  const timeoutMs = options.timeoutMs ?? 240_000;
+  const deadline = Date.now() + timeoutMs;
+  let lastProgress = 0;
+  for (;;) {
+    const state = readState(options.dir);
+    if (state?.sandboxId === sandboxId && state.phase === 'ready') return { state, alreadyRunning: false, exports: exportLines(state) };
+    if (state?.sandboxId === sandboxId && state.phase === 'failed') {
+      await waitForExit(child.pid ?? -1, 10_000);
+      throw new SandboxError(`the sandbox did not start: ${state.error}\nlast lines of ${paths.logFile}:\n${logTail(paths.logFile)}`);
+    }
+    if (exited !== undefined) throw new SandboxError(`the sandbox supervisor ended (${exited}) before it was ready; last lines of ${paths.logFile}:\n${logTail(paths.logFile)}`);
+    if (Date.now() > deadline) {
+      await sandboxDown({ dir: options.dir });
+      throw new SandboxError(`the sandbox was not ready within ${Math.round(timeoutMs / 1000)} s and was stopped; last lines of ${paths.logFile}:\n${logTail(paths.logFile)}`);
+    }
+    if (Date.now() - lastProgress > 10_000) {
+      lastProgress = Date.now();
+      options.onProgress?.(`starting the sandbox in ${options.dir} (log: ${paths.logFile})`);
+    }
+    await sleep(200);
+  }
+}
+
+export interface SandboxDownResult {
+  /** A supervisor was running and was stopped. */
+  wasRunning: boolean;
+  /** Processes of the sandbox that had to be killed after the supervisor was gone. */
+  killedLeftovers: number;
+}
+
+/** Stops the supervisor, the emulator and every emulated instance; idempotent. */
+export async function sandboxDown(options: { dir: string; timeoutMs?: number }): Promise<SandboxDownResult> {
+  const state = readState(options.dir);
+  if (!state) return { wasRunning: false, killedLeftovers: 0 };
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const wasRunning = isAlive(state.supervisorPid) && state.phase !== 'stopped';
+  if (wasRunning) {
+    try {
+      process.kill(state.supervisorPid, 'SIGTERM');
+    } catch {
+      // Gone between the check and the signal.
+    }
+    if (!(await waitForExit(state.supervisorPid, timeoutMs))) {
+      try {
+        process.kill(state.supervisorPid, 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+  }
+  // The process table is the proof: anything still carrying this sandbox's marker goes.
+  const leftovers = processesWithEnvironment(SANDBOX_ID_VARIABLE, state.sandboxId).length;
+  const survivors = await stopMarkedProcesses(SANDBOX_ID_VARIABLE, state.sandboxId, { graceMs: 2_000, timeoutMs: 10_000 });
+  if (survivors.length > 0) throw new SandboxError(`processes ${survivors.join(', ')} of the sandbox in ${options.dir} survived SIGKILL; stop them by hand`);
+  const after = readState(options.dir);
+  if (after && after.phase !== 'stopped') writeState(options.dir, { ...after, phase: 'stopped', runningInstances: [] });
+  return { wasRunning, killedLeftovers: leftovers };
+}
+
+export interface SandboxStatus {
+  running: boolean;
+  state: SandboxState | undefined;
+  /** The emulator answered HTTP just now. */
+  emulatorAnswers: boolean;
+  /** Live processes carrying the sandbox's marker. */
+  processes: number[];
+  adminProfile: string;
+}
+
+export async function sandboxStatus(options: { dir: string }): Promise<SandboxStatus> {
+  const state = readState(options.dir);
+  const running = state !== undefined && state.phase !== 'stopped' && isAlive(state.supervisorPid);
+  const emulatorAnswers = running && state?.endpoint ? await answers(state.endpoint) : false;
+  const processes = state ? processesWithEnvironment(SANDBOX_ID_VARIABLE, state.sandboxId) : [];
+  return { running, state, emulatorAnswers, processes, adminProfile: ADMIN_PROFILE };
+}
+
+async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return true;
+    await sleep(100);
+  }
+  return !isAlive(pid);
+}
+
+function logTail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-25).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
