@@ -147,6 +147,11 @@ export class Dispatcher {
     const analysis = fn.environment['NCAP_ANALYSIS'];
     if (!analysis) throw new Error(`function ${fn.name} has no NCAP_ANALYSIS; it is not a submit protocol`);
     if (!key.includes('/submissions/')) return;
+    if (key.endsWith('.cancel.json')) {
+      // D2's cancel requests reach the submit function too; this version of the protocols has no cancel entry yet.
+      this.options.log(`s3 ${bucket}/${key}: a cancel request; no cancel protocol in this version, ignored`);
+      return;
+    }
     const result = await onSubmissionUploaded(this.options.platformOf(fn), analysis, bucket, key);
     this.options.log(`s3 ${bucket}/${key} -> ${fn.name}: ${result.duplicate ? 'duplicate' : 'job'} ${result.jobId}`);
   }

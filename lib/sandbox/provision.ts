@@ -31,6 +31,15 @@ import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@
 import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { referencedIds, resolveString, resolveValue, TemplateValueError, type ResolveContext } from './cfn.js';
 
+/** A policy with IAM policy variables, to be given to each principal it concerns with the variables resolved. */
+interface PendingVariablePolicy {
+  name: string;
+  document: string;
+  /** Every member of this group, or this one user. */
+  group?: string;
+  user?: string;
+}
+
 export interface StackTemplate {
   stackName: string;
   template: CfnTemplate;
@@ -172,7 +181,8 @@ export async function provisionStacks(stacks: readonly StackTemplate[], clients:
   };
   const exports = new Map<string, string>();
   // Managed policies with policy variables attached to groups: expanded per member at the end.
-  const pendingVariablePolicies: { name: string; document: string; group: string }[] = [];
+  const pendingVariablePolicies: PendingVariablePolicy[] = [];
+  const managedDocuments = new Map<string, { name: string; document: string }>();
   const memberships: { user: string; group: string }[] = [];
 
   for (const { stackName, template } of stacks) {
@@ -191,7 +201,7 @@ export async function provisionStacks(stacks: readonly StackTemplate[], clients:
       ...(template.Conditions ? { conditions: template.Conditions } : {}),
       ...(template.Mappings ? { mappings: template.Mappings } : {}),
     };
-    const create = new ResourceCreator(stackName, clients, context, deployment, pendingVariablePolicies, memberships);
+    const create = new ResourceCreator(stackName, clients, context, deployment, pendingVariablePolicies, managedDocuments, memberships);
 
     for (const logicalId of dependencyOrder(resources)) {
       const resource = resources[logicalId] as CfnResource;
@@ -288,7 +298,8 @@ class ResourceCreator {
     private readonly clients: ProvisionClients,
     private readonly context: ResolveContext,
     private readonly deployment: Deployment,
-    private readonly pendingVariablePolicies: { name: string; document: string; group: string }[],
+    private readonly pendingVariablePolicies: PendingVariablePolicy[],
+    private readonly managedDocuments: Map<string, { name: string; document: string }>,
     private readonly memberships: { user: string; group: string }[],
   ) {}
 
@@ -379,7 +390,10 @@ class ResourceCreator {
         const name = str('PolicyName') ?? generatedName(this.stackName, logicalId, 128);
         const document = JSON.stringify(p['PolicyDocument']);
         for (const role of list('Roles')) await clients.iam.send(new PutRolePolicyCommand({ RoleName: role, PolicyName: name, PolicyDocument: document }));
-        for (const user of list('Users')) await clients.iam.send(new PutUserPolicyCommand({ UserName: user, PolicyName: name, PolicyDocument: document }));
+        for (const user of list('Users')) {
+          if (hasPolicyVariables(document)) this.pendingVariablePolicies.push({ name, document, user });
+          else await clients.iam.send(new PutUserPolicyCommand({ UserName: user, PolicyName: name, PolicyDocument: document }));
+        }
         for (const group of list('Groups')) {
           if (hasPolicyVariables(document)) this.pendingVariablePolicies.push({ name, document, group });
           else await clients.iam.send(new PutGroupPolicyCommand({ GroupName: group, PolicyName: name, PolicyDocument: document }));
@@ -394,12 +408,10 @@ class ResourceCreator {
           new CreatePolicyCommand({ PolicyName: name, Path: path, PolicyDocument: document, ...(str('Description') ? { Description: str('Description')?.slice(0, 1000) } : {}) }),
         );
         const arn = created.Policy?.Arn as string;
-        for (const role of list('Roles')) await clients.iam.send(new AttachRolePolicyCommand({ RoleName: role, PolicyArn: arn }));
-        for (const user of list('Users')) await clients.iam.send(new AttachUserPolicyCommand({ UserName: user, PolicyArn: arn }));
-        for (const group of list('Groups')) {
-          if (hasPolicyVariables(document)) this.pendingVariablePolicies.push({ name, document, group });
-          else await clients.iam.send(new AttachGroupPolicyCommand({ GroupName: group, PolicyArn: arn }));
-        }
+        this.managedDocuments.set(arn, { name, document });
+        for (const role of list('Roles')) await this.attachManaged('role', role, arn);
+        for (const user of list('Users')) await this.attachManaged('user', user, arn);
+        for (const group of list('Groups')) await this.attachManaged('group', group, arn);
         return { ref: arn, attributes: { PolicyArn: arn } };
       }
       case 'AWS::IAM::Group': {
@@ -516,6 +528,11 @@ class ResourceCreator {
 
   private async attachManaged(kind: 'role' | 'group' | 'user', name: string, arn: string): Promise<void> {
     const { iam } = this.clients;
+    const withVariables = this.managedDocuments.get(arn);
+    if (withVariables && hasPolicyVariables(withVariables.document) && kind !== 'role') {
+      this.pendingVariablePolicies.push({ ...withVariables, ...(kind === 'group' ? { group: name } : { user: name }) });
+      return;
+    }
     // AWS-managed policies (arn:aws:iam::aws:policy/...) exist in moto only when it loads them; a
     // role that lacks one only matters on AWS, where it is the SSM agent's core policy.
     try {
@@ -559,12 +576,13 @@ export function hasPolicyVariables(document: string): boolean {
  */
 async function expandPolicyVariables(
   iam: IAMClient,
-  pending: readonly { name: string; document: string; group: string }[],
+  pending: readonly PendingVariablePolicy[],
   memberships: readonly { user: string; group: string }[],
   deployment: Deployment,
 ): Promise<void> {
-  for (const { name, document, group } of pending) {
-    for (const { user } of memberships.filter((m) => m.group === group)) {
+  for (const { name, document, group, user: onlyUser } of pending) {
+    const users = onlyUser !== undefined ? [onlyUser] : [...new Set(memberships.filter((m) => m.group === group).map((m) => m.user))];
+    for (const user of users) {
       const tags = deployment.users[user]?.tags ?? {};
       const unknown: string[] = [];
       const concrete = document.replace(/\$\{aws:([^}]+)\}/g, (whole, variable: string) => {
@@ -575,10 +593,11 @@ async function expandPolicyVariables(
         return whole;
       });
       if (unknown.length > 0) {
-        deployment.skipped.push({ stackName: 'IAM', logicalId: `${group}/${name}/${user}`, type: 'PolicyVariables', reason: `cannot substitute ${unknown.join(', ')} for ${user}` });
+        deployment.skipped.push({ stackName: 'IAM', logicalId: `${name}/${user}`, type: 'PolicyVariables', reason: `cannot substitute ${unknown.join(', ')} for ${user}` });
       }
       const policyName = `${name}-for-${user}`.slice(0, 128);
-      const created = await iam.send(new CreatePolicyCommand({ PolicyName: policyName, PolicyDocument: concrete, Description: `${name} of group ${group} with policy variables resolved for ${user} (sandbox)` }));
+      const via = group !== undefined ? `of group ${group}` : 'attached to the user';
+      const created = await iam.send(new CreatePolicyCommand({ PolicyName: policyName, PolicyDocument: concrete, Description: `${name} ${via}, policy variables resolved for ${user} (sandbox)` }));
       await iam.send(new AttachUserPolicyCommand({ UserName: user, PolicyArn: created.Policy?.Arn }));
     }
   }

@@ -29,7 +29,7 @@ export function synthesizeTemplates(options: SynthesizeOptions): StackTemplate[]
   // cdk-nag checks belong to `cdk synth`; the sandbox takes the templates as they are.
   const stacks = buildNeurocaasApp(app, { blueprintsDir: options.blueprintsDir, usersDir: options.usersDir, nagChecks: false });
   const assembly = app.synth();
-  return [stacks.platform, ...stacks.analyses, stacks.users].map((stack) => ({
+  return [stacks.platform, ...stacks.analyses, ...stacks.usersStacks].map((stack) => ({
     stackName: stack.stackName,
     template: assembly.getStackByName(stack.stackName).template as StackTemplate['template'],
   }));

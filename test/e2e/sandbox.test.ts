@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { GetGroupCommand, GetPolicyCommand, GetPolicyVersionCommand, IAMClient, ListAttachedGroupPoliciesCommand } from '@aws-sdk/client-iam';
+import { GetGroupCommand, GetPolicyCommand, GetPolicyVersionCommand, IAMClient, ListAttachedUserPoliciesCommand } from '@aws-sdk/client-iam';
 import { GetObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive, processesWithEnvironment, SANDBOX_ID_VARIABLE, stopMarkedProcesses } from '../../lib/sandbox/processes.js';
@@ -154,7 +154,10 @@ describe('neurocaas sandbox', () => {
     // moto ignores Condition blocks (docs/decisions.md 18), so the s3:prefix condition on
     // ListBucket is checked here, on the policies as the emulator holds them.
     const iam = new IAMClient(config('sandbox-admin'));
-    const attached = (await iam.send(new ListAttachedGroupPoliciesCommand({ GroupName: 'neurocaas-rivals' }))).AttachedPolicies ?? [];
+    // cleo's policies as the emulator holds them (a group policy with principal-tag variables is
+    // attached to each member with the variables resolved, decision 14).
+    const attached = (await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'cleo' }))).AttachedPolicies ?? [];
+    expect(attached.length).toBeGreaterThan(0);
     const documents: PolicyDocument[] = [];
     for (const policy of attached) {
       const version = (await iam.send(new GetPolicyCommand({ PolicyArn: policy.PolicyArn }))).Policy?.DefaultVersionId;
