@@ -18,8 +18,9 @@ import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { ChangeMessageVisibilityCommand, DeleteMessageCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { dueAtMsOf, parseScheduledAction } from '../aws/sqs-scheduler.js';
 import { MACHINE_TAGS } from '../aws/ec2-machines.js';
+import { CANCEL_SUFFIX } from '../core/keys.js';
 import type { AwsPlatform } from '../../protocols/aws/platform.js';
-import { onCommandStatusChange, onInstanceStateChange, onScheduledAction, onSubmissionUploaded, reap } from '../../protocols/aws/protocols.js';
+import { onCancelUploaded, onCommandStatusChange, onInstanceStateChange, onScheduledAction, onSubmissionUploaded, reap } from '../../protocols/aws/protocols.js';
 import type { Deployment, EventRule, FunctionDefinition } from './provision.js';
 
 export interface DispatcherOptions {
@@ -142,14 +143,14 @@ export class Dispatcher {
     return ok;
   }
 
-  /** What the submit handler does with one S3 record (protocols/aws/handlers/submit.ts). */
+  /** What the submit handler does with one S3 record (protocols/aws/handlers/submit.ts): a submission, or a cancel request (D2). */
   private async deliverObjectCreated(fn: FunctionDefinition, bucket: string, key: string): Promise<void> {
     const analysis = fn.environment['NCAP_ANALYSIS'];
     if (!analysis) throw new Error(`function ${fn.name} has no NCAP_ANALYSIS; it is not a submit protocol`);
     if (!key.includes('/submissions/')) return;
-    if (key.endsWith('.cancel.json')) {
-      // D2's cancel requests reach the submit function too; this version of the protocols has no cancel entry yet.
-      this.options.log(`s3 ${bucket}/${key}: a cancel request; no cancel protocol in this version, ignored`);
+    if (key.endsWith(CANCEL_SUFFIX)) {
+      const receipt = await onCancelUploaded(this.options.platformOf(fn), bucket, key);
+      this.options.log(`s3 ${bucket}/${key} -> ${fn.name}: cancel of ${receipt.jobId ?? '?'}: ${receipt.outcome}${receipt.reasons ? ` (${receipt.reasons.join('; ')})` : ''}`);
       return;
     }
     const result = await onSubmissionUploaded(this.options.platformOf(fn), analysis, bucket, key);

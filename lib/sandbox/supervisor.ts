@@ -183,7 +183,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
     const platformOf = (fn: FunctionDefinition): AwsPlatform => {
       let platform = platforms.get(fn.name);
       if (!platform) {
-        const awsClients = { s3: clients.s3, dynamo: clients.dynamo, ec2: clients.ec2, ssm: clients.ssm, sqs: clients.sqs };
+        const awsClients = { s3: clients.s3, dynamo: clients.dynamo, ec2: clients.ec2, ssm: clients.ssm, sqs: clients.sqs, sns: clients.sns };
         platform = createAwsPlatform(awsClients, readAwsSettings(fn.environment), runnerScript, observer, { runner });
         platforms.set(fn.name, platform);
       }

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetGroupCommand, GetPolicyCommand, GetPolicyVersionCommand, IAMClient, ListAttachedUserPoliciesCommand } from '@aws-sdk/client-iam';
-import { GetObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListBucketsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive, processesWithEnvironment, SANDBOX_ID_VARIABLE, stopMarkedProcesses } from '../../lib/sandbox/processes.js';
 import type { SandboxState } from '../../lib/sandbox/state.js';
@@ -101,28 +101,28 @@ describe('neurocaas sandbox', () => {
 
   it('runs a submission written with PutObject through the protocols, the real runner and the real AWS CLI', { timeout: 150_000 }, async () => {
     const bucket = state.analyses?.['test-workflow'] as string;
-    const s3 = s3As('cleo');
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'rivals/inputs/a.csv', Body: 'x,y\n1,2\n' }));
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'rivals/configs/run.json', Body: JSON.stringify({ mode: 'succeed', lines: 3 }) }));
+    // ada shares group lab with ben: the per-user submission key says who submits (D1), IAM proves it.
+    const s3 = s3As('ada');
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'lab/inputs/a.csv', Body: 'x,y\n1,2\n' }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'lab/configs/run.json', Body: JSON.stringify({ mode: 'succeed', lines: 3 }) }));
     await s3.send(
       new PutObjectCommand({
         Bucket: bucket,
-        Key: 'rivals/submissions/cleo/run1submit.json',
-        Body: JSON.stringify({ dataname: ['rivals/inputs/a.csv'], configname: 'rivals/configs/run.json', timestamp: 'now' }),
+        Key: 'lab/submissions/ada/run1submit.json',
+        Body: JSON.stringify({ dataname: ['lab/inputs/a.csv'], configname: 'lab/configs/run.json', timestamp: 'now' }),
       }),
     );
 
-    const receipt = await waitFor('the job folder', 60_000, async () => {
-      const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'rivals/results/job__test-workflow_', Delimiter: '/' }));
-      return listed.CommonPrefixes?.[0]?.Prefix?.slice('rivals/results/job__test-workflow_'.length, -1);
-    });
-    const prefix = `rivals/results/job__test-workflow_${receipt}/`;
+    const receipt = JSON.parse(await waitFor('the receipt', 60_000, () => text(s3, bucket, 'lab/receipts/ada/run1submit.json.json')));
+    expect(receipt).toMatchObject({ outcome: 'accepted', analysis: 'test-workflow' });
+    const jobId = receipt.jobId as string;
+    const prefix = `lab/results/job__test-workflow_${jobId}/`;
     const end = await waitFor('end.txt', 120_000, () => text(s3, bucket, `${prefix}end.txt`));
     expect(end).toContain('SUCCEEDED');
     const status = JSON.parse((await text(s3, bucket, `${prefix}logs/DATASET_NAME-a.csv_STATUS.txt.json`)) as string);
     expect(status).toMatchObject({ status: 'SUCCEEDED', exitCode: 0 });
     expect(await text(s3, bucket, `${prefix}logs/a.csv.log`)).toContain('line 3 of 3');
-    expect(JSON.parse((await text(s3, bucket, `${prefix}process_results/a.csv/result.json`)) as string)).toMatchObject({ dataset: 'a.csv', jobId: receipt });
+    expect(JSON.parse((await text(s3, bucket, `${prefix}process_results/a.csv/result.json`)) as string)).toMatchObject({ dataset: 'a.csv', jobId });
     expect(await text(s3, bucket, `${prefix}logs/certificate.txt`)).toMatch(/accepted[\s\S]*agent online[\s\S]*SUCCEEDED[\s\S]*job finished/);
 
     const instance = (await new EC2Client(config('sandbox-admin')).send(new DescribeInstancesCommand({ InstanceIds: [status.instanceId] }))).Reservations?.[0]?.Instances?.[0];
@@ -130,7 +130,7 @@ describe('neurocaas sandbox', () => {
       const now = (await new EC2Client(config('sandbox-admin')).send(new DescribeInstancesCommand({ InstanceIds: [status.instanceId] }))).Reservations?.[0]?.Instances?.[0];
       return now?.State?.Name === 'terminated' ? true : undefined;
     });
-    expect(instance?.Tags?.find((t) => t.Key === 'neurocaas:job')?.Value).toBe(receipt);
+    expect(instance?.Tags?.find((t) => t.Key === 'neurocaas:job')?.Value).toBe(jobId);
     // The instance's `aws` is the Debian trixie AWS CLI v2 of the emulator tree, not a stand-in.
     const version = await new Promise<string>((resolveVersion) => {
       const child = spawn(join(dir, 'bin', 'aws'), ['--version'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -145,6 +145,8 @@ describe('neurocaas sandbox', () => {
     const bucket = state.analyses?.['test-workflow'] as string;
     await s3As('ada').send(new PutObjectCommand({ Bucket: bucket, Key: 'lab/inputs/secret.csv', Body: 'lab data' }));
     expect(await text(s3As('ben'), bucket, 'lab/inputs/secret.csv')).toBe('lab data');
+    // ben may not submit as ada: the user segment of the key is proven by IAM.
+    await expect(s3As('ben').send(new PutObjectCommand({ Bucket: bucket, Key: 'lab/submissions/ada/forgedsubmit.json', Body: '{}' }))).rejects.toMatchObject({ name: 'AccessDenied' });
     await expect(s3As('cleo').send(new GetObjectCommand({ Bucket: bucket, Key: 'lab/inputs/secret.csv' }))).rejects.toMatchObject({ name: 'AccessDenied' });
     await expect(s3As('cleo').send(new PutObjectCommand({ Bucket: bucket, Key: 'lab/submissions/cleo/xsubmit.json', Body: '{}' }))).rejects.toMatchObject({ name: 'AccessDenied' });
     expect(state.iamEnforced).toBe(true);
@@ -155,7 +157,7 @@ describe('neurocaas sandbox', () => {
     // ListBucket is checked here, on the policies as the emulator holds them.
     const iam = new IAMClient(config('sandbox-admin'));
     // cleo's policies as the emulator holds them (a group policy with principal-tag variables is
-    // attached to each member with the variables resolved, decision 14).
+    // attached to each member with the variables resolved, decision 17).
     const attached = (await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'cleo' }))).AttachedPolicies ?? [];
     expect(attached.length).toBeGreaterThan(0);
     const documents: PolicyDocument[] = [];
