@@ -7,7 +7,7 @@
  * into a `Deployment` for the dispatcher instead; everything else is listed as skipped.
  * See docs/decisions.md, "The sandbox builds its deployment from the synthesized templates".
  */
-import { PutItemCommand, CreateTableCommand, type AttributeValue, type DynamoDBClient, type KeySchemaElement, type AttributeDefinition } from '@aws-sdk/client-dynamodb';
+import { PutItemCommand, CreateTableCommand, type AttributeValue, type DynamoDBClient, type KeySchemaElement, type AttributeDefinition, type GlobalSecondaryIndex } from '@aws-sdk/client-dynamodb';
 import { CreateSecurityGroupCommand, CreateSubnetCommand, CreateVpcCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import {
   AddRoleToInstanceProfileCommand,
@@ -338,6 +338,9 @@ class ResourceCreator {
             KeySchema: p['KeySchema'] as KeySchemaElement[],
             AttributeDefinitions: p['AttributeDefinitions'] as AttributeDefinition[],
             BillingMode: 'PAY_PER_REQUEST',
+            ...(Array.isArray(p['GlobalSecondaryIndexes']) && p['GlobalSecondaryIndexes'].length > 0
+              ? { GlobalSecondaryIndexes: p['GlobalSecondaryIndexes'] as GlobalSecondaryIndex[] }
+              : {}),
           }),
         );
         return { ref: name, attributes: { Arn: this.arn('dynamodb', `table/${name}`) } };

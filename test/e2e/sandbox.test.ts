@@ -157,7 +157,7 @@ describe('neurocaas sandbox', () => {
     // ListBucket is checked here, on the policies as the emulator holds them.
     const iam = new IAMClient(config('sandbox-admin'));
     // cleo's policies as the emulator holds them (a group policy with principal-tag variables is
-    // attached to each member with the variables resolved, decision 17).
+    // attached to each member with the variables resolved, decision 18).
     const attached = (await iam.send(new ListAttachedUserPoliciesCommand({ UserName: 'cleo' }))).AttachedPolicies ?? [];
     expect(attached.length).toBeGreaterThan(0);
     const documents: PolicyDocument[] = [];
