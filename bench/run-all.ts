@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { LocalPlatform, packageRoot } from '../protocols/local-shell.js';
 import { benchInfraScale } from './infra-scale.js';
 import { benchLambdaBundles, benchSynth } from './lambda-bundles.js';
+import { benchManyDatasets, benchSharedRoot } from './local-state.js';
 import { benchReaperScale } from './reaper-scale.js';
 
 const WORKFLOWS = {
@@ -146,6 +147,8 @@ async function main(): Promise<void> {
     benchSynth(print);
     benchInfraScale(print);
     await benchReaperScale(print);
+    await benchSharedRoot(print);
+    await benchManyDatasets(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }
