@@ -12,10 +12,10 @@ import {
   type JobState,
 } from '../lib/core/job-machine.js';
 import { budgetKey, isValidObjectKey, jobKeys, parseCancelKey, parseSubmissionKey, receiptKey } from '../lib/core/keys.js';
-import { checkDatasetCount, checkSubmissionSize, planJob, rejectionDatasetNames, type ObjectFacts } from '../lib/core/plan.js';
+import { checkDatasetCount, checkSubmissionSize, planJob, rejectionDatasetNames, type ChainParent, type ObjectFacts } from '../lib/core/plan.js';
 import { buildProvenance } from '../lib/core/provenance.js';
 import { buildRunnerSpec } from '../lib/core/runner-spec.js';
-import { datanames, parseSubmissionText } from '../lib/core/submission.js';
+import { datanames, parseSubmissionText, type Submission } from '../lib/core/submission.js';
 import type { UserProfile } from '../lib/core/user.js';
 import { budgetDocument, CancelRequestSchema, parseDocument, type Receipt } from '../lib/core/researcher-documents.js';
 import type {
@@ -56,8 +56,13 @@ export interface DriverPorts {
   notifier?: Notifier;
   /** How a job's folder is named to the researcher in a notification; default `s3://bucket/prefix`. */
   resultsLocation?: (bucket: string, prefix: string) => string;
-  /** Chained analyses; when absent, the follow-on effect is reported and skipped. */
-  submitFollowOn?: (state: JobState, analysis: string) => Promise<void>;
+  /**
+   * Chains: starts the job of a next-stage submission the driver just wrote (local backend).
+   * Absent on aws, where the submission object's S3 event starts it.
+   */
+  submitFollowOn?: (bucket: string, submissionKey: string, username: string) => Promise<void>;
+  /** The bucket an analysis's submissions go to; default: the analysis name (local layout). */
+  bucketOf?: (analysis: string) => Promise<string>;
 }
 
 export interface DriverObserver {
@@ -321,6 +326,17 @@ export class JobDriver {
     }
     const configText = objectsFacts.has(submission.configname) ? (await objects.get(bucket, submission.configname)).toString('utf8') : undefined;
 
+    const claim = parseChainClaim(submission);
+    let parent: ChainParent | undefined;
+    if (claim) {
+      const verified = await this.verifyChainParent(claim, jobId, analysis, group, user);
+      if (!verified.ok) {
+        return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [verified.reason], datasets: rejectionDatasetNames(group, analysis, jobId, datanames(submission)) };
+      }
+      parent = verified.parent;
+    }
+    const chainBlueprints = blueprintEntry ? await this.chainBlueprints(blueprintEntry.blueprint) : new Map<string, Blueprint | undefined>();
+
     const result = planJob({
       jobId,
       analysis,
@@ -335,8 +351,22 @@ export class JobDriver {
       imageId: blueprintEntry ? catalog.imageId(blueprintEntry.blueprint) : 'unknown',
       nowMs: clock.nowMs(),
       ...(submitterProblem === undefined ? {} : { submitterProblem }),
+      chainBlueprints,
+      ...(parent ? { parent } : {}),
     });
     if (!result.ok) {
+      if (parent) {
+        // The chain stops here: the job before learns why (its certificate says so too).
+        await this.dispatch(parent.jobId, {
+          type: 'FollowOnEnded',
+          atMs: clock.nowMs(),
+          analysis,
+          jobId,
+          ledgerKey: parent.ledgerKey,
+          outcome: 'REJECTED',
+          reason: result.reasons.join('; '),
+        });
+      }
       return { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: result.reasons, datasets: result.datasets, datasetReasons: result.datasetReasons };
     }
     return { type: 'SubmissionReceived', atMs: clock.nowMs(), plan: result.plan };
@@ -517,7 +547,7 @@ export class JobDriver {
         const latest = effect.type === 'WriteStatus' ? latestStatus.get(effect.dataset) : certificateSeq;
         if (latest === item.seq) writes.push(item);
         else done.add(item.seq);
-      } else if (effect.type === 'WriteProvenance' || effect.type === 'SettleBudget' || effect.type === 'SubmitFollowOn' || effect.type === 'WriteEnd') {
+      } else if (effect.type === 'WriteProvenance' || effect.type === 'SettleBudget' || effect.type === 'SubmitFollowOn' || effect.type === 'ReportToParent' || effect.type === 'WriteEnd') {
         finals.push(item);
       } else {
         calls.push(item);
@@ -554,7 +584,7 @@ export class JobDriver {
         });
         return [];
       case 'ReserveBudget': {
-        const result = await ledger.reserve({ ...effect, jobId: state.jobId, nowMs: clock.nowMs() });
+        const result = await ledger.reserve({ ...effect, jobId: ledgerKeyOf(state), nowMs: clock.nowMs() });
         if (result.ok) await this.writeBudget(bucket, state, effect.user, effect.period, effect.budgetUsd);
         return [result.ok ? { type: 'BudgetReserved', atMs: clock.nowMs() } : { type: 'BudgetRefused', atMs: clock.nowMs(), reason: result.reason }];
       }
@@ -609,18 +639,110 @@ export class JobDriver {
         await createOnce(objects, bucket, keys.provenance, JSON.stringify(buildProvenance(state), null, 2));
         return [];
       case 'SettleBudget':
-        await ledger.settle({ user: effect.user, period: effect.period, jobId: state.jobId, spentUsd: effect.spentUsd, nowMs: clock.nowMs() });
+        await ledger.settle({ user: effect.user, period: effect.period, jobId: ledgerKeyOf(state), spentUsd: effect.spentUsd, nowMs: clock.nowMs() });
         await this.writeBudget(bucket, state, effect.user, effect.period, state.plan?.budgetUsd ?? 0);
         return [];
       case 'SubmitFollowOn':
-        if (this.ports.submitFollowOn) await this.ports.submitFollowOn(state, effect.analysis);
-        else this.ports.observer?.certificateLines?.(state.jobId, [`follow-on analysis "${effect.analysis}" is not supported by this backend yet; skipped`]);
+        await this.submitFollowOn(record, effect);
+        return [];
+      case 'ReportToParent':
+        // Another job's record; its own queue serialises it, and the event is idempotent there.
+        if (await this.ports.jobs.get(effect.parentJobId)) await this.dispatch(effect.parentJobId, effect.event);
         return [];
       case 'WriteEnd':
         // Notified once: only the write that created end.txt tells the researcher.
         if (await createOnce(objects, bucket, keys.end, effect.text)) await this.notifyEnd(bucket, state);
         return [];
     }
+  }
+
+  /**
+   * Starts a chain's next stage: for each of its jobs, moves its prepaid share of the chain's
+   * reservation to that job's own ledger entry (this job still holds it, so it always fits),
+   * copies the result files into the next analysis's inputs, writes the declared config and a
+   * submission under the submitter's prefix (D1). Every write is create-only and the ledger
+   * entry idempotent, so a replay after a crash submits nothing twice.
+   */
+  private async submitFollowOn(record: JobRecord, effect: Extract<JobEffect, { type: 'SubmitFollowOn' }>): Promise<void> {
+    const { objects, ledger, clock } = this.ports;
+    const state = record.state;
+    const plan = state.plan;
+    if (!plan) return;
+    const nextBucket = this.ports.bucketOf ? await this.ports.bucketOf(effect.analysis) : effect.analysis;
+    const group = state.group;
+    const configKey = `${group}/configs/chain-${state.jobId}.json`;
+    await createOnce(objects, nextBucket, configKey, JSON.stringify(effect.config, null, 2));
+    for (const [index, job] of effect.jobs.entries()) {
+      const reserved = await ledger.reserve({
+        user: plan.user,
+        period: plan.budgetPeriod,
+        jobId: job.ledgerKey,
+        amountUsd: job.reservedUsd,
+        // This job's own entry still holds the whole downstream share until it settles.
+        budgetUsd: plan.budgetUsd + (plan.chain?.downstreamReservedUsd ?? 0),
+        nowMs: clock.nowMs(),
+      });
+      if (!reserved.ok) throw new NeuroCaasError('ChainReservation', `could not hand on the chain's reservation to ${effect.analysis}: ${reserved.reason}`);
+      const datanames: string[] = [];
+      for (const dataset of job.datasets) {
+        const file = dataset.resultKey.slice(dataset.resultKey.lastIndexOf('/') + 1);
+        const inputKey = `${group}/inputs/chain-${state.jobId}/${dataset.name}/${file}`;
+        await createOnce(objects, nextBucket, inputKey, await objects.get(record.bucket, dataset.resultKey));
+        datanames.push(inputKey);
+      }
+      const submissionKey = `${group}/submissions/${plan.user}/chain-${state.jobId}-${index}-submit.json`;
+      const submission = {
+        dataname: datanames.length === 1 ? datanames[0] : datanames,
+        configname: configKey,
+        timestamp: new Date(clock.nowMs()).toISOString(),
+        neurocaas_chain: { parentJobId: state.jobId, parentAnalysis: state.analysis, stage: effect.stage, ledgerKey: job.ledgerKey },
+      };
+      await createOnce(objects, nextBucket, submissionKey, JSON.stringify(submission, null, 2));
+      await this.ports.submitFollowOn?.(nextBucket, submissionKey, plan.user);
+    }
+  }
+
+  /**
+   * Checks a submission's claim to continue a chain against the job it names: that job exists,
+   * succeeded, belongs to the same user and group, and chains to this analysis; and no other
+   * job has taken this share of its reservation. Returns the parent or the reason it is refused.
+   */
+  private async verifyChainParent(
+    claim: NonNullable<ReturnType<typeof parseChainClaim>>,
+    jobId: string,
+    analysis: string,
+    group: string,
+    user: UserProfile | undefined,
+  ): Promise<{ ok: true; parent: ChainParent } | { ok: false; reason: string }> {
+    const refuse = (why: string) => ({ ok: false as const, reason: `this submission continues job ${claim.parentJobId}, but ${why}` });
+    const parentRecord = await this.ports.jobs.get(claim.parentJobId);
+    const parentPlan = parentRecord?.state.plan;
+    if (!parentRecord || !parentPlan) return refuse('no such job ran');
+    if (parentPlan.group !== group || !user || parentPlan.user !== user.username) return refuse(`it was submitted by ${parentPlan.user} of group ${parentPlan.group}`);
+    if (parentPlan.blueprint.followOn?.analysis !== analysis) return refuse(`its chain does not continue with "${analysis}"`);
+    if (jobOutcome(parentRecord.state) !== 'SUCCEEDED') return refuse(`it did not succeed (${jobOutcome(parentRecord.state)})`);
+    if (!claim.ledgerKey.startsWith(`${claim.parentJobId}~${analysis}~`)) return refuse(`its reservation "${claim.ledgerKey}" is not one it handed on`);
+    const taken = await this.ports.jobs.claimSubmission(`chain:${claim.ledgerKey}`, jobId);
+    if (!taken.claimed && taken.jobId !== jobId) return refuse(`job ${taken.jobId} already continues it with this share of its reservation`);
+    return { ok: true, parent: { jobId: claim.parentJobId, analysis: parentPlan.analysis, stage: (parentPlan.chain?.stage ?? 1) + 1, ledgerKey: claim.ledgerKey } };
+  }
+
+  /** The blueprints a chain names after `blueprint`, looked up once each (a loop stops the walk). */
+  private async chainBlueprints(blueprint: Blueprint): Promise<Map<string, Blueprint | undefined>> {
+    const found = new Map<string, Blueprint | undefined>();
+    let current: Blueprint | undefined = blueprint;
+    while (current?.followOn && !found.has(current.followOn.analysis) && current.followOn.analysis !== blueprint.name) {
+      const name: string = current.followOn.analysis;
+      let next: Blueprint | undefined;
+      try {
+        next = (await this.ports.catalog.blueprint(name))?.blueprint;
+      } catch (error) {
+        if (!(error instanceof NeuroCaasError)) throw error;
+      }
+      found.set(name, next);
+      current = next;
+    }
+    return found;
   }
 
   /** A scheduled agent check came due: poll again and apply what it finds. */
@@ -661,8 +783,17 @@ function submissionTarget(submissionKey: string, analysis: string): { group: str
   throw new NeuroCaasError('SubmissionKeyInvalid', keyCheck.reason);
 }
 
+/** The ledger entry a job reserves and settles: its own id, or the share a chain handed it. */
+function ledgerKeyOf(state: JobState): string {
+  return state.plan?.chain?.parent?.ledgerKey ?? state.jobId;
+}
+
+function parseChainClaim(submission: Submission): Submission['neurocaas_chain'] {
+  return submission.neurocaas_chain;
+}
+
 /** Create-only write that treats "already there" as done (a replayed effect). */
-async function createOnce(objects: ObjectStore, bucket: string, key: string, body: string): Promise<boolean> {
+async function createOnce(objects: ObjectStore, bucket: string, key: string, body: string | Uint8Array): Promise<boolean> {
   try {
     await objects.put(bucket, key, body);
     return true;

@@ -145,6 +145,10 @@ export class LocalPlatform {
       clock: this.clock,
       ids: localIds,
       sha256: (bucket, key) => this.objects.sha256(bucket, key),
+      // Not awaited: the next stage's job reports back to this one, whose outbox is running now.
+      submitFollowOn: async (bucket, key, username) => {
+        void this.startSubmission(bucket, key, username).catch((error: unknown) => this.observer?.backgroundError?.(key, error));
+      },
       ...(options.observer ? { observer: options.observer } : {}),
     });
     this.crashAt = options.crashAt;

@@ -1,6 +1,6 @@
 import { formatUsd, machineCostUsd, roundUsd } from './cost.js';
 import { jobKeys } from './keys.js';
-import { machineDeadline, type JobPlan } from './plan.js';
+import { followOnLedgerKey, machineDeadline, type JobPlan } from './plan.js';
 import { runnerConclusion } from './runner-rules.js';
 import { isTerminalPhase, isoOf, type DatasetFailure, type DatasetPhase, type DatasetStatusDocument, type FailureKind } from './status.js';
 
@@ -74,6 +74,8 @@ export interface JobState {
   spentUsd?: number;
   endedAtMs?: number;
   createdAtMs: number;
+  /** Chains: the next stage's jobs, filled in as they start and end. */
+  followOns?: FollowOnRecord[];
 }
 
 export type JobEvent =
@@ -110,7 +112,11 @@ export type JobEvent =
       state: 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated';
     }
   | { type: 'Tick'; atMs: number }
-  | { type: 'CancelRequested'; atMs: number; reason: string };
+  | { type: 'CancelRequested'; atMs: number; reason: string }
+  /** Chains, delivered to the job before: its next stage's job was accepted (or refused). */
+  | { type: 'FollowOnStarted'; atMs: number; analysis: string; jobId: string; ledgerKey: string }
+  /** Chains, delivered to the job before: its next stage's job ended. */
+  | { type: 'FollowOnEnded'; atMs: number; analysis: string; jobId: string; ledgerKey: string; outcome: string; reason?: string };
 
 export type JobEffect =
   | { type: 'Reject'; reasons: string[] }
@@ -123,8 +129,27 @@ export type JobEffect =
   | { type: 'AppendCertificate'; lines: string[] }
   | { type: 'WriteProvenance' }
   | { type: 'SettleBudget'; user: string; period: string; reservedUsd: number; spentUsd: number }
-  | { type: 'SubmitFollowOn'; analysis: string }
+  | { type: 'SubmitFollowOn'; analysis: string; stage: number; jobs: FollowOnJob[]; config: Record<string, unknown> }
+  /** Chains: tells the job this one continues how it went (an idempotent event there). */
+  | { type: 'ReportToParent'; parentJobId: string; event: Extract<JobEvent, { type: 'FollowOnStarted' | 'FollowOnEnded' }> }
   | { type: 'WriteEnd'; text: string };
+
+/** One job of a chain's next stage: which results become its datasets, and its prepaid share. */
+export interface FollowOnJob {
+  ledgerKey: string;
+  reservedUsd: number;
+  /** Result keys in this job's bucket, with the dataset name they came from. */
+  datasets: { name: string; resultKey: string }[];
+}
+
+/** A next-stage job of a chain, as this job knows it. */
+export interface FollowOnRecord {
+  analysis: string;
+  ledgerKey: string;
+  jobId: string;
+  outcome?: string;
+  reason?: string;
+}
 
 export interface Transition {
   state: JobState;
@@ -217,6 +242,10 @@ export function reduceJob(previous: JobState, event: JobEvent): Transition {
     case 'CancelRequested':
       onCancelRequested(state, event, out);
       break;
+    case 'FollowOnStarted':
+    case 'FollowOnEnded':
+      onFollowOn(state, event, out);
+      break;
   }
   if (state.phase === 'ACTIVE') {
     launchPending(state, event.atMs, out);
@@ -289,6 +318,18 @@ function onSubmissionReceived(state: JobState, event: Extract<JobEvent, { type: 
     `job ${plan.jobId} accepted: analysis ${plan.analysis} (blueprint ${plan.blueprintHash.slice(0, 19)}), ` +
       `${plan.datasets.length} dataset(s), config ${plan.configKey}, user ${plan.user}`,
   );
+  const chain = plan.chain;
+  if (chain?.parent) {
+    out.certificate(`chain: stage ${chain.stage}, started by job ${chain.parent.jobId} (${chain.parent.analysis}) with its results; its share of the chain was reserved by that job`);
+    out.push({
+      type: 'ReportToParent',
+      parentJobId: chain.parent.jobId,
+      event: { type: 'FollowOnStarted', atMs: event.atMs, analysis: plan.analysis, jobId: plan.jobId, ledgerKey: chain.parent.ledgerKey },
+    });
+  }
+  if (chain && chain.next.length > 0) {
+    out.certificate(`chain: then ${chain.next.map((stage) => `${stage.analysis} (${stage.jobs} job(s), ${formatUsd(stage.reservedUsd)})`).join(', then ')}; the whole chain is reserved now`);
+  }
   out.certificate(
     `reserving ${formatUsd(plan.reservedUsd)}: ${plan.datasets.length} x ${plan.instanceType} at ${formatUsd(plan.hourlyUsd)}/h ` +
       `for up to ${plan.timeoutMinutes} min each (budget period ${plan.budgetPeriod})`,
@@ -612,11 +653,63 @@ function finalizeIfDone(state: JobState, atMs: number, out: Effects): void {
     `job finished: ${counts}; cost ${formatUsd(state.spentUsd)} of ${formatUsd(plan.reservedUsd)} reserved`,
   );
   out.push({ type: 'WriteProvenance' });
+  const followOn = plan.blueprint.followOn;
+  const next = plan.chain?.next[0];
+  if (followOn && next && jobSucceeded(state)) {
+    // Before the settlement: the next stage's share moves to its own ledger entries while this
+    // job still holds it, so no other job can take it in between.
+    const datasets = state.datasets.map((ds) => ({
+      name: ds.name,
+      resultKey: `${jobKeys(state.group, state.analysis, state.jobId).datasetResultsPrefix(ds.name)}${followOn.inputs.file}`,
+    }));
+    const groups = followOn.inputs.grouping === 'perDataset' ? datasets.map((ds) => [ds]) : [datasets];
+    const share = roundUsd((plan.chain?.downstreamReservedUsd ?? 0) / groups.length);
+    const jobs = groups.map((group, index) => ({ ledgerKey: followOnLedgerKey(state.jobId, followOn.analysis, index), reservedUsd: share, datasets: group }));
+    out.certificate(`chain: submitting stage ${(plan.chain?.stage ?? 1) + 1}, ${followOn.analysis}: ${jobs.length} job(s) with ${followOn.inputs.file} of each dataset`);
+    out.push({ type: 'SubmitFollowOn', analysis: followOn.analysis, stage: (plan.chain?.stage ?? 1) + 1, jobs, config: followOn.config });
+  } else if (followOn) {
+    out.certificate(`chain stopped: ${followOn.analysis} is not submitted because this stage did not succeed (${counts}); the rest of the chain's reservation is released`);
+  }
   out.push({ type: 'SettleBudget', user: plan.user, period: plan.budgetPeriod, reservedUsd: plan.reservedUsd, spentUsd: state.spentUsd });
-  if (plan.blueprint.followOn && state.datasets.every((ds) => ds.phase === 'SUCCEEDED')) {
-    out.push({ type: 'SubmitFollowOn', analysis: plan.blueprint.followOn.analysis });
+  const parent = plan.chain?.parent;
+  if (parent) {
+    const outcome = jobOutcome(state);
+    const failed = state.datasets.filter((ds) => ds.phase !== 'SUCCEEDED').map((ds) => `${ds.name}: ${ds.reason ?? ds.phase}`);
+    out.push({
+      type: 'ReportToParent',
+      parentJobId: parent.jobId,
+      event: {
+        type: 'FollowOnEnded',
+        atMs,
+        analysis: state.analysis,
+        jobId: state.jobId,
+        ledgerKey: parent.ledgerKey,
+        outcome,
+        ...(outcome === 'SUCCEEDED' ? {} : { reason: failed.join('; ') || outcome }),
+      },
+    });
   }
   out.push({ type: 'WriteEnd', text: endText(state) });
+}
+
+/** Chains: the next stage's job started or ended; recorded once, whatever the replays. */
+function onFollowOn(state: JobState, event: Extract<JobEvent, { type: 'FollowOnStarted' | 'FollowOnEnded' }>, out: Effects): void {
+  const records = (state.followOns ??= []);
+  let record = records.find((r) => r.ledgerKey === event.ledgerKey);
+  if (!record) {
+    record = { analysis: event.analysis, ledgerKey: event.ledgerKey, jobId: event.jobId };
+    records.push(record);
+    out.certificate(`chain: next stage ${event.analysis} is job ${event.jobId}`);
+  }
+  if (event.type === 'FollowOnEnded' && record.outcome === undefined) {
+    record.outcome = event.outcome;
+    if (event.reason !== undefined) record.reason = event.reason;
+    out.certificate(
+      event.outcome === 'SUCCEEDED'
+        ? `chain: next stage ${event.analysis} job ${event.jobId} SUCCEEDED`
+        : `chain stopped: next stage ${event.analysis} job ${event.jobId} ${event.outcome}${event.reason ? ` (${event.reason})` : ''}`,
+    );
+  }
 }
 
 function countPhases(state: JobState): string {

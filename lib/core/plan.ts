@@ -1,6 +1,6 @@
 import { allowedInstanceTypes, type Blueprint } from './blueprint.js';
 import { checkConfig, parseConfigText } from './config.js';
-import { deadlineFromReservation, jobReservationUsd, machineReservationUsd } from './cost.js';
+import { deadlineFromReservation, jobReservationUsd, machineReservationUsd, roundUsd } from './cost.js';
 import { checkKeyInArea, datasetNameOf, isValidObjectKey, jobKeys } from './keys.js';
 import { datanames, type Submission } from './submission.js';
 import { budgetPeriodOf, mayRunAnalysis, type UserProfile } from './user.js';
@@ -21,6 +21,44 @@ export interface PlannedDataset {
   /** Ensembles: the replica's index (NCAP_REPLICA, 0..size-1) and seed (NCAP_SEED). */
   replica?: number;
   seed?: number;
+}
+
+/** A later stage of a chain, as planned (and reserved for) by the stage before it. */
+export interface ChainStagePlan {
+  analysis: string;
+  /** Jobs this stage runs ("perDataset": one per dataset of the stage before) and datasets each. */
+  jobs: number;
+  datasetsPerJob: number;
+  instanceType: string;
+  hourlyUsd: number;
+  timeoutMinutes: number;
+  /** Reserved for this stage (all its jobs), by the chain's first job, before anything launched. */
+  reservedUsd: number;
+}
+
+/** The job a chain stage continues, checked by the shell against the job store. */
+export interface ChainParent {
+  jobId: string;
+  analysis: string;
+  /** This job's position in the chain: 2 for the stage after the first. */
+  stage: number;
+  /** The ledger entry the parent reserved this job's share under; this job settles it. */
+  ledgerKey: string;
+}
+
+export interface ChainPlan {
+  /** 1 for the first job of a chain. */
+  stage: number;
+  parent?: ChainParent;
+  /** The stages after this one, in order. */
+  next: ChainStagePlan[];
+  /** Part of `reservedUsd` held for the stages after this one; handed on to them. */
+  downstreamReservedUsd: number;
+}
+
+/** Ledger entry a chain job's follow-on `index` settles: unique per parent job, stage and job. */
+export function followOnLedgerKey(parentJobId: string, analysis: string, index: number): string {
+  return `${parentJobId}~${analysis}~${index}`;
 }
 
 /** Name of the consensus step's dataset; its results land in `process_results/consensus/`. */
@@ -60,6 +98,8 @@ export interface JobPlan {
   imageId: string;
   /** Present for protocol "ensemble". */
   ensemble?: EnsemblePlan;
+  /** Present when the job is a stage of a chain (it has a follow-on, or continues a job). */
+  chain?: ChainPlan;
 }
 
 export interface PlanInput {
@@ -81,6 +121,10 @@ export interface PlanInput {
   nowMs: number;
   /** Why no submitter could be told (D1), in place of the generic "no profile" reason. */
   submitterProblem?: string;
+  /** Blueprints of the analyses the chain names after this one (undefined: does not exist). */
+  chainBlueprints?: ReadonlyMap<string, Blueprint | undefined>;
+  /** The job this one continues, as verified by the shell. */
+  parent?: ChainParent;
 }
 
 /**
@@ -258,6 +302,9 @@ export function planJob(input: PlanInput): PlanResult {
     }
   }
 
+  const downstream = planChain(blueprint, user, planned.length, input.chainBlueprints ?? new Map());
+  reasons.push(...downstream.reasons);
+
   const allowed = allowedInstanceTypes(blueprint);
   const instanceType = submission.instance_type ?? blueprint.hardware.instanceType;
   if (!allowed.includes(instanceType)) {
@@ -268,6 +315,11 @@ export function planJob(input: PlanInput): PlanResult {
 
   const hourlyUsd = blueprint.pricing.hourlyUsd[instanceType] as number;
   const timeoutMinutes = blueprint.limits.timeoutMinutes;
+  const downstreamReservedUsd = roundUsd(downstream.stages.reduce((sum, stage) => sum + stage.reservedUsd, 0));
+  const chain: ChainPlan | undefined =
+    downstream.stages.length > 0 || input.parent
+      ? { stage: input.parent?.stage ?? 1, ...(input.parent ? { parent: input.parent } : {}), next: downstream.stages, downstreamReservedUsd }
+      : undefined;
   return {
     ok: true,
     plan: {
@@ -289,13 +341,71 @@ export function planJob(input: PlanInput): PlanResult {
       agentWaitMinutes: blueprint.limits.agentWaitMinutes,
       maxConcurrentMachines: blueprint.limits.maxConcurrentMachines,
       machineReservedUsd: machineReservationUsd(hourlyUsd, timeoutMinutes),
-      reservedUsd: jobReservationUsd(hourlyUsd, timeoutMinutes, planned.length),
+      // A chain reserves every later stage too, so it never stops midway for lack of budget.
+      reservedUsd: roundUsd(jobReservationUsd(hourlyUsd, timeoutMinutes, planned.length) + downstreamReservedUsd),
       budgetUsd: user.budgetUsd,
       budgetPeriod: budgetPeriodOf(user, input.nowMs),
       imageId: input.imageId,
       ...(ensemble ? { ensemble } : {}),
+      ...(chain ? { chain } : {}),
     },
   };
+}
+
+/**
+ * Walks `followOn` from `blueprint`: every later stage must exist, be one the user may run,
+ * accept the config the stage before declares, and not loop back. `machines` datasets flow
+ * through: "perDataset" makes one job per dataset, "allAsOne" one job with all of them.
+ */
+export function planChain(
+  blueprint: Blueprint,
+  user: UserProfile | undefined,
+  machines: number,
+  blueprints: ReadonlyMap<string, Blueprint | undefined>,
+): { stages: ChainStagePlan[]; reasons: string[] } {
+  const stages: ChainStagePlan[] = [];
+  const reasons: string[] = [];
+  const path = [blueprint.name];
+  let current = blueprint;
+  while (current.followOn) {
+    const { analysis, inputs, config } = current.followOn;
+    if (path.includes(analysis)) {
+      reasons.push(`followOn: the chain loops (${[...path, analysis].join(' -> ')}); a chain must end`);
+      break;
+    }
+    const next = blueprints.get(analysis);
+    if (!next) {
+      reasons.push(`followOn: "${current.name}" continues with analysis "${analysis}", which does not exist; ask its developer to deploy it`);
+      break;
+    }
+    if (user && !mayRunAnalysis(user, analysis)) {
+      reasons.push(`followOn: user "${user.username}" may not run "${analysis}", the chain's next stage after "${current.name}" (allowed: ${user.allowedAnalyses.join(', ')}); ask an admin`);
+    }
+    if (next.protocol === 'ensemble') {
+      reasons.push(`followOn: "${analysis}" is an ensemble, which cannot be a chain's next stage; run it by itself`);
+      break;
+    }
+    reasons.push(...checkConfig(next.config.jsonSchema, config, `followOn.config of "${current.name}"`));
+    const jobs = inputs.grouping === 'perDataset' ? machines : 1;
+    const datasetsPerJob = inputs.grouping === 'perDataset' ? 1 : machines;
+    if (datasetsPerJob > next.limits.maxDatasetsPerJob) {
+      reasons.push(`followOn: "${analysis}" takes at most ${next.limits.maxDatasetsPerJob} dataset(s) per job, but "${current.name}" would hand it ${datasetsPerJob} as one`);
+    }
+    const instanceType = next.hardware.instanceType;
+    const hourlyUsd = next.pricing.hourlyUsd[instanceType] as number;
+    stages.push({
+      analysis,
+      jobs,
+      datasetsPerJob,
+      instanceType,
+      hourlyUsd,
+      timeoutMinutes: next.limits.timeoutMinutes,
+      reservedUsd: jobReservationUsd(hourlyUsd, next.limits.timeoutMinutes, machines),
+    });
+    path.push(analysis);
+    current = next;
+  }
+  return { stages, reasons };
 }
 
 /**

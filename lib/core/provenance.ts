@@ -37,6 +37,8 @@ export interface ProvenanceRecord {
   cost: { reservedUsd: number; spentUsd?: number; budgetPeriod: string };
   /** Ensembles: the dataset, the number of replicas and how many had to succeed. */
   ensemble?: { dataset: string; size: number; minSucceeded: number };
+  /** Chains: this job's stage, the job it came from, and the stages still to come. */
+  chain?: { stage: number; parent?: { jobId: string; analysis: string; ledgerKey: string }; next: { analysis: string; jobs: number; reservedUsd: number }[] };
 }
 
 export function buildProvenance(state: JobState): ProvenanceRecord {
@@ -71,6 +73,15 @@ export function buildProvenance(state: JobState): ProvenanceRecord {
     })),
     timings: { submitted: new Date(state.createdAtMs).toISOString(), ended: isoOf(state.endedAtMs) },
     cost: { reservedUsd: plan.reservedUsd, spentUsd: state.spentUsd, budgetPeriod: plan.budgetPeriod },
+    ...(plan.chain
+      ? {
+          chain: {
+            stage: plan.chain.stage,
+            ...(plan.chain.parent ? { parent: { jobId: plan.chain.parent.jobId, analysis: plan.chain.parent.analysis, ledgerKey: plan.chain.parent.ledgerKey } } : {}),
+            next: plan.chain.next.map((stage) => ({ analysis: stage.analysis, jobs: stage.jobs, reservedUsd: stage.reservedUsd })),
+          },
+        }
+      : {}),
     ...(plan.ensemble ? { ensemble: { dataset: plan.ensemble.dataset, size: plan.ensemble.size, minSucceeded: plan.ensemble.minSucceeded } } : {}),
   };
 }

@@ -12,6 +12,15 @@ export const SubmissionSchema = z.object({
   configname: z.string().min(1).describe('Config key under <group>/configs/.'),
   timestamp: z.union([z.string(), z.number()]).optional().describe('Client-side submission time (informational).'),
   instance_type: z.string().min(1).optional().describe('Instance type to use; must be one the blueprint allows.'),
+  neurocaas_chain: z
+    .object({
+      parentJobId: z.string().min(1),
+      parentAnalysis: z.string().min(1),
+      stage: z.number().int().min(2),
+      ledgerKey: z.string().min(1),
+    })
+    .optional()
+    .describe('Written by the protocol for a chain\'s next stage: the job it continues. Checked against that job before it counts.'),
 });
 
 export type Submission = z.output<typeof SubmissionSchema>;

@@ -70,3 +70,52 @@ describe('an ensemble submission the protocol refuses', () => {
     expect(job.has('process_results')).toBe(false);
   });
 });
+
+describe('a run of the widefield chain (denoise, then demix)', () => {
+  const sampleDir = path.join(repoBlueprintsDir, 'widefield-denoise', 'sample');
+  let sandbox: Sandbox & { dispose(): Promise<void> };
+  let result: CliResult;
+  let first: JobFolder;
+  let second: JobFolder;
+
+  beforeAll(async () => {
+    pythonWithNumpy();
+    sandbox = await createSharedSandbox();
+    result = await sandbox.cli(['run', 'widefield-denoise', '--data', path.join(sampleDir, 'movie.npz'), '--config', path.join(sampleDir, 'config.json'), '--user', 'alice'], {
+      blueprintsDir: repoBlueprintsDir,
+      timeoutMs: 150_000,
+    });
+    first = await JobFolder.single(sandbox.root, 'widefield-denoise', 'lab');
+    second = await JobFolder.single(sandbox.root, 'widefield-demix', 'lab');
+  }, 180_000);
+  afterAll(async () => sandbox.dispose());
+
+  it('follows both stages to the end and exits 0', () => {
+    expect(result.code, transcript(result)).toBe(EXIT.succeeded);
+    expect(result.stdout).toMatch(/job \S+: SUCCEEDED[\s\S]*chain: following stage 2[\s\S]*job \S+: SUCCEEDED/);
+  });
+
+  it('hands stage 1\'s compressed movie to stage 2, whose maps and time courses arrive', async () => {
+    const files = await second.files();
+    expect(files.some((f) => f.endsWith('/maps.svg'))).toBe(true);
+    expect(files.some((f) => f.endsWith('/time_courses.csv'))).toBe(true);
+    const provenance = await second.provenance();
+    expect(provenance.inputs[0]?.key).toMatch(/^lab\/inputs\/chain-[^/]+\/movie\.npz\/compressed\.npz$/);
+  });
+
+  it('links the two jobs: the first certificate names the next job, the next provenance names the first', async () => {
+    const firstProvenance = await first.provenance();
+    const secondProvenance = await second.provenance();
+    expect(secondProvenance.chain).toMatchObject({ stage: 2, parent: { jobId: firstProvenance.jobId, analysis: 'widefield-denoise' } });
+    expect(secondProvenance.user).toBe(firstProvenance.user);
+    expect(await first.certificate()).toContain(`chain: next stage widefield-demix is job ${secondProvenance.jobId}`);
+    expect(await first.certificate()).toContain(`chain: next stage widefield-demix job ${secondProvenance.jobId} SUCCEEDED`);
+  });
+
+  it('reserved the whole chain up front and settled each stage on its own', async () => {
+    const firstProvenance = await first.provenance();
+    expect(firstProvenance.chain?.next).toEqual([expect.objectContaining({ analysis: 'widefield-demix', jobs: 1 })]);
+    expect(firstProvenance.cost.reservedUsd).toBeGreaterThan(firstProvenance.chain?.next[0]?.reservedUsd ?? Infinity);
+    expect((await second.provenance()).cost.spentUsd).toBeGreaterThan(0);
+  });
+});

@@ -9,6 +9,7 @@ import type { JobDetail } from '../../client/ports.js';
 import type { ResearcherClient, RunRequest } from '../../client/researcher-client.js';
 import { phaseCounts } from '../../client/views.js';
 import type { Reporter } from '../reporter.js';
+import { followChain } from './follow-chain.js';
 
 /** Exit codes: 0 all datasets succeeded, 1 a dataset failed / timed out / was cancelled, 2 usage, 3 rejected. */
 export const EXIT_FAILED = 1;
@@ -29,7 +30,8 @@ export async function runAnalysis(client: ResearcherClient, request: RunRequest,
       else if (event.type === 'certificate') reporter.step(`[${jobId}] ${event.line}`);
     },
   });
-  return reportJobResult(client, job, reporter);
+  // A chain is one unit: run follows every stage to its end.
+  return followChain(client, job, reporter, reportJobResult(client, job, reporter));
 }
 
 /** Prints where results are, each dataset's status and the cost; returns the exit code. */

@@ -238,14 +238,6 @@ describe('job state machine', () => {
     expect(effectsOf(effects, 'SettleBudget')).toHaveLength(1);
   });
 
-  it('submits the follow-on analysis only when every dataset succeeded', () => {
-    const plan = planFixture(1, blueprintFixture({ followOn: { analysis: 'next-step', inputs: { file: 'out.txt' } } }));
-    const ok = applyAll([...accepted(1, plan), ...healthyRun(0, T0 + 1000)]);
-    expect(effectsOf(ok.effects, 'SubmitFollowOn')).toEqual([{ type: 'SubmitFollowOn', analysis: 'next-step' }]);
-    const failed = applyAll([...accepted(1, plan), ...healthyRun(0, T0 + 1000, 1)]);
-    expect(effectsOf(failed.effects, 'SubmitFollowOn')).toHaveLength(0);
-  });
-
   it('does not change the state it was given', () => {
     const run = applyAll(accepted(1));
     const before = JSON.stringify(run.state);

@@ -175,3 +175,130 @@ describe('ensemble jobs', () => {
     );
   });
 });
+
+const denoise = blueprintFixture({
+  name: 'stage-one',
+  followOn: { analysis: 'stage-two', inputs: { file: 'out.npz', grouping: 'perDataset' }, config: { iterations: 5 } },
+  config: { jsonSchema: { type: 'object' } },
+});
+const demix = blueprintFixture({
+  name: 'stage-two',
+  hardware: { instanceType: 'g4dn.xlarge' },
+  pricing: { hourlyUsd: { 'g4dn.xlarge': 0.526 } },
+  config: { jsonSchema: { type: 'object', additionalProperties: false, properties: { iterations: { type: 'integer' } } } },
+});
+
+function chainPlan(options: { blueprint?: typeof denoise; others?: (typeof denoise)[]; user?: typeof alice; datasets?: number; parent?: Parameters<typeof planJob>[0]['parent'] } = {}) {
+  const blueprint = options.blueprint ?? denoise;
+  const keys = Array.from({ length: options.datasets ?? 2 }, (_, i) => `lab/inputs/m${i}.npz`);
+  const objects = new Map(keys.map((key) => [key, { size: 10, etag: `e-${key}` }]));
+  objects.set('lab/configs/c.json', { size: 2, etag: 'e-c' });
+  const others = options.others ?? [demix];
+  return planJob({
+    jobId: 'job1',
+    analysis: blueprint.name,
+    group: 'lab',
+    submissionKey: 'lab/submissions/alice/submit.json',
+    submission: { dataname: keys, configname: 'lab/configs/c.json' },
+    user: options.user ?? alice,
+    blueprint,
+    blueprintHash: 'sha256:00',
+    objects,
+    configText: '{}',
+    imageId: 'ami-0123456789abcdef0',
+    nowMs: T0,
+    chainBlueprints: new Map(others.map((b) => [b.name, b])),
+    ...(options.parent ? { parent: options.parent } : {}),
+  });
+}
+
+function datasetRun(dataset: string, t: number, exitCode = 0): JobEvent[] {
+  return machineRun(dataset, t, exitCode);
+}
+
+describe('chain plans', () => {
+  it('reserves the whole chain before the first machine: this stage and every later one', () => {
+    const result = chainPlan();
+    expect(result.ok).toBe(true);
+    const plan = (result as { plan: JobPlan }).plan;
+    const own = 2 * 0.192 * (65 / 60);
+    const next = 2 * 0.526 * (65 / 60);
+    expect(plan.chain?.next).toEqual([expect.objectContaining({ analysis: 'stage-two', jobs: 2, datasetsPerJob: 1, instanceType: 'g4dn.xlarge' })]);
+    expect(plan.chain?.downstreamReservedUsd).toBeCloseTo(next, 5);
+    expect(plan.reservedUsd).toBeCloseTo(own + next, 5);
+    // Each machine's deadline still comes from its own share only.
+    expect(plan.machineReservedUsd).toBeCloseTo(0.192 * (65 / 60), 5);
+  });
+
+  it('refuses a chain that loops back (A -> B -> A) with the loop spelled out', () => {
+    const back = blueprintFixture({ ...demix, name: 'stage-two', followOn: { analysis: 'stage-one', inputs: { file: 'x' } } } as never);
+    const result = chainPlan({ others: [back, denoise] });
+    expect(!result.ok && result.reasons.join()).toContain('the chain loops (stage-one -> stage-two -> stage-one)');
+  });
+
+  it('refuses a follow-on to an analysis that does not exist', () => {
+    const result = chainPlan({ others: [] });
+    expect(!result.ok && result.reasons.join()).toContain('continues with analysis "stage-two", which does not exist');
+  });
+
+  it('refuses a follow-on the user may not run', () => {
+    const result = chainPlan({ user: { ...alice, allowedAnalyses: ['stage-one'] } });
+    expect(!result.ok && result.reasons.join()).toContain('user "alice" may not run "stage-two", the chain\'s next stage after "stage-one"');
+  });
+
+  it('refuses a declared config the next stage would reject', () => {
+    const strict = blueprintFixture({ ...demix, config: { jsonSchema: { type: 'object', additionalProperties: false, properties: {} } } } as never);
+    const result = chainPlan({ others: [strict] });
+    expect(!result.ok && result.reasons.join()).toContain('followOn.config of "stage-one"');
+  });
+});
+
+describe('chain jobs', () => {
+  const plan = (() => {
+    const result = chainPlan();
+    if (!result.ok) throw new Error(result.reasons.join());
+    return result.plan;
+  })();
+  const start = () => initialJobState('job1', 'stage-one', 'lab', T0);
+
+  it('submits the next stage once, before settling, with one job per dataset and its share', () => {
+    const run = applyAll([...accepted(plan), ...datasetRun('m0.npz', T0 + 100), ...datasetRun('m1.npz', T0 + 200)], start());
+    const kinds = run.effects.map((e) => e.type).filter((t) => t === 'SubmitFollowOn' || t === 'SettleBudget' || t === 'WriteEnd');
+    expect(kinds).toEqual(['SubmitFollowOn', 'SettleBudget', 'WriteEnd']);
+    const [submit] = effectsOf(run.effects, 'SubmitFollowOn');
+    expect(submit).toMatchObject({ analysis: 'stage-two', stage: 2, config: { iterations: 5 } });
+    expect(submit?.jobs.map((j) => j.ledgerKey)).toEqual(['job1~stage-two~0', 'job1~stage-two~1']);
+    expect(submit?.jobs[0]?.datasets).toEqual([{ name: 'm0.npz', resultKey: 'lab/results/job__stage-one_job1/process_results/m0.npz/out.npz' }]);
+    expect((submit?.jobs[0]?.reservedUsd ?? 0) * 2).toBeCloseTo(plan.chain?.downstreamReservedUsd ?? 0, 5);
+  });
+
+  it('stops the chain when a stage fails, with the reason in its certificate', () => {
+    const run = applyAll([...accepted(plan), ...datasetRun('m0.npz', T0 + 100), ...datasetRun('m1.npz', T0 + 200, 2)], start());
+    expect(effectsOf(run.effects, 'SubmitFollowOn')).toHaveLength(0);
+    expect(effectsOf(run.effects, 'SettleBudget')).toHaveLength(1);
+    expect(run.state.certificate.map((l) => l.text).join('\n')).toContain('chain stopped: stage-two is not submitted because this stage did not succeed (1 SUCCEEDED, 1 FAILED)');
+  });
+
+  it('records the next job once and its end once, whatever the replays', () => {
+    const done = applyAll([...accepted(plan), ...datasetRun('m0.npz', T0 + 100), ...datasetRun('m1.npz', T0 + 200)], start());
+    const started: JobEvent = { type: 'FollowOnStarted', atMs: T0 + 20 * MIN, analysis: 'stage-two', jobId: 'job2', ledgerKey: 'job1~stage-two~0' };
+    const ended: JobEvent = { type: 'FollowOnEnded', atMs: T0 + 30 * MIN, analysis: 'stage-two', jobId: 'job2', ledgerKey: 'job1~stage-two~0', outcome: 'FAILED', reason: 'x.npz: the workflow exited with code 1' };
+    const after = applyAll([ended, started, started, ended, ended], done.state);
+    expect(after.state.followOns).toEqual([{ analysis: 'stage-two', ledgerKey: 'job1~stage-two~0', jobId: 'job2', outcome: 'FAILED', reason: 'x.npz: the workflow exited with code 1' }]);
+    const lines = after.state.certificate.map((l) => l.text).filter((t) => t.includes('job2'));
+    expect(lines).toEqual(['chain: next stage stage-two is job job2', 'chain stopped: next stage stage-two job job2 FAILED (x.npz: the workflow exited with code 1)']);
+    expect(effectsOf(after.effects, 'SettleBudget')).toHaveLength(0);
+  });
+
+  it('a next stage names the job it came from, reports back when it starts and ends, and settles its own share', () => {
+    const parent = { jobId: 'job1', analysis: 'stage-one', stage: 2, ledgerKey: 'job1~stage-two~0' };
+    const result = chainPlan({ blueprint: demix, others: [], datasets: 1, parent });
+    if (!result.ok) throw new Error(result.reasons.join());
+    const child = applyAll([...accepted(result.plan), ...datasetRun('m0.npz', T0 + 100, 1)], initialJobState('job1', 'stage-two', 'lab', T0));
+    expect(child.state.certificate[1]?.text).toContain('chain: stage 2, started by job job1 (stage-one)');
+    const reports = effectsOf(child.effects, 'ReportToParent');
+    expect(reports.map((r) => r.event.type)).toEqual(['FollowOnStarted', 'FollowOnEnded']);
+    expect(reports[1]?.event).toMatchObject({ outcome: 'FAILED', ledgerKey: 'job1~stage-two~0' });
+    expect(effectsOf(child.effects, 'SettleBudget')).toHaveLength(1);
+  });
+});
