@@ -92,7 +92,7 @@ describe('a run of the widefield chain (denoise, then demix)', () => {
 
   it('follows both stages to the end and exits 0', () => {
     expect(result.code, transcript(result)).toBe(EXIT.succeeded);
-    expect(result.stdout).toMatch(/job \S+: SUCCEEDED[\s\S]*chain: following stage 2[\s\S]*job \S+: SUCCEEDED/);
+    expect(result.stdout).toMatch(/job \S+: SUCCEEDED[\s\S]*chain: following the next stage, job \S+[\s\S]*job \S+: SUCCEEDED/);
   });
 
   it('hands stage 1\'s compressed movie to stage 2, whose maps and time courses arrive', async () => {
