@@ -16,6 +16,7 @@ import { LocalPlatform, packageRoot } from '../protocols/local-shell.js';
 import { benchInfraScale } from './infra-scale.js';
 import { benchLambdaBundles, benchSynth } from './lambda-bundles.js';
 import { benchManyDatasets, benchSharedRoot } from './local-state.js';
+import { benchSandboxFirstLog } from './sandbox-first-log.js';
 import { benchReaperScale } from './reaper-scale.js';
 
 const WORKFLOWS = {
@@ -149,6 +150,7 @@ async function main(): Promise<void> {
     await benchReaperScale(print);
     await benchSharedRoot(print);
     await benchManyDatasets(print);
+    await benchSandboxFirstLog(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }
