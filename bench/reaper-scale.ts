@@ -28,7 +28,7 @@ const EXPIRED = 20;
 const FINISHED_JOBS = 1_000;
 const DUE_JOBS = 20;
 
-function motoRoot(): string {
+export function motoRoot(): string {
   const cacheHome = process.env['XDG_CACHE_HOME'] || join(homedir(), '.cache');
   return process.env['NEUROCAAS_MOTO_ROOT'] ?? join(cacheHome, 'neurocaas', 'moto-trixie');
 }
@@ -57,7 +57,7 @@ function answers(endpoint: string): Promise<boolean> {
 }
 
 /** The emulator as the tests start it (test/support/moto.ts), which dist/ does not contain. */
-async function startEmulator(root: string): Promise<{ endpoint: string; stop: () => Promise<void> }> {
+export async function startEmulator(root: string): Promise<{ endpoint: string; stop: () => Promise<void> }> {
   const port = await freePort();
   const script = readFileSync(join(packageRoot(), 'scripts', 'emulator', 'moto-server.py'), 'utf8');
   const child = spawn('chroot', [root, 'python3', '-c', script, '127.0.0.1', String(port)], {

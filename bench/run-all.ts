@@ -18,6 +18,7 @@ import { benchLambdaBundles, benchSynth } from './lambda-bundles.js';
 import { benchManyDatasets, benchSharedRoot } from './local-state.js';
 import { benchSandboxFirstLog } from './sandbox-first-log.js';
 import { benchReaperScale } from './reaper-scale.js';
+import { benchClientAws } from './client-aws.js';
 
 const WORKFLOWS = {
   noop: '// does nothing: measures the platform, not the analysis\n',
@@ -151,6 +152,7 @@ async function main(): Promise<void> {
     await benchSharedRoot(print);
     await benchManyDatasets(print);
     await benchSandboxFirstLog(print);
+    await benchClientAws(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }

@@ -1,9 +1,4 @@
-import { IAMClient } from '@aws-sdk/client-iam';
-import { S3Client } from '@aws-sdk/client-s3';
-import { SSMClient } from '@aws-sdk/client-ssm';
-import { STSClient } from '@aws-sdk/client-sts';
 import { UsageError } from '../core/errors.js';
-import { AwsClientBackend, translateAwsError } from '../client/aws-backend.js';
 import { LocalClientBackend } from '../client/local-backend.js';
 import type { ClientBackend } from '../client/ports.js';
 import { crashPointOf, LocalPlatform } from '../../protocols/local-shell.js';
@@ -26,26 +21,10 @@ export function openLocalBackend(settings: CliSettings, observer: DriverObserver
 }
 
 /**
- * The aws backend from the standard chain: credentials and config from AWS_PROFILE / the
- * environment, region from AWS_REGION or the profile, AWS_ENDPOINT_URL for an emulator.
+ * The aws backend, loaded only when asked for: the AWS SDK takes longer to load than a local
+ * command takes to run.
  */
 export async function openAwsBackend(env: NodeJS.ProcessEnv, group: string | undefined): Promise<ClientBackend> {
-  const endpoint = env['AWS_ENDPOINT_URL'] || undefined;
-  const base = { ...(endpoint ? { endpoint } : {}), maxAttempts: 3 };
-  const s3 = new S3Client({
-    ...base,
-    // Emulators want path-style addressing and do not check the newer default checksums.
-    ...(endpoint ? { forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED' as const, responseChecksumValidation: 'WHEN_REQUIRED' as const } : {}),
-  });
-  let region: string;
-  try {
-    region = await s3.config.region();
-  } catch (error) {
-    const translated = translateAwsError(error, 'finding your AWS region');
-    if (translated !== error) throw translated;
-    throw new UsageError('no AWS region configured: set AWS_REGION (or a region in your AWS_PROFILE) to the region your admin deployed to');
-  }
-  const clients = { s3, ssm: new SSMClient({ ...base, region }), sts: new STSClient({ ...base, region }), iam: new IAMClient({ ...base, region }) };
-  const pollMs = Number(env['NEUROCAAS_POLL_MS'] ?? '') || undefined;
-  return new AwsClientBackend(clients, { region, ...(group ? { group } : {}), ...(pollMs ? { pollMs } : {}) });
+  const { openAwsClientBackend } = await import('./backend-aws.js');
+  return openAwsClientBackend(env, group);
 }

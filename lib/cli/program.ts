@@ -4,7 +4,6 @@ import { crashPointOf, LocalPlatform, packageRoot } from '../../protocols/local-
 import type { DriverObserver } from '../../protocols/driver.js';
 import { resolve } from 'node:path';
 import { ResearcherClient } from '../client/researcher-client.js';
-import { adminIamClient, issueCredentials } from './commands/admin.js';
 import { cancelJob, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
 import { registerCostCommands } from './commands/cost.js';
 import { estimateCost, validateFiles } from './commands/develop.js';
@@ -143,6 +142,7 @@ export async function runCli(context: CliContext): Promise<number> {
     .option('--rotate', 'create a new key, write it, then delete the old one(s)')
     .action(async (user: string, options: CommonOptions & { out: string; rotate?: boolean }) => {
       reporter = options.json ? new JsonReporter(context.streams) : new HumanReporter(context.streams);
+      const { adminIamClient, issueCredentials } = await import('./commands/admin.js');
       exitCode = await issueCredentials(adminIamClient(context.env), user, resolve(context.cwd, options.out), options.rotate ?? false, reporter);
     });
 

@@ -1,0 +1,32 @@
+import { IAMClient } from '@aws-sdk/client-iam';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { STSClient } from '@aws-sdk/client-sts';
+import { UsageError } from '../core/errors.js';
+import { AwsClientBackend, translateAwsError } from '../client/aws-backend.js';
+import type { ClientBackend } from '../client/ports.js';
+
+/**
+ * The aws backend from the standard chain: credentials and config from AWS_PROFILE / the
+ * environment, region from AWS_REGION or the profile, AWS_ENDPOINT_URL for an emulator.
+ */
+export async function openAwsClientBackend(env: NodeJS.ProcessEnv, group: string | undefined): Promise<ClientBackend> {
+  const endpoint = env['AWS_ENDPOINT_URL'] || undefined;
+  const base = { ...(endpoint ? { endpoint } : {}), maxAttempts: 3 };
+  const s3 = new S3Client({
+    ...base,
+    // Emulators want path-style addressing and do not check the newer default checksums.
+    ...(endpoint ? { forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED' as const, responseChecksumValidation: 'WHEN_REQUIRED' as const } : {}),
+  });
+  let region: string;
+  try {
+    region = await s3.config.region();
+  } catch (error) {
+    const translated = translateAwsError(error, 'finding your AWS region');
+    if (translated !== error) throw translated;
+    throw new UsageError('no AWS region configured: set AWS_REGION (or a region in your AWS_PROFILE) to the region your admin deployed to');
+  }
+  const clients = { s3, ssm: new SSMClient({ ...base, region }), sts: new STSClient({ ...base, region }), iam: new IAMClient({ ...base, region }) };
+  const pollMs = Number(env['NEUROCAAS_POLL_MS'] ?? '') || undefined;
+  return new AwsClientBackend(clients, { region, ...(group ? { group } : {}), ...(pollMs ? { pollMs } : {}) });
+}
