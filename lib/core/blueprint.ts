@@ -204,3 +204,35 @@ export function parseBlueprintText(text: string, source: string, expectedName?: 
   }
   return blueprint;
 }
+
+/**
+ * Chain problems among a set of blueprints (what one deployment or one folder holds): a
+ * `followOn` to an analysis not in the set, and chains that loop (A -> B -> A). One line each.
+ */
+export function chainProblems(blueprints: readonly Blueprint[]): string[] {
+  const byName = new Map(blueprints.map((b) => [b.name, b]));
+  const problems: string[] = [];
+  const loops = new Set<string>();
+  for (const start of blueprints) {
+    const path = [start.name];
+    let current = start;
+    while (current.followOn) {
+      const next = current.followOn.analysis;
+      if (path.includes(next)) {
+        const cycle = path.slice(path.indexOf(next));
+        const key = [...cycle].sort().join(',');
+        if (!loops.has(key)) problems.push(`followOn: the chain loops (${[...cycle, next].join(' -> ')}); a chain must end`);
+        loops.add(key);
+        break;
+      }
+      const blueprint = byName.get(next);
+      if (!blueprint) {
+        if (current === start) problems.push(`${current.name}: followOn.analysis "${next}" is not among the analyses (${[...byName.keys()].join(', ')}); add its blueprint or fix the name`);
+        break;
+      }
+      path.push(next);
+      current = blueprint;
+    }
+  }
+  return problems;
+}

@@ -2,7 +2,7 @@ import { App, type AppProps, type Environment } from 'aws-cdk-lib';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { parseBlueprintText, type Blueprint } from '../core/blueprint.js';
+import { chainProblems, parseBlueprintText, type Blueprint } from '../core/blueprint.js';
 import { BlueprintInvalidError, UsageError, UserProfileInvalidError } from '../core/errors.js';
 import { blueprintVersionId } from '../core/hash.js';
 import { parseUserProfileText } from '../core/user.js';
@@ -207,6 +207,7 @@ export function loadBlueprints(dir: string): BlueprintSource[] {
       problems.push(error.message);
     }
   }
+  problems.push(...chainProblems(sources.map((source) => source.blueprint)));
   if (problems.length > 0) throw new BlueprintInvalidError(problems.join('\n'));
   return sources;
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { allowedInstanceTypes, parseBlueprint, parseBlueprintText, SSM_MAX_COMMAND_MINUTES } from '../../../lib/core/blueprint.js';
+import { allowedInstanceTypes, chainProblems, parseBlueprint, parseBlueprintText, SSM_MAX_COMMAND_MINUTES } from '../../../lib/core/blueprint.js';
 import { BlueprintInvalidError } from '../../../lib/core/errors.js';
 import { blueprintFixture } from '../../support/core-fixtures.js';
 
@@ -118,5 +118,27 @@ describe('blueprint job structures', () => {
   it('defaults a follow-on to one next job per dataset with an empty config', () => {
     const blueprint = parseBlueprint({ ...raw(), followOn: { analysis: 'next-step', inputs: { file: 'out.csv' } } }, 'x');
     expect(blueprint.followOn).toEqual({ analysis: 'next-step', inputs: { file: 'out.csv', grouping: 'perDataset' }, config: {} });
+  });
+});
+
+describe('chains among blueprints', () => {
+  const step = (name: string, next?: string) =>
+    parseBlueprint({ ...raw(), name, ...(next ? { followOn: { analysis: next, inputs: { file: 'out.csv' } } } : {}) }, name);
+
+  it('finds nothing wrong with a chain that ends', () => {
+    expect(chainProblems([step('aaa', 'bbb'), step('bbb')])).toEqual([]);
+  });
+
+  it('reports a loop (A -> B -> A) once', () => {
+    expect(chainProblems([step('aaa', 'bbb'), step('bbb', 'aaa')])).toEqual(['followOn: the chain loops (aaa -> bbb -> aaa); a chain must end']);
+  });
+
+  it('reports a follow-on to an analysis that is not deployed', () => {
+    expect(chainProblems([step('aaa', 'zzz')])).toEqual(['aaa: followOn.analysis "zzz" is not among the analyses (aaa); add its blueprint or fix the name']);
+  });
+
+  it('finds the shipped widefield chain complete', () => {
+    const load = (name: string) => parseBlueprintText(readFileSync(new URL(`../../../blueprints/${name}/blueprint.json`, import.meta.url), 'utf8'), name, name);
+    expect(chainProblems(['widefield-denoise', 'widefield-demix', 'ensemble-pose', 'kalman-smoother'].map(load))).toEqual([]);
   });
 });
