@@ -104,6 +104,8 @@ export interface LaunchRequest {
 export interface LaunchResult {
   instanceId: string;
   instanceType: string;
+  /** When the cloud says the machine started (EC2 LaunchTime), epoch ms; billing starts here. */
+  launchedAtMs?: number;
 }
 
 export type MachineState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated' | 'unknown';
@@ -114,6 +116,10 @@ export interface MachineDescription {
   jobId?: string;
   dataset?: string;
   deadlineAtMs?: number;
+  /** EC2's LaunchTime, epoch ms. */
+  launchedAtMs?: number;
+  /** When it began shutting down or terminated, as EC2 reports it (state-transition time), epoch ms. */
+  terminatedAtMs?: number;
 }
 
 /** EC2 on aws; child processes on local. */

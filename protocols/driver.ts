@@ -283,6 +283,44 @@ export class JobDriver {
     });
   }
 
+  /**
+   * A submission whose handling kept failing (its event reached the failed-submissions queue,
+   * or the reaper gave up re-evaluating it): records `reason` where the researcher reads it
+   * (certificate, end.txt) as a rejection, once. A job already past evaluation is left alone.
+   */
+  async rejectUnprocessable(bucket: string, submissionKey: string, reason: string, options: SubmitOptions = {}): Promise<{ jobId: string; rejected: boolean } | undefined> {
+    const { objects, jobs, clock, ids } = this.ports;
+    const keyCheck = parseSubmissionKey(submissionKey);
+    // Not a submission key: there is no job folder a reason could go to.
+    if (!keyCheck.ok) return undefined;
+    const head = await objects.head(bucket, submissionKey);
+    if (!head) return undefined;
+    const nowMs = clock.nowMs();
+    const candidateId = ids.jobId(nowMs);
+    const claim = await jobs.claimSubmission(`${bucket}/${submissionKey}#${head.etag}`, candidateId);
+    const jobId = claim.claimed ? candidateId : claim.jobId;
+    const existing = claim.claimed ? undefined : await jobs.get(jobId);
+    if (existing && existing.state.phase !== 'NEW') return { jobId, rejected: false };
+    if (!existing) {
+      try {
+        await jobs.create({
+          jobId,
+          bucket,
+          submissionKey,
+          version: 1,
+          state: initialJobState(jobId, options.analysis ?? bucket, keyCheck.group, nowMs),
+          outbox: [],
+          effectSeq: 0,
+          updatedAtMs: nowMs,
+        });
+      } catch (error) {
+        if (!(error instanceof ConcurrentUpdateError)) throw error;
+      }
+    }
+    const state = await this.dispatch(jobId, { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [reason], datasets: [] });
+    return { jobId, rejected: state.phase === 'REJECTED' };
+  }
+
   /** Reads everything a submission names and decides, purely, whether and how it runs. */
   private async evaluateSubmission(analysis: string, bucket: string, submissionKey: string, group: string, jobId: string, options: SubmitOptions, userFromKey: boolean): Promise<JobEvent> {
     const { objects, catalog, clock } = this.ports;
@@ -631,9 +669,21 @@ export class JobDriver {
       }
       case 'TerminateInstance': {
         const machineState = await machines.terminate(effect.instanceId);
-        return machineState === 'terminated'
-          ? [{ type: 'InstanceStateChanged', atMs: clock.nowMs(), instanceId: effect.instanceId, state: 'terminated' }]
-          : [];
+        if (machineState !== 'terminated') return [];
+        // Billing ends when the cloud says it did, not when we heard of it; without a figure, now.
+        const reported = await machines.describe(effect.instanceId).then(
+          (machine) => machine.terminatedAtMs,
+          () => undefined,
+        );
+        return [
+          {
+            type: 'InstanceStateChanged',
+            atMs: clock.nowMs(),
+            instanceId: effect.instanceId,
+            state: 'terminated',
+            ...(reported !== undefined ? { stateChangedAtMs: reported } : {}),
+          },
+        ];
       }
       case 'WriteProvenance':
         await createOnce(objects, bucket, keys.provenance, JSON.stringify(buildProvenance(state), null, 2));

@@ -159,6 +159,7 @@ export class DynamoCatalog implements Catalog {
           securityGroupId: item.securityGroupId,
           subnetIds: [...item.subnetIds],
           volumeSizeGiB: blueprint.hardware.volumeSizeGiB,
+          ...(blueprint.hardware.extraVolumeSizesGiB ? { extraVolumeSizesGiB: [...blueprint.hardware.extraVolumeSizesGiB] } : {}),
           instanceTypes: [defaultType, ...allowed.filter((type) => type !== defaultType)],
           hourlyUsd: { ...blueprint.pricing.hourlyUsd },
         },

@@ -26,6 +26,8 @@ export interface MachinePlacement {
   /** Tried in order; at least one. */
   subnetIds: string[];
   volumeSizeGiB: number;
+  /** Extra gp3 data volumes (GiB each), attached as /dev/sdf, /dev/sdg, ...; deleted with the machine. */
+  extraVolumeSizesGiB?: number[];
   /** Fallback order, the blueprint's default first. */
   instanceTypes: string[];
   /** On-demand USD per hour by type: a fallback may not cost more than what was reserved for. */
@@ -111,9 +113,11 @@ export class Ec2Machines implements Machines {
         const input = runInstancesInput(request, placement, instanceType, subnetId, clientToken);
         try {
           const output = await this.retrying(() => this.ec2.send(new RunInstancesCommand(input)));
-          const instanceId = output.Instances?.[0]?.InstanceId;
+          const instance = output.Instances?.[0];
+          const instanceId = instance?.InstanceId;
           if (!instanceId) throw new MachineLaunchError(`EC2 accepted the launch of ${instanceType} for ${request.dataset} but returned no instance id`);
-          return { instanceId, instanceType };
+          const launchedAtMs = instance?.LaunchTime?.getTime();
+          return { instanceId, instanceType, ...(launchedAtMs !== undefined && Number.isFinite(launchedAtMs) ? { launchedAtMs } : {}) };
         } catch (error) {
           if (error instanceof MachineLaunchError) throw error;
           if (!CAPACITY_ERROR_CODES.has(awsErrorCode(error) ?? '')) {
@@ -189,7 +193,13 @@ export class Ec2Machines implements Machines {
     const instance = instances
       .filter((i) => i.InstanceId && i.InstanceType)
       .sort((a, b) => (a.LaunchTime?.getTime() ?? 0) - (b.LaunchTime?.getTime() ?? 0))[0];
-    return instance ? { instanceId: instance.InstanceId as string, instanceType: instance.InstanceType as string } : undefined;
+    if (!instance) return undefined;
+    const launchedAtMs = instance.LaunchTime?.getTime();
+    return {
+      instanceId: instance.InstanceId as string,
+      instanceType: instance.InstanceType as string,
+      ...(launchedAtMs !== undefined && Number.isFinite(launchedAtMs) ? { launchedAtMs } : {}),
+    };
   }
 
   /** Every instance of a DescribeInstances query, over all pages. */
@@ -281,6 +291,11 @@ export function runInstancesInput(
         DeviceName: '/dev/xvda',
         Ebs: { VolumeType: 'gp3', VolumeSize: placement.volumeSizeGiB, Encrypted: true, DeleteOnTermination: true },
       },
+      // Priced into the reservation with the root volume; they go when the machine goes.
+      ...(placement.extraVolumeSizesGiB ?? []).map((size, index) => ({
+        DeviceName: `/dev/sd${String.fromCharCode('f'.charCodeAt(0) + index)}`,
+        Ebs: { VolumeType: 'gp3' as const, VolumeSize: size, Encrypted: true, DeleteOnTermination: true },
+      })),
     ],
     TagSpecifications: [
       { ResourceType: 'instance', Tags: tags },
@@ -339,5 +354,22 @@ function describeInstance(instance: Instance): MachineDescription {
   if (jobId !== undefined) description.jobId = jobId;
   if (dataset !== undefined) description.dataset = dataset;
   if (deadlineAtMs !== undefined) description.deadlineAtMs = deadlineAtMs;
+  const launchedAtMs = instance.LaunchTime?.getTime();
+  if (launchedAtMs !== undefined && Number.isFinite(launchedAtMs)) description.launchedAtMs = launchedAtMs;
+  if (description.state === 'shutting-down' || description.state === 'terminated') {
+    const endedAtMs = parseStateTransitionTime(instance.StateTransitionReason);
+    if (endedAtMs !== undefined) description.terminatedAtMs = endedAtMs;
+  }
   return description;
+}
+
+/**
+ * The time in EC2's StateTransitionReason, e.g. "User initiated (2026-12-01 20:03:12 GMT)":
+ * when the instance began terminating, which is when its billing ends. Undefined if absent.
+ */
+export function parseStateTransitionTime(reason: string | undefined): number | undefined {
+  const match = reason?.match(/\((\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)/);
+  if (!match) return undefined;
+  const ms = Date.parse(`${match[1]}T${match[2]}Z`);
+  return Number.isFinite(ms) ? ms : undefined;
 }

@@ -54,6 +54,11 @@ export const BlueprintSchema = z
         instanceType: instanceType.describe('Default EC2 instance type.'),
         allowedInstanceTypes: z.array(instanceType).min(1).optional().describe('Types a submission may ask for; default: only instanceType.'),
         volumeSizeGiB: z.number().int().min(8).max(16384).default(50).describe('Root volume size in GiB.'),
+        extraVolumeSizesGiB: z
+          .array(z.number().int().min(1).max(16384))
+          .max(8)
+          .optional()
+          .describe('Sizes in GiB of extra gp3 data volumes attached to each machine; priced into the reservation like the root volume.'),
       })
       .describe('Machine shape.'),
     limits: z
@@ -73,6 +78,11 @@ export const BlueprintSchema = z
     pricing: z
       .strictObject({
         hourlyUsd: z.record(instanceType, z.number().positive()).describe('On-demand price per hour by instance type, in USD.'),
+        ebsUsdPerGiBMonth: z
+          .number()
+          .positive()
+          .optional()
+          .describe('EBS gp3 price per GiB-month in USD for the machine volumes; default 0.08 (us-east-1).'),
       })
       .describe('Prices used for budget reservations and cost reports.'),
     config: z

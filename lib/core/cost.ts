@@ -6,8 +6,22 @@
 
 /** Time EC2 may take between a terminate call and the end of billing; reserved on top of the timeout. */
 export const TERMINATION_ALLOWANCE_MINUTES = 5;
-/** EC2 Linux on-demand bills per second with a one-minute minimum. */
+/**
+ * How often the reaper runs (the platform stack's schedule uses this constant). A machine whose
+ * self-stop and protocol terminate both failed is found at most one period past its deadline.
+ */
+export const REAPER_PERIOD_MINUTES = 5;
+/**
+ * The longest a machine may be billed past its deadline in the worst case the design allows:
+ * one reaper period until the third layer finds it, plus the time termination takes.
+ */
+export const PAST_DEADLINE_MINUTES = REAPER_PERIOD_MINUTES + TERMINATION_ALLOWANCE_MINUTES;
+/** EC2 Linux on-demand bills per second with a one-minute minimum (EBS volumes too). */
 export const MIN_BILLED_SECONDS = 60;
+/** EBS gp3 in us-east-1, USD per GiB-month, when the blueprint names no price. */
+export const DEFAULT_EBS_USD_PER_GIB_MONTH = 0.08;
+/** AWS prices a month of storage as 730 hours. */
+export const EBS_HOURS_PER_MONTH = 730;
 
 export function roundUsd(value: number): number {
   return Math.round(value * 1e6) / 1e6;
@@ -18,9 +32,18 @@ function ceilUsd(value: number): number {
   return Math.ceil(value * 1e6 - 1e-6) / 1e6;
 }
 
-/** Reservation for one machine: price x (timeout + termination allowance). */
+/** What a machine's EBS volumes (root plus extra) cost per hour while they exist. */
+export function storageHourlyUsd(volumeSizesGiB: readonly number[], ebsUsdPerGiBMonth: number): number {
+  const totalGiB = volumeSizesGiB.reduce((sum, size) => sum + size, 0);
+  return (totalGiB * ebsUsdPerGiBMonth) / EBS_HOURS_PER_MONTH;
+}
+
+/**
+ * Reservation for one machine: its hourly price (instance + volumes) x (timeout + reaper period
+ * + termination allowance), i.e. the longest it can be billed.
+ */
 export function machineReservationUsd(hourlyUsd: number, timeoutMinutes: number): number {
-  return ceilUsd((hourlyUsd * (timeoutMinutes + TERMINATION_ALLOWANCE_MINUTES)) / 60);
+  return ceilUsd((hourlyUsd * (timeoutMinutes + PAST_DEADLINE_MINUTES)) / 60);
 }
 
 /** Reservation for a job: one machine per dataset. */
@@ -30,10 +53,11 @@ export function jobReservationUsd(hourlyUsd: number, timeoutMinutes: number, dat
 
 /**
  * The deadline a machine gets from its share of the reservation: it must be terminated early
- * enough that even the termination allowance stays inside what was reserved.
+ * enough that even a reaper period and the termination allowance stay inside what was reserved.
+ * Measured from the launch request, which is never after EC2's LaunchTime: billing starts later.
  */
 export function deadlineFromReservation(launchRequestedAtMs: number, machineReservedUsd: number, hourlyUsd: number): number {
-  const paidSeconds = (machineReservedUsd / hourlyUsd) * 3600 - TERMINATION_ALLOWANCE_MINUTES * 60;
+  const paidSeconds = (machineReservedUsd / hourlyUsd) * 3600 - PAST_DEADLINE_MINUTES * 60;
   // Whole seconds, rounded down (with a hair of tolerance for float noise): never past what is paid.
   return launchRequestedAtMs + Math.floor(paidSeconds + 1e-6) * 1000;
 }

@@ -1,6 +1,6 @@
 import { formatUsd, machineCostUsd, roundUsd } from './cost.js';
 import { jobKeys } from './keys.js';
-import { followOnLedgerKey, machineDeadline, type JobPlan } from './plan.js';
+import { followOnLedgerKey, machineDeadline, machineHourlyUsdOf, type JobPlan } from './plan.js';
 import { runnerConclusion } from './runner-rules.js';
 import { isTerminalPhase, isoOf, type DatasetFailure, type DatasetPhase, type DatasetStatusDocument, type FailureKind } from './status.js';
 
@@ -90,7 +90,15 @@ export type JobEvent =
     }
   | { type: 'BudgetReserved'; atMs: number }
   | { type: 'BudgetRefused'; atMs: number; reason: string }
-  | { type: 'InstanceLaunched'; atMs: number; dataset: string; instanceId: string; instanceType: string }
+  | {
+      type: 'InstanceLaunched';
+      atMs: number;
+      dataset: string;
+      instanceId: string;
+      instanceType: string;
+      /** When EC2 says the instance started (DescribeInstances LaunchTime): billing starts here. */
+      launchedAtMs?: number;
+    }
   | { type: 'InstanceLaunchFailed'; atMs: number; dataset: string; reason: string }
   | { type: 'AgentOnline'; atMs: number; dataset: string; instanceId: string }
   | { type: 'AgentWaitExpired'; atMs: number; dataset: string; instanceId: string }
@@ -110,6 +118,8 @@ export type JobEvent =
       atMs: number;
       instanceId: string;
       state: 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated';
+      /** When EC2 says the state changed (state-transition time or the EC2 event's time): billing ends here. */
+      stateChangedAtMs?: number;
     }
   | { type: 'Tick'; atMs: number }
   | { type: 'CancelRequested'; atMs: number; reason: string }
@@ -450,7 +460,7 @@ function onInstanceLaunched(state: JobState, event: Extract<JobEvent, { type: 'I
   if (!ds || ds.machine !== 'requested') return;
   ds.instanceId = event.instanceId;
   ds.instanceType = event.instanceType;
-  ds.launchedAtMs = event.atMs;
+  ds.launchedAtMs = event.launchedAtMs ?? event.atMs;
   ds.machine = 'up';
   if (ds.phase !== 'LAUNCHING') {
     // Cancelled or timed out while the launch was in flight: the machine goes straight away.
@@ -532,7 +542,7 @@ function onInstanceStateChanged(state: JobState, event: Extract<JobEvent, { type
     return;
   }
   ds.machine = 'terminated';
-  ds.terminatedAtMs = event.atMs;
+  ds.terminatedAtMs = event.stateChangedAtMs ?? event.atMs;
   out.status(ds.name);
   out.certificate(`${ds.name}: machine ${event.instanceId} terminated`);
   if (isTerminalPhase(ds.phase)) return;
@@ -627,11 +637,13 @@ function machinesSettled(state: JobState): boolean {
   return state.datasets.every((ds) => ds.machine === 'none' || ds.machine === 'terminated' || ds.machine === 'launch-failed');
 }
 
-/** One dataset's machine cost so far: from launch to its confirmed termination (or `nowMs`). */
+/**
+ * One dataset's machine cost so far: the type EC2 launched plus its volumes, per second (60 s
+ * minimum) from EC2's launch time to its termination time (or `nowMs` while it runs).
+ */
 export function datasetCostUsd(state: JobState, ds: DatasetState, nowMs?: number): number {
-  if (ds.launchedAtMs === undefined) return 0;
-  const hourly = state.plan?.hourlyUsd ?? 0;
-  return machineCostUsd(hourly, ds.launchedAtMs, ds.terminatedAtMs ?? nowMs ?? ds.launchedAtMs);
+  if (ds.launchedAtMs === undefined || !state.plan) return 0;
+  return machineCostUsd(machineHourlyUsdOf(state.plan, ds.instanceType), ds.launchedAtMs, ds.terminatedAtMs ?? nowMs ?? ds.launchedAtMs);
 }
 
 /** Actual cost so far: every machine from launch to its confirmed termination. */
@@ -778,9 +790,7 @@ export function datasetStatusDocument(state: JobState, ds: DatasetState, nowMs: 
   if (ds.instanceType !== undefined) doc.instanceType = ds.instanceType;
   if (hourlyUsd !== undefined) doc.hourlyUsd = hourlyUsd;
   if (ds.exitCode !== undefined) doc.exitCode = ds.exitCode;
-  if (hourlyUsd !== undefined && ds.launchedAtMs !== undefined) {
-    doc.costUsd = machineCostUsd(hourlyUsd, ds.launchedAtMs, ds.terminatedAtMs ?? nowMs);
-  }
+  if (hourlyUsd !== undefined && ds.launchedAtMs !== undefined) doc.costUsd = datasetCostUsd(state, ds, nowMs);
   return doc;
 }
 

@@ -1,6 +1,6 @@
 import { allowedInstanceTypes, type Blueprint } from './blueprint.js';
 import { checkConfig, parseConfigText } from './config.js';
-import { deadlineFromReservation, jobReservationUsd, machineReservationUsd, roundUsd } from './cost.js';
+import { DEFAULT_EBS_USD_PER_GIB_MONTH, deadlineFromReservation, jobReservationUsd, machineReservationUsd, roundUsd, storageHourlyUsd } from './cost.js';
 import { checkKeyInArea, datasetNameOf, isValidObjectKey, jobKeys } from './keys.js';
 import { datanames, type Submission } from './submission.js';
 import { budgetPeriodOf, mayRunAnalysis, type UserProfile } from './user.js';
@@ -87,7 +87,13 @@ export interface JobPlan {
   configFacts: ObjectFacts;
   datasets: PlannedDataset[];
   instanceType: string;
+  /** On-demand instance price of `instanceType`, USD per hour. */
   hourlyUsd: number;
+  /**
+   * What the machine's EBS volumes (root + extra) cost per hour, USD; reserved and settled
+   * together with the instance. Absent in plans made before volumes were priced (then 0).
+   */
+  storageHourlyUsd?: number;
   timeoutMinutes: number;
   agentWaitMinutes: number;
   maxConcurrentMachines: number;
@@ -313,7 +319,7 @@ export function planJob(input: PlanInput): PlanResult {
 
   if (reasons.length > 0 || !user || !configFacts) return rejected();
 
-  const hourlyUsd = blueprint.pricing.hourlyUsd[instanceType] as number;
+  const { hourlyUsd, storageHourlyUsd: storageUsd, machineHourlyUsd } = machinePricing(blueprint, instanceType);
   const timeoutMinutes = blueprint.limits.timeoutMinutes;
   const downstreamReservedUsd = roundUsd(downstream.stages.reduce((sum, stage) => sum + stage.reservedUsd, 0));
   const chain: ChainPlan | undefined =
@@ -337,12 +343,13 @@ export function planJob(input: PlanInput): PlanResult {
       datasets: planned,
       instanceType,
       hourlyUsd,
+      storageHourlyUsd: storageUsd,
       timeoutMinutes,
       agentWaitMinutes: blueprint.limits.agentWaitMinutes,
       maxConcurrentMachines: blueprint.limits.maxConcurrentMachines,
-      machineReservedUsd: machineReservationUsd(hourlyUsd, timeoutMinutes),
+      machineReservedUsd: machineReservationUsd(machineHourlyUsd, timeoutMinutes),
       // A chain reserves every later stage too, so it never stops midway for lack of budget.
-      reservedUsd: roundUsd(jobReservationUsd(hourlyUsd, timeoutMinutes, planned.length) + downstreamReservedUsd),
+      reservedUsd: roundUsd(jobReservationUsd(machineHourlyUsd, timeoutMinutes, planned.length) + downstreamReservedUsd),
       budgetUsd: user.budgetUsd,
       budgetPeriod: budgetPeriodOf(user, input.nowMs),
       imageId: input.imageId,
@@ -485,7 +492,26 @@ export function replicaSeed(fingerprint: string, replica: number): number {
   return hash & 0x7fffffff;
 }
 
+/** What one machine of `blueprint` costs per hour on `instanceType`: the instance, its volumes, both. */
+export function machinePricing(blueprint: Blueprint, instanceType: string): { hourlyUsd: number; storageHourlyUsd: number; machineHourlyUsd: number } {
+  const hourlyUsd = blueprint.pricing.hourlyUsd[instanceType] as number;
+  const storageUsd = storageHourlyUsd(
+    [blueprint.hardware.volumeSizeGiB, ...(blueprint.hardware.extraVolumeSizesGiB ?? [])],
+    blueprint.pricing.ebsUsdPerGiBMonth ?? DEFAULT_EBS_USD_PER_GIB_MONTH,
+  );
+  return { hourlyUsd, storageHourlyUsd: storageUsd, machineHourlyUsd: hourlyUsd + storageUsd };
+}
+
 /** A machine's deadline, derived from its share of the reservation. */
-export function machineDeadline(plan: Pick<JobPlan, 'machineReservedUsd' | 'hourlyUsd'>, launchRequestedAtMs: number): number {
-  return deadlineFromReservation(launchRequestedAtMs, plan.machineReservedUsd, plan.hourlyUsd);
+export function machineDeadline(plan: Pick<JobPlan, 'machineReservedUsd' | 'hourlyUsd' | 'storageHourlyUsd'>, launchRequestedAtMs: number): number {
+  return deadlineFromReservation(launchRequestedAtMs, plan.machineReservedUsd, plan.hourlyUsd + (plan.storageHourlyUsd ?? 0));
+}
+
+/**
+ * What one machine of the plan costs per hour when EC2 gave it `instanceType` (a capacity
+ * fallback is never dearer than the type reserved for): the instance plus its volumes.
+ */
+export function machineHourlyUsdOf(plan: Pick<JobPlan, 'hourlyUsd' | 'storageHourlyUsd' | 'blueprint'>, instanceType: string | undefined): number {
+  const instance = (instanceType !== undefined ? plan.blueprint.pricing.hourlyUsd[instanceType] : undefined) ?? plan.hourlyUsd;
+  return instance + (plan.storageHourlyUsd ?? 0);
 }

@@ -1,4 +1,4 @@
-import { jobOutcome, type JobState } from './job-machine.js';
+import { datasetCostUsd, jobOutcome, type JobState } from './job-machine.js';
 import { isoOf } from './status.js';
 
 /**
@@ -16,7 +16,7 @@ export interface ProvenanceRecord {
   submission: { key: string; content: unknown };
   config: { key: string; etag: string; sha256?: string; content: unknown };
   inputs: { dataset: string; key: string; size: number; etag: string; sha256?: string }[];
-  environment: { imageId: string; instanceType: string; hourlyUsd: number };
+  environment: { imageId: string; instanceType: string; hourlyUsd: number; storageHourlyUsd: number };
   machines: {
     dataset: string;
     /** Ensembles: "replica" (with its index and seed) or "consensus". */
@@ -24,6 +24,7 @@ export interface ProvenanceRecord {
     replica?: number;
     seed?: number;
     instanceId?: string;
+    instanceType?: string;
     status: string;
     reason?: string;
     exitCode?: number | null;
@@ -32,6 +33,8 @@ export interface ProvenanceRecord {
     finished?: string;
     terminated?: string;
     deadline?: string;
+    /** The machine's cost as settled: the same figure as its status document and the ledger's sum. */
+    costUsd?: number;
   }[];
   timings: { submitted: string; ended?: string };
   cost: { reservedUsd: number; spentUsd?: number; budgetPeriod: string };
@@ -55,13 +58,14 @@ export function buildProvenance(state: JobState): ProvenanceRecord {
     submission: { key: plan.submissionKey, content: plan.submission },
     config: { key: plan.configKey, etag: plan.configFacts.etag, sha256: plan.configFacts.sha256, content: plan.config },
     inputs: plan.datasets.map((ds) => ({ dataset: ds.name, key: ds.inputKey, size: ds.input.size, etag: ds.input.etag, sha256: ds.input.sha256 })),
-    environment: { imageId: plan.imageId, instanceType: plan.instanceType, hourlyUsd: plan.hourlyUsd },
+    environment: { imageId: plan.imageId, instanceType: plan.instanceType, hourlyUsd: plan.hourlyUsd, storageHourlyUsd: plan.storageHourlyUsd ?? 0 },
     machines: state.datasets.map((ds) => ({
       dataset: ds.name,
       role: ds.role,
       replica: ds.replica,
       seed: ds.seed,
       instanceId: ds.instanceId,
+      instanceType: ds.instanceType,
       status: ds.phase,
       reason: ds.reason,
       exitCode: ds.exitCode,
@@ -70,6 +74,7 @@ export function buildProvenance(state: JobState): ProvenanceRecord {
       finished: isoOf(ds.finishedAtMs),
       terminated: isoOf(ds.terminatedAtMs),
       deadline: isoOf(ds.deadlineAtMs),
+      ...(ds.launchedAtMs !== undefined && ds.terminatedAtMs !== undefined ? { costUsd: datasetCostUsd(state, ds) } : {}),
     })),
     timings: { submitted: new Date(state.createdAtMs).toISOString(), ended: isoOf(state.endedAtMs) },
     cost: { reservedUsd: plan.reservedUsd, spentUsd: state.spentUsd, budgetPeriod: plan.budgetPeriod },

@@ -9,6 +9,7 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { REAPER_PERIOD_MINUTES } from '../core/cost.js';
 import { RUN_SHELL_SCRIPT_DOCUMENT } from './machine-control-policy.js';
 import { acknowledge, wildcardResourceFinding } from './nag.js';
 import { ProtocolFunction, type ProtocolLogLevel } from './protocol-function.js';
@@ -19,8 +20,8 @@ export const WATCHED_INSTANCE_STATES = ['running', 'stopped', 'shutting-down', '
 /** SSM command-invocation statuses the job reducer reacts to (CommandStarted, CommandFinished). */
 export const WATCHED_COMMAND_STATUSES = ['InProgress', 'Success', 'Failed', 'TimedOut', 'Cancelled'] as const;
 
-/** How often the reaper looks for machines past their deadline. */
-export const REAPER_INTERVAL = Duration.minutes(5);
+/** How often the reaper looks for machines past their deadline: the period every reservation covers. */
+export const REAPER_INTERVAL = Duration.minutes(REAPER_PERIOD_MINUTES);
 
 /** Everything a protocol function needs, whatever it reacts to. */
 export interface ProtocolGrants {

@@ -27,14 +27,25 @@ export async function onScheduledAction(platform: AwsPlatform, action: Scheduled
   return platform.driver.checkAgent(action);
 }
 
-/** `EC2 Instance State-change Notification`: tell the machine's job. Machines that are not ours are ignored. */
-export async function onInstanceStateChange(platform: AwsPlatform, instanceId: string, state: string): Promise<JobState | undefined> {
+/**
+ * `EC2 Instance State-change Notification`: tell the machine's job. Machines that are not ours
+ * are ignored. `eventTimeMs` is the event's own `time`; EC2's state-transition time wins over it.
+ */
+export async function onInstanceStateChange(platform: AwsPlatform, instanceId: string, state: string, eventTimeMs?: number): Promise<JobState | undefined> {
   const known = ['pending', 'running', 'stopping', 'stopped', 'shutting-down', 'terminated'] as const;
   const machineState = known.find((s) => s === state);
   if (!machineState) return undefined;
   const machine = await platform.machines.describe(instanceId);
   if (!machine.jobId) return undefined;
-  return platform.driver.dispatch(machine.jobId, { type: 'InstanceStateChanged', atMs: platform.clock.nowMs(), instanceId, state: machineState });
+  const ending = machineState === 'shutting-down' || machineState === 'terminated';
+  const changedAtMs = ending ? (machine.terminatedAtMs ?? eventTimeMs) : undefined;
+  return platform.driver.dispatch(machine.jobId, {
+    type: 'InstanceStateChanged',
+    atMs: platform.clock.nowMs(),
+    instanceId,
+    state: machineState,
+    ...(changedAtMs !== undefined && Number.isFinite(changedAtMs) ? { stateChangedAtMs: changedAtMs } : {}),
+  });
 }
 
 const FINAL_COMMAND_STATUSES = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'DeliveryTimedOut', 'ExecutionTimedOut', 'Undeliverable', 'Terminated']);
@@ -59,6 +70,24 @@ export async function onCommandStatusChange(platform: AwsPlatform, commandId: st
   return platform.driver.dispatch(record.jobId, { type: 'CommandFinished', atMs: platform.clock.nowMs(), dataset: ds.name, ...outcome });
 }
 
+/** After this long unevaluated, the reaper stops retrying and tells the researcher why. */
+export const GIVE_UP_SUBMISSION_MS = 30 * 60_000;
+
+/**
+ * A submission event the submit protocol still failed on after Lambda's retries (from the
+ * failed-submissions queue): the researcher gets a certificate saying so, instead of silence.
+ */
+export async function onSubmissionFailedForGood(platform: AwsPlatform, analysis: string, bucket: string, key: string, errorMessage: string | undefined): Promise<{ jobId: string; rejected: boolean } | undefined> {
+  const detail = errorMessage ? `: ${errorMessage.slice(0, 300)}` : '';
+  return platform.driver.rejectUnprocessable(
+    bucket,
+    key,
+    `the platform could not process this submission after several attempts${detail}. Nothing was launched and no budget is held; ` +
+      'submit it again under a new name, and tell an admin if this repeats (the submit log has the details)',
+    { analysis },
+  );
+}
+
 /**
  * The third layer against leaked machines: terminates every tagged machine past its deadline,
  * ticks every unfinished job that is due (idle for a while or past a dataset deadline:
@@ -66,27 +95,59 @@ export async function onCommandStatusChange(platform: AwsPlatform, commandId: st
  * a deadline tag filter and jobs from the reaper's index, so a run costs what is due, not what
  * ever ran.
  */
-export async function reap(platform: AwsPlatform): Promise<{ terminated: string[]; ticked: string[]; resumed: string[] }> {
+export async function reap(platform: AwsPlatform): Promise<ReapResult> {
   const nowMs = platform.clock.nowMs();
-  const terminated: string[] = [];
+  const result: ReapResult = { terminated: [], ticked: [], resumed: [], gaveUp: [], failed: [] };
+  // One machine or job that fails must not stop the reaper from handling all the others.
   for (const machine of await platform.machines.listExpired(nowMs)) {
-    await platform.machines.terminate(machine.instanceId);
-    terminated.push(machine.instanceId);
+    try {
+      await platform.machines.terminate(machine.instanceId);
+      result.terminated.push(machine.instanceId);
+    } catch (error) {
+      result.failed.push({ id: machine.instanceId, error: messageOf(error) });
+    }
   }
-  const ticked: string[] = [];
-  const resumed: string[] = [];
   for (const summary of await platform.jobs.listDue(nowMs)) {
     if (summary.phase === 'DONE' || summary.phase === 'REJECTED') continue;
-    if (summary.phase === 'NEW') {
-      if (nowMs - summary.createdAtMs < STUCK_SUBMISSION_MS) continue;
-      const record = await platform.jobs.get(summary.jobId);
-      if (!record) continue;
-      await platform.driver.submit(record.bucket, record.submissionKey, { analysis: record.state.analysis });
-      resumed.push(summary.jobId);
-      continue;
+    try {
+      if (summary.phase === 'NEW') {
+        if (nowMs - summary.createdAtMs < STUCK_SUBMISSION_MS) continue;
+        const record = await platform.jobs.get(summary.jobId);
+        if (!record) continue;
+        if (nowMs - summary.createdAtMs >= GIVE_UP_SUBMISSION_MS) {
+          await platform.driver.rejectUnprocessable(
+            record.bucket,
+            record.submissionKey,
+            `the platform failed to evaluate this submission for ${GIVE_UP_SUBMISSION_MS / 60_000} min. Nothing was launched and no budget is held; ` +
+              'submit it again under a new name, and tell an admin if this repeats',
+            { analysis: record.state.analysis },
+          );
+          result.gaveUp.push(summary.jobId);
+        } else {
+          await platform.driver.submit(record.bucket, record.submissionKey, { analysis: record.state.analysis });
+          result.resumed.push(summary.jobId);
+        }
+        continue;
+      }
+      await platform.driver.dispatch(summary.jobId, { type: 'Tick', atMs: nowMs });
+      result.ticked.push(summary.jobId);
+    } catch (error) {
+      result.failed.push({ id: summary.jobId, error: messageOf(error) });
     }
-    await platform.driver.dispatch(summary.jobId, { type: 'Tick', atMs: nowMs });
-    ticked.push(summary.jobId);
   }
-  return { terminated, ticked, resumed };
+  return result;
+}
+
+export interface ReapResult {
+  terminated: string[];
+  ticked: string[];
+  resumed: string[];
+  /** Submissions that stayed unevaluated too long and were rejected with a reason. */
+  gaveUp: string[];
+  /** Machines or jobs the reaper could not handle this round (retried next round). */
+  failed: { id: string; error: string }[];
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -36,8 +36,10 @@ describe('developer commands', () => {
     const sandbox = await createSandbox();
     const result = await sandbox.cli(['estimate', 'test-workflow', '--datasets', '3', '--json']);
     expect(result.code, transcript(result)).toBe(0);
-    const estimate = JSON.parse(result.stdout) as { reservedUsd: number; hourlyUsd: number; timeoutMinutes: number };
-    expect(estimate.reservedUsd).toBeCloseTo((3 * estimate.hourlyUsd * (estimate.timeoutMinutes + 5)) / 60, 5);
+    const estimate = JSON.parse(result.stdout) as { reservedUsd: number; hourlyUsd: number; storageHourlyUsd: number; timeoutMinutes: number };
+    // instance + volumes, for the timeout + a reaper period (5 min) + termination (5 min)
+    expect(estimate.storageHourlyUsd).toBeGreaterThan(0);
+    expect(estimate.reservedUsd).toBeCloseTo((3 * (estimate.hourlyUsd + estimate.storageHourlyUsd) * (estimate.timeoutMinutes + 10)) / 60, 5);
   });
 
   it('estimate refuses an instance type the blueprint does not allow', async () => {

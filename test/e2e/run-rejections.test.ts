@@ -69,7 +69,7 @@ describe('neurocaas run rejects a submission it must not run', () => {
       sandbox,
       result,
       'poorlab',
-      'over budget: this job needs $0.0017 reserved but user "poor" has $0.0001 left of $0.0001 for period',
+      'over budget: this job needs $0.0028 reserved but user "poor" has $0.0001 left of $0.0001 for period',
     );
   });
 

@@ -1,7 +1,8 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { allowedInstanceTypes, parseBlueprintText } from '../../core/blueprint.js';
-import { formatUsd, jobReservationUsd, machineReservationUsd, TERMINATION_ALLOWANCE_MINUTES } from '../../core/cost.js';
+import { formatUsd, jobReservationUsd, machineReservationUsd, PAST_DEADLINE_MINUTES } from '../../core/cost.js';
+import { machinePricing } from '../../core/plan.js';
 import { AnalysisNotFoundError, NeuroCaasError, UsageError } from '../../core/errors.js';
 import { parseUserProfileText } from '../../core/user.js';
 import type { LocalPlatform } from '../../../protocols/local-shell.js';
@@ -72,15 +73,15 @@ export async function estimateCost(platform: LocalPlatform, analysis: string, da
   if (datasets > blueprint.limits.maxDatasetsPerJob) {
     throw new UsageError(`"${analysis}" takes at most ${blueprint.limits.maxDatasetsPerJob} datasets per submission; split ${datasets} into several`);
   }
-  const hourlyUsd = blueprint.pricing.hourlyUsd[type] as number;
+  const { hourlyUsd, storageHourlyUsd, machineHourlyUsd } = machinePricing(blueprint, type);
   const timeoutMinutes = blueprint.limits.timeoutMinutes;
-  const reservedUsd = jobReservationUsd(hourlyUsd, timeoutMinutes, datasets);
+  const reservedUsd = jobReservationUsd(machineHourlyUsd, timeoutMinutes, datasets);
   const waves = Math.ceil(datasets / blueprint.limits.maxConcurrentMachines);
   reporter.result(
-    { analysis, instanceType: type, hourlyUsd, datasets, timeoutMinutes, machineReservedUsd: machineReservationUsd(hourlyUsd, timeoutMinutes), reservedUsd, waves },
+    { analysis, instanceType: type, hourlyUsd, storageHourlyUsd, datasets, timeoutMinutes, machineReservedUsd: machineReservationUsd(machineHourlyUsd, timeoutMinutes), reservedUsd, waves },
     [
-      `${analysis}: ${datasets} dataset(s) on ${type} at ${formatUsd(hourlyUsd)}/h, at most ${timeoutMinutes} min each`,
-      `reserved from the budget while it runs: ${formatUsd(reservedUsd)} (${datasets} x ${timeoutMinutes} + ${TERMINATION_ALLOWANCE_MINUTES} min)`,
+      `${analysis}: ${datasets} dataset(s) on ${type} at ${formatUsd(hourlyUsd)}/h + volumes ${formatUsd(storageHourlyUsd)}/h, at most ${timeoutMinutes} min each`,
+      `reserved from the budget while it runs: ${formatUsd(reservedUsd)} (${datasets} x (${timeoutMinutes} + ${PAST_DEADLINE_MINUTES} min: a reaper period and termination))`,
       `charged: the machines' actual time, per second with a one-minute minimum, never more than the reservation`,
       `machines at once: up to ${Math.min(datasets, blueprint.limits.maxConcurrentMachines)} (${waves} wave(s))`,
     ].join('\n'),

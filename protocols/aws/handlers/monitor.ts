@@ -12,7 +12,7 @@ const CommandDetail = z.object({ 'command-id': z.string(), 'instance-id': z.stri
 export async function handler(event: EventBridgeEvent<string, unknown>): Promise<void> {
   if (event['detail-type'] === 'EC2 Instance State-change Notification') {
     const detail = InstanceDetail.parse(event.detail);
-    const state = await onInstanceStateChange(platform, detail['instance-id'], detail.state);
+    const state = await onInstanceStateChange(platform, detail['instance-id'], detail.state, Date.parse(event.time));
     logger.info('instance state change', { instanceId: detail['instance-id'], state: detail.state, jobId: state?.jobId });
     return;
   }

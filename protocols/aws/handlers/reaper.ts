@@ -6,5 +6,5 @@ const { platform, logger } = createLambdaContext('neurocaas-reaper', import.meta
 /** Every few minutes: terminate expired machines, tick unfinished jobs, resume stuck submissions. */
 export async function handler(): Promise<void> {
   const result = await reap(platform);
-  logger.info('reaped', result);
+  logger.info('reaped', { ...result });
 }

@@ -1,9 +1,10 @@
-import type { S3Event } from 'aws-lambda';
+import type { S3Event, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import * as z from 'zod';
 import { NeuroCaasError } from '../../../lib/core/errors.js';
-import { createLambdaContext } from '../lambda-context.js';
 import { CANCEL_SUFFIX } from '../../../lib/core/keys.js';
-import { onCancelUploaded, onSubmissionUploaded } from '../protocols.js';
+import { parseFailedSubmissions } from '../failed-submission.js';
+import { createLambdaContext } from '../lambda-context.js';
+import { onCancelUploaded, onSubmissionFailedForGood, onSubmissionUploaded } from '../protocols.js';
 
 const { settings, platform, logger } = createLambdaContext('neurocaas-submit', import.meta.url);
 
@@ -14,10 +15,13 @@ const S3Records = z.object({
 /**
  * S3 ObjectCreated (suffix submit.json) -> one job per submission object, exactly once;
  * suffix .cancel.json -> a cancel request (D2), answered with a receipt.
+ * Messages of the failed-submissions queue (the events this function kept failing on) ->
+ * a certificate with the reason, so a failure nobody caught still reaches the researcher.
  */
-export async function handler(event: S3Event): Promise<void> {
+export async function handler(event: S3Event | SQSEvent): Promise<SQSBatchResponse | void> {
   const analysis = settings.analysis;
   if (!analysis) throw new NeuroCaasError('Configuration', 'NCAP_ANALYSIS is not set on this submit function; redeploy the analysis stack');
+  if (isSqsEvent(event)) return certifyFailed(analysis, event);
   for (const record of S3Records.parse(event).Records) {
     const bucket = record.s3.bucket.name;
     // S3 event keys are URL-encoded with "+" for spaces.
@@ -34,4 +38,27 @@ export async function handler(event: S3Event): Promise<void> {
     const result = await onSubmissionUploaded(platform, analysis, bucket, key);
     logger.info(result.duplicate ? 'duplicate submission event' : 'job started', { bucket, key, jobId: result.jobId });
   }
+}
+
+function isSqsEvent(event: S3Event | SQSEvent): event is SQSEvent {
+  return event.Records.length > 0 && (event.Records[0] as { eventSource?: string }).eventSource === 'aws:sqs';
+}
+
+async function certifyFailed(analysis: string, event: SQSEvent): Promise<SQSBatchResponse> {
+  const failures: SQSBatchResponse['batchItemFailures'] = [];
+  for (const message of event.Records) {
+    try {
+      const submissions = parseFailedSubmissions(message.body);
+      if (submissions.length === 0) logger.warn('failed-submissions message is not a submit failure record; left for an admin', { messageId: message.messageId });
+      for (const failed of submissions) {
+        if (!failed.key.includes('/submissions/') || failed.key.endsWith(CANCEL_SUFFIX)) continue;
+        const result = await onSubmissionFailedForGood(platform, analysis, failed.bucket, failed.key, failed.errorMessage);
+        logger.warn('submission failed for good; researcher told', { bucket: failed.bucket, key: failed.key, jobId: result?.jobId, rejected: result?.rejected });
+      }
+    } catch (error) {
+      logger.error('could not certify a failed submission', { messageId: message.messageId, error: error as Error });
+      failures.push({ itemIdentifier: message.messageId });
+    }
+  }
+  return { batchItemFailures: failures };
 }

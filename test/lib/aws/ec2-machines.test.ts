@@ -18,6 +18,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   Ec2Machines,
   MACHINE_TAGS,
+  parseStateTransitionTime,
+  runInstancesInput,
   attemptClientToken,
   expiredDeadlinePatterns,
   launchOrder,
@@ -28,6 +30,9 @@ import { backoffDelayMs, describeAwsError, isThrottlingError, withRetries } from
 import { MachineLaunchError } from '../../../lib/core/errors.js';
 import type { LaunchRequest } from '../../../lib/ports.js';
 import { startMoto, type MotoServer } from '../../support/moto.js';
+import { machineCostUsd } from '../../../lib/core/cost.js';
+import { datasetCostUsd, initialJobState, reduceJob } from '../../../lib/core/job-machine.js';
+import { planFixture } from '../../support/core-fixtures.js';
 
 const DEADLINE_MS = Date.parse('2026-11-22T17:15:33.000Z');
 
@@ -315,6 +320,42 @@ describe('EC2 machines: describe', () => {
   });
 });
 
+describe('EC2 machines: extra volumes', () => {
+  it('attaches each extra gp3 volume encrypted and deleted with the machine', () => {
+    const input = runInstancesInput(request, { ...placement, extraVolumeSizesGiB: [100, 20] }, 'm5.xlarge', 'subnet-1', 'tok');
+
+    expect(input.BlockDeviceMappings).toEqual([
+      { DeviceName: '/dev/xvda', Ebs: { VolumeType: 'gp3', VolumeSize: 64, Encrypted: true, DeleteOnTermination: true } },
+      { DeviceName: '/dev/sdf', Ebs: { VolumeType: 'gp3', VolumeSize: 100, Encrypted: true, DeleteOnTermination: true } },
+      { DeviceName: '/dev/sdg', Ebs: { VolumeType: 'gp3', VolumeSize: 20, Encrypted: true, DeleteOnTermination: true } },
+    ]);
+  });
+});
+
+describe('EC2 machines: the times EC2 reports', () => {
+  it('reads LaunchTime and, once it is ending, the state-transition time', async () => {
+    const { mock, machines } = setup();
+    const launchTime = new Date('2026-11-22T15:16:00.000Z');
+    mock.on(DescribeInstancesCommand, { InstanceIds: ['i-0b'] }).resolves({
+      Reservations: [
+        { Instances: [instance('i-0b', 'shutting-down', { [MACHINE_TAGS.job]: 'J1' }, { LaunchTime: launchTime, StateTransitionReason: 'User initiated (2026-11-22 15:41:07 GMT)' })] },
+      ],
+    });
+
+    expect(await machines.describe('i-0b')).toMatchObject({
+      state: 'shutting-down',
+      launchedAtMs: launchTime.getTime(),
+      terminatedAtMs: Date.parse('2026-11-22T15:41:07Z'),
+    });
+  });
+
+  it('ignores a transition time while the machine still runs, and reasons without a time', () => {
+    expect(parseStateTransitionTime('User initiated (2026-11-22 15:41:07 UTC)')).toBe(Date.parse('2026-11-22T15:41:07Z'));
+    expect(parseStateTransitionTime('Server.SpotInstanceTermination')).toBeUndefined();
+    expect(parseStateTransitionTime(undefined)).toBeUndefined();
+  });
+});
+
 describe('EC2 machines: listExpired', () => {
   const now = DEADLINE_MS;
 
@@ -593,6 +634,32 @@ describe('EC2 machines against the moto emulator', () => {
     expect((await machines.describe(past.instanceId)).state).toBe('terminated');
     expect((await machines.listExpired(Date.now())).map((machine) => machine.instanceId)).not.toContain(past.instanceId);
     expect(await machines.terminate(past.instanceId)).toBe('terminated');
+  });
+
+  it('settles a machine from the launch and termination times EC2 reports', async () => {
+    const launched = await machines.launch(motoRequest('moto-settle', Date.now() + 3_600_000));
+    const described = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [launched.instanceId] }));
+    const ec2LaunchMs = described.Reservations?.[0]?.Instances?.[0]?.LaunchTime?.getTime();
+    expect(launched.launchedAtMs).toBe(ec2LaunchMs);
+
+    await machines.terminate(launched.instanceId);
+    const ended = await machines.describe(launched.instanceId);
+    const reason = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [launched.instanceId] }))).Reservations?.[0]?.Instances?.[0]?.StateTransitionReason;
+    expect(ended.launchedAtMs).toBe(ec2LaunchMs);
+    expect(ended.terminatedAtMs).toBe(parseStateTransitionTime(reason));
+
+    // The reducer bills from those figures, whatever time the events were heard at.
+    const plan = planFixture();
+    let state = reduceJob(initialJobState(plan.jobId, plan.analysis, plan.group, 0), { type: 'SubmissionReceived', atMs: 0, plan }).state;
+    state = reduceJob(state, { type: 'BudgetReserved', atMs: 1 }).state;
+    const heardLate = (ended.terminatedAtMs as number) + 3_600_000;
+    state = reduceJob(state, { type: 'InstanceLaunched', atMs: heardLate - 1, dataset: plan.datasets[0]?.name as string, instanceId: launched.instanceId, instanceType: launched.instanceType, ...(launched.launchedAtMs !== undefined ? { launchedAtMs: launched.launchedAtMs } : {}) }).state;
+    state = reduceJob(state, { type: 'InstanceStateChanged', atMs: heardLate, instanceId: launched.instanceId, state: 'terminated', stateChangedAtMs: ended.terminatedAtMs as number }).state;
+    const ds = state.datasets[0];
+    expect(ds?.launchedAtMs).toBe(ec2LaunchMs);
+    expect(ds?.terminatedAtMs).toBe(ended.terminatedAtMs);
+    const hourly = plan.hourlyUsd + (plan.storageHourlyUsd ?? 0);
+    expect(datasetCostUsd(state, ds as NonNullable<typeof ds>)).toBe(machineCostUsd(hourly, ec2LaunchMs as number, ended.terminatedAtMs as number));
   });
 
   it('counts an instance id EC2 never had as terminated', async () => {

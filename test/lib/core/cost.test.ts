@@ -9,6 +9,9 @@ import {
   machineCostUsd,
   machineReservationUsd,
   settleEntry,
+  PAST_DEADLINE_MINUTES,
+  REAPER_PERIOD_MINUTES,
+  storageHourlyUsd,
   TERMINATION_ALLOWANCE_MINUTES,
   type LedgerEntry,
 } from '../../../lib/core/cost.js';
@@ -16,9 +19,15 @@ import {
 const request = { jobId: 'j2', user: 'alice', period: '2026-11', budgetUsd: 10, nowMs: 0 };
 
 describe('cost and budget math', () => {
-  it('reserves price x (timeout + termination allowance) x datasets', () => {
-    expect(machineReservationUsd(0.192, 60)).toBeCloseTo(0.192 * (60 + TERMINATION_ALLOWANCE_MINUTES) / 60, 6);
-    expect(jobReservationUsd(0.192, 60, 3)).toBeCloseTo(3 * 0.208, 6);
+  it('reserves price x (timeout + reaper period + termination allowance) x datasets', () => {
+    expect(machineReservationUsd(0.192, 60)).toBeCloseTo((0.192 * (60 + REAPER_PERIOD_MINUTES + TERMINATION_ALLOWANCE_MINUTES)) / 60, 6);
+    expect(jobReservationUsd(0.192, 60, 3)).toBeCloseTo(3 * 0.224, 6);
+  });
+
+  it('prices EBS volumes per GiB-month over 730 hours', () => {
+    // 50 + 100 GiB at $0.08 = $12 a month = 12/730 per hour
+    expect(storageHourlyUsd([50, 100], 0.08)).toBeCloseTo(12 / 730, 12);
+    expect(storageHourlyUsd([], 0.08)).toBe(0);
   });
 
   it('derives the deadline back from the reservation', () => {
@@ -40,6 +49,30 @@ describe('cost and budget math', () => {
         const cost = machineCostUsd(hourly, 0, deadline + TERMINATION_ALLOWANCE_MINUTES * 60_000 - 1000);
         expect(cost).toBeLessThanOrEqual(reserved + 1e-6);
       }),
+    );
+  });
+
+  it('covers instance and volumes until a reaper period and the termination allowance past the deadline', () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0.001, max: 40, noNaN: true }),
+        fc.array(fc.integer({ min: 1, max: 16384 }), { minLength: 1, maxLength: 9 }),
+        fc.double({ min: 0.01, max: 0.2, noNaN: true }),
+        fc.double({ min: 0.05, max: 2880, noNaN: true }),
+        fc.integer({ min: 0, max: 10 * 60_000 }),
+        (instanceHourly, volumes, ebsPrice, timeout, launchDelayMs) => {
+          const hourly = instanceHourly + storageHourlyUsd(volumes, ebsPrice);
+          const reserved = machineReservationUsd(hourly, timeout);
+          const deadline = deadlineFromReservation(0, reserved, hourly);
+          // EC2 starts billing after the request; the last layer ends it a reaper period plus termination after the deadline.
+          const launchedAt = Math.min(launchDelayMs, deadline);
+          const cost = machineCostUsd(hourly, launchedAt, deadline + PAST_DEADLINE_MINUTES * 60_000);
+          expect(cost).toBeLessThanOrEqual(reserved + 1e-6);
+          // And the deadline leaves the workflow the whole timeout (to the second).
+          expect(deadline).toBeGreaterThanOrEqual(Math.floor(timeout * 60) * 1000 - 1000);
+        },
+      ),
+      { numRuns: 500 },
     );
   });
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TERMINATION_ALLOWANCE_MINUTES } from '../../../lib/core/cost.js';
+import { PAST_DEADLINE_MINUTES } from '../../../lib/core/cost.js';
 import { LAUNCH_RETRY_MS, initialJobState, reduceJob, type JobEffect, type JobEvent, type JobState } from '../../../lib/core/job-machine.js';
 import { isTerminalPhase } from '../../../lib/core/status.js';
 import { T0, blueprintFixture, planFixture } from '../../support/core-fixtures.js';
@@ -232,11 +232,11 @@ describe('job state machine under an adversarial world', () => {
         const { state, effects } = runScenario(input);
         const settle = effects.find((e): e is Extract<JobEffect, { type: 'SettleBudget' }> => e.type === 'SettleBudget');
         if (!settle || !state.plan) return;
-        const hourly = state.plan.hourlyUsd;
+        const hourly = state.plan.hourlyUsd + (state.plan.storageHourlyUsd ?? 0);
         let overrunUsd = 0;
         for (const ds of state.datasets) {
           if (ds.launchedAtMs === undefined || ds.terminatedAtMs === undefined || ds.deadlineAtMs === undefined) continue;
-          const allowedEnd = ds.deadlineAtMs + TERMINATION_ALLOWANCE_MINUTES * MIN;
+          const allowedEnd = ds.deadlineAtMs + PAST_DEADLINE_MINUTES * MIN;
           // Billing is per started second, so an overrun is counted in whole seconds.
           overrunUsd += (hourly * Math.ceil(Math.max(0, ds.terminatedAtMs - allowedEnd) / 1000)) / 3600;
         }

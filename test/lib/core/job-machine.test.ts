@@ -42,7 +42,8 @@ describe('job state machine', () => {
     expect(effectsOf(effects, 'LaunchInstance')).toHaveLength(0);
     const [reserve] = effectsOf(effects, 'ReserveBudget');
     // 2 machines x $0.192/h x (60 + 5 allowance) min
-    expect(reserve?.amountUsd).toBeCloseTo(2 * 0.192 * (65 / 60), 6);
+    // instance + 50 GiB of gp3 at $0.08/GiB-month, for 60 min + a reaper period (5) + termination (5)
+    expect(reserve?.amountUsd).toBeCloseTo(2 * (0.192 + (50 * 0.08) / 730) * (70 / 60), 5);
     expect(effectsOf(effects, 'WriteStatus').map((e) => e.document.status)).toEqual(['PENDING', 'PENDING']);
   });
 
@@ -65,7 +66,7 @@ describe('job state machine', () => {
     expect(effectsOf(effects, 'WriteEnd')).toHaveLength(1);
     expect(effectsOf(effects, 'WriteProvenance')).toHaveLength(1);
     // Billed from launch to confirmed termination: 5 min 0.5 s -> 301 s at $0.192/h.
-    expect(state.spentUsd).toBeCloseTo((0.192 * 301) / 3600, 6);
+    expect(state.spentUsd).toBeCloseTo(((0.192 + (50 * 0.08) / 730) * 301) / 3600, 6);
     expect(jobOutcome(state)).toBe('SUCCEEDED');
   });
 

@@ -38,7 +38,8 @@ describe('planning a submission', () => {
     expect(result.plan.datasets.map((d) => d.name)).toEqual(['a.csv', 'b.csv']);
     expect(result.plan.config).toEqual({ frameRateHz: 30 });
     expect(result.plan.instanceType).toBe('m5.xlarge');
-    expect(result.plan.reservedUsd).toBeCloseTo(2 * 0.192 * (65 / 60), 6);
+    // instance + 50 GiB gp3 root volume, for the timeout + a reaper period + termination
+    expect(result.plan.reservedUsd).toBeCloseTo(2 * (0.192 + (50 * 0.08) / 730) * (70 / 60), 5);
     expect(result.plan.budgetPeriod).toBe('2026-11');
   });
 
