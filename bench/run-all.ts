@@ -19,6 +19,7 @@ import { benchManyDatasets, benchSharedRoot } from './local-state.js';
 import { benchSandboxFirstLog } from './sandbox-first-log.js';
 import { benchReaperScale } from './reaper-scale.js';
 import { benchClientAws } from './client-aws.js';
+import { benchSimulation } from './simulation.js';
 
 const WORKFLOWS = {
   noop: '// does nothing: measures the platform, not the analysis\n',
@@ -145,6 +146,7 @@ async function main(): Promise<void> {
       const t = median([await runJob(bench, 'bench-sleep-2', n, run++), await runJob(bench, 'bench-sleep-2', n, run++), await runJob(bench, 'bench-sleep-2', n, run++)]);
       print(`fan-out ${String(n).padStart(2)} datasets x 2 s: job ${t.toFixed(0)} ms / ideal ${ideal.toFixed(0)} ms = ${(t / ideal).toFixed(3)}   (target <= 1.1; ideal = ${n} direct runs at once)`);
     }
+    await benchSimulation(print);
     await benchLambdaBundles(print);
     benchSynth(print);
     benchInfraScale(print);

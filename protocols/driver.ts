@@ -290,31 +290,33 @@ export class JobDriver {
    */
   async rejectUnprocessable(bucket: string, submissionKey: string, reason: string, options: SubmitOptions = {}): Promise<{ jobId: string; rejected: boolean } | undefined> {
     const { objects, jobs, clock, ids } = this.ports;
-    const keyCheck = parseSubmissionKey(submissionKey);
-    // Not a submission key: there is no job folder a reason could go to.
-    if (!keyCheck.ok) return undefined;
+    const analysis = options.analysis ?? bucket;
+    const target = submissionTarget(submissionKey, analysis);
     const head = await objects.head(bucket, submissionKey);
+    // Gone (or never there): there is no submission a reason could be about.
     if (!head) return undefined;
     const nowMs = clock.nowMs();
-    const candidateId = ids.jobId(nowMs);
-    const claim = await jobs.claimSubmission(`${bucket}/${submissionKey}#${head.etag}`, candidateId);
-    const jobId = claim.claimed ? candidateId : claim.jobId;
-    const existing = claim.claimed ? undefined : await jobs.get(jobId);
-    if (existing && existing.state.phase !== 'NEW') return { jobId, rejected: false };
-    if (!existing) {
-      try {
-        await jobs.create({
-          jobId,
-          bucket,
-          submissionKey,
-          version: 1,
-          state: initialJobState(jobId, options.analysis ?? bucket, keyCheck.group, nowMs),
-          outbox: [],
-          effectSeq: 0,
-          updatedAtMs: nowMs,
+    const record: JobRecord = {
+      jobId: ids.jobId(nowMs),
+      bucket,
+      submissionKey,
+      version: 1,
+      state: initialJobState('', analysis, target.group, nowMs),
+      outbox: [],
+      effectSeq: 0,
+      updatedAtMs: nowMs,
+    };
+    record.state.jobId = record.jobId;
+    if (options.username !== undefined) record.submitter = options.username;
+    const claim = await jobs.claimAndCreate(`${bucket}/${submissionKey}#${head.etag}`, record);
+    const jobId = claim.claimed ? record.jobId : claim.jobId;
+    if (!claim.claimed) {
+      const existing = await jobs.get(jobId);
+      if (existing && existing.state.phase !== 'NEW') return { jobId, rejected: false };
+      if (!existing) {
+        await jobs.create({ ...record, jobId, state: { ...record.state, jobId } }).catch((error: unknown) => {
+          if (!(error instanceof ConcurrentUpdateError)) throw error;
         });
-      } catch (error) {
-        if (!(error instanceof ConcurrentUpdateError)) throw error;
       }
     }
     const state = await this.dispatch(jobId, { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [reason], datasets: [] });

@@ -194,7 +194,7 @@ export class DynamoJobStore implements JobStore {
       );
       for (const item of page.Items ?? []) {
         const record = recordOf(item);
-        summaries.push(summarizeJob(record.state, record.updatedAtMs));
+        summaries.push(summarizeJob(record.state, record.updatedAtMs, record.outbox.length));
       }
       startKey = page.LastEvaluatedKey;
     } while (startKey);
@@ -211,7 +211,7 @@ function jobKey(jobId: string): { pk: string; sk: string } {
 }
 
 function jobItem(record: JobRecord): JobItem {
-  const dueAtMs = reaperDueAtMs(record.state, record.updatedAtMs);
+  const dueAtMs = reaperDueAtMs(record.state, record.updatedAtMs, record.outbox.length);
   return {
     ...(dueAtMs === undefined ? {} : { dueBucket: DUE_BUCKET, dueAtMs }),
     ...jobKey(record.jobId),

@@ -185,9 +185,11 @@ export interface JobSummary {
   createdAtMs: number;
   updatedAtMs: number;
   datasets: { name: string; phase: DatasetPhase }[];
+  /** Effects still in the job's outbox (a finished job whose last writes failed has some). */
+  pendingEffects?: number;
 }
 
-export function summarizeJob(state: JobState, updatedAtMs: number): JobSummary {
+export function summarizeJob(state: JobState, updatedAtMs: number, pendingEffects = 0): JobSummary {
   const summary: JobSummary = {
     jobId: state.jobId,
     analysis: state.analysis,
@@ -198,6 +200,7 @@ export function summarizeJob(state: JobState, updatedAtMs: number): JobSummary {
     datasets: state.datasets.map((ds) => ({ name: ds.name, phase: ds.phase })),
   };
   if (state.plan) summary.user = state.plan.user;
+  if (pendingEffects > 0) summary.pendingEffects = pendingEffects;
   return summary;
 }
 
@@ -207,7 +210,11 @@ export function isJobFinished(state: JobState): boolean {
 
 export function reduceJob(previous: JobState, event: JobEvent): Transition {
   // The reducer works on a private copy; callers keep their state untouched.
-  const state = structuredClone(previous);
+  // The plan is never changed after acceptance, so it is shared rather than copied: it holds
+  // the blueprint, submission and every input's facts, and copying it dominated the cost.
+  const { plan, ...rest } = previous;
+  const state = structuredClone(rest) as JobState;
+  if (plan) state.plan = plan;
   const out = new Effects(state, event.atMs);
   // Whatever the event, a deadline that has passed is applied first: no late message can
   // start or rescue work on an expired machine.
@@ -543,7 +550,9 @@ function onInstanceStateChanged(state: JobState, event: Extract<JobEvent, { type
   }
   ds.machine = 'terminated';
   ds.terminatedAtMs = event.stateChangedAtMs ?? event.atMs;
-  out.status(ds.name);
+  // While the workflow's result is outstanding the status document is the runner's: its final
+  // write (made just before it powered the machine off) is what the result is read from.
+  if (ds.phase !== 'RUNNING') out.status(ds.name);
   out.certificate(`${ds.name}: machine ${event.instanceId} terminated`);
   if (isTerminalPhase(ds.phase)) return;
   if (ds.deadlineAtMs !== undefined && event.atMs >= ds.deadlineAtMs) {

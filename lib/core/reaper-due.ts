@@ -16,8 +16,9 @@ export const REAPER_IDLE_MS = 4 * 60_000;
  * counts as stuck. Otherwise the earlier of "idle for REAPER_IDLE_MS" and the first deadline of
  * an unfinished dataset. Every event that changes the job moves this forward.
  */
-export function reaperDueAtMs(state: JobState, updatedAtMs: number): number | undefined {
-  if (state.phase === 'DONE' || state.phase === 'REJECTED') return undefined;
+export function reaperDueAtMs(state: JobState, updatedAtMs: number, pendingEffects = 0): number | undefined {
+  // A finished job whose last effects failed (they stay in its outbox) is due until they are done.
+  if (state.phase === 'DONE' || state.phase === 'REJECTED') return pendingEffects > 0 ? updatedAtMs + REAPER_IDLE_MS : undefined;
   if (state.phase === 'NEW') return state.createdAtMs + STUCK_SUBMISSION_MS;
   const deadlines = state.datasets
     .filter((ds) => !isTerminalPhase(ds.phase) && ds.deadlineAtMs !== undefined)

@@ -4,7 +4,24 @@ import { jobKeys } from '../../lib/core/keys.js';
 import type { Receipt } from '../../lib/core/researcher-documents.js';
 import { STUCK_SUBMISSION_MS } from '../../lib/core/reaper-due.js';
 import { commandOutcome } from './command-outcome.js';
-import type { AwsPlatform } from './platform.js';
+import type { Clock, JobStore, Machines, ObjectStore } from '../../lib/ports.js';
+import type { JobDriver } from '../driver.js';
+import type { DueJob } from '../../lib/aws/dynamo-job-store.js';
+import type { AwsCommandRunner } from './platform.js';
+
+/**
+ * What the protocols use of a platform: the AWS platform has it, and so does the simulation
+ * (sim/), which drives these same functions against simulated services.
+ */
+export interface ProtocolPlatform {
+  driver: JobDriver;
+  objects: ObjectStore;
+  /** The job store plus the reaper's index of jobs due (DynamoJobStore on AWS). */
+  jobs: JobStore & { listDue(nowMs: number): Promise<DueJob[]> };
+  machines: Machines;
+  runner: AwsCommandRunner;
+  clock: Clock;
+}
 
 /**
  * The AWS protocols, each a thin translation of one kind of trigger into driver calls. The
@@ -12,17 +29,17 @@ import type { AwsPlatform } from './platform.js';
  */
 
 /** S3 ObjectCreated for `<group>/submissions/...submit.json` in an analysis bucket. */
-export async function onSubmissionUploaded(platform: AwsPlatform, analysis: string, bucket: string, key: string): Promise<{ jobId: string; duplicate: boolean }> {
+export async function onSubmissionUploaded(platform: ProtocolPlatform, analysis: string, bucket: string, key: string): Promise<{ jobId: string; duplicate: boolean }> {
   return platform.driver.submit(bucket, key, { analysis });
 }
 
 /** S3 ObjectCreated for `<group>/submissions/<user>/<jobId>.cancel.json` (D2): the same function, routed by suffix. */
-export async function onCancelUploaded(platform: AwsPlatform, bucket: string, key: string): Promise<Receipt> {
+export async function onCancelUploaded(platform: ProtocolPlatform, bucket: string, key: string): Promise<Receipt> {
   return platform.driver.cancelRequest(bucket, key);
 }
 
 /** A delayed action from the agent queue: re-check a booting machine, or tick a job. */
-export async function onScheduledAction(platform: AwsPlatform, action: ScheduledAction): Promise<JobState | undefined> {
+export async function onScheduledAction(platform: ProtocolPlatform, action: ScheduledAction): Promise<JobState | undefined> {
   if (action.kind === 'tick') return platform.driver.dispatch(action.jobId, { type: 'Tick', atMs: platform.clock.nowMs() });
   return platform.driver.checkAgent(action);
 }
@@ -31,7 +48,7 @@ export async function onScheduledAction(platform: AwsPlatform, action: Scheduled
  * `EC2 Instance State-change Notification`: tell the machine's job. Machines that are not ours
  * are ignored. `eventTimeMs` is the event's own `time`; EC2's state-transition time wins over it.
  */
-export async function onInstanceStateChange(platform: AwsPlatform, instanceId: string, state: string, eventTimeMs?: number): Promise<JobState | undefined> {
+export async function onInstanceStateChange(platform: ProtocolPlatform, instanceId: string, state: string, eventTimeMs?: number): Promise<JobState | undefined> {
   const known = ['pending', 'running', 'stopping', 'stopped', 'shutting-down', 'terminated'] as const;
   const machineState = known.find((s) => s === state);
   if (!machineState) return undefined;
@@ -51,7 +68,7 @@ export async function onInstanceStateChange(platform: AwsPlatform, instanceId: s
 const FINAL_COMMAND_STATUSES = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled', 'DeliveryTimedOut', 'ExecutionTimedOut', 'Undeliverable', 'Terminated']);
 
 /** `EC2 Command Invocation Status-change Notification`: a runner finished (or SSM gave up on it). */
-export async function onCommandStatusChange(platform: AwsPlatform, commandId: string, instanceId: string, status: string): Promise<JobState | undefined> {
+export async function onCommandStatusChange(platform: ProtocolPlatform, commandId: string, instanceId: string, status: string): Promise<JobState | undefined> {
   if (!FINAL_COMMAND_STATUSES.has(status)) return undefined;
   const machine = await platform.machines.describe(instanceId);
   if (!machine.jobId || !machine.dataset) return undefined;
@@ -77,7 +94,7 @@ export const GIVE_UP_SUBMISSION_MS = 30 * 60_000;
  * A submission event the submit protocol still failed on after Lambda's retries (from the
  * failed-submissions queue): the researcher gets a certificate saying so, instead of silence.
  */
-export async function onSubmissionFailedForGood(platform: AwsPlatform, analysis: string, bucket: string, key: string, errorMessage: string | undefined): Promise<{ jobId: string; rejected: boolean } | undefined> {
+export async function onSubmissionFailedForGood(platform: ProtocolPlatform, analysis: string, bucket: string, key: string, errorMessage: string | undefined): Promise<{ jobId: string; rejected: boolean } | undefined> {
   const detail = errorMessage ? `: ${errorMessage.slice(0, 300)}` : '';
   return platform.driver.rejectUnprocessable(
     bucket,
@@ -95,7 +112,7 @@ export async function onSubmissionFailedForGood(platform: AwsPlatform, analysis:
  * a deadline tag filter and jobs from the reaper's index, so a run costs what is due, not what
  * ever ran.
  */
-export async function reap(platform: AwsPlatform): Promise<ReapResult> {
+export async function reap(platform: ProtocolPlatform): Promise<ReapResult> {
   const nowMs = platform.clock.nowMs();
   const result: ReapResult = { terminated: [], ticked: [], resumed: [], gaveUp: [], failed: [] };
   // One machine or job that fails must not stop the reaper from handling all the others.
@@ -108,7 +125,8 @@ export async function reap(platform: AwsPlatform): Promise<ReapResult> {
     }
   }
   for (const summary of await platform.jobs.listDue(nowMs)) {
-    if (summary.phase === 'DONE' || summary.phase === 'REJECTED') continue;
+    // A finished job is only due while effects (provenance, settlement, end.txt) are left in
+    // its outbox, because they failed: the tick below carries them out.
     try {
       if (summary.phase === 'NEW') {
         if (nowMs - summary.createdAtMs < STUCK_SUBMISSION_MS) continue;
