@@ -64,7 +64,8 @@ describe('ensemble plans', () => {
     expect(plan.datasets.map((ds) => ds.name)).toEqual(['replica-0', 'replica-1', 'replica-2', 'consensus']);
     expect(plan.datasets.every((ds) => ds.inputKey === 'lab/inputs/v0.npz')).toBe(true);
     expect(plan.ensemble).toEqual({ dataset: 'v0.npz', size: 3, minSucceeded: 2, consensusCommand: ['node', 'consensus.mjs'] });
-    expect(plan.reservedUsd).toBeCloseTo(4 * 0.192 * (65 / 60), 5);
+    // instance + 50 GiB gp3 root volume, for the timeout + a reaper period + termination
+    expect(plan.reservedUsd).toBeCloseTo(4 * (0.192 + (50 * 0.08) / 730) * (70 / 60), 5);
   });
 
   it('gives every replica its own reproducible seed', () => {
