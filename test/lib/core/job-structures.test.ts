@@ -222,13 +222,14 @@ describe('chain plans', () => {
     const result = chainPlan();
     expect(result.ok).toBe(true);
     const plan = (result as { plan: JobPlan }).plan;
-    const own = 2 * 0.192 * (65 / 60);
-    const next = 2 * 0.526 * (65 / 60);
+    // Timeout + a reaper period + termination; this stage's machines with their 50 GiB volume.
+    const own = 2 * (0.192 + (50 * 0.08) / 730) * (70 / 60);
+    const next = 2 * 0.526 * (70 / 60);
     expect(plan.chain?.next).toEqual([expect.objectContaining({ analysis: 'stage-two', jobs: 2, datasetsPerJob: 1, instanceType: 'g4dn.xlarge' })]);
     expect(plan.chain?.downstreamReservedUsd).toBeCloseTo(next, 5);
     expect(plan.reservedUsd).toBeCloseTo(own + next, 5);
     // Each machine's deadline still comes from its own share only.
-    expect(plan.machineReservedUsd).toBeCloseTo(0.192 * (65 / 60), 5);
+    expect(plan.machineReservedUsd).toBeCloseTo((0.192 + (50 * 0.08) / 730) * (70 / 60), 5);
   });
 
   it('refuses a chain that loops back (A -> B -> A) with the loop spelled out', () => {
