@@ -314,6 +314,15 @@ function findByInstance(state: JobState, instanceId: string): DatasetState | und
 function onSubmissionReceived(state: JobState, event: Extract<JobEvent, { type: 'SubmissionReceived' }>, out: Effects): void {
   if (state.phase !== 'NEW') return;
   const plan = event.plan;
+  const names = plan.datasets.map((ds) => ds.name);
+  const clash = names.find((name, index) => names.indexOf(name) !== index);
+  if (clash !== undefined) {
+    // Events find datasets by name: two with one name would leave one waiting forever.
+    const keys = plan.datasets.filter((ds) => ds.name === clash).map((ds) => ds.inputKey);
+    const reason = `dataname: ${keys.map((k) => `"${k}"`).join(' and ')} would both be dataset "${clash}"; name each input once`;
+    onSubmissionRejected(state, { type: 'SubmissionRejected', atMs: event.atMs, reasons: [reason], datasets: [...new Set(names)] }, out);
+    return;
+  }
   state.plan = plan;
   state.phase = 'RESERVING';
   state.reserveRequestedAtMs = event.atMs;

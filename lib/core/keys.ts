@@ -131,9 +131,23 @@ export function jobKeys(group: string, analysis: string, jobId: string): JobKeys
 }
 
 /**
- * Dataset name for an input key: its path below `<group>/inputs/`, folders joined by "__"
- * so that it is one safe file name and two inputs never share a name.
+ * Dataset name for an input key: its path below `<group>/inputs/`, made one safe file name by a
+ * reversible escape: `%` -> `%25`, `/` -> `%2F`, a leading `.` -> `%2E`, control characters and
+ * `\` -> `%XX`. Reversible, so two inputs never share a name (`a/b.csv` is `a%2Fb.csv`,
+ * `a__b.csv` stays `a__b.csv`); plain names stay as they are (`a.csv` is `a.csv`).
  */
 export function datasetNameOf(inputKey: string): string {
-  return inputKey.split('/').slice(2).join('__');
+  return escapeDatasetName(inputKey.split('/').slice(2).join('/'));
+}
+
+/** The escape of `datasetNameOf` for a path below `inputs/`. */
+export function escapeDatasetName(path: string): string {
+  // A leading dot would hide the dataset's files (and `.ncap-*` is reserved for the platform).
+  const escaped = path.replace(/[%/\\\u0000-\u001f\u007f]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+  return escaped.startsWith('.') ? `%2E${escaped.slice(1)}` : escaped;
+}
+
+/** The path below `inputs/` a dataset name stands for (the inverse of `escapeDatasetName`). */
+export function unescapeDatasetName(name: string): string {
+  return name.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
 }

@@ -133,6 +133,16 @@ describe('job state machine', () => {
     expect(refused.state.datasets[0]?.failure?.kind).toBe('input');
   });
 
+  it('rejects a plan in which two inputs share a dataset name instead of waiting forever for one', () => {
+    const plan = planFixture(2);
+    const clashing = { ...plan, datasets: plan.datasets.map((ds) => ({ ...ds, name: 'same.csv' })) };
+    const { state, effects } = applyAll([{ type: 'SubmissionReceived', atMs: T0, plan: clashing }]);
+    expect(state.phase).toBe('REJECTED');
+    expect(state.rejection?.[0]).toContain('would both be dataset "same.csv"');
+    expect(effectsOf(effects, 'WriteEnd')).toHaveLength(1);
+    expect(effectsOf(effects, 'ReserveBudget')).toHaveLength(0);
+  });
+
   it('times a dataset out at its deadline and terminates its machine', () => {
     const run = applyAll([...accepted(1), ...healthyRun(0, T0 + 1000).slice(0, 3)]);
     const deadline = run.state.datasets[0]?.deadlineAtMs as number;

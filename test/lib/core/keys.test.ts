@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkKey, checkKeyInArea, datasetNameOf, jobKeys, parseSubmissionKey } from '../../../lib/core/keys.js';
+import { checkKey, checkKeyInArea, datasetNameOf, jobKeys, unescapeDatasetName, parseSubmissionKey } from '../../../lib/core/keys.js';
 
 describe('bucket key layout', () => {
   it.each([
@@ -66,7 +66,37 @@ describe('bucket key layout', () => {
 
   it('names datasets by their path below inputs, so nested inputs never collide', () => {
     expect(datasetNameOf('lab/inputs/a.csv')).toBe('a.csv');
-    expect(datasetNameOf('lab/inputs/day1/a.csv')).toBe('day1__a.csv');
+    expect(datasetNameOf('lab/inputs/day1/a.csv')).toBe('day1%2Fa.csv');
+  });
+
+  it('keeps two inputs that differ only by folders apart (a/b.csv and a__b.csv)', () => {
+    expect(datasetNameOf('lab/inputs/a/b.csv')).not.toBe(datasetNameOf('lab/inputs/a__b.csv'));
+    expect(datasetNameOf('lab/inputs/a__b.csv')).toBe('a__b.csv');
+    expect(datasetNameOf('lab/inputs/a%2Fb.csv')).toBe('a%252Fb.csv');
+  });
+
+  it('names a dataset with one file name that can be turned back into its input path', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 4 }), (segments) => {
+        const path = segments.join('/');
+        const name = datasetNameOf(`lab/inputs/${path}`);
+        expect(name).not.toContain('/');
+        expect(name.startsWith('.')).toBe(false);
+        expect(/[\u0000-\u001f\u007f\\]/.test(name)).toBe(false);
+        expect(unescapeDatasetName(name)).toBe(path);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('never gives two different input keys the same dataset name', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 10 }), fc.string({ maxLength: 10 }), (a, b) => {
+        fc.pre(a !== b && a !== '' && b !== '');
+        expect(datasetNameOf(`lab/inputs/${a}`)).not.toBe(datasetNameOf(`lab/inputs/${b}`));
+      }),
+      { numRuns: 300 },
+    );
   });
 
 });
