@@ -61,6 +61,13 @@ export class ObjectExistsError extends NeuroCaasError {
   }
 }
 
+/** An object is a link (or lies under a linked folder) that leads outside its bucket; it is never read. */
+export class ObjectOutsideBucketError extends NeuroCaasError {
+  constructor(message: string) {
+    super('ObjectOutsideBucket', message);
+  }
+}
+
 /** A machine could not be launched. */
 export class MachineLaunchError extends NeuroCaasError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -215,7 +215,12 @@ export class LocalMachines implements Machines, CommandRunner {
       // The machine is gone; make sure its workflow's process group went with it.
       killGroup(record.workflowPid, 'SIGKILL');
     }
-    if (record.state !== 'terminated') await this.markTerminated(record);
+    // Whatever of the machine outlived its leader (the runner's timers, a workflow's daemon).
+    await killMachineProcesses(instanceId);
+    if (record.state !== 'terminated') {
+      await this.markTerminated(record);
+      await rm(join(this.options.machinesDir, instanceId, 'work'), { recursive: true, force: true });
+    }
     return 'terminated';
   }
 
@@ -301,8 +306,10 @@ export class LocalMachines implements Machines, CommandRunner {
   }
 
   private async onExit(machine: OwnedMachine): Promise<void> {
-    // Nothing of the machine may survive it: its own group and its workflow's group.
+    // Nothing of the machine may survive it: its own group, its workflow's group, and, when the
+    // runner did not get to contain its workflow itself, any process that still carries its id.
     signalMachine(machine.record, 'SIGKILL');
+    if (!machine.reported) await killMachineProcesses(machine.record.instanceId);
     await this.markTerminated(machine.record);
     // Inputs and outputs were copied to the bucket; keep machine.json, command.sh and console.log.
     await rm(join(this.options.machinesDir, machine.record.instanceId, 'work'), { recursive: true, force: true });
@@ -360,6 +367,43 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   } catch (error) {
     if (!isErrno(error, 'ESRCH')) throw error;
   }
+}
+
+/**
+ * SIGKILLs every process whose environment says it belongs to machine `instanceId` (the agent
+ * exports NCAP_INSTANCE_ID to the runner and everything it starts). Linux only (reads /proc);
+ * elsewhere the process groups are all there is.
+ */
+export async function killMachineProcesses(instanceId: string): Promise<number[]> {
+  if (process.platform !== 'linux') return [];
+  const marker = Buffer.from(`\0NCAP_INSTANCE_ID=${instanceId}\0`);
+  const killed: number[] = [];
+  let entries: string[];
+  try {
+    entries = await readdir('/proc');
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return [];
+    throw error;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let environ: Buffer;
+    try {
+      environ = Buffer.concat([Buffer.from([0]), await readFile(`/proc/${entry}/environ`)]);
+    } catch {
+      // Gone meanwhile, or not ours to read (another user's process cannot be our machine's).
+      continue;
+    }
+    if (environ.includes(marker)) {
+      try {
+        process.kill(Number(entry), 'SIGKILL');
+        killed.push(Number(entry));
+      } catch (error) {
+        if (!isErrno(error, 'ESRCH')) throw error;
+      }
+    }
+  }
+  return killed;
 }
 
 /** True when `pid` is alive and still our machine (pids get reused; /proc shows its argv). */

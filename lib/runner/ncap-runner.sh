@@ -28,6 +28,8 @@
 #   NCAP_LIFELINE=stdin   stdin closing means the launcher is gone: stop (local backend)
 #   NCAP_LOG_SHIP_SECONDS how often the log is shipped to S3 (default 5)
 #   NCAP_KILL_GRACE_SECONDS  SIGTERM -> SIGKILL grace (default 2)
+#   NCAP_CONTAIN          how the workflow is contained: auto (default: the first that works of
+#                         pidns, userns-pidns, subreaper, group), or one of them (tests)
 #   NCAP_SHUTDOWN=1       power the machine off a minute after it is done (aws: the instance
 #                         terminates); the delay lets the SSM agent report the command first
 set -uo pipefail
@@ -73,29 +75,74 @@ case "$NCAP_STORE" in
   *) die "NCAP_STORE must be local:<folder> or s3://<bucket>, got '$NCAP_STORE'" ;;
 esac
 
+# Local store: a key is only read when it resolves inside the bucket folder, so a link (or a
+# linked folder) leading out of the bucket is never followed.
+store_path_inside() { # key -> REPLY (resolved path) or fails
+  local resolved root
+  root=$(realpath -e -- "$store_root") || return 1
+  resolved=$(realpath -e -- "$store_root/$1") || return 1
+  [[ "$resolved" == "$root"/* ]] || {
+    printf 'ncap-runner: %s leads outside the bucket (to %s); not read\n' "$1" "$resolved" >&2
+    return 1
+  }
+  REPLY=$resolved
+}
+
 store_get() { # key dest
-  if [[ $store_kind == local ]]; then cp -- "$store_root/$1" "$2"; else aws s3 cp --only-show-errors "s3://$store_root/$1" "$2"; fi
+  if [[ $store_kind == local ]]; then
+    store_path_inside "$1" || return 1
+    # A reflink where the filesystem has them; holes stay holes.
+    cp --reflink=auto --sparse=auto -- "$REPLY" "$2"
+  else
+    aws s3 cp --only-show-errors "s3://$store_root/$1" "$2"
+  fi
 }
 
 store_put() { # file key (replaces: status and log)
   if [[ $store_kind == local ]]; then
-    local target="$store_root/$2"
-    mkdir -p -- "${target%/*}" && cp -- "$1" "$target.ncap-part" && mv -f -- "$target.ncap-part" "$target"
+    local target="$store_root/$2" temp
+    temp="${target%/*}/.ncap-tmp-${target##*/}.$$"
+    mkdir -p -- "${target%/*}" && cp -- "$1" "$temp" && mv -f -- "$temp" "$target"
   else
     aws s3 cp --only-show-errors "$1" "s3://$store_root/$2"
   fi
 }
 
+# Above this, results go up with multipart (aws s3 cp); below, one conditional PUT.
+multipart_threshold_bytes=$((64 * 1024 * 1024))
+
 store_create() { # file key (never replaces: results)
   if [[ $store_kind == local ]]; then
-    local target="$store_root/$2"
-    [[ -d "${target%/*}" ]] || mkdir -p -- "${target%/*}"
-    cp -- "$1" "$target.ncap-part" && ln -- "$target.ncap-part" "$target"
+    local target="$store_root/$2" staged
+    if [[ -e "$target" || -L "$target" ]]; then
+      printf 'ncap-runner: %s already exists; an earlier result is never replaced\n' "$2" >&2
+      return 1
+    fi
+    [[ -d "${target%/*}" ]] || mkdir -p -- "${target%/*}" || return 1
+    # Same filesystem: a hard link of the finished output appears whole, costs no space and
+    # fails if the name exists. Otherwise copy into the hidden staging area, then link into place,
+    # so a cut-short copy is never visible under its name.
+    ln -- "$1" "$target" 2>/dev/null && return 0
+    [[ -e "$target" ]] && return 1
+    staged="$staging_dir/$((++staged_count))"
+    mkdir -p -- "$staging_dir" && cp --reflink=auto --sparse=auto -- "$1" "$staged" && ln -- "$staged" "$target"
     local status=$?
-    rm -f -- "$target.ncap-part"
+    rm -f -- "$staged"
     return $status
   else
-    aws s3api put-object --bucket "$store_root" --key "$2" --body "$1" --if-none-match '*' >/dev/null
+    local size
+    size=$(stat -c %s -- "$1") || return 1
+    if ((size <= multipart_threshold_bytes)); then
+      aws s3api put-object --bucket "$store_root" --key "$2" --body "$1" --if-none-match '*' >/dev/null
+    else
+      # Multipart has no create-only switch in every CLI version: look first. Result keys are the
+      # job's own, so only an earlier attempt of this dataset could have written one.
+      if aws s3api head-object --bucket "$store_root" --key "$2" >/dev/null 2>&1; then
+        printf 'ncap-runner: %s already exists; an earlier result is never replaced\n' "$2" >&2
+        return 1
+      fi
+      aws s3 cp --only-show-errors "$1" "s3://$store_root/$2"
+    fi
   fi
 }
 
@@ -118,7 +165,7 @@ write_status() { # status exitCode(or "") finishedMs(or "") [failureKind failure
       [[ -n "${line//[[:space:]]/}" ]] || continue
       json_string "${line:0:400}"
       tail_json+="${tail_json:+, }$REPLY"
-    done < <(tail -n 20 -- "$live_log")
+    done < <(tail -c 16384 -- "$live_log" | tail -n 20)
   fi
   doc=$'{\n  "schemaVersion": 1'
   local field
@@ -149,35 +196,157 @@ write_status() { # status exitCode(or "") finishedMs(or "") [failureKind failure
   if [[ $store_kind == local ]]; then
     # Written beside its final name and renamed over it: readers never see half a document.
     local target="$store_root/$NCAP_STATUS_KEY"
+    local temp="${target%/*}/.ncap-tmp-${target##*/}.$$"
     [[ -d "${target%/*}" ]] || mkdir -p -- "${target%/*}"
-    printf '%s' "$doc" >"$target.ncap-part" && mv -f -- "$target.ncap-part" "$target"
+    printf '%s' "$doc" >"$temp" && mv -f -- "$temp" "$target"
   else
     printf '%s' "$doc" >"$scratch/status.json" && store_put "$scratch/status.json" "$NCAP_STATUS_KEY"
   fi || printf 'ncap-runner: could not write the status\n' >&2
 }
 
+# ---- containment: every process of the workflow ends with it ---------------------------------
+# In order of preference: a PID namespace (when its first process ends, the kernel kills every
+# other one, daemons in new sessions included), the same in a user namespace (non-root), a child
+# subreaper (orphans re-parent to a helper that kills them), or the process group only. In every
+# mode the workflow's processes carry a marker in their environment and whatever still has it
+# when the workflow is over is killed.
+contain_token="${NCAP_INSTANCE_ID:-runner}-$$-$RANDOM"
+# The subreaper helper: the workflow's parent, and every orphan's; when the workflow ends (or a
+# SIGTERM's grace is over) it kills what is left and exits with the workflow's status.
+subreaper_helper='
+import ctypes, os, signal, sys, time
+if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+    sys.exit(126)
+grace = float(os.environ.get("NCAP_KILL_GRACE_SECONDS") or 2)
+child = os.fork()
+if child == 0:
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])
+    except OSError as error:
+        print("ncap-runner: cannot run %s: %s" % (sys.argv[1], error), file=sys.stderr)
+        os._exit(127)
+kill_at = []
+signal.signal(signal.SIGTERM, lambda *_: kill_at.append(time.monotonic() + grace))
+def children():
+    me, found = str(os.getpid()), []
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % entry) as stat:
+                if entry.isdigit() and stat.read().rsplit(")", 1)[1].split()[1] == me:
+                    found.append(int(entry))
+        except (OSError, IndexError):
+            pass
+    return found
+status = None
+while status is None:
+    try:
+        pid, code = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        break
+    if pid == child:
+        status = code
+    elif pid == 0:
+        if kill_at and time.monotonic() >= kill_at[0]:
+            os.kill(child, signal.SIGKILL)
+        time.sleep(0.05)
+while True:
+    for pid in children():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+if status is None:
+    sys.exit(125)
+sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+'
+contain=()
+contain_mode=${NCAP_CONTAIN:-auto}
+case "$contain_mode" in
+  auto | pidns | userns-pidns | subreaper | group) ;;
+  *) die "NCAP_CONTAIN must be auto, pidns, userns-pidns, subreaper or group, got '$contain_mode'" ;;
+esac
+if [[ $contain_mode == auto || $contain_mode == pidns ]] && unshare --pid --fork --kill-child true 2>/dev/null; then
+  contain_mode=pidns contain=(unshare --pid --fork --kill-child)
+elif [[ $contain_mode == auto || $contain_mode == userns-pidns ]] && unshare --user --map-root-user --pid --fork --kill-child true 2>/dev/null; then
+  contain_mode=userns-pidns contain=(unshare --user --map-root-user --pid --fork --kill-child)
+elif [[ $contain_mode == auto || $contain_mode == subreaper ]] && command -v python3 >/dev/null &&
+  python3 -c 'import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) != 0)' 2>/dev/null; then
+  contain_mode=subreaper contain=(python3 -c "$subreaper_helper")
+else
+  contain_mode=group
+fi
+
+# The first process of a PID namespace is shielded from signals it does not handle; a small
+# shell in that place waits for the workflow, and the workflow itself takes signals as usual.
+# shellcheck disable=SC2016 # expanded by that inner shell
+namespace_init=(bash -c '"$@" & wait "$!"' ncap-init)
+
+# Kills whatever of the workflow is left: its process group, then anything with its marker.
+sweep_workflow() {
+  [[ -n "$workflow_pid" ]] && kill -KILL -- "-$workflow_pid" 2>/dev/null
+  [[ -r /proc/self/environ ]] || return 0
+  local pids round
+  for round in 1 2 3; do
+    mapfile -t pids < <(grep -lsxzF -- "NCAP_CONTAIN_TOKEN=$contain_token" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
+    ((${#pids[@]} > 0)) || return 0
+    kill -KILL -- "${pids[@]}" 2>/dev/null
+    sleep "0.0$round"
+  done
+}
+
 # ---- stopping ---------------------------------------------------------------------------------
 stop_workflow() {
   [[ -n "$workflow_pid" ]] || return 0
-  kill -TERM -- "-$workflow_pid" 2>/dev/null || return 0
-  local waited=0
-  while kill -0 -- "-$workflow_pid" 2>/dev/null && ((waited < grace * 10)); do
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-  kill -KILL -- "-$workflow_pid" 2>/dev/null || true
+  if kill -TERM -- "-$workflow_pid" 2>/dev/null; then
+    # The subreaper helper kills what ignores SIGTERM itself once the grace is over; give it that.
+    local waited=0 limit=$((grace * 10))
+    [[ $contain_mode == subreaper ]] && limit=$((limit + 10))
+    while kill -0 -- "-$workflow_pid" 2>/dev/null && ((waited < limit)); do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+  fi
+  sweep_workflow
 }
+
+watchdog_pid=""
+shipper_pid=""
+lifeline_pid=""
+staging_dir=""
+staged_count=0
+copying=()
+copied=0
+# The runner's own helpers (watchdog, log shipper, lifeline) and its staging area end with it.
+# shellcheck disable=SC2317 # invoked by the trap below
+cleanup() {
+  local pid
+  for pid in "$watchdog_pid" "$shipper_pid" "$lifeline_pid"; do
+    [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null
+  done
+  [[ -n "$staging_dir" ]] && rm -rf -- "$staging_dir"
+  return 0
+}
+trap cleanup EXIT
 
 # shellcheck disable=SC2317 # invoked by the trap below
 on_signal() {
   printf 'ncap-runner: stopped by signal; stopping the workflow\n' >&2
   stop_workflow
+  if ((${#copying[@]} > 0)); then
+    # Stored results are whole (each appears at once under its name); say which are missing.
+    local note="ncap-runner: stopped during the results copy: ${copied} of ${#copying[@]} stored; not stored: ${copying[*]:copied}"
+    printf '%s\n' "$note" >>"$live_log" 2>/dev/null
+    printf '%s\n' "$note" >&2
+  fi
   exit 143
 }
 trap on_signal TERM INT HUP
 
 # ---- local backend lifeline: when the launcher goes away, stdin closes and we stop ---------
-lifeline_pid=""
 if [[ "${NCAP_LIFELINE:-}" == stdin ]]; then
   # The explicit <&0: without it bash gives background jobs /dev/null as stdin.
   (
@@ -196,6 +365,13 @@ mkdir -p -- "$scratch/input" "$scratch/output" || die "cannot create $scratch"
 if [[ $store_kind == local ]]; then
   live_log="$store_root/$NCAP_LOG_KEY"
   mkdir -p -- "${live_log%/*}"
+  # Results are staged beside the bucket (same filesystem, so they can be linked into place)
+  # in a folder the store never lists; folders of runners that died are removed here.
+  staging_root="$store_root/.ncap-staging"
+  for stale in "$staging_root"/*-[0-9]*; do
+    [[ -d "$stale" ]] && ! kill -0 "${stale##*-}" 2>/dev/null && rm -rf -- "$stale"
+  done
+  staging_dir="$staging_root/${NCAP_INSTANCE_ID:-runner}-$$"
 else
   live_log="$scratch/workflow.log"
 fi
@@ -234,14 +410,20 @@ else
     timed_out=1
   else
     cd -- "$NCAP_WORKDIR" || die "workflow folder $NCAP_WORKDIR does not exist"
-    NCAP_INPUT="$input_path" NCAP_CONFIG="$config_path" NCAP_OUTPUT_DIR="$scratch/output" NCAP_REPLICAS_DIR="$replicas_dir" \
-      NCAP_JOB_ID="$NCAP_JOB_ID" NCAP_DATASET="$NCAP_DATASET" HOME="$scratch" TMPDIR="$scratch" \
-      setsid "$@" >>"$live_log" 2>&1 </dev/null &
+    if [[ $contain_mode == pidns || $contain_mode == userns-pidns ]]; then launch=("${contain[@]}" "${namespace_init[@]}"); else launch=("${contain[@]}"); fi
+    (
+      # The events descriptor is the runner's own: a workflow can neither write to it nor hold
+      # it open (the launcher learns the machine is gone when it closes).
+      if [[ -n "${NCAP_EVENTS_FD:-}" ]]; then exec {NCAP_EVENTS_FD}>&-; fi
+      NCAP_INPUT="$input_path" NCAP_CONFIG="$config_path" NCAP_OUTPUT_DIR="$scratch/output" NCAP_REPLICAS_DIR="$replicas_dir" \
+        NCAP_JOB_ID="$NCAP_JOB_ID" NCAP_DATASET="$NCAP_DATASET" HOME="$scratch" TMPDIR="$scratch" \
+        NCAP_CONTAIN_TOKEN="$contain_token" \
+        exec setsid "${launch[@]}" "$@"
+    ) >>"$live_log" 2>&1 </dev/null &
     workflow_pid=$!
     emit "workflow $workflow_pid"
     sleep "$((remaining_ms / 1000)).$(printf '%03d' $((remaining_ms % 1000)))" &
     watchdog_pid=$!
-    shipper_pid=""
     if [[ $store_kind == s3 ]]; then
       (while sleep "${NCAP_LOG_SHIP_SECONDS:-5}"; do store_put "$live_log" "$NCAP_LOG_KEY" 2>/dev/null; done) &
       shipper_pid=$!
@@ -251,13 +433,14 @@ else
       timed_out=1
       printf 'ncap-runner: deadline reached, stopping the workflow\n' >>"$live_log"
       stop_workflow
-    else
-      kill "$watchdog_pid" 2>/dev/null
     fi
+    kill "$watchdog_pid" 2>/dev/null
     wait "$workflow_pid"
     exit_code=$?
+    # Whatever the workflow left behind (a daemon, a `cmd &`) ends with it.
+    sweep_workflow
     [[ -n "$shipper_pid" ]] && kill "$shipper_pid" 2>/dev/null
-    workflow_pid=""
+    workflow_pid="" watchdog_pid="" shipper_pid=""
   fi
 fi
 
@@ -272,10 +455,21 @@ if ((timed_out)); then
 elif [[ "$exit_code" == 0 ]]; then
   status=SUCCEEDED
   # Outputs of a successful run become results; a name that already exists is never replaced.
+  # Links are not followed (they could point anywhere on the machine): they are skipped with a note.
+  while IFS= read -r -d '' entry; do
+    file=${entry:2}
+    if [[ ${entry:0:1} == f ]]; then
+      copying+=("$file")
+    else
+      printf 'ncap-runner: output %s is not a regular file (a link or a device); not copied to the results\n' "$file" >>"$live_log"
+    fi
+  done < <(cd -- "$scratch/output" && find . -mindepth 1 \( -type f -printf 'f %P\0' \) -o \( ! -type d -printf 'o %P\0' \))
   missing=()
-  while IFS= read -r -d '' file; do
-    store_create "$scratch/output/${file#./}" "$NCAP_RESULTS_PREFIX${file#./}" 2>>"$live_log" || missing+=("${file#./}")
-  done < <(cd -- "$scratch/output" && find . -type f -print0)
+  for file in "${copying[@]}"; do
+    store_create "$scratch/output/$file" "$NCAP_RESULTS_PREFIX$file" 2>>"$live_log" || missing+=("$file")
+    copied=$((copied + 1))
+  done
+  copying=()
   if ((${#missing[@]} > 0)); then
     # A result that did not arrive is a lost result: never SUCCEEDED.
     status=FAILED failure_kind=platform
@@ -290,6 +484,6 @@ finished_ms=$REPLY
 write_status "$status" "$exit_code" "$finished_ms" "$failure_kind" "$failure_detail"
 emit "finished ${exit_code:--} $timed_out $finished_ms ${failure_kind:--}"
 
-[[ -n "$lifeline_pid" ]] && kill "$lifeline_pid" 2>/dev/null
 if [[ "${NCAP_SHUTDOWN:-}" == 1 ]]; then shutdown -h +1 "neurocaas: job done" >/dev/null 2>&1 || poweroff; fi
+[[ $failure_kind == platform ]] && exit 3
 exit 0

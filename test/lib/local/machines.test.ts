@@ -109,8 +109,9 @@ describe('local machines', () => {
   it('kills the workflow and everything it spawned when terminated', async () => {
     const { machines, events, root } = setup(`
       import { spawn } from 'node:child_process';
-      const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-      console.log('GRANDCHILD', child.pid);
+      // The grandchild says its own pid as the host sees it (/proc is the host's even when the
+      // runner put the workflow into a PID namespace of its own).
+      spawn(process.execPath, ['-e', 'console.log("GRANDCHILD", require("fs").readlinkSync("/proc/self")); setInterval(() => {}, 1000)'], { stdio: 'inherit' });
       setInterval(() => {}, 1000);
     `);
     const { instanceId } = await machines.launch(launchRequest(Date.now() + 60_000));
