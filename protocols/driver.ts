@@ -355,16 +355,22 @@ export class JobDriver {
     for (const key of [...datanames(submission), submission.configname]) {
       if (objectsFacts.has(key) || !key.startsWith(`${group}/`)) continue;
       const info = await objects.head(bucket, key).catch((error: unknown) => {
-        if (error instanceof NeuroCaasError) return undefined;
+        if (error instanceof NeuroCaasError) return error;
         throw error;
       });
+      if (info instanceof NeuroCaasError) {
+        // A link out of the bucket is there but must never be read: say so, not "missing".
+        if (info.code === 'ObjectOutsideBucket') objectsFacts.set(key, { size: 0, etag: '', unreadable: info.message });
+        continue;
+      }
       if (!info) continue;
       const facts: ObjectFacts = { size: info.size, etag: info.etag };
       const sha = await this.ports.sha256?.(bucket, key);
       if (sha) facts.sha256 = sha;
       objectsFacts.set(key, facts);
     }
-    const configText = objectsFacts.has(submission.configname) ? (await objects.get(bucket, submission.configname)).toString('utf8') : undefined;
+    const configFacts = objectsFacts.get(submission.configname);
+    const configText = configFacts && configFacts.unreadable === undefined ? (await objects.get(bucket, submission.configname)).toString('utf8') : undefined;
 
     const claim = parseChainClaim(submission);
     let parent: ChainParent | undefined;

@@ -1,22 +1,41 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { isErrno } from '../local/fs-util.js';
+
+/** Bytes read from a log per read call: what the follower holds of a file at a time. */
+export const LOG_READ_CHUNK_BYTES = 256 * 1024;
+/** At most this much of one file is read per poll, so a fast writer cannot starve the CLI. */
+export const LOG_BYTES_PER_POLL = 8 * 1024 * 1024;
+/** A line longer than this is emitted in pieces of this many characters. */
+export const MAX_LOG_LINE_CHARS = 16 * 1024;
+
+interface FollowedFile {
+  label: string;
+  path: string;
+  offset: number;
+  decoder: StringDecoder;
+  partial: string;
+}
 
 /**
  * Follows growing log files (like `tail -f`) by polling: the machine appends to them from
- * another process, so polling is the portable choice. Reads are synchronous and small, so a
- * caller can drain the logs right before printing a step and keep the output in order.
- * Emits complete lines only, except on the final drain.
+ * another process, so polling is the portable choice. Reads are synchronous, by offset and in
+ * bounded chunks, so memory stays constant whatever the log's size and a caller can drain the
+ * logs right before printing a step and keep the output in order. Emits complete lines (very
+ * long ones in pieces of MAX_LOG_LINE_CHARS), and an unterminated last line on the final drain.
  */
 export class LogFollower {
-  private readonly offsets = new Map<string, number>();
-  private readonly partial = new Map<string, string>();
+  private readonly followed: FollowedFile[];
+  private readonly buffer = Buffer.allocUnsafe(LOG_READ_CHUNK_BYTES);
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly files: readonly { label: string; path: string }[],
+    files: readonly { label: string; path: string }[],
     private readonly onLine: (label: string, line: string) => void,
     private readonly intervalMs = 200,
-  ) {}
+  ) {
+    this.followed = files.map(({ label, path }) => ({ label, path, offset: 0, decoder: new StringDecoder('utf8'), partial: '' }));
+  }
 
   start(): void {
     this.timer = setInterval(() => this.poll(false), this.intervalMs);
@@ -31,39 +50,63 @@ export class LogFollower {
 
   /** Reads what was appended since the last call and emits its complete lines. */
   poll(final = false): void {
-    for (const { label, path } of this.files) {
-      const chunk = this.readNew(path);
-      if (chunk.length > 0) {
-        const lines = ((this.partial.get(path) ?? '') + chunk).split(/\r?\n/);
-        this.partial.set(path, lines.pop() ?? '');
-        for (const line of lines) this.onLine(label, line);
-      }
-      const rest = this.partial.get(path);
-      if (final && rest) {
-        this.onLine(label, rest);
-        this.partial.set(path, '');
+    for (const file of this.followed) {
+      this.readNew(file, final ? Number.POSITIVE_INFINITY : LOG_BYTES_PER_POLL);
+      if (final) {
+        const rest = file.partial + file.decoder.end();
+        file.partial = '';
+        if (rest) this.onLine(file.label, rest);
       }
     }
   }
 
-  private readNew(path: string): string {
+  private readNew(file: FollowedFile, maxBytes: number): void {
     let fd: number;
     try {
-      fd = openSync(path, 'r');
+      fd = openSync(file.path, 'r');
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return '';
+      if (isErrno(error, 'ENOENT')) return;
       throw error;
     }
     try {
-      const offset = this.offsets.get(path) ?? 0;
       const size = fstatSync(fd).size;
-      if (size <= offset) return '';
-      const buffer = Buffer.alloc(size - offset);
-      const read = readSync(fd, buffer, 0, buffer.length, offset);
-      this.offsets.set(path, offset + read);
-      return buffer.subarray(0, read).toString('utf8');
+      let budget = maxBytes;
+      while (file.offset < size && budget > 0) {
+        const want = Math.min(this.buffer.length, size - file.offset, budget);
+        const read = readSync(fd, this.buffer, 0, want, file.offset);
+        if (read === 0) break;
+        file.offset += read;
+        budget -= read;
+        this.emit(file, file.decoder.write(this.buffer.subarray(0, read)));
+      }
     } finally {
       closeSync(fd);
+    }
+  }
+
+  private emit(file: FollowedFile, text: string): void {
+    const all = file.partial + text;
+    let start = 0;
+    for (;;) {
+      const newline = all.indexOf('\n', start);
+      if (newline < 0) break;
+      const end = newline > start && all.charCodeAt(newline - 1) === 13 ? newline - 1 : newline;
+      this.emitLine(file.label, all.slice(start, end));
+      start = newline + 1;
+    }
+    let rest = all.slice(start);
+    // A line without an end yet: keep at most one piece of it.
+    while (rest.length > MAX_LOG_LINE_CHARS) {
+      this.onLine(file.label, rest.slice(0, MAX_LOG_LINE_CHARS));
+      rest = rest.slice(MAX_LOG_LINE_CHARS);
+    }
+    file.partial = rest;
+  }
+
+  private emitLine(label: string, line: string): void {
+    for (let start = 0; start < line.length || start === 0; start += MAX_LOG_LINE_CHARS) {
+      this.onLine(label, line.slice(start, start + MAX_LOG_LINE_CHARS));
+      if (line.length === 0) break;
     }
   }
 }

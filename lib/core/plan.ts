@@ -10,6 +10,8 @@ export interface ObjectFacts {
   size: number;
   etag: string;
   sha256?: string;
+  /** The object exists but must not be read (e.g. a link leading outside the bucket): why. */
+  unreadable?: string;
 }
 
 export interface PlannedDataset {
@@ -276,6 +278,10 @@ export function planJob(input: PlanInput): PlanResult {
       datasetReason(key, `dataname: dataset "${key}" does not exist; upload it first`);
       continue;
     }
+    if (facts.unreadable !== undefined) {
+      datasetReason(key, `dataname: ${facts.unreadable}`);
+      continue;
+    }
     datasets.push({ name, inputKey: key, input: facts });
   }
 
@@ -284,6 +290,8 @@ export function planJob(input: PlanInput): PlanResult {
   const configFacts = input.objects.get(submission.configname);
   if (!configArea.ok) {
     reasons.push(`configname: ${configArea.reason}`);
+  } else if (configFacts?.unreadable !== undefined) {
+    reasons.push(`configname: ${configFacts.unreadable}`);
   } else if (!configFacts || input.configText === undefined) {
     reasons.push(`configname: config "${submission.configname}" does not exist; upload it first`);
   } else {

@@ -256,9 +256,11 @@ while True:
         except OSError:
             pass
     try:
-        os.wait()
+        while os.waitpid(-1, os.WNOHANG)[0] != 0:
+            pass
     except ChildProcessError:
         break
+    time.sleep(0.02)
 if status is None:
     sys.exit(125)
 sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
@@ -273,9 +275,10 @@ if [[ $contain_mode == auto || $contain_mode == pidns ]] && unshare --pid --fork
   contain_mode=pidns contain=(unshare --pid --fork --kill-child)
 elif [[ $contain_mode == auto || $contain_mode == userns-pidns ]] && unshare --user --map-root-user --pid --fork --kill-child true 2>/dev/null; then
   contain_mode=userns-pidns contain=(unshare --user --map-root-user --pid --fork --kill-child)
-elif [[ $contain_mode == auto || $contain_mode == subreaper ]] && command -v python3 >/dev/null &&
-  python3 -c 'import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) != 0)' 2>/dev/null; then
-  contain_mode=subreaper contain=(python3 -c "$subreaper_helper")
+elif [[ $contain_mode == auto || $contain_mode == subreaper ]] && python=$(command -v /usr/bin/python3 python3 | head -n 1) &&
+  "$python" -c 'import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) != 0)' 2>/dev/null; then
+  # The system's python first: a version manager's shim on PATH costs half a second per start.
+  contain_mode=subreaper contain=("$python" -c "$subreaper_helper")
 else
   contain_mode=group
 fi

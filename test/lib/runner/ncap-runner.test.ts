@@ -1,0 +1,321 @@
+/**
+ * The instance-side runner on its own: a folder store (and a stand-in `aws` for the S3 store),
+ * generated workflows, and checks on what is left in the store and in the process table.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { killMachineProcesses } from '../../../lib/local/machines.js';
+
+const runner = fileURLToPath(new URL('../../../lib/runner/ncap-runner.sh', import.meta.url));
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+});
+
+interface Setup {
+  root: string;
+  store: string;
+  scratch: string;
+  instanceId: string;
+  env: Record<string, string>;
+}
+
+let counter = 0;
+
+/** A bucket folder with one input and one config, and the runner's environment for it. */
+function setup(options: { store?: string; scratch?: string; deadlineMs?: number } = {}): Setup {
+  const root = mkdtempSync(join(tmpdir(), 'ncap-runner-'));
+  const instanceId = `i-0${process.pid.toString(16)}${(counter += 1).toString(16).padStart(4, '0')}`;
+  const store = options.store ?? join(root, 'store');
+  const scratch = options.scratch ?? join(root, 'scratch');
+  cleanups.push(() => {
+    void killMachineProcesses(instanceId);
+    rmSync(root, { recursive: true, force: true });
+  });
+  mkdirSync(join(store, 'lab', 'inputs'), { recursive: true });
+  mkdirSync(join(store, 'lab', 'configs'), { recursive: true });
+  writeFileSync(join(store, 'lab', 'inputs', 'a.csv'), 'x,y\n1,2\n');
+  writeFileSync(join(store, 'lab', 'configs', 'c.json'), '{}');
+  const prefix = 'lab/results/job__t_J1/';
+  const env: Record<string, string> = {
+    PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+    NCAP_STORE: `local:${store}`,
+    NCAP_JOB_ID: 'J1',
+    NCAP_ANALYSIS: 't',
+    NCAP_DATASET: 'a.csv',
+    NCAP_INPUT_KEY: 'lab/inputs/a.csv',
+    NCAP_CONFIG_KEY: 'lab/configs/c.json',
+    NCAP_LOG_KEY: `${prefix}logs/a.csv.log`,
+    NCAP_STATUS_KEY: `${prefix}logs/DATASET_NAME-a.csv_STATUS.txt.json`,
+    NCAP_RESULTS_PREFIX: `${prefix}process_results/a.csv/`,
+    NCAP_DEADLINE_EPOCH_MS: String(Date.now() + (options.deadlineMs ?? 30_000)),
+    NCAP_WORKDIR: root,
+    NCAP_SCRATCH: scratch,
+    NCAP_INSTANCE_ID: instanceId,
+    NCAP_KILL_GRACE_SECONDS: '1',
+  };
+  return { root, store, scratch, instanceId, env };
+}
+
+function workflow(s: Setup, script: string): string[] {
+  writeFileSync(join(s.root, 'wf.sh'), script);
+  return ['bash', join(s.root, 'wf.sh')];
+}
+
+function runRunner(s: Setup, argv: string[], extraEnv: Record<string, string> = {}): { code: number | null; stderr: string } {
+  const result = spawnSync('bash', [runner, '--', ...argv], { env: { ...s.env, ...extraEnv }, encoding: 'utf8', timeout: 60_000 });
+  return { code: result.status, stderr: result.stderr };
+}
+
+function status(s: Setup): { status: string; failure?: { kind: string; detail: string }; logTail: string[] } {
+  return JSON.parse(readFileSync(join(s.store, s.env['NCAP_STATUS_KEY'] as string), 'utf8'));
+}
+
+function log(s: Setup): string {
+  return readFileSync(join(s.store, s.env['NCAP_LOG_KEY'] as string), 'utf8');
+}
+
+/** Every file under `dir`, relative, hidden ones included. */
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return (readdirSync(dir, { recursive: true, withFileTypes: true }) as import('node:fs').Dirent[])
+    .filter((entry) => !entry.isDirectory())
+    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1))
+    .sort();
+}
+
+/** Pids of processes whose environment marks them as the machine's (what killMachineProcesses would kill). */
+function processesOf(instanceId: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`).includes(`\0NCAP_INSTANCE_ID=${instanceId}\0`)) found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+async function until<T>(probe: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+const DAEMON = `
+# A daemon in a session of its own that ignores SIGTERM: outside the workflow's process group.
+setsid bash -c 'trap "" TERM; while :; do sleep 1; done' </dev/null >/dev/null 2>&1 &
+echo result > "$NCAP_OUTPUT_DIR/r.txt"
+`;
+
+describe('the runner contains its workflow', () => {
+  const modes = ['auto', 'subreaper', 'group'] as const;
+  const available = (mode: string): boolean =>
+    mode !== 'subreaper' || spawnSync('python3', ['-c', 'import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) != 0)']).status === 0;
+
+  for (const mode of modes) {
+    it(`leaves no daemon and no timer behind when the workflow ends (NCAP_CONTAIN=${mode})`, () => {
+      if (!available(mode)) {
+        console.log(`skipping NCAP_CONTAIN=${mode}: python3 with prctl is not available here`);
+        return;
+      }
+      const s = setup();
+      const result = runRunner(s, workflow(s, DAEMON), { NCAP_CONTAIN: mode });
+      expect(result.code, result.stderr).toBe(0);
+      expect(status(s).status).toBe('SUCCEEDED');
+      expect(processesOf(s.instanceId)).toEqual([]);
+    });
+  }
+
+  it('says which containment it used is the first that works: a PID namespace when unshare is allowed', () => {
+    const allowed = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'true']).status === 0;
+    const s = setup();
+    runRunner(s, workflow(s, 'echo "pid $$" > "$NCAP_OUTPUT_DIR/pid.txt"\n'));
+    const pid = readFileSync(join(s.store, 'lab/results/job__t_J1/process_results/a.csv/pid.txt'), 'utf8').trim();
+    // In a fresh PID namespace the workflow's shell is its second process (the first waits for it).
+    if (allowed) expect(pid).toBe('pid 2');
+    else expect(pid).not.toBe('pid 2');
+  });
+
+  it('stops the workflow, its daemon and its own watchdog when it is itself stopped (a cancel)', async () => {
+    const s = setup();
+    const child = spawn('bash', [runner, '--', ...workflow(s, `${DAEMON}\nsleep 60\n`)], { env: s.env, stdio: 'ignore' });
+    await until(() => existsSync(join(s.scratch, 'output', 'r.txt')));
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('exit', resolve));
+    await until(() => processesOf(s.instanceId).length === 0, 5_000);
+  });
+
+  it('stops at the deadline and leaves nothing running', () => {
+    const s = setup({ deadlineMs: 1_500 });
+    const result = runRunner(s, workflow(s, `${DAEMON}\nsleep 60\n`));
+    expect(result.code).toBe(0);
+    expect(status(s).status).toBe('TIMED_OUT');
+    expect(processesOf(s.instanceId)).toEqual([]);
+  });
+});
+
+describe('the runner stores results', () => {
+  it('stores outputs create-only and does not follow links written into them', () => {
+    const s = setup();
+    const result = runRunner(s, workflow(s, 'mkdir -p "$NCAP_OUTPUT_DIR/sub"; echo a > "$NCAP_OUTPUT_DIR/sub/a.txt"; ln -s /etc/passwd "$NCAP_OUTPUT_DIR/passwd"\n'));
+    expect(result.code).toBe(0);
+    expect(status(s).status).toBe('SUCCEEDED');
+    expect(filesUnder(join(s.store, 'lab/results/job__t_J1/process_results'))).toEqual(['a.csv/sub/a.txt']);
+    expect(log(s)).toContain('output passwd is not a regular file (a link or a device); not copied to the results');
+  });
+
+  it('fails the dataset (platform) naming a result that could not be stored because one already exists', () => {
+    const s = setup();
+    const earlier = join(s.store, 'lab/results/job__t_J1/process_results/a.csv/r.txt');
+    mkdirSync(join(earlier, '..'), { recursive: true });
+    writeFileSync(earlier, 'earlier\n');
+    const result = runRunner(s, workflow(s, 'echo new > "$NCAP_OUTPUT_DIR/r.txt"; echo ok > "$NCAP_OUTPUT_DIR/ok.txt"\n'));
+    expect(result.code).toBe(3);
+    const doc = status(s);
+    expect(doc.status).toBe('FAILED');
+    expect(doc.failure).toEqual({ kind: 'platform', detail: 'results could not be stored: r.txt' });
+    expect(readFileSync(earlier, 'utf8')).toBe('earlier\n');
+    expect(existsSync(join(earlier, '..', 'ok.txt'))).toBe(true);
+  });
+
+  it('fails the dataset (platform) naming the result a full disk could not take, and leaves no part of it', () => {
+    if (process.getuid?.() !== 0) {
+      console.log('skipping the full-disk case: mounting a small tmpfs needs root');
+      return;
+    }
+    const s = setup();
+    const small = join(s.root, 'small');
+    mkdirSync(small);
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
+    if (mounted.status !== 0) {
+      console.log(`skipping the full-disk case: mount -t tmpfs failed (${String(mounted.stderr).trim()})`);
+      return;
+    }
+    cleanups.push(() => void spawnSync('umount', ['-l', small]));
+    const store = join(small, 'store');
+    mkdirSync(join(store, 'lab', 'inputs'), { recursive: true });
+    mkdirSync(join(store, 'lab', 'configs'), { recursive: true });
+    writeFileSync(join(store, 'lab', 'inputs', 'a.csv'), 'x\n');
+    writeFileSync(join(store, 'lab', 'configs', 'c.json'), '{}');
+    // Outputs on another filesystem than the store: they must be copied, and 6 MB do not fit.
+    const t = { ...s, store, env: { ...s.env, NCAP_STORE: `local:${store}` } };
+    const result = runRunner(t, workflow(t, 'echo small > "$NCAP_OUTPUT_DIR/small.txt"; head -c 6000000 /dev/urandom > "$NCAP_OUTPUT_DIR/big.bin"\n'));
+    expect(result.code, result.stderr).toBe(3);
+    const doc = status(t);
+    expect(doc.status).toBe('FAILED');
+    expect(doc.failure?.kind).toBe('platform');
+    expect(doc.failure?.detail).toBe('results could not be stored: big.bin');
+    expect(filesUnder(join(store, 'lab/results/job__t_J1/process_results'))).toEqual(['a.csv/small.txt']);
+    expect(filesUnder(join(store, '.ncap-staging'))).toEqual([]);
+  });
+
+  it('never shows a half-copied result when killed mid-copy, and the next run removes what the copy left', async () => {
+    // Scratch on another filesystem than the store, so results are copied, through a slow `cp`.
+    const shm = mkdtempSync(join('/dev/shm', 'ncap-runner-'));
+    cleanups.push(() => rmSync(shm, { recursive: true, force: true }));
+    const s = setup({ scratch: join(shm, 'scratch') });
+    if (statSync(shm).dev === statSync(s.store).dev) {
+      console.log('skipping the mid-copy kill: /dev/shm is on the same filesystem as the temp folder');
+      return;
+    }
+    const bin = join(s.root, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'cp'), '#!/bin/bash\n# A copy that writes half, then stalls: the moment to kill.\nfor last; do :; done\nif [[ $last == */.ncap-staging/* ]]; then head -c 1000 "${@: -2:1}" > "$last"; sleep 60; fi\nexec /bin/cp "$@"\n');
+    chmodSync(join(bin, 'cp'), 0o755);
+    const env = { ...s.env, PATH: `${bin}:${s.env['PATH']}` };
+    const child = spawn('bash', [runner, '--', ...workflow(s, 'head -c 100000 /dev/zero > "$NCAP_OUTPUT_DIR/big.bin"\n')], { env, stdio: 'ignore', detached: true });
+    const staging = join(s.store, '.ncap-staging');
+    await until(() => filesUnder(staging).length > 0, 15_000);
+    process.kill(-(child.pid as number), 'SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    const results = join(s.store, 'lab/results/job__t_J1/process_results');
+    expect(filesUnder(results)).toEqual([]);
+    expect(filesUnder(join(s.store, 'lab')).filter((f) => f.includes('ncap-part') || f.includes('.ncap-tmp'))).toEqual([]);
+    expect(filesUnder(staging).length).toBeGreaterThan(0);
+
+    const next = setup({ store: s.store });
+    runRunner(next, workflow(next, 'true\n'));
+    expect(filesUnder(staging)).toEqual([]);
+  });
+});
+
+describe('the runner reads only what lies in the bucket', () => {
+  it('fails the dataset (input) when its input is a link leading outside the bucket', () => {
+    const s = setup();
+    const secret = join(s.root, 'secret.txt');
+    writeFileSync(secret, 'not for the workflow\n');
+    rmSync(join(s.store, 'lab', 'inputs', 'a.csv'));
+    symlinkSync(secret, join(s.store, 'lab', 'inputs', 'a.csv'));
+    const result = runRunner(s, workflow(s, 'cat "$NCAP_INPUT"\n'));
+    expect(result.code).toBe(0);
+    const doc = status(s);
+    expect(doc.status).toBe('FAILED');
+    expect(doc.failure).toEqual({ kind: 'input', detail: 'could not fetch the dataset lab/inputs/a.csv' });
+    expect(log(s)).toContain('leads outside the bucket');
+    expect(log(s)).not.toContain('not for the workflow');
+  });
+
+  it('fails the dataset (input) when its input lies under a linked folder leading outside the bucket', () => {
+    const s = setup();
+    const outside = join(s.root, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'a.csv'), 'outside\n');
+    symlinkSync(outside, join(s.store, 'lab', 'inputs', 'linked'));
+    const result = runRunner(s, workflow(s, 'cat "$NCAP_INPUT"\n'), { NCAP_INPUT_KEY: 'lab/inputs/linked/a.csv' });
+    expect(result.code).toBe(0);
+    expect(status(s).failure?.kind).toBe('input');
+    expect(log(s)).not.toContain('outside\n');
+  });
+});
+
+describe('the runner handles large logs', () => {
+  it('writes a bounded log tail for 100 MiB of log without a newline', () => {
+    const s = setup();
+    const result = runRunner(s, workflow(s, 'head -c 104857600 /dev/zero | tr "\\0" x\n'));
+    expect(result.code).toBe(0);
+    const doc = status(s);
+    expect(doc.status).toBe('SUCCEEDED');
+    expect(doc.logTail.length).toBeLessThanOrEqual(20);
+    expect(doc.logTail.every((line) => line.length <= 400)).toBe(true);
+    expect(statSync(join(s.store, s.env['NCAP_STATUS_KEY'] as string)).size).toBeLessThan(16_384);
+  });
+});
+
+describe('the runner on the S3 store', () => {
+  it('fails the dataset (platform) naming a result whose upload failed', () => {
+    const s = setup();
+    const bin = join(s.root, 'bin');
+    mkdirSync(bin);
+    // A stand-in for the AWS CLI on a bucket folder: downloads work, result uploads fail.
+    writeFileSync(
+      join(bin, 'aws'),
+      `#!/bin/bash
+store=${JSON.stringify(s.store)}
+case "$1 $2" in
+  "s3 cp") src=\${@: -2:1} dst=\${@: -1}
+    if [[ $src == s3://* ]]; then /bin/cp "$store/\${src#s3://bucket/}" "$dst"; else mkdir -p "$(dirname "$store/\${dst#s3://bucket/}")"; /bin/cp "$src" "$store/\${dst#s3://bucket/}"; fi ;;
+  "s3api put-object") echo "upload failed: An error occurred (InternalError)" >&2; exit 1 ;;
+  "s3api head-object") exit 254 ;;
+  *) echo "unexpected aws $*" >&2; exit 2 ;;
+esac
+`,
+    );
+    chmodSync(join(bin, 'aws'), 0o755);
+    const result = runRunner(s, workflow(s, 'echo a > "$NCAP_OUTPUT_DIR/a.txt"\n'), { NCAP_STORE: 's3://bucket', PATH: `${bin}:${s.env['PATH']}` });
+    expect(result.code, result.stderr).toBe(3);
+    const doc = status(s);
+    expect(doc.status).toBe('FAILED');
+    expect(doc.failure).toEqual({ kind: 'platform', detail: 'results could not be stored: a.txt' });
+  });
+});
