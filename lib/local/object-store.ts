@@ -276,13 +276,15 @@ const ZEROS = Buffer.alloc(CHUNK_BYTES);
  * filesystem can (instant, no space), else a streamed copy that leaves all-zero chunks as holes.
  */
 async function copyAndHash(source: string, dest: string): Promise<string> {
-  try {
-    await copyFile(source, dest, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE_FORCE);
-    return await sha256OfFile(dest);
-  } catch (error) {
-    // No reflinks here (or across filesystems): copy by hand below.
-    if (!(error instanceof Error) || !('code' in error)) throw error;
-    await rm(dest, { force: true });
+  if ((await stat(source)).isFile()) {
+    try {
+      await copyFile(source, dest, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE_FORCE);
+      return await sha256OfFile(dest);
+    } catch (error) {
+      // No reflinks here (or across filesystems): copy by hand below.
+      if (!(error instanceof Error) || !('code' in error)) throw error;
+      await rm(dest, { force: true });
+    }
   }
   const hash = createHash('sha256');
   const input = await open(source, 'r');
