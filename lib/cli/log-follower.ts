@@ -8,6 +8,8 @@ export const LOG_READ_CHUNK_BYTES = 256 * 1024;
 export const LOG_BYTES_PER_POLL = 8 * 1024 * 1024;
 /** A line longer than this is emitted in pieces of this many characters. */
 export const MAX_LOG_LINE_CHARS = 16 * 1024;
+/** While the output has more than this waiting to be written, nothing more is read. */
+export const MAX_OUTPUT_BACKLOG_BYTES = 1024 * 1024;
 
 interface FollowedFile {
   label: string;
@@ -29,10 +31,16 @@ export class LogFollower {
   private readonly buffer = Buffer.allocUnsafe(LOG_READ_CHUNK_BYTES);
   private timer: NodeJS.Timeout | undefined;
 
+  /**
+   * @param outputBacklogBytes bytes written but not yet taken by the output (e.g.
+   *   `process.stdout.writableLength`): a pipe to a slow reader queues writes in memory, so the
+   *   follower reads no more while it is over MAX_OUTPUT_BACKLOG_BYTES. Default: never backed up.
+   */
   constructor(
     files: readonly { label: string; path: string }[],
     private readonly onLine: (label: string, line: string) => void,
     private readonly intervalMs = 200,
+    private readonly outputBacklogBytes: () => number = () => 0,
   ) {
     this.followed = files.map(({ label, path }) => ({ label, path, offset: 0, decoder: new StringDecoder('utf8'), partial: '' }));
   }
@@ -48,8 +56,26 @@ export class LogFollower {
     this.poll(true);
   }
 
+  /**
+   * Stops polling and prints whatever is left like `stop`, but waits for the output to take
+   * each piece, so memory stays bounded however much is left and however slow the reader is.
+   */
+  async stopAndDrain(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (;;) {
+      while (this.outputBacklogBytes() > MAX_OUTPUT_BACKLOG_BYTES) await new Promise((resolve) => setTimeout(resolve, 5));
+      let more = false;
+      for (const file of this.followed) more = this.readNew(file, LOG_READ_CHUNK_BYTES) || more;
+      if (!more) break;
+    }
+    this.poll(true);
+  }
+
   /** Reads what was appended since the last call and emits its complete lines. */
   poll(final = false): void {
+    // The output is not keeping up: read later rather than queue in memory.
+    if (!final && this.outputBacklogBytes() > MAX_OUTPUT_BACKLOG_BYTES) return;
     for (const file of this.followed) {
       this.readNew(file, final ? Number.POSITIVE_INFINITY : LOG_BYTES_PER_POLL);
       if (final) {
@@ -60,12 +86,13 @@ export class LogFollower {
     }
   }
 
-  private readNew(file: FollowedFile, maxBytes: number): void {
+  /** Reads up to `maxBytes` new bytes; true when the file has more after that. */
+  private readNew(file: FollowedFile, maxBytes: number): boolean {
     let fd: number;
     try {
       fd = openSync(file.path, 'r');
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return;
+      if (isErrno(error, 'ENOENT')) return false;
       throw error;
     }
     try {
@@ -79,6 +106,7 @@ export class LogFollower {
         budget -= read;
         this.emit(file, file.decoder.write(this.buffer.subarray(0, read)));
       }
+      return file.offset < size;
     } finally {
       closeSync(fd);
     }
