@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LocalPlatform, packageRoot } from '../protocols/local-shell.js';
+import { benchDataScale } from './data-scale.js';
 import { benchInfraScale } from './infra-scale.js';
 import { benchLambdaBundles, benchSynth } from './lambda-bundles.js';
 import { benchManyDatasets, benchSharedRoot } from './local-state.js';
@@ -147,6 +148,7 @@ async function main(): Promise<void> {
       print(`fan-out ${String(n).padStart(2)} datasets x 2 s: job ${t.toFixed(0)} ms / ideal ${ideal.toFixed(0)} ms = ${(t / ideal).toFixed(3)}   (target <= 1.1; ideal = ${n} direct runs at once)`);
     }
     await benchSimulation(print);
+    await benchDataScale(print);
     await benchLambdaBundles(print);
     benchSynth(print);
     benchInfraScale(print);

@@ -266,10 +266,11 @@ export class S3ClientObjects implements ClientObjects {
     return (await this.headWithMetadata(bucket, key))?.info;
   }
 
-  async read(bucket: string, key: string, fromByte = 0): Promise<Buffer | undefined> {
+  async read(bucket: string, key: string, fromByte = 0, maxBytes?: number): Promise<Buffer | undefined> {
     return guarded(`reading s3://${bucket}/${key}`, async () => {
       try {
-        const result = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...(fromByte > 0 ? { Range: `bytes=${fromByte}-` } : {}) }));
+        const range = maxBytes !== undefined ? `bytes=${fromByte}-${fromByte + maxBytes - 1}` : fromByte > 0 ? `bytes=${fromByte}-` : undefined;
+        const result = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...(range ? { Range: range } : {}) }));
         return result.Body ? Buffer.from(await result.Body.transformToByteArray()) : Buffer.alloc(0);
       } catch (error) {
         if (isMissing(error)) return undefined;

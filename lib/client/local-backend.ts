@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { copyFile, open, rename, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AnalysisNotFoundError, JobNotFoundError, UsageError } from '../core/errors.js';
@@ -125,7 +124,7 @@ class LocalClientObjects implements ClientObjects {
     return this.platform.objects.head(bucket, key);
   }
 
-  async read(bucket: string, key: string, fromByte = 0): Promise<Buffer | undefined> {
+  async read(bucket: string, key: string, fromByte = 0, maxBytes = Number.POSITIVE_INFINITY): Promise<Buffer | undefined> {
     let handle;
     try {
       handle = await open(this.platform.objects.pathOf(bucket, key), 'r');
@@ -136,7 +135,7 @@ class LocalClientObjects implements ClientObjects {
     try {
       const { size } = await handle.stat();
       if (size <= fromByte) return Buffer.alloc(0);
-      const buffer = Buffer.alloc(size - fromByte);
+      const buffer = Buffer.alloc(Math.min(size - fromByte, maxBytes));
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, fromByte);
       return buffer.subarray(0, bytesRead);
     } finally {
@@ -157,15 +156,9 @@ class LocalClientObjects implements ClientObjects {
   }
 
   async upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; onProgress?: ProgressListener }): Promise<void> {
-    // Read in chunks rather than as one buffer, so progress can be reported; the store writes atomically.
-    const chunks: Buffer[] = [];
-    let done = 0;
-    for await (const chunk of createReadStream(file)) {
-      chunks.push(chunk as Buffer);
-      done += (chunk as Buffer).length;
-      options.onProgress?.(done, options.sizeBytes);
-    }
-    await this.platform.objects.put(bucket, key, Buffer.concat(chunks));
+    // Streamed (or reflinked) through the bucket's staging area in constant memory, whatever the size.
+    const { info } = await this.platform.objects.stageFile(bucket, key, file);
+    options.onProgress?.(info.size, options.sizeBytes);
   }
 
   async download(bucket: string, key: string, file: string, options: { onProgress?: ProgressListener } = {}): Promise<void> {

@@ -20,8 +20,11 @@ export type ProgressListener = (doneBytes: number, totalBytes: number) => void;
 /** The analysis buckets as a researcher sees them. Every write is create-only. */
 export interface ClientObjects {
   head(bucket: string, key: string): Promise<ObjectInfo | undefined>;
-  /** The object's bytes from `fromByte` (default 0); undefined when it does not exist. */
-  read(bucket: string, key: string, fromByte?: number): Promise<Buffer | undefined>;
+  /**
+   * The object's bytes from `fromByte` (default 0), at most `maxBytes` of them (default: to the
+   * end); undefined when it does not exist.
+   */
+  read(bucket: string, key: string, fromByte?: number, maxBytes?: number): Promise<Buffer | undefined>;
   /** Every object under `prefix`, sorted by key. */
   list(bucket: string, prefix: string): Promise<ObjectInfo[]>;
   /** Creates a small object; throws ObjectExistsError when the key exists. */

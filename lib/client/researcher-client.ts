@@ -27,7 +27,18 @@ export interface RunListener {
   progress?(file: string, doneBytes: number, totalBytes: number): void;
   jobId?(jobId: string): void;
   follow?(event: FollowEvent): void;
+  /**
+   * Bytes the shell has written but its output not yet taken (e.g. `process.stdout.writableLength`):
+   * following reads no more log while this is over FOLLOW_BACKLOG_BYTES, so a slow reader of a
+   * pipe cannot make the CLI queue a whole log in memory. Default: never backed up.
+   */
+  outputBacklogBytes?(): number;
 }
+
+/** Log bytes read per request while following. */
+export const FOLLOW_CHUNK_BYTES = 1024 * 1024;
+/** Following waits while the shell's output holds more than this. */
+export const FOLLOW_BACKLOG_BYTES = 1024 * 1024;
 
 export type FollowEvent = { type: 'log'; dataset: string; line: string } | { type: 'certificate'; line: string } | { type: 'end'; job: JobDetail };
 
@@ -109,7 +120,7 @@ export class ResearcherClient {
     listener.jobId?.(receipt.jobId);
     if (receipt.outcome === 'rejected') return this.backend.jobs.get(receipt.jobId, identity).catch(() => rejectedDetail(receipt, identity, bucket, key));
     let last: JobDetail | undefined;
-    for await (const event of this.follow(receipt.jobId)) {
+    for await (const event of this.follow(receipt.jobId, undefined, listener.outputBacklogBytes)) {
       listener.follow?.(event);
       if (event.type === 'end') last = event.job;
     }
@@ -193,26 +204,39 @@ export class ResearcherClient {
    * yields log lines before certificate lines, so a log line never follows the line that says
    * the job finished.
    */
-  async *follow(jobId: string, signal?: AbortSignal): AsyncGenerator<FollowEvent> {
+  async *follow(jobId: string, signal?: AbortSignal, outputBacklogBytes: () => number = () => 0): AsyncGenerator<FollowEvent> {
     const scope = await this.backend.scope(this.request);
     const { objects } = this.backend;
     const offsets = new Map<string, number>();
     const splitters = new Map<string, LineSplitter>();
-    const readLines = async (bucket: string, key: string, final: boolean): Promise<string[]> => {
+    // One bounded chunk at a time: a log of any size is never held whole.
+    const readLines = async (bucket: string, key: string, final: boolean): Promise<{ lines: string[]; more: boolean }> => {
       const offset = offsets.get(key) ?? 0;
-      const chunk = await objects.read(bucket, key, offset);
+      const chunk = await objects.read(bucket, key, offset, FOLLOW_CHUNK_BYTES);
       const splitter = splitters.get(key) ?? new LineSplitter();
       splitters.set(key, splitter);
       const lines = chunk && chunk.length > 0 ? (offsets.set(key, offset + chunk.length), splitter.push(chunk)) : [];
-      return final ? [...lines, ...splitter.flush()] : lines;
+      const more = chunk !== undefined && chunk.length === FOLLOW_CHUNK_BYTES;
+      return { lines: final && !more ? [...lines, ...splitter.flush()] : lines, more };
     };
     for (;;) {
       const job = await this.backend.jobs.get(jobId, scope);
       const finished = job.phase === 'DONE' || job.phase === 'REJECTED';
       const keys = jobKeys(job.group, job.analysis, job.jobId);
-      const certificate = await readLines(job.bucket, keys.certificate, finished);
+      const certificate: string[] = [];
+      for (let more = true; more; ) {
+        const read = await readLines(job.bucket, keys.certificate, finished);
+        certificate.push(...read.lines);
+        more = read.more;
+      }
       for (const ds of job.datasets) {
-        for (const line of await readLines(job.bucket, keys.datasetLog(ds.name), finished)) yield { type: 'log', dataset: ds.name, line };
+        for (let more = true; more; ) {
+          while (outputBacklogBytes() > FOLLOW_BACKLOG_BYTES) await sleep(5);
+          const read = await readLines(job.bucket, keys.datasetLog(ds.name), finished);
+          for (const line of read.lines) yield { type: 'log', dataset: ds.name, line };
+          // Caught up unless the job has ended: the rest comes next round, after the pause.
+          more = read.more && (finished || outputBacklogBytes() <= FOLLOW_BACKLOG_BYTES);
+        }
       }
       for (const line of certificate) yield { type: 'certificate', line: line.replace(/^\d{4}-\d{2}-\d{2}T[\d:.]+Z {2}/, '') };
       if (finished) {

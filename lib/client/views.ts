@@ -18,6 +18,14 @@ export function outcomeFromDocuments(input: {
   return 'FAILED';
 }
 
+/** A complete line cut into pieces of at most MAX_LOG_LINE_BYTES characters. */
+function pieces(line: string): string[] {
+  if (line.length <= MAX_LOG_LINE_BYTES) return [line];
+  const out: string[] = [];
+  for (let start = 0; start < line.length; start += MAX_LOG_LINE_BYTES) out.push(line.slice(start, start + MAX_LOG_LINE_BYTES));
+  return out;
+}
+
 /** `jobs` human line: counts of dataset phases. */
 export function phaseCounts(datasets: readonly { phase: DatasetPhase }[]): string {
   const counts = new Map<string, number>();
@@ -25,22 +33,33 @@ export function phaseCounts(datasets: readonly { phase: DatasetPhase }[]): strin
   return [...counts].map(([phase, n]) => `${n} ${phase}`).join(', ');
 }
 
-/** Splits appended bytes into complete lines, keeping the unterminated rest for the next chunk. */
+/** A log line longer than this many bytes is emitted in pieces, so no line is held whole. */
+export const MAX_LOG_LINE_BYTES = 16 * 1024;
+
+/**
+ * Splits appended bytes into complete lines, keeping the unterminated rest for the next chunk.
+ * The rest never grows past MAX_LOG_LINE_BYTES: a longer line comes out in pieces (cut between
+ * characters), so memory stays bounded for any log, with or without newlines.
+ */
 export class LineSplitter {
   private rest: Buffer = Buffer.alloc(0);
   push(chunk: Buffer): string[] {
-    const joined = this.rest.length > 0 ? Buffer.concat([this.rest, chunk]) : chunk;
+    let joined = this.rest.length > 0 ? Buffer.concat([this.rest, chunk]) : chunk;
+    const lines: string[] = [];
     const lastNewline = joined.lastIndexOf(0x0a);
-    if (lastNewline < 0) {
-      this.rest = joined;
-      return [];
+    if (lastNewline >= 0) {
+      for (const line of joined.subarray(0, lastNewline).toString('utf8').split('\n')) lines.push(...pieces(line.replace(/\r$/, '')));
+      joined = joined.subarray(lastNewline + 1);
     }
-    this.rest = Buffer.from(joined.subarray(lastNewline + 1));
-    return joined
-      .subarray(0, lastNewline)
-      .toString('utf8')
-      .split('\n')
-      .map((line) => line.replace(/\r$/, ''));
+    while (joined.length > MAX_LOG_LINE_BYTES) {
+      let cut = MAX_LOG_LINE_BYTES;
+      // Never inside a UTF-8 sequence: back up over continuation bytes.
+      while (cut > 0 && ((joined[cut] as number) & 0xc0) === 0x80) cut -= 1;
+      lines.push(joined.subarray(0, cut).toString('utf8'));
+      joined = joined.subarray(cut);
+    }
+    this.rest = Buffer.from(joined);
+    return lines;
   }
   /** The unterminated last line, once, at the end. */
   flush(): string[] {

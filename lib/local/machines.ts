@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { openSync, closeSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -180,7 +180,7 @@ export class LocalMachines implements Machines, CommandRunner {
     const commandFile = join(scratchDir, 'command.sh');
     const lines = [
       '# written by the local machines adapter; every value is shell-quoted',
-      ...shellExports({ ...env, NCAP_EVENTS_FD: '3', NCAP_LIFELINE: 'stdin', NCAP_RUNNER: this.options.runnerScript }),
+      ...shellExports({ ...env, NCAP_EVENTS_FD: '3', NCAP_LIFELINE: 'stdin', NCAP_RUNNER: this.options.runnerScript, NCAP_CONTAIN: containmentMode() }),
       `NCAP_ARGV=(${spec.command.map(shellQuote).join(' ')})`,
     ];
     await writeFile(commandFile, `${lines.join('\n')}\n`);
@@ -367,6 +367,21 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   } catch (error) {
     if (!isErrno(error, 'ESRCH')) throw error;
   }
+}
+
+let detectedContainment: string | undefined;
+
+/**
+ * How the runners of this process contain their workflows (see ncap-runner.sh): probed once
+ * per process rather than by every runner, since many machines share a small host. A PID
+ * namespace when `unshare` allows one (directly, or in a user namespace); otherwise the runner
+ * picks among the rest itself ("auto").
+ */
+export function containmentMode(): string {
+  if (detectedContainment !== undefined) return detectedContainment;
+  const probe = (args: string[]) => spawnSync('unshare', [...args, '--pid', '--fork', '--kill-child', 'true'], { stdio: 'ignore', timeout: 5_000 }).status === 0;
+  detectedContainment = probe([]) ? 'pidns' : probe(['--user', '--map-root-user']) ? 'userns-pidns' : 'auto';
+  return detectedContainment;
 }
 
 /**

@@ -78,9 +78,11 @@ esac
 # Local store: a key is only read when it resolves inside the bucket folder, so a link (or a
 # linked folder) leading out of the bucket is never followed.
 store_path_inside() { # key -> REPLY (resolved path) or fails
-  local resolved root
-  root=$(realpath -e -- "$store_root") || return 1
-  resolved=$(realpath -e -- "$store_root/$1") || return 1
+  local paths resolved root
+  # One realpath for both (each process start counts when many machines share a host).
+  mapfile -t paths < <(realpath -e -- "$store_root" "$store_root/$1" 2>/dev/null)
+  ((${#paths[@]} == 2)) || return 1
+  root=${paths[0]} resolved=${paths[1]}
   [[ "$resolved" == "$root"/* ]] || {
     printf 'ncap-runner: %s leads outside the bucket (to %s); not read\n' "$1" "$resolved" >&2
     return 1
@@ -159,13 +161,16 @@ json_string() { # value -> REPLY as a JSON string literal
 }
 
 write_status() { # status exitCode(or "") finishedMs(or "") [failureKind failureDetail]
-  local status=$1 exit_code=$2 finished_ms=$3 failure_kind=${4:-} failure_detail=${5:-} tail_json="" line doc
+  local status=$1 exit_code=$2 finished_ms=$3 failure_kind=${4:-} failure_detail=${5:-} tail_json="" line doc lines=()
   if [[ -s "$live_log" ]]; then
+    # Only the log's last 16 KiB are read, whatever its size or its lines' lengths.
     while IFS= read -r line; do
-      [[ -n "${line//[[:space:]]/}" ]] || continue
-      json_string "${line:0:400}"
+      [[ -n "${line//[[:space:]]/}" ]] && lines+=("${line:0:400}")
+    done < <(tail -c 16384 -- "$live_log")
+    for line in "${lines[@]: -20}"; do
+      json_string "$line"
       tail_json+="${tail_json:+, }$REPLY"
-    done < <(tail -c 16384 -- "$live_log" | tail -n 20)
+    done
   fi
   doc=$'{\n  "schemaVersion": 1'
   local field
@@ -271,9 +276,11 @@ case "$contain_mode" in
   auto | pidns | userns-pidns | subreaper | group) ;;
   *) die "NCAP_CONTAIN must be auto, pidns, userns-pidns, subreaper or group, got '$contain_mode'" ;;
 esac
-if [[ $contain_mode == auto || $contain_mode == pidns ]] && unshare --pid --fork --kill-child true 2>/dev/null; then
+# An explicit mode is trusted (the local backend detects once per process and says which);
+# auto tries each in order.
+if [[ $contain_mode == pidns ]] || { [[ $contain_mode == auto ]] && unshare --pid --fork --kill-child true 2>/dev/null; }; then
   contain_mode=pidns contain=(unshare --pid --fork --kill-child)
-elif [[ $contain_mode == auto || $contain_mode == userns-pidns ]] && unshare --user --map-root-user --pid --fork --kill-child true 2>/dev/null; then
+elif [[ $contain_mode == userns-pidns ]] || { [[ $contain_mode == auto ]] && unshare --user --map-root-user --pid --fork --kill-child true 2>/dev/null; }; then
   contain_mode=userns-pidns contain=(unshare --user --map-root-user --pid --fork --kill-child)
 elif [[ $contain_mode == auto || $contain_mode == subreaper ]] && python=$(command -v /usr/bin/python3 python3 | head -n 1) &&
   "$python" -c 'import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) != 0)' 2>/dev/null; then
@@ -291,12 +298,15 @@ namespace_init=(bash -c '"$@" & wait "$!"' ncap-init)
 # Kills whatever of the workflow is left: its process group, then anything with its marker.
 sweep_workflow() {
   [[ -n "$workflow_pid" ]] && kill -KILL -- "-$workflow_pid" 2>/dev/null
+  # Nothing can leave a PID namespace: once its first process is gone, so is everything else.
+  [[ $contain_mode == pidns || $contain_mode == userns-pidns ]] && return 0
   [[ -r /proc/self/environ ]] || return 0
-  local pids round
+  local files pids round
   for round in 1 2 3; do
-    mapfile -t pids < <(grep -lsxzF -- "NCAP_CONTAIN_TOKEN=$contain_token" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3)
-    ((${#pids[@]} > 0)) || return 0
-    kill -KILL -- "${pids[@]}" 2>/dev/null
+    mapfile -t files < <(grep -lsxzF -- "NCAP_CONTAIN_TOKEN=$contain_token" /proc/[0-9]*/environ 2>/dev/null)
+    ((${#files[@]} > 0)) || return 0
+    pids=("${files[@]#/proc/}")
+    kill -KILL -- "${pids[@]%/environ}" 2>/dev/null
     sleep "0.0$round"
   done
 }

@@ -29,6 +29,8 @@ export async function runAnalysis(client: ResearcherClient, request: RunRequest,
       if (event.type === 'log') reporter.logLine(event.dataset, event.line);
       else if (event.type === 'certificate') reporter.step(`[${jobId}] ${event.line}`);
     },
+    // A pipe to a slow reader queues writes in memory: follow the logs no faster than it reads.
+    outputBacklogBytes: () => process.stdout.writableLength,
   });
   // A chain is one unit: run follows every stage to its end.
   return followChain(client, job, reporter, reportJobResult(client, job, reporter));
@@ -115,7 +117,7 @@ export async function showLogs(client: ResearcherClient, jobId: string, follow: 
     return 0;
   }
   let outcome = 'RUNNING';
-  for await (const event of client.follow(jobId)) {
+  for await (const event of client.follow(jobId, undefined, () => process.stdout.writableLength)) {
     if (event.type === 'log') reporter.logLine(event.dataset, event.line);
     else if (event.type === 'end') outcome = event.job.outcome;
   }
