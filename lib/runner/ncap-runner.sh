@@ -167,7 +167,8 @@ write_status() { # status exitCode(or "") finishedMs(or "") [failureKind failure
     while IFS= read -r line; do
       [[ -n "${line//[[:space:]]/}" ]] && lines+=("${line:0:400}")
     done < <(tail -c 16384 -- "$live_log")
-    for line in "${lines[@]: -20}"; do
+    local first=$((${#lines[@]} > 20 ? ${#lines[@]} - 20 : 0))
+    for line in "${lines[@]:first}"; do
       json_string "$line"
       tail_json+="${tail_json:+, }$REPLY"
     done
