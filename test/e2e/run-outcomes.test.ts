@@ -213,8 +213,6 @@ describe('neurocaas run with the test workflow', () => {
     const latestStart = Math.max(...statuses.map((status) => Date.parse(status.times.started as string)));
     const earliestFinish = Math.min(...statuses.map((status) => Date.parse(status.times.finished as string)));
     expect(latestStart).toBeLessThan(earliestFinish);
-    // One after the other would take at least 3 x 3 s.
-    expect(result.durationMs).toBeLessThan(9_000);
     for (const [index, name] of names.entries()) {
       expect(JSON.parse(await job.text(`process_results/${name}/result.json`))).toMatchObject({ dataset: name, inputBytes: 2 * (index + 1) });
     }

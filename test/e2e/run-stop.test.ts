@@ -44,7 +44,8 @@ describe('a run that reaches its deadline', () => {
     expect(result.code, transcript(result)).toBe(EXIT.failed);
     // test-timeout allows 0.1 min (6 s) per machine.
     expect(result.durationMs).toBeGreaterThanOrEqual(6_000);
-    expect(result.durationMs).toBeLessThan(16_000);
+    // Well before the 120 s the workflow would sleep: the deadline, not the workflow, ended it.
+    expect(result.durationMs).toBeLessThan(60_000);
     const job = await JobFolder.single(sandbox.root, 'test-timeout', 'lab');
     const reason = 'reached its deadline: the analysis allows 0.1 min per dataset';
     const status = await job.status('a.csv');
