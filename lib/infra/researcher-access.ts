@@ -1,6 +1,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { IAM_PATH } from './group-access.js';
 import { acknowledge, wildcardResourceFinding } from './nag.js';
 
 /**
@@ -35,6 +36,12 @@ export function analysisBucketsArn(scope: Construct): string {
 /** ARN pattern of objects under `keyPattern` in every analysis bucket. */
 export function analysisObjectsArn(scope: Construct, keyPattern: string): string {
   return `${analysisBucketsArn(scope)}/${keyPattern}`;
+}
+
+/** ARN of the caller's own IAM user (`arn:<partition>:iam::<account>:user/neurocaas/${aws:username}`). */
+export function ownIamUserArn(scope: Construct): string {
+  const stack = Stack.of(scope);
+  return `arn:${stack.partition}:iam::${stack.account}:user${IAM_PATH}\${aws:username}`;
 }
 
 /** ARNs of the deployment parameters: the root path itself (GetParametersByPath) and everything below. */
@@ -78,6 +85,13 @@ export function researcherStatements(scope: Construct): iam.PolicyStatement[] {
       sid: 'ReadDeploymentParameters',
       actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath'],
       resources: deploymentParameterArns(scope),
+    }),
+    new iam.PolicyStatement({
+      // The CLI learns the caller's group from its own IAM user's tags (one user, exact path:
+      // no wildcard, so nobody reads another user's tags).
+      sid: 'ReadOwnUserTags',
+      actions: ['iam:ListUserTags'],
+      resources: [ownIamUserArn(scope)],
     }),
     new iam.PolicyStatement({
       sid: 'NeverDelete',

@@ -97,6 +97,7 @@ describe('UsersStack groups', () => {
         Action: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath'],
         Resource: ['arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/neurocaas', 'arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/neurocaas/*'],
       },
+      { Sid: 'ReadOwnUserTags', Effect: 'Allow', Action: ['iam:ListUserTags'], Resource: ['arn:<AWS::Partition>:iam::<AWS::AccountId>:user/neurocaas/<aws:username>'] },
       { Sid: 'NeverDelete', Effect: 'Deny', Action: ['s3:DeleteObject', 's3:DeleteObjectVersion'], Resource: [`${buckets}/*`] },
     ]);
   });
@@ -265,7 +266,15 @@ describe('the researcher policy, evaluated for the users of the stack', () => {
     }
   });
 
-  it('no researcher may touch a bucket\'s configuration or the job table', () => {
+  it('every researcher reads the tags of their own IAM user (to learn their group), and of nobody else', () => {
+    const userArn = (name: string) => `arn:aws:iam::123456789012:user/neurocaas/${name}`;
+    expect(may('ada', 'iam:ListUserTags', userArn('ada'))).toBe(true);
+    expect(may('ada', 'iam:ListUserTags', userArn('bob'))).toBe(false);
+    expect(may('ada', 'iam:ListUserTags', userArn('xada'))).toBe(false);
+    expect(may('ada', 'iam:TagUser', userArn('ada'))).toBe(false);
+  });
+
+    it('no researcher may touch a bucket\'s configuration or the job table', () => {
     for (const action of ['s3:PutBucketPolicy', 's3:PutLifecycleConfiguration', 's3:PutBucketVersioning', 's3:DeleteBucket']) {
       expect(may('ada', action, ALPHA)).toBe(false);
     }
