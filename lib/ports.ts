@@ -97,7 +97,12 @@ export interface LaunchRequest {
   instanceType: string;
   /** Idempotency token: a second launch with the same token returns the same machine. */
   clientToken: string;
-  /** Absolute epoch ms after which the machine must not exist; tagged on it for the reaper. */
+  /**
+   * Absolute epoch ms after which the machine must not exist; tagged on it for the reaper.
+   * A launch asked for at or after it only returns the machine an earlier try of the same
+   * token started; it never starts one (throws MachineLaunchError), so a retried launch whose
+   * answer was lost cannot create a machine that is already past its deadline.
+   */
   deadlineAtMs: number;
 }
 

@@ -280,7 +280,9 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       const head = world.buckets.get(s.bucket)?.get(s.key)?.info;
       const jobId = head ? world.claims.get(`${s.bucket}/${s.key}#${head.etag}`) : undefined;
       const record = jobId ? world.jobs.get(jobId) : undefined;
-      if (!record || !isJobFinished(record.state)) return false;
+      // Finished and with nothing left in its outbox: a failed end.txt write or settlement is
+      // still to be retried by the reaper, so the run is not over.
+      if (!record || !isJobFinished(record.state) || record.outbox.length > 0) return false;
     }
     for (const instance of world.instances.values()) if (instance.state !== 'terminated') return false;
     return true;

@@ -5,7 +5,7 @@
  * same seed gives the same run, byte for byte.
  */
 import { decideReservation, settleEntry, type LedgerEntry } from '../lib/core/cost.js';
-import { ConcurrentUpdateError, MachineLaunchError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError } from '../lib/core/errors.js';
+import { ConcurrentUpdateError, MachineLaunchError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError, pastDeadlineError } from '../lib/core/errors.js';
 import { summarizeJob } from '../lib/core/job-machine.js';
 import { reaperDueAtMs } from '../lib/core/reaper-due.js';
 import type { DueJob } from '../lib/aws/dynamo-job-store.js';
@@ -232,6 +232,8 @@ export class World {
       const instance = this.instances.get(existing) as InstanceRecord;
       return { instanceId: instance.instanceId, instanceType: instance.instanceType, launchedAtMs: instance.launchedAtMs };
     }
+    // EC2 itself would start it; the adapter refuses first (Ec2Machines.launch), as the port says.
+    if (this.nowMs >= request.deadlineAtMs) throw pastDeadlineError(request);
     const f = this.faults;
     if (this.rng.chance(f.capacity)) {
       this.stats.capacityErrors += 1;

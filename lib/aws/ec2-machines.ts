@@ -11,7 +11,7 @@ import {
   type Tag,
   type _InstanceType,
 } from '@aws-sdk/client-ec2';
-import { MachineLaunchError } from '../core/errors.js';
+import { MachineLaunchError, pastDeadlineError } from '../core/errors.js';
 import type { LaunchRequest, LaunchResult, MachineDescription, Machines, MachineState } from '../ports.js';
 import { awsErrorCode, describeAwsError, isThrottlingError, withRetries } from './retry.js';
 
@@ -64,6 +64,8 @@ export interface Ec2MachinesOptions {
   baseDelayMs?: number;
   /** Jitter source, for tests. Default Math.random. */
   random?: () => number;
+  /** Current time in epoch ms, to refuse launches past their deadline. Default Date.now. */
+  nowMs?: () => number;
 }
 
 /** EC2 instances as the platform's machines (DESIGN.md section 5). */
@@ -72,6 +74,7 @@ export class Ec2Machines implements Machines {
   private readonly maxAttempts: number;
   private readonly baseDelayMs: number;
   private readonly random: (() => number) | undefined;
+  private readonly nowMs: () => number;
 
   constructor(
     private readonly ec2: EC2Client,
@@ -82,6 +85,7 @@ export class Ec2Machines implements Machines {
     this.maxAttempts = options.maxAttempts ?? 6;
     this.baseDelayMs = options.baseDelayMs ?? 500;
     this.random = options.random;
+    this.nowMs = options.nowMs ?? (() => Date.now());
   }
 
   /**
@@ -95,6 +99,7 @@ export class Ec2Machines implements Machines {
     }
     const existing = await this.findLaunched(request.clientToken);
     if (existing) return existing;
+    if (this.nowMs() >= request.deadlineAtMs) throw pastDeadlineError(request);
 
     const types = launchOrder(request.instanceType, placement.instanceTypes, placement.hourlyUsd);
     const tried: string[] = [];
@@ -373,3 +378,4 @@ export function parseStateTransitionTime(reason: string | undefined): number | u
   const ms = Date.parse(`${match[1]}T${match[2]}Z`);
   return Number.isFinite(ms) ? ms : undefined;
 }
+

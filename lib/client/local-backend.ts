@@ -62,6 +62,8 @@ export class LocalClientBackend implements ClientBackend {
 
   async deliver(bucket: string, key: string, kind: 'submission' | 'cancel'): Promise<void> {
     if (kind === 'submission') {
+      // Every command is a reaper pass (issue 6): what a dead process left is finished or resumed first.
+      await this.platform.reap();
       await this.platform.startSubmission(bucket, key);
       return;
     }

@@ -97,3 +97,13 @@ export class SubmissionRejectedError extends NeuroCaasError {
     this.jobId = jobId;
   }
 }
+
+/**
+ * A launch asked for at or after its dataset's deadline: nothing may be started any more
+ * (LaunchRequest.deadlineAtMs in lib/ports.ts). Every Machines adapter throws this.
+ */
+export function pastDeadlineError(request: { dataset: string; deadlineAtMs: number }): MachineLaunchError {
+  return new MachineLaunchError(
+    `the deadline of dataset ${request.dataset} (${new Date(request.deadlineAtMs).toISOString()}) has passed; no machine is started for it`,
+  );
+}

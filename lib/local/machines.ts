@@ -1,12 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { openSync, closeSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MachineLaunchError } from '../core/errors.js';
+import { MachineLaunchError, pastDeadlineError } from '../core/errors.js';
 import { DatasetFailureSchema, type DatasetFailure } from '../core/status.js';
 import { runnerEnvironment, shellExports, shellQuote, type RunnerSpec } from '../core/runner-spec.js';
 import type {
@@ -102,6 +102,10 @@ export class LocalMachines implements Machines, CommandRunner {
       const record = existing && (await this.readRecord(existing.instanceId));
       if (!record) throw new MachineLaunchError(`launch token ${request.clientToken} is taken but its machine is unknown`);
       return { instanceId: record.instanceId, instanceType: record.instanceType };
+    }
+    if (this.options.clock.nowMs() >= request.deadlineAtMs) {
+      await unlink(tokenPath).catch(() => undefined);
+      throw pastDeadlineError(request);
     }
     const scratchDir = join(this.options.machinesDir, instanceId);
     await mkdir(scratchDir, { recursive: true });

@@ -91,6 +91,26 @@ describe('a CLI killed at any moment, then one neurocaas jobs', () => {
   }
 });
 
+describe('a CLI killed at any moment, then another neurocaas run', () => {
+  it('while launching: the next run first cancels and settles the orphan, then runs its own job', async () => {
+    const sandbox = await createSandbox();
+    await runAndCrash(sandbox, 'launched');
+    const data = await sandbox.file('b.csv', 'frame,x\n1,2\n');
+    const configFile = await sandbox.config('succeed.json', { mode: 'succeed' });
+
+    const next = await sandbox.cli(['run', analysis, '--data', data, '--config', configFile, '--user', 'alice']);
+
+    expect(next.code, transcript(next)).toBe(0);
+    const names = await jobFolderNames(sandbox.root, analysis, 'lab');
+    expect(names).toHaveLength(2);
+    const ends = await Promise.all(names.map((name) => JobFolder.fromName(sandbox.root, analysis, 'lab', name).text('end.txt')));
+    expect(ends.filter((text) => / SUCCEEDED\n/.test(text))).toHaveLength(1);
+    expect(ends.filter((text) => / FAILED\n/.test(text))).toHaveLength(1);
+    await expectSettled(sandbox);
+    await expectNothingRunning(sandbox);
+  });
+});
+
 describe('a CLI killed at any moment, with a local serve running', () => {
   it('after the claim: the server evaluates the job and runs it to the end', async () => {
     const sandbox = await createSandbox();

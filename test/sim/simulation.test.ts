@@ -11,11 +11,18 @@ function figure(report: SimulationReport, label: string): number | string | unde
 }
 
 describe('the deterministic simulation', () => {
-  // Seed 1 with 200 jobs is a regression: it found finished jobs whose failed end.txt write was
-  // never retried (the reaper skipped finished jobs with effects left in their outbox).
+  // Regressions, each a seed that once failed:
+  // - 200 jobs, seed 1: finished jobs whose failed end.txt write was never retried (the reaper
+  //   skipped finished jobs with effects left in their outbox);
+  // - 800 jobs, seed 2: a launch retried after its dataset's deadline started a machine that was
+  //   already past it (now every Machines adapter refuses, LaunchRequest.deadlineAtMs);
+  // - 800 jobs, seed 4: the run stopped while finished jobs still had end.txt and settlement in
+  //   their outbox, so the check saw them unwritten.
   it.each([
     { jobs: 200, seed: 1 },
     { jobs: 150, seed: 2 },
+    { jobs: 800, seed: 2 },
+    { jobs: 800, seed: 4 },
   ])('holds every invariant for $jobs jobs under hostile faults (seed $seed)', async ({ jobs, seed }) => {
     const report = await runSimulation({ jobs, seed, faults: 'hostile' });
 

@@ -83,6 +83,7 @@ function setup(overrides: Partial<MachinePlacement> = {}) {
     },
     maxAttempts: 4,
     random: () => 0,
+    nowMs: () => DEADLINE_MS - 3_600_000,
   });
   // By default nothing was launched before.
   mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
@@ -152,6 +153,23 @@ describe('EC2 machines: launch', () => {
 
     expect(await machines.launch(request)).toEqual({ instanceId: 'i-0earlier', instanceType: 'm5.2xlarge' });
     expect(mock.commandCalls(RunInstancesCommand)).toHaveLength(0);
+  });
+
+  it('after the deadline, still returns the machine an earlier try started, but never starts one', async () => {
+    const late = new Ec2Machines(new EC2Client({ region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } }), async () => placement, {
+      nowMs: () => DEADLINE_MS,
+    });
+    const lateMock = mockClient((late as unknown as { ec2: EC2Client }).ec2);
+    lateMock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+    lateMock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0late' }] });
+
+    await expect(late.launch(request)).rejects.toThrow(/the deadline of dataset a\.csv \(2026-11-22T17:15:33\.000Z\) has passed; no machine is started for it/);
+    expect(lateMock.commandCalls(RunInstancesCommand)).toHaveLength(0);
+
+    lateMock.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [instance('i-0earlier', 'running', { [MACHINE_TAGS.launchToken]: request.clientToken })] }],
+    });
+    expect(await late.launch(request)).toEqual({ instanceId: 'i-0earlier', instanceType: 'm5.xlarge' });
   });
 
   it('sends exactly the same request when the same launch is repeated, so EC2 returns the same instance', async () => {
@@ -622,7 +640,9 @@ describe('EC2 machines against the moto emulator', () => {
   });
 
   it('describes, lists as expired and terminates a machine past its deadline', async () => {
-    const past = await machines.launch(motoRequest('moto-expired', Date.now() - 60_000));
+    // Launched two minutes ago, with a one-minute deadline (a launch now would be refused).
+    const launchedEarlier = new Ec2Machines(ec2, async () => motoPlacement, { nowMs: () => Date.now() - 120_000 });
+    const past = await launchedEarlier.launch(motoRequest('moto-expired', Date.now() - 60_000));
     const future = await machines.launch(motoRequest('moto-future', Date.now() + 3_600_000));
 
     expect(await machines.describe(past.instanceId)).toMatchObject({ instanceId: past.instanceId, state: 'running', jobId: 'moto-expired', dataset: 'a.csv' });
