@@ -9,7 +9,7 @@ import { registerCostCommands } from './commands/cost.js';
 import { estimateCost, validateFiles } from './commands/develop.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
 import { serveLocal } from './commands/serve.js';
-import { sandboxDownCommand, sandboxStatusCommand, sandboxUpCommand, type SandboxCommandOptions } from './commands/sandbox.js';
+import type { SandboxCommandOptions } from './commands/sandbox.js';
 import { HumanReporter, JsonReporter, errorPayload, type OutputStreams, type Reporter } from './reporter.js';
 import { resolveSettings, type CliSettings, type GlobalOptions } from './settings.js';
 
@@ -191,13 +191,17 @@ export async function runCli(context: CliContext): Promise<number> {
         exitCode = await action(options);
       });
   sandboxCommand('up', 'start the emulator, deploy the stacks into it, run the dispatcher; prints export lines', (options) =>
-    sandboxUpCommand(options, context.cwd, reporter),
+    loadSandboxCommands().then(({ sandboxUpCommand }) => sandboxUpCommand(options, context.cwd, reporter)),
   )
     .option('--blueprints <dir>', 'blueprints to deploy (default: the shipped ones)')
     .option('--users <dir>', 'user profiles to deploy (default: the sandbox sample users)')
     .option('--boot-delay-ms <ms>', 'emulated boot time of a machine (default 2000)');
-  sandboxCommand('down', 'stop everything the sandbox started', (options) => sandboxDownCommand(options, context.cwd, reporter));
-  sandboxCommand('status', 'say what the sandbox runs', (options) => sandboxStatusCommand(options, context.cwd, reporter));
+  sandboxCommand('down', 'stop everything the sandbox started', (options) =>
+    loadSandboxCommands().then(({ sandboxDownCommand }) => sandboxDownCommand(options, context.cwd, reporter)),
+  );
+  sandboxCommand('status', 'say what the sandbox runs', (options) =>
+    loadSandboxCommands().then(({ sandboxStatusCommand }) => sandboxStatusCommand(options, context.cwd, reporter)),
+  );
 
   try {
     await program.parseAsync(context.argv, { from: 'user' });
@@ -259,4 +263,12 @@ function installSignalHandlers(platform: Stopper, reporter: Reporter, commandHan
     process.off('exit', onExit);
   };
   return handle;
+}
+
+/**
+ * The sandbox commands load the CDK app and the AWS SDK (about 150 MB resident): only when a
+ * sandbox command runs, so every other command stays small (issue 6's memory targets).
+ */
+function loadSandboxCommands(): Promise<typeof import('./commands/sandbox.js')> {
+  return import('./commands/sandbox.js');
 }

@@ -35,10 +35,10 @@ export interface RunListener {
   outputBacklogBytes?(): number;
 }
 
-/** Log bytes read per request while following. */
-export const FOLLOW_CHUNK_BYTES = 1024 * 1024;
-/** Following waits while the shell's output holds more than this. */
-export const FOLLOW_BACKLOG_BYTES = 1024 * 1024;
+/** Log bytes read per request while following: 256 KiB (bounded memory; a 1 GiB log is 4,096 reads). */
+export const FOLLOW_CHUNK_BYTES = 256 * 1024;
+/** Following waits while the shell's output holds more than this: 256 KiB. */
+export const FOLLOW_BACKLOG_BYTES = 256 * 1024;
 
 export type FollowEvent = { type: 'log'; dataset: string; line: string } | { type: 'certificate'; line: string } | { type: 'end'; job: JobDetail };
 
