@@ -9,11 +9,7 @@
  * Needs the emulator installed by scripts/emulator/setup-moto.sh (as the tests do) and root
  * (it runs in a chroot); prints why and returns when it cannot run.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { createServer } from 'node:net';
-import { homedir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeImagesCommand, DescribeInstancesCommand, EC2Client, RunInstancesCommand } from '@aws-sdk/client-ec2';
@@ -21,67 +17,18 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoJobStore, REAPER_INDEX } from '../lib/aws/dynamo-job-store.js';
 import { Ec2Machines, MACHINE_TAGS } from '../lib/aws/ec2-machines.js';
 import { initialJobState } from '../lib/core/job-machine.js';
-import { packageRoot } from '../protocols/local-shell.js';
+import { motoRoot, startEmulator as startLibraryEmulator, type EmulatorProcess } from '../lib/sandbox/emulator.js';
 
 const RUNNING = 1_000;
 const EXPIRED = 20;
 const FINISHED_JOBS = 1_000;
 const DUE_JOBS = 20;
 
-export function motoRoot(): string {
-  const cacheHome = process.env['XDG_CACHE_HOME'] || join(homedir(), '.cache');
-  return process.env['NEUROCAAS_MOTO_ROOT'] ?? join(cacheHome, 'neurocaas', 'moto-trixie');
-}
+export { motoRoot } from '../lib/sandbox/emulator.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (address && typeof address === 'object' ? resolvePort(address.port) : reject(new Error('no free port'))));
-    });
-  });
-}
-
-function answers(endpoint: string): Promise<boolean> {
-  return new Promise((resolveAnswer) => {
-    const req = request(`${endpoint}/moto-api/`, { method: 'GET', timeout: 1_000 }, (res) => {
-      res.resume();
-      resolveAnswer(true);
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolveAnswer(false));
-    req.end();
-  });
-}
-
-/** The emulator as the tests start it (test/support/moto.ts), which dist/ does not contain. */
-export async function startEmulator(root: string): Promise<{ endpoint: string; stop: () => Promise<void> }> {
-  const port = await freePort();
-  const script = readFileSync(join(packageRoot(), 'scripts', 'emulator', 'moto-server.py'), 'utf8');
-  const child = spawn('chroot', [root, 'python3', '-c', script, '127.0.0.1', String(port)], {
-    stdio: ['pipe', 'ignore', 'ignore'],
-    env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8', PYTHONDONTWRITEBYTECODE: '1' },
-  });
-  const exited = new Promise<void>((resolveExit) => child.once('exit', () => resolveExit()));
-  const endpoint = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    child.stdin?.end();
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const deadline = Date.now() + 30_000;
-  while (!(await answers(endpoint))) {
-    if (Date.now() > deadline || child.exitCode !== null) {
-      await stop();
-      throw new Error(`the moto emulator did not answer on ${endpoint}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { endpoint, stop };
+/** The emulator as the tests and the sandbox start it (lib/sandbox/emulator.ts), from a given tree. */
+export async function startEmulator(root: string): Promise<EmulatorProcess> {
+  return startLibraryEmulator({ root });
 }
 
 async function timed<T>(run: () => Promise<T>): Promise<[T, number]> {

@@ -129,18 +129,7 @@ export class JobDriver {
     }
     if (!head) throw new NeuroCaasError('SubmissionMissing', `submission ${bucket}/${JSON.stringify(submissionKey)} does not exist`);
     const nowMs = clock.nowMs();
-    const record: JobRecord = {
-      jobId: ids.jobId(nowMs),
-      bucket,
-      submissionKey,
-      version: 1,
-      state: initialJobState('', analysis, target.group, nowMs),
-      outbox: [],
-      effectSeq: 0,
-      updatedAtMs: nowMs,
-    };
-    record.state.jobId = record.jobId;
-    if (options.username !== undefined) record.submitter = options.username;
+    const record = newJobRecord(ids.jobId(nowMs), bucket, submissionKey, analysis, target.group, nowMs, options.username);
     const claim = await jobs.claimAndCreate(`${bucket}/${submissionKey}#${head.etag}`, record);
     if (!claim.claimed) {
       const existing = await jobs.get(claim.jobId);
@@ -296,18 +285,7 @@ export class JobDriver {
     // Gone (or never there): there is no submission a reason could be about.
     if (!head) return undefined;
     const nowMs = clock.nowMs();
-    const record: JobRecord = {
-      jobId: ids.jobId(nowMs),
-      bucket,
-      submissionKey,
-      version: 1,
-      state: initialJobState('', analysis, target.group, nowMs),
-      outbox: [],
-      effectSeq: 0,
-      updatedAtMs: nowMs,
-    };
-    record.state.jobId = record.jobId;
-    if (options.username !== undefined) record.submitter = options.username;
+    const record = newJobRecord(ids.jobId(nowMs), bucket, submissionKey, analysis, target.group, nowMs, options.username);
     const claim = await jobs.claimAndCreate(`${bucket}/${submissionKey}#${head.etag}`, record);
     const jobId = claim.claimed ? record.jobId : claim.jobId;
     if (!claim.claimed) {
@@ -859,4 +837,20 @@ async function createOnce(objects: ObjectStore, bucket: string, key: string, bod
     if (!(error instanceof ObjectExistsError)) throw error;
     return false;
   }
+}
+
+/** The record a claim creates: a job in NEW, nothing in its outbox, version 1. */
+function newJobRecord(jobId: string, bucket: string, submissionKey: string, analysis: string, group: string, nowMs: number, submitter: string | undefined): JobRecord {
+  const record: JobRecord = {
+    jobId,
+    bucket,
+    submissionKey,
+    version: 1,
+    state: initialJobState(jobId, analysis, group, nowMs),
+    outbox: [],
+    effectSeq: 0,
+    updatedAtMs: nowMs,
+  };
+  if (submitter !== undefined) record.submitter = submitter;
+  return record;
 }
