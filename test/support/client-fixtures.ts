@@ -13,8 +13,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateAccessKeyCommand, CreateInstanceProfileCommand, CreateUserCommand, IAMClient, TagUserCommand } from '@aws-sdk/client-iam';
-import { DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, TagUserCommand } from '@aws-sdk/client-iam';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateTopicCommand, SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -27,14 +27,13 @@ import { AwsClientBackend } from '../../lib/client/aws-backend.js';
 import { LocalClientBackend } from '../../lib/client/local-backend.js';
 import { ResearcherClient } from '../../lib/client/researcher-client.js';
 import type { LedgerEntry } from '../../lib/core/cost.js';
-import { blueprintVersionId } from '../../lib/core/hash.js';
 import { CANCEL_SUFFIX } from '../../lib/core/keys.js';
 import { runnerEnvironment, type RunnerSpec } from '../../lib/core/runner-spec.js';
 import type { SsmCommandResult } from '../../protocols/aws/command-outcome.js';
 import { createAwsPlatform, type AwsCommandRunner, type AwsPlatform } from '../../protocols/aws/platform.js';
 import { onCancelUploaded, onCommandStatusChange, onInstanceStateChange, onSubmissionUploaded } from '../../protocols/aws/protocols.js';
 import { LocalPlatform } from '../../protocols/local-shell.js';
-import { createBucket, createQueue, createTable, documentClientFor, dynamoClientFor, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from './moto.js';
+import { createBucket, createQueue, registerAnalysis, createTable, documentClientFor, dynamoClientFor, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from './moto.js';
 
 export type FixtureUser = 'alice' | 'ann' | 'carol';
 
@@ -166,29 +165,7 @@ export async function awsFixture(): Promise<ClientFixture> {
   const bucket = await createBucket(s3, 'analysis');
   const table = await createTable(dynamoClientFor(moto), 'platform');
   const agentQueueUrl = await createQueue(sqs, 'agent');
-  const image = (await ec2.send(new DescribeImagesCommand({}))).Images?.[0]?.ImageId as string;
-  const subnet = (await ec2.send(new DescribeSubnetsCommand({}))).Subnets?.[0]?.SubnetId as string;
-  const securityGroup = (await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups?.[0]?.GroupId as string;
-  const profile = await iam.send(new CreateInstanceProfileCommand({ InstanceProfileName: `ncap-client-${Date.now()}` }));
-  const blueprintText = readFileSync(join(fixtureDir, 'blueprint.json'), 'utf8');
-  // What the analysis and users stacks write at deploy time.
-  await doc.send(
-    new PutCommand({
-      TableName: table,
-      Item: {
-        pk: 'ANALYSIS#test-workflow',
-        sk: 'CONFIG',
-        blueprint: blueprintText,
-        versionId: blueprintVersionId(JSON.parse(blueprintText)),
-        bucket,
-        amiId: image,
-        instanceProfileArn: profile.InstanceProfile?.Arn,
-        securityGroupId: securityGroup,
-        subnetIds: [subnet],
-        machineRoleArn: 'arn:aws:iam::123456789012:role/ncap-test-workflow-machine',
-      },
-    }),
-  );
+  await registerAnalysis({ ec2, iam, doc }, { table, bucket, analysis: 'test-workflow', blueprintDir: fixtureDir });
   const keys = new Map<FixtureUser, { accessKeyId: string; secretAccessKey: string }>();
   for (const [name, p] of Object.entries(PROFILES) as [FixtureUser, Record<string, unknown>][]) {
     await doc.send(new PutCommand({ TableName: table, Item: { pk: `USER#${name}`, sk: 'PROFILE', group: p['group'], profile: JSON.stringify(p) } }));

@@ -9,10 +9,15 @@
  *   afterAll(async () => { await moto.stop(); });
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DescribeImagesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { CreateInstanceProfileCommand, IAMClient } from '@aws-sdk/client-iam';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { blueprintVersionId } from '../../lib/core/hash.js';
 import { ensureEmulatorInstalled, motoRoot, SETUP_TIMEOUT_MS, startEmulator } from '../../lib/sandbox/emulator.js';
 
 // The machine exports a CA bundle that breaks plain-HTTP clients to 127.0.0.1; the emulator needs none.
@@ -125,4 +130,38 @@ export async function createQueue(sqs: SQSClient, prefix = 'queue'): Promise<str
   const result = await sqs.send(new CreateQueueCommand({ QueueName: uniqueName(prefix) }));
   if (!result.QueueUrl) throw new Error('the emulator returned no QueueUrl for CreateQueue');
   return result.QueueUrl;
+}
+
+/**
+ * What the analysis and users stacks write at deploy time for one analysis, on the emulator:
+ * its registry item (blueprint, bucket, the emulator's first image, subnet and security group,
+ * a fresh instance profile). Shared by the protocol and client tests.
+ */
+export async function registerAnalysis(
+  clients: { ec2: EC2Client; iam: IAMClient; doc: DynamoDBDocumentClient },
+  target: { table: string; bucket: string; analysis: string; blueprintDir: string },
+): Promise<void> {
+  const { ec2, iam, doc } = clients;
+  const image = (await ec2.send(new DescribeImagesCommand({}))).Images?.[0]?.ImageId as string;
+  const subnet = (await ec2.send(new DescribeSubnetsCommand({}))).Subnets?.[0]?.SubnetId as string;
+  const securityGroup = (await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups?.[0]?.GroupId as string;
+  const profile = await iam.send(new CreateInstanceProfileCommand({ InstanceProfileName: `ncap-${target.analysis}-${randomBytes(4).toString('hex')}` }));
+  const blueprintText = readFileSync(join(target.blueprintDir, 'blueprint.json'), 'utf8');
+  await doc.send(
+    new PutCommand({
+      TableName: target.table,
+      Item: {
+        pk: `ANALYSIS#${target.analysis}`,
+        sk: 'CONFIG',
+        blueprint: blueprintText,
+        versionId: blueprintVersionId(JSON.parse(blueprintText)),
+        bucket: target.bucket,
+        amiId: image,
+        instanceProfileArn: profile.InstanceProfile?.Arn,
+        securityGroupId: securityGroup,
+        subnetIds: [subnet],
+        machineRoleArn: `arn:aws:iam::123456789012:role/ncap-${target.analysis}-machine`,
+      },
+    }),
+  );
 }

@@ -3,8 +3,8 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateInstanceProfileCommand, IAMClient } from '@aws-sdk/client-iam';
-import { DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { IAMClient } from '@aws-sdk/client-iam';
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -12,13 +12,12 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoLedger } from '../../../lib/aws/dynamo-ledger.js';
 import { parseScheduledAction } from '../../../lib/aws/sqs-scheduler.js';
-import { blueprintVersionId } from '../../../lib/core/hash.js';
 import { jobKeys } from '../../../lib/core/keys.js';
 import { runnerEnvironment, type RunnerSpec } from '../../../lib/core/runner-spec.js';
 import type { SsmCommandResult } from '../../../protocols/aws/command-outcome.js';
 import { createAwsPlatform, type AwsCommandRunner, type AwsPlatform } from '../../../protocols/aws/platform.js';
 import { onCommandStatusChange, onInstanceStateChange, onScheduledAction, onSubmissionUploaded, reap } from '../../../protocols/aws/protocols.js';
-import { createBucket, createQueue, createTable, documentClientFor, dynamoClientFor, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from '../../support/moto.js';
+import { createBucket, createQueue, registerAnalysis, createTable, documentClientFor, dynamoClientFor, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from '../../support/moto.js';
 
 /**
  * The whole job-manager protocol on the AWS adapters against the emulator: S3, DynamoDB, EC2 and
@@ -95,29 +94,7 @@ describe('the job-manager protocol on the AWS adapters', () => {
     bucket = await createBucket(s3, 'analysis');
     table = await createTable(dynamoClientFor(moto), 'platform');
     queueUrl = await createQueue(sqs, 'agent');
-    const image = (await ec2.send(new DescribeImagesCommand({}))).Images?.[0]?.ImageId as string;
-    const subnet = (await ec2.send(new DescribeSubnetsCommand({}))).Subnets?.[0]?.SubnetId as string;
-    const group = (await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups?.[0]?.GroupId as string;
-    const profile = await new IAMClient(config).send(new CreateInstanceProfileCommand({ InstanceProfileName: `ncap-test-workflow-${Date.now()}` }));
-    const blueprintText = readFileSync(join(fixture, 'blueprint.json'), 'utf8');
-    // What the analysis and users stacks write at deploy time.
-    await doc.send(
-      new PutCommand({
-        TableName: table,
-        Item: {
-          pk: 'ANALYSIS#test-workflow',
-          sk: 'CONFIG',
-          blueprint: blueprintText,
-          versionId: blueprintVersionId(JSON.parse(blueprintText)),
-          bucket,
-          amiId: image,
-          instanceProfileArn: profile.InstanceProfile?.Arn,
-          securityGroupId: group,
-          subnetIds: [subnet],
-          machineRoleArn: 'arn:aws:iam::123456789012:role/ncap-test-workflow-machine',
-        },
-      }),
-    );
+    await registerAnalysis({ ec2, iam: new IAMClient(config), doc }, { table, bucket, analysis: 'test-workflow', blueprintDir: fixture });
     const alice = { username: 'alice', group: 'lab', email: 'alice@example.org', budgetUsd: 5, budgetPeriod: 'monthly', allowedAnalyses: ['*'] };
     await doc.send(new PutCommand({ TableName: table, Item: { pk: 'USER#alice', sk: 'PROFILE', group: 'lab', profile: JSON.stringify(alice) } }));
 
