@@ -1,0 +1,267 @@
+/**
+ * The web app's one data layer (D11). Every page talks to a `WebBackend`; nothing outside
+ * web/src/backend/ calls fetch or S3. Two implementations:
+ * - local.ts: the D10 JSON API of `neurocaas ui` on 127.0.0.1;
+ * - aws.ts: S3 in the browser with Cognito identity-pool credentials, over lib/client.
+ * The shapes mirror D10 route by route (docs/architecture.md, "The web app"); they are plain
+ * JSON so both implementations return the same thing.
+ */
+
+/** Who the app acts as. `backend` names the implementation, for display only. */
+export interface WebSession {
+  backend: 'local' | 'aws';
+  user: string;
+  group: string;
+}
+
+/** One deployed analysis as the Analyses page shows it (GET /api/analyses). */
+export interface WebAnalysis {
+  name: string;
+  description: string;
+  hardware: { instanceType: string; allowedInstanceTypes: string[]; gpu?: unknown };
+  /** The reservation of one dataset on the default instance type, in USD. */
+  perDatasetUsd: number;
+  /** The blueprint's README (markdown), null when it has none. Rendered sanitized. */
+  readme: string | null;
+  /** The blueprint's config.jsonSchema (JSON Schema, draft 2020-12 or 07). */
+  configSchema: Record<string, unknown>;
+}
+
+export type ObjectKind = 'inputs' | 'configs';
+
+/** An object under `<group>/inputs/` or `<group>/configs/`. */
+export interface WebObject {
+  /** Full bucket key, e.g. `labA/inputs/reach-session1.csv`. */
+  key: string;
+  /** The part after `<group>/<kind>/` (may contain `/` for folder uploads). */
+  name: string;
+  sizeBytes: number;
+  /** ISO 8601. */
+  lastModified: string;
+  /** Hex sha256 when the backend knows it. */
+  sha256?: string;
+}
+
+/** GET /api/analyses/:a/objects/exists. */
+export interface ExistsView {
+  exists: boolean;
+  /** True when it exists with the given sha256 (no need to upload again). */
+  sameContent: boolean;
+}
+
+/** POST /api/analyses/:a/uploads: starts a multipart upload shaped like S3's. */
+export interface StartUploadRequest {
+  kind: ObjectKind;
+  name: string;
+  sizeBytes: number;
+  partSizeBytes: number;
+  /** Hex sha256 of the whole file; verified at completion when given. */
+  sha256?: string;
+}
+
+export interface StartedUpload {
+  uploadId: string;
+  key: string;
+}
+
+/** One uploaded part, S3 casing (what @uppy/aws-s3's listParts expects). */
+export interface UploadedPart {
+  PartNumber: number;
+  Size: number;
+  ETag: string;
+}
+
+/** A field-level problem: JSON pointer into the config and the schema's message. */
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+/** POST /api/analyses/:a/configs/validate. */
+export interface ConfigValidation {
+  ok: boolean;
+  /** The parsed config when `ok`. */
+  config?: Record<string, unknown>;
+  fields?: FieldError[];
+}
+
+/** POST /api/analyses/:a/estimate. */
+export interface EstimateRequest {
+  /** Dataset names (as listed under inputs, without the `<group>/inputs/` prefix) or full keys. */
+  datasets: string[];
+  instanceType?: string;
+}
+
+export interface Estimate {
+  /** The whole job's reservation, in USD. */
+  reservedUsd: number;
+  perDatasetUsd: number;
+  instanceType: string;
+  deadlineMinutes: number;
+}
+
+export interface SubmitRequest extends EstimateRequest {
+  /** A config name under `<group>/configs/`. */
+  config: string;
+}
+
+/** Result of a submission: accepted with a job id, or refused with the protocol's reasons verbatim. */
+export type SubmitOutcome = { ok: true; jobId: string; submissionKey: string } | { ok: false; message: string; reasons: string[] };
+
+export type DatasetPhase = 'PENDING' | 'LAUNCHING' | 'BOOTING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'CANCELLED';
+export type JobPhase = 'NEW' | 'RESERVING' | 'ACTIVE' | 'REJECTED' | 'DONE';
+export type JobOutcome = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'REJECTED' | 'CANCELLED';
+
+/** lib/client/ports.ts JobView, as JSON. */
+export interface JobView {
+  jobId: string;
+  analysis: string;
+  group: string;
+  user?: string;
+  phase: JobPhase;
+  outcome: JobOutcome;
+  createdAtMs: number;
+  updatedAtMs: number;
+  datasets: { name: string; phase: DatasetPhase }[];
+}
+
+/** lib/client/ports.ts JobDetail + the certificate (GET /api/jobs/:id). */
+export interface JobDetail extends JobView {
+  bucket: string;
+  rejection?: string[];
+  /** Final cost, or the cost so far, in USD. */
+  costUsd?: number;
+  reservedUsd?: number;
+  instanceType?: string;
+  hourlyUsd?: number;
+  datasets: { name: string; phase: DatasetPhase; reason?: string; exitCode?: number | null; instanceId?: string }[];
+  /** The job's certificate text, null while none is written. */
+  certificate: string | null;
+}
+
+/** lib/client researcher-client.ts FollowEvent: log lines, certificate lines, then one end. */
+export type FollowEvent = { type: 'log'; dataset: string; line: string } | { type: 'certificate'; line: string } | { type: 'end'; job: Omit<JobDetail, 'certificate'> & { certificate?: string | null } };
+
+/** lib/client CancelView. */
+export interface CancelView {
+  job: Omit<JobDetail, 'certificate'>;
+  alreadyFinished: boolean;
+  receipt?: { outcome: string; reasons?: string[] };
+}
+
+/** One file of a job's results (GET /api/jobs/:id/results), path relative to the job folder. */
+export interface ResultFile {
+  path: string;
+  sizeBytes: number;
+}
+
+/** D4 budget document. */
+export interface BudgetDocument {
+  schemaVersion: 1;
+  user: string;
+  group: string;
+  period: string;
+  budgetUsd: number;
+  reservedUsd: number;
+  spentUsd: number;
+  leftUsd: number;
+  updatedAt: string;
+  jobs: { jobId: string; analysis?: string; reservedUsd: number; spentUsd: number; settled: boolean }[];
+}
+
+/** lib/client BudgetView: `budget` undefined (null in JSON) when nothing was reserved yet. */
+export interface BudgetView {
+  user: string;
+  group: string;
+  budget: BudgetDocument | null | undefined;
+}
+
+/** Stops a stream started by `followJob`. */
+export type Unsubscribe = () => void;
+
+/**
+ * The failure every method throws: the D10 error body (`code`, `message`, optional `fields`),
+ * so pages show the platform's words, never a stack trace.
+ */
+export class BackendError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status = 0,
+    readonly fields: FieldError[] = [],
+  ) {
+    super(message);
+    this.name = 'BackendError';
+  }
+}
+
+/** What every page needs, one method per D10 route (see the route in each comment). */
+export interface WebBackend {
+  readonly kind: 'local' | 'aws';
+  /** GET /api/session */
+  session(): Promise<WebSession>;
+  /** GET /api/analyses */
+  analyses(): Promise<WebAnalysis[]>;
+  /** GET /api/analyses/:a/objects?kind= */
+  listObjects(analysis: string, kind: ObjectKind): Promise<WebObject[]>;
+  /** GET /api/analyses/:a/objects/exists?kind=&name=&sha256= */
+  objectExists(analysis: string, kind: ObjectKind, name: string, sha256?: string): Promise<ExistsView>;
+  /** PUT /api/analyses/:a/objects?kind=&name= (create-only; small files). Returns the key. */
+  putObject(analysis: string, kind: ObjectKind, name: string, body: Blob, options?: { sha256?: string; signal?: AbortSignal }): Promise<{ key: string }>;
+  /** POST /api/analyses/:a/uploads */
+  startUpload(analysis: string, request: StartUploadRequest): Promise<StartedUpload>;
+  /** PUT /api/uploads/:id/parts/:n; resolves with the part's ETag. */
+  uploadPart(uploadId: string, partNumber: number, body: Blob, options?: { signal?: AbortSignal; onProgress?: (loadedBytes: number) => void }): Promise<{ ETag: string }>;
+  /** GET /api/uploads/:id/parts */
+  listParts(uploadId: string): Promise<UploadedPart[]>;
+  /** POST /api/uploads/:id/complete */
+  completeUpload(uploadId: string, parts: { PartNumber: number; ETag: string }[]): Promise<{ key: string }>;
+  /** DELETE /api/uploads/:id */
+  abortUpload(uploadId: string): Promise<void>;
+  /** POST /api/analyses/:a/configs: throws BackendError with `fields` when invalid. */
+  saveConfig(analysis: string, name: string, config: unknown): Promise<{ key: string }>;
+  /** POST /api/analyses/:a/configs/validate */
+  validateConfig(analysis: string, text: string, format: 'json' | 'yaml'): Promise<ConfigValidation>;
+  /** POST /api/analyses/:a/estimate */
+  estimate(analysis: string, request: EstimateRequest): Promise<Estimate>;
+  /** POST /api/analyses/:a/submit: a refusal is a value, not a throw. */
+  submit(analysis: string, request: SubmitRequest): Promise<SubmitOutcome>;
+  /** GET /api/jobs?scope= */
+  jobs(scope: 'mine' | 'group'): Promise<JobView[]>;
+  /** GET /api/jobs/:id */
+  job(jobId: string): Promise<JobDetail>;
+  /**
+   * GET /api/jobs/:id/events: calls `onEvent` for every FollowEvent until `end` (after which
+   * the stream closes) or until the returned function is called. `onError` on a broken stream.
+   */
+  followJob(jobId: string, onEvent: (event: FollowEvent) => void, onError?: (error: BackendError) => void): Unsubscribe;
+  /** POST /api/jobs/:id/cancel */
+  cancelJob(jobId: string, reason: string): Promise<CancelView>;
+  /** GET /api/jobs/:id/results */
+  results(jobId: string): Promise<ResultFile[]>;
+  /** The bytes of one result (GET /api/jobs/:id/results/file?path=), for previews. */
+  resultBlob(jobId: string, path: string, options?: { maxBytes?: number }): Promise<Blob>;
+  /** A URL that downloads one result as an attachment (?download=1); on aws a presigned URL. */
+  resultDownloadUrl(jobId: string, path: string): Promise<string>;
+  /**
+   * Downloads every result as one zip (GET /api/jobs/:id/results.zip locally, streamed; on aws
+   * built in the browser as a stream). Returns a URL to navigate to, or undefined when the
+   * backend already started the download itself.
+   */
+  resultsZipUrl(jobId: string): Promise<string | undefined>;
+  /** GET /api/budget */
+  budget(): Promise<BudgetView>;
+}
+
+/** ./config.json next to the app (D11). */
+export type RuntimeConfig =
+  | { backend: 'local' }
+  | {
+      backend: 'aws';
+      region: string;
+      userPoolId: string;
+      userPoolClientId: string;
+      identityPoolId: string;
+      cognitoDomain: string;
+      analyses: { analysis: string; bucket: string }[];
+    };
