@@ -1,0 +1,249 @@
+/**
+ * An Uppy uploader over WebBackend (D10's multipart routes locally, S3 on aws through aws.ts).
+ * Per file: streamed sha256 (hash-wasm, 8 MiB at a time, never the whole file in memory), an
+ * exists check that skips files already uploaded with the same sha256, then one create-only PUT
+ * (small files) or an S3-shaped multipart upload whose parts can be paused, resumed (the parts
+ * already stored are listed and not sent again) and retried.
+ *
+ * Why not @uppy/aws-s3: from version 6 it speaks S3's XML protocol over presigned URLs only;
+ * the local server's D10 routes are JSON, and one uploader over WebBackend serves both backends.
+ */
+import { BasePlugin, type Uppy } from '@uppy/core';
+import type { Body, Meta, UppyFile } from '@uppy/core';
+import { createSHA256 } from 'hash-wasm';
+import { BackendError, type ObjectKind, type WebBackend } from './backend/types.ts';
+
+/** Part size of multipart uploads and the limit for a single PUT: 8 MiB (S3's minimum part is 5 MiB). */
+export const PART_SIZE_BYTES = 8 * 1024 * 1024;
+const HASH_CHUNK_BYTES = 8 * 1024 * 1024;
+const PART_ATTEMPTS = 3;
+const FILES_AT_ONCE = 3;
+
+export interface NcapMeta extends Meta {
+  relativePath?: string | null;
+  /** Set when the file was not sent because the same bytes are there already. */
+  skipped?: boolean;
+  uploadId?: string;
+  key?: string;
+  sha256?: string;
+}
+
+export interface NcapUploaderOptions {
+  backend: WebBackend;
+  analysis: string;
+  kind: ObjectKind;
+  /** Called when a file is stored (or found already stored), with its key. */
+  onStored?: (key: string, skipped: boolean) => void;
+}
+
+/** The object name for a file: its path inside a dropped folder, else its file name. */
+export function objectNameOf(file: { name?: string; meta: { relativePath?: string | null } }): string {
+  const relative = file.meta.relativePath?.replace(/^\/+/, '');
+  return relative || file.name || 'unnamed';
+}
+
+/** Streams a Blob through sha256 in bounded chunks. */
+export async function sha256OfBlob(blob: Blob, signal?: AbortSignal): Promise<string> {
+  const hasher = await createSHA256();
+  hasher.init();
+  for (let offset = 0; offset < blob.size; offset += HASH_CHUNK_BYTES) {
+    if (signal?.aborted) throw new DOMException('aborted', 'AbortError');
+    hasher.update(new Uint8Array(await blob.slice(offset, offset + HASH_CHUNK_BYTES).arrayBuffer()));
+  }
+  return hasher.digest('hex');
+}
+
+type File = UppyFile<NcapMeta, Body>;
+
+export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string }, NcapMeta, Body> {
+  private readonly controllers = new Map<string, AbortController>();
+  private readonly waiting = new Map<string, () => void>();
+
+  constructor(uppy: Uppy<NcapMeta, Body>, opts: NcapUploaderOptions) {
+    super(uppy, opts);
+    this.id = 'NcapUploader';
+    this.type = 'uploader';
+  }
+
+  override install(): void {
+    const { capabilities } = this.uppy.getState();
+    this.uppy.setState({ capabilities: { ...capabilities, resumableUploads: true } });
+    this.uppy.addUploader(this.upload);
+    this.uppy.on('upload-pause', this.onPause);
+    this.uppy.on('pause-all', this.onPauseAll);
+    this.uppy.on('resume-all', this.onResumeAll);
+    this.uppy.on('file-removed', this.onRemoved);
+    this.uppy.on('cancel-all', this.onCancelAll);
+  }
+
+  override uninstall(): void {
+    this.uppy.removeUploader(this.upload);
+    this.uppy.off('upload-pause', this.onPause);
+    this.uppy.off('pause-all', this.onPauseAll);
+    this.uppy.off('resume-all', this.onResumeAll);
+    this.uppy.off('file-removed', this.onRemoved);
+    this.uppy.off('cancel-all', this.onCancelAll);
+    this.onCancelAll();
+  }
+
+  private onPause = (file: File | undefined, isPaused: boolean) => {
+    if (!file) return;
+    if (isPaused) this.controllers.get(file.id)?.abort();
+    else this.wake(file.id);
+  };
+
+  private onPauseAll = () => {
+    for (const controller of this.controllers.values()) controller.abort();
+  };
+
+  private onResumeAll = () => {
+    for (const id of [...this.waiting.keys()]) this.wake(id);
+  };
+
+  private onRemoved = (file: File) => {
+    this.controllers.get(file.id)?.abort();
+    this.wake(file.id);
+    const uploadId = file.meta.uploadId;
+    if (uploadId) void this.opts.backend.abortUpload(uploadId).catch(() => undefined);
+  };
+
+  private onCancelAll = () => {
+    for (const controller of this.controllers.values()) controller.abort();
+    for (const id of [...this.waiting.keys()]) this.wake(id);
+  };
+
+  private wake(id: string): void {
+    const resolve = this.waiting.get(id);
+    this.waiting.delete(id);
+    resolve?.();
+  }
+
+  private current(id: string): File | undefined {
+    return this.uppy.getFile(id);
+  }
+
+  /** Waits while the file is paused; false when it was removed meanwhile. */
+  private async whilePaused(id: string): Promise<boolean> {
+    for (;;) {
+      const file = this.current(id);
+      if (!file) return false;
+      if (!file.isPaused) return true;
+      await new Promise<void>((resolve) => this.waiting.set(id, resolve));
+    }
+  }
+
+  private upload = async (fileIDs: string[]): Promise<void> => {
+    const files = fileIDs.map((id) => this.current(id)).filter((f): f is File => f !== undefined);
+    this.uppy.emit('upload-start', files);
+    let next = 0;
+    const worker = async () => {
+      for (let file = files[next++]; file; file = files[next++]) await this.uploadOne(file.id);
+    };
+    await Promise.all(Array.from({ length: Math.min(FILES_AT_ONCE, files.length) }, worker));
+  };
+
+  private progress(id: string, done: number): void {
+    const file = this.current(id);
+    if (!file) return;
+    this.uppy.emit('upload-progress', file, { uploadStarted: file.progress.uploadStarted ?? Date.now(), bytesUploaded: done, bytesTotal: file.size ?? done });
+  }
+
+  private async uploadOne(id: string): Promise<void> {
+    const { backend, analysis, kind } = this.opts;
+    try {
+      let file = this.current(id);
+      if (!file) return;
+      const blob = file.data as Blob;
+      const name = objectNameOf(file);
+      const sha256 = file.meta.sha256 ?? (await sha256OfBlob(blob));
+      this.uppy.setFileMeta(id, { sha256 });
+      const exists = await backend.objectExists(analysis, kind, name, sha256);
+      if (exists.exists && exists.sameContent) {
+        this.uppy.setFileMeta(id, { skipped: true });
+        this.progress(id, blob.size);
+        this.succeed(id, `${name} (already uploaded, identical: not sent again)`, true);
+        return;
+      }
+      if (exists.exists) {
+        throw new BackendError('ObjectExists', `${name} already exists in your ${kind} with different content; the platform never overwrites uploads. Rename the file and drop it again`);
+      }
+      let key: string;
+      if (blob.size <= PART_SIZE_BYTES) {
+        if (!(await this.whilePaused(id))) return;
+        key = (await this.withAbort(id, (signal) => backend.putObject(analysis, kind, name, blob, { sha256, signal }))).key;
+      } else {
+        key = await this.multipart(id, blob, name, sha256);
+      }
+      file = this.current(id);
+      if (!file) return;
+      this.progress(id, blob.size);
+      this.succeed(id, key, false);
+    } catch (error) {
+      if (error instanceof DOMException && error.name === 'AbortError') {
+        // Paused: resume waits inside multipart(); a removed file simply ends.
+        if (this.current(id)?.isPaused) return this.uploadOne(id);
+        return;
+      }
+      const file = this.current(id);
+      if (!file) return;
+      const failure = error instanceof Error ? error : new Error(String(error));
+      this.uppy.emit('upload-error', file, failure);
+    }
+  }
+
+  private succeed(id: string, key: string, skipped: boolean): void {
+    const file = this.current(id);
+    if (!file) return;
+    this.uppy.setFileMeta(id, { key });
+    this.uppy.emit('upload-success', this.current(id), { status: skipped ? 200 : 201, body: { key, skipped } as unknown as Body, uploadURL: key });
+    this.opts.onStored?.(key, skipped);
+  }
+
+  private async withAbort<T>(id: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    this.controllers.set(id, controller);
+    try {
+      return await run(controller.signal);
+    } finally {
+      if (this.controllers.get(id) === controller) this.controllers.delete(id);
+    }
+  }
+
+  private async multipart(id: string, blob: Blob, name: string, sha256: string): Promise<string> {
+    const { backend, analysis, kind } = this.opts;
+    let uploadId = this.current(id)?.meta.uploadId;
+    const done = new Map<number, { ETag: string; Size: number }>();
+    if (uploadId) {
+      // A retry or a resume: the parts already stored are not sent again.
+      for (const part of await backend.listParts(uploadId).catch(() => [])) done.set(part.PartNumber, { ETag: part.ETag, Size: part.Size });
+    } else {
+      uploadId = (await backend.startUpload(analysis, { kind, name, sizeBytes: blob.size, partSizeBytes: PART_SIZE_BYTES, sha256 })).uploadId;
+      this.uppy.setFileMeta(id, { uploadId });
+    }
+    const partCount = Math.ceil(blob.size / PART_SIZE_BYTES);
+    const stored = () => [...done.values()].reduce((sum, p) => sum + p.Size, 0);
+    for (let n = 1; n <= partCount; n++) {
+      if (done.has(n)) continue;
+      const body = blob.slice((n - 1) * PART_SIZE_BYTES, n * PART_SIZE_BYTES);
+      for (let attempt = 1; ; attempt++) {
+        if (!(await this.whilePaused(id))) throw new DOMException('removed', 'AbortError');
+        try {
+          const base = stored();
+          const { ETag } = await this.withAbort(id, (signal) => backend.uploadPart(uploadId as string, n, body, { signal, onProgress: (loaded) => this.progress(id, base + loaded) }));
+          done.set(n, { ETag, Size: body.size });
+          this.progress(id, stored());
+          break;
+        } catch (error) {
+          const paused = error instanceof DOMException && error.name === 'AbortError';
+          if (paused && this.current(id)?.isPaused) continue;
+          if (paused || attempt >= PART_ATTEMPTS) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+        }
+      }
+    }
+    const parts = [...done.entries()].sort((a, b) => a[0] - b[0]).map(([PartNumber, p]) => ({ PartNumber, ETag: p.ETag }));
+    const { key } = await backend.completeUpload(uploadId, parts);
+    this.uppy.setFileMeta(id, { uploadId: undefined });
+    return key;
+  }
+}
