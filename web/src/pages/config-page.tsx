@@ -42,8 +42,8 @@ export default function ConfigPage() {
   const configs = useLoad(() => (analysis ? backend.listObjects(analysis.name, 'configs') : Promise.resolve([])), [analysis?.name, saved]);
   const schema = useMemo(() => {
     if (!analysis) return {} as RJSFSchema;
-    // The title is this page's heading already; `$schema` is understood by the Ajv above.
-    const { title: _title, ...rest } = analysis.configSchema as RJSFSchema;
+    // The title is this page's heading and the description its first line already; `$schema` is understood by the Ajv above.
+    const { title: _title, description: _description, ...rest } = analysis.configSchema as RJSFSchema;
     return rest as RJSFSchema;
   }, [analysis]);
 
@@ -98,7 +98,7 @@ export default function ConfigPage() {
       <p className="hint">
         {String((analysis.configSchema as { description?: string }).description ?? '')} Saved configs go to <code>{session.group}/configs/</code> and are never overwritten.
       </p>
-      <div className="split">
+      <div className="split wide-first">
         <section aria-labelledby="form-heading" className="config-form">
           <h2 id="form-heading">Parameters</h2>
           <div className="field">
@@ -116,6 +116,8 @@ export default function ConfigPage() {
             onChange={(e) => setFormData(e.formData)}
             onSubmit={(e) => void save(e.formData)}
             extraErrors={extraErrors}
+            // An optional list (bodyparts) starts empty instead of with one blank, invalid item.
+            experimental_defaultFormStateBehavior={{ arrayMinItems: { populate: 'requiredOnly' } }}
             liveValidate="onBlur"
             showErrorList={false}
             noHtml5Validate
