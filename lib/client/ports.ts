@@ -17,20 +17,28 @@ export interface Identity {
 /** Called as bytes move: bytes done so far and the total, in bytes. */
 export type ProgressListener = (doneBytes: number, totalBytes: number) => void;
 
-/** The analysis buckets as a researcher sees them. Every write is create-only. */
-export interface ClientObjects {
+/**
+ * The analysis buckets as a researcher sees them, without files: what the use-cases need, in
+ * Node and in a browser bundle alike. Every write is create-only.
+ */
+export interface ClientStore {
   head(bucket: string, key: string): Promise<ObjectInfo | undefined>;
   /**
    * The object's bytes from `fromByte` (default 0), at most `maxBytes` of them (default: to the
-   * end); undefined when it does not exist.
+   * end); undefined when it does not exist. (Node adapters return Buffers; decode with
+   * utf8Text from bytes.ts, which works on both.)
    */
-  read(bucket: string, key: string, fromByte?: number, maxBytes?: number): Promise<Buffer | undefined>;
+  read(bucket: string, key: string, fromByte?: number, maxBytes?: number): Promise<Uint8Array | undefined>;
   /** Every object under `prefix`, sorted by key. */
   list(bucket: string, prefix: string): Promise<ObjectInfo[]>;
   /** Creates a small object; throws ObjectExistsError when the key exists. */
   write(bucket: string, key: string, body: string): Promise<void>;
   /** sha256 (hex) of a stored object: recorded metadata on S3, computed on local; undefined when unknown. */
   sha256(bucket: string, key: string): Promise<string | undefined>;
+}
+
+/** The analysis buckets with local files (Node only: the CLI and the local web API). */
+export interface ClientObjects extends ClientStore {
   /**
    * Uploads a file as a new object, all or nothing: an interrupted upload leaves no object
    * (S3 multipart is only visible once completed, and is aborted on failure).
@@ -82,9 +90,13 @@ export interface IdentityRequest {
   fallbackUser?: string;
 }
 
-export interface ClientBackend {
+/**
+ * What the browser-safe use-cases (researcher-use-cases.ts) need from a backend: no files, no
+ * processes. The web app's aws backend implements this in the browser.
+ */
+export interface UseCaseBackend {
   readonly kind: 'local' | 'aws';
-  readonly objects: ClientObjects;
+  readonly objects: ClientStore;
   readonly jobs: JobListing;
   readonly clock: Clock;
   /** How often receipts, logs and job ends are polled, in ms. */
@@ -111,6 +123,10 @@ export interface ClientBackend {
   deliver(bucket: string, key: string, kind: 'submission' | 'cancel'): Promise<void>;
   /** The user's budget view: from the ledger on local, the newest budget object (D4) on aws. */
   budget(identity: Identity): Promise<BudgetDocument | undefined>;
+}
+
+export interface ClientBackend extends UseCaseBackend {
+  readonly objects: ClientObjects;
   /** Stops what this process runs (local: cancels its jobs); nothing on aws, where jobs outlive the client. */
   stop(reason: string): Promise<void>;
   /** Kills at once whatever this process started (a second Ctrl-C). */

@@ -1,5 +1,6 @@
 import type { DatasetPhase } from '../core/status.js';
 import { isTerminalPhase } from '../core/status.js';
+import { concatBytes, utf8Text } from './bytes.js';
 import type { JobView } from './ports.js';
 
 /**
@@ -42,29 +43,30 @@ export const MAX_LOG_LINE_BYTES = 16 * 1024;
  * characters), so memory stays bounded for any log, with or without newlines.
  */
 export class LineSplitter {
-  private rest: Buffer = Buffer.alloc(0);
-  push(chunk: Buffer): string[] {
-    let joined = this.rest.length > 0 ? Buffer.concat([this.rest, chunk]) : chunk;
+  private rest: Uint8Array = new Uint8Array(0);
+  push(chunk: Uint8Array): string[] {
+    let joined = this.rest.length > 0 ? concatBytes(this.rest, chunk) : chunk;
     const lines: string[] = [];
     const lastNewline = joined.lastIndexOf(0x0a);
     if (lastNewline >= 0) {
-      for (const line of joined.subarray(0, lastNewline).toString('utf8').split('\n')) lines.push(...pieces(line.replace(/\r$/, '')));
+      for (const line of utf8Text(joined.subarray(0, lastNewline)).split('\n')) lines.push(...pieces(line.replace(/\r$/, '')));
       joined = joined.subarray(lastNewline + 1);
     }
     while (joined.length > MAX_LOG_LINE_BYTES) {
       let cut = MAX_LOG_LINE_BYTES;
       // Never inside a UTF-8 sequence: back up over continuation bytes.
       while (cut > 0 && ((joined[cut] as number) & 0xc0) === 0x80) cut -= 1;
-      lines.push(joined.subarray(0, cut).toString('utf8'));
+      lines.push(utf8Text(joined.subarray(0, cut)));
       joined = joined.subarray(cut);
     }
-    this.rest = Buffer.from(joined);
+    // A copy: the caller's chunk may be reused.
+    this.rest = joined.slice();
     return lines;
   }
   /** The unterminated last line, once, at the end. */
   flush(): string[] {
-    const text = this.rest.toString('utf8');
-    this.rest = Buffer.alloc(0);
+    const text = utf8Text(this.rest);
+    this.rest = new Uint8Array(0);
     return text.length > 0 ? [text] : [];
   }
 }

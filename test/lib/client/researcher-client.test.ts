@@ -129,7 +129,7 @@ describe.each(fixtures)('the researcher client on the %s backend', (_name, creat
     const bucket = await carol.bucketOf(fx.analysis);
     await carol.objects.write(bucket, `other/submissions/carol/${jobId}.cancel.json`, JSON.stringify({ jobId }));
     await carol.deliver(bucket, `other/submissions/carol/${jobId}.cancel.json`, 'cancel');
-    let receipt: Buffer | undefined;
+    let receipt: Uint8Array | undefined;
     await waitUntil(async () => (receipt = await carol.objects.read(bucket, `other/receipts/carol/${jobId}.cancel.json.json`)) !== undefined, "the protocol's answer to carol");
     expect(JSON.parse(String(receipt))).toMatchObject({ outcome: 'rejected', reasons: [`job "${jobId}" is not a job of group "other"; nothing was cancelled`] });
     expect((await alice.job(jobId)).phase).toBe('ACTIVE');
