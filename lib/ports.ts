@@ -104,11 +104,18 @@ export interface LaunchRequest {
    * answer was lost cannot create a machine that is already past its deadline.
    */
   deadlineAtMs: number;
+  /**
+   * Where to buy the machine. "spot-then-on-demand" tries spot first and, when spot has no
+   * capacity anywhere, on demand within the same launch. Default "on-demand".
+   */
+  market?: import('./core/blueprint.js').MarketChoice;
 }
 
 export interface LaunchResult {
   instanceId: string;
   instanceType: string;
+  /** The market the machine runs on; absent means on demand. */
+  market?: import('./core/blueprint.js').Market;
   /** When the cloud says the machine started (EC2 LaunchTime), epoch ms; billing starts here. */
   launchedAtMs?: number;
 }

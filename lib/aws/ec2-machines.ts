@@ -1,17 +1,20 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import {
+  DescribeImagesCommand,
   DescribeInstancesCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
   type DescribeInstancesCommandInput,
   type EC2Client,
+  type Image,
   type Instance,
   type RunInstancesCommandInput,
   type Tag,
   type _InstanceType,
 } from '@aws-sdk/client-ec2';
-import { MachineLaunchError, pastDeadlineError } from '../core/errors.js';
+import type { Market, MarketChoice } from '../core/blueprint.js';
+import { CapacityExhaustedError, MachineLaunchError, pastDeadlineError } from '../core/errors.js';
 import type { LaunchRequest, LaunchResult, MachineDescription, Machines, MachineState } from '../ports.js';
 import { awsErrorCode, describeAwsError, isThrottlingError, withRetries } from './retry.js';
 
@@ -46,14 +49,37 @@ export const MACHINE_TAGS = {
   launchToken: 'neurocaas:launch-token',
 } as const;
 
-/** Capacity answers: another type or subnet may still work. */
-const CAPACITY_ERROR_CODES = new Set(['InsufficientInstanceCapacity', 'InsufficientCapacity', 'Unsupported']);
+/** Capacity answers: another type or subnet (or market) may still work. */
+const CAPACITY_ERROR_CODES = new Set([
+  'InsufficientInstanceCapacity',
+  'InsufficientCapacity',
+  'InsufficientHostCapacity',
+  'InsufficientFreeAddressesInSubnet',
+  'Unsupported',
+  'VcpuLimitExceeded',
+  'InstanceLimitExceeded',
+  'MaxSpotInstanceCountExceeded',
+  'SpotMaxPriceTooLow',
+]);
+
+/**
+ * Quotas count per region (and family or market), not per subnet: the other subnets of the same
+ * type and market are not tried after one of these.
+ */
+const REGIONAL_LIMIT_CODES = new Set(['VcpuLimitExceeded', 'InstanceLimitExceeded', 'MaxSpotInstanceCountExceeded']);
 
 const NOT_FOUND_CODES = new Set(['InvalidInstanceID.NotFound']);
 
 const MAX_CLIENT_TOKEN_CHARS = 64;
 const MAX_TAG_VALUE_CHARS = 256;
 const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped'];
+
+/** The root device of an image, as DescribeImages tells it. */
+export interface ImageRootDevice {
+  deviceName: string;
+  /** Size of the image's root snapshot, GiB: the root volume cannot be smaller. */
+  snapshotSizeGiB?: number;
+}
 
 export interface Ec2MachinesOptions {
   /** Waits between throttled attempts. Default: a real timer. */
@@ -75,6 +101,8 @@ export class Ec2Machines implements Machines {
   private readonly baseDelayMs: number;
   private readonly random: (() => number) | undefined;
   private readonly nowMs: () => number;
+  /** Root devices by image id; an image never changes, so a container asks once per image. */
+  private readonly rootDevices = new Map<string, Promise<ImageRootDevice>>();
 
   constructor(
     private readonly ec2: EC2Client,
@@ -100,47 +128,92 @@ export class Ec2Machines implements Machines {
     const existing = await this.findLaunched(request.clientToken);
     if (existing) return existing;
     if (this.nowMs() >= request.deadlineAtMs) throw pastDeadlineError(request);
+    const rootDevice = await this.rootDeviceOf(placement.amiId);
+    if (rootDevice.snapshotSizeGiB !== undefined && rootDevice.snapshotSizeGiB > placement.volumeSizeGiB) {
+      throw new MachineLaunchError(
+        `image ${placement.amiId} needs a root volume of at least ${rootDevice.snapshotSizeGiB} GiB, but the blueprint of "${request.analysis}" asks for ${placement.volumeSizeGiB}; ` +
+          `raise hardware.volumeSizeGiB to ${rootDevice.snapshotSizeGiB} or more`,
+      );
+    }
 
-    const types = launchOrder(request.instanceType, placement.instanceTypes, placement.hourlyUsd);
+    const tries = launchTries(request, placement);
     const tried: string[] = [];
+    const skipped = new Set<string>();
     let lastCapacityError: unknown;
-    let attemptIndex = 0;
-    for (const instanceType of types) {
-      for (const subnetId of placement.subnetIds) {
-        // Each (type, subnet) attempt needs its own token: EC2 answers IdempotentParameterMismatch
-        // to a token reused with other parameters. This stays idempotent because the attempt
-        // sequence is a pure function of the request and the placement: a retried launch of the
-        // same dataset sends the same tokens with the same parameters, so an attempt that had
-        // succeeded returns its instance again instead of a second one. (A request that had failed
-        // is not remembered by EC2; `findLaunched` above covers the case where a later attempt
-        // of a previous try succeeded.)
-        const clientToken = attemptClientToken(request.clientToken, attemptIndex++);
-        const input = runInstancesInput(request, placement, instanceType, subnetId, clientToken);
-        try {
-          const output = await this.retrying(() => this.ec2.send(new RunInstancesCommand(input)));
-          const instance = output.Instances?.[0];
-          const instanceId = instance?.InstanceId;
-          if (!instanceId) throw new MachineLaunchError(`EC2 accepted the launch of ${instanceType} for ${request.dataset} but returned no instance id`);
-          const launchedAtMs = instance?.LaunchTime?.getTime();
-          return { instanceId, instanceType, ...(launchedAtMs !== undefined && Number.isFinite(launchedAtMs) ? { launchedAtMs } : {}) };
-        } catch (error) {
-          if (error instanceof MachineLaunchError) throw error;
-          if (!CAPACITY_ERROR_CODES.has(awsErrorCode(error) ?? '')) {
-            throw new MachineLaunchError(
-              `could not launch ${instanceType} in ${subnetId} for dataset ${request.dataset}: ${describeAwsError(error)}`,
-              { cause: error },
-            );
-          }
-          if (!tried.includes(instanceType)) tried.push(instanceType);
-          lastCapacityError = error;
+    for (const [index, { instanceType, subnetId, market }] of tries.entries()) {
+      // Each (market, type, subnet) try needs its own token: EC2 answers
+      // IdempotentParameterMismatch to a token reused with other parameters. This stays
+      // idempotent because the try sequence is a pure function of the request and the
+      // placement: a repeated launch of the same attempt sends the same tokens with the same
+      // parameters, so a try that had succeeded returns its instance again instead of a second
+      // one (decision record "one machine per attempt"). A try that had failed is not remembered
+      // by EC2; `findLaunched` above covers the case where a later try of a previous call won.
+      if (skipped.has(`${market}/${instanceType}`)) continue;
+      const clientToken = attemptClientToken(request.clientToken, index);
+      const input = runInstancesInput(request, placement, instanceType, subnetId, clientToken, { market, rootDeviceName: rootDevice.deviceName });
+      try {
+        const output = await this.retrying(() => this.ec2.send(new RunInstancesCommand(input)));
+        const instance = output.Instances?.[0];
+        const instanceId = instance?.InstanceId;
+        if (!instanceId) throw new MachineLaunchError(`EC2 accepted the launch of ${instanceType} for ${request.dataset} but returned no instance id`);
+        const launchedAtMs = instance?.LaunchTime?.getTime();
+        return {
+          instanceId,
+          instanceType,
+          ...(market === 'spot' ? { market } : {}),
+          ...(launchedAtMs !== undefined && Number.isFinite(launchedAtMs) ? { launchedAtMs } : {}),
+        };
+      } catch (error) {
+        if (error instanceof MachineLaunchError) throw error;
+        const code = awsErrorCode(error) ?? '';
+        if (!CAPACITY_ERROR_CODES.has(code)) {
+          throw new MachineLaunchError(
+            `could not launch ${market === 'spot' ? 'spot ' : ''}${instanceType} in ${subnetId} for dataset ${request.dataset}: ${describeAwsError(error)}`,
+            { cause: error },
+          );
         }
+        if (REGIONAL_LIMIT_CODES.has(code)) skipped.add(`${market}/${instanceType}`);
+        const label = market === 'spot' ? `spot ${instanceType}` : instanceType;
+        if (!tried.includes(label)) tried.push(label);
+        lastCapacityError = error;
       }
     }
-    throw new MachineLaunchError(
+    throw new CapacityExhaustedError(
       `no capacity for ${tried.join(', ')} in ${placement.subnetIds.join(', ')}: ${describeAwsError(lastCapacityError).replace(/\.$/, '')}. ` +
         'Try again later, or allow more instance types for this analysis.',
       { cause: lastCapacityError },
     );
+  }
+
+  /** The image's root device name and snapshot size, asked once per image (failures are asked again). */
+  rootDeviceOf(imageId: string): Promise<ImageRootDevice> {
+    let found = this.rootDevices.get(imageId);
+    if (!found) {
+      found = this.describeRootDevice(imageId);
+      this.rootDevices.set(imageId, found);
+      found.catch(() => this.rootDevices.delete(imageId));
+    }
+    return found;
+  }
+
+  private async describeRootDevice(imageId: string): Promise<ImageRootDevice> {
+    let images: Image[];
+    try {
+      images = (await this.retrying(() => this.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] })))).Images ?? [];
+    } catch (error) {
+      if (awsErrorCode(error)?.startsWith('InvalidAMIID')) images = [];
+      else throw error;
+    }
+    const image = images.find((i) => i.ImageId === imageId);
+    if (!image) {
+      throw new MachineLaunchError(`image ${imageId} does not exist in this region (DescribeImages found nothing); redeploy the analysis with an image that exists`);
+    }
+    const deviceName = image.RootDeviceName;
+    if (!deviceName) {
+      throw new MachineLaunchError(`image ${imageId} names no root device (RootDeviceName); use an EBS-backed image`);
+    }
+    const snapshotSizeGiB = image.BlockDeviceMappings?.find((mapping) => mapping.DeviceName === deviceName)?.Ebs?.VolumeSize;
+    return { deviceName, ...(snapshotSizeGiB !== undefined ? { snapshotSizeGiB } : {}) };
   }
 
   /** Terminates (idempotent). An instance EC2 no longer knows counts as terminated. */
@@ -203,6 +276,7 @@ export class Ec2Machines implements Machines {
     return {
       instanceId: instance.InstanceId as string,
       instanceType: instance.InstanceType as string,
+      ...(instance.InstanceLifecycle === 'spot' ? { market: 'spot' as const } : {}),
       ...(launchedAtMs !== undefined && Number.isFinite(launchedAtMs) ? { launchedAtMs } : {}),
     };
   }
@@ -257,10 +331,34 @@ export function launchOrder(requested: string, fallbacks: readonly string[], hou
   return [...new Set([requested, ...affordable])];
 }
 
+/** One RunInstances try of a launch. */
+export interface LaunchTry {
+  market: Market;
+  instanceType: string;
+  subnetId: string;
+}
+
 /**
- * The client token of attempt `index` of a launch: the request's own token for the first, then
+ * Every try of one launch, in order: for each market the request allows (spot before on demand
+ * for "spot-then-on-demand"), each type of launchOrder in each subnet. A pure function of the
+ * request and the placement, which is what makes the per-try client tokens safe.
+ */
+export function launchTries(request: Pick<LaunchRequest, 'instanceType' | 'market'>, placement: Pick<MachinePlacement, 'instanceTypes' | 'hourlyUsd' | 'subnetIds'>): LaunchTry[] {
+  const markets = marketsOf(request.market ?? 'on-demand');
+  const types = launchOrder(request.instanceType, placement.instanceTypes, placement.hourlyUsd);
+  return markets.flatMap((market) => types.flatMap((instanceType) => placement.subnetIds.map((subnetId) => ({ market, instanceType, subnetId }))));
+}
+
+function marketsOf(choice: MarketChoice): Market[] {
+  if (choice === 'spot') return ['spot'];
+  if (choice === 'spot-then-on-demand') return ['spot', 'on-demand'];
+  return ['on-demand'];
+}
+
+/**
+ * The client token of try `index` of a launch: the request's own token for the first, then
  * `<token>-<index>`. Tokens stay within EC2's 64 characters; a long token is shortened with a
- * hash of itself so that two different tokens never share attempt tokens.
+ * hash of itself so that two different tokens never share try tokens.
  */
 export function attemptClientToken(clientToken: string, index: number): string {
   if (index === 0) return clientToken;
@@ -270,15 +368,48 @@ export function attemptClientToken(clientToken: string, index: number): string {
   return `${clientToken.slice(0, MAX_CLIENT_TOKEN_CHARS - suffix.length - digest.length - 1)}-${digest}${suffix}`;
 }
 
-/** The whole RunInstances request of one attempt. */
+/**
+ * The machine's user data: a shell script cloud-init runs once at first boot, before the SSM
+ * agent can deliver any command. It arms a power-off at the deadline (whole minutes, rounded
+ * down, so never after it), and the instance's shutdown behaviour turns the power-off into
+ * termination: a machine whose agent never comes online still ends on time. The runner's own
+ * deadline handling (and its power-off when done) stays as it is.
+ */
+export function deadlineUserData(deadlineAtMs: number): string {
+  const deadlineSeconds = Math.floor(deadlineAtMs / 1000);
+  return [
+    '#!/bin/sh',
+    '# neurocaas: end this machine at its deadline, whatever happens to its commands.',
+    `deadline=${deadlineSeconds}`,
+    'now=$(date +%s)',
+    'minutes=$(( (deadline - now) / 60 ))',
+    'if [ "$minutes" -le 0 ]; then',
+    '  shutdown -h now "neurocaas: deadline" || poweroff',
+    'else',
+    '  shutdown -h "+$minutes" "neurocaas: deadline" || { nohup sh -c "sleep $(( deadline - now )); poweroff" >/dev/null 2>&1 & }',
+    'fi',
+    '',
+  ].join('\n');
+}
+
+export interface RunInstancesOptions {
+  /** Default "on-demand". */
+  market?: Market;
+  /** The image's root device (DescribeImages RootDeviceName). Default /dev/xvda (Amazon Linux). */
+  rootDeviceName?: string;
+}
+
+/** The whole RunInstances request of one try. */
 export function runInstancesInput(
   request: LaunchRequest,
   placement: MachinePlacement,
   instanceType: string,
   subnetId: string,
   clientToken: string,
+  options: RunInstancesOptions = {},
 ): RunInstancesCommandInput {
   const tags = machineTags(request);
+  const market = options.market ?? 'on-demand';
   return {
     MinCount: 1,
     MaxCount: 1,
@@ -291,9 +422,19 @@ export function runInstancesInput(
     // The runner powers the machine off when done; off must mean gone.
     InstanceInitiatedShutdownBehavior: 'terminate',
     MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled', HttpPutResponseHopLimit: 1 },
+    UserData: Buffer.from(deadlineUserData(request.deadlineAtMs), 'utf8').toString('base64'),
+    ...(market === 'spot'
+      ? {
+          // One-time, terminated on interruption: a spot machine is never stopped or relaunched
+          // behind the protocol's back. No MaxPrice: EC2 caps spot at the on-demand price,
+          // which is what the reservation assumes.
+          InstanceMarketOptions: { MarketType: 'spot' as const, SpotOptions: { SpotInstanceType: 'one-time' as const, InstanceInterruptionBehavior: 'terminate' as const } },
+        }
+      : {}),
     BlockDeviceMappings: [
       {
-        DeviceName: '/dev/xvda',
+        // The image's own root device, grown to the blueprint's size (a different name would add a second disk).
+        DeviceName: options.rootDeviceName ?? '/dev/xvda',
         Ebs: { VolumeType: 'gp3', VolumeSize: placement.volumeSizeGiB, Encrypted: true, DeleteOnTermination: true },
       },
       // Priced into the reservation with the root volume; they go when the machine goes.
@@ -307,6 +448,7 @@ export function runInstancesInput(
       { ResourceType: 'volume', Tags: tags },
       // The protocols' IAM policy lets RunInstances create an interface only when it is tagged.
       { ResourceType: 'network-interface', Tags: tags },
+      ...(market === 'spot' ? [{ ResourceType: 'spot-instances-request' as const, Tags: tags }] : []),
     ],
   };
 }

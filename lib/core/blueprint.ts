@@ -6,6 +6,15 @@ import { compileJsonSchema } from './json-schema.js';
 /** SSM Run Command refuses an executionTimeout above 48 h; a longer job cannot run as one command. */
 export const SSM_MAX_COMMAND_MINUTES = 48 * 60;
 
+/** Where a machine is bought: always on demand, always spot, or spot first and on demand for every retry. */
+export const MARKETS = ['on-demand', 'spot', 'spot-then-on-demand'] as const;
+export type MarketChoice = (typeof MARKETS)[number];
+/** The market one machine actually ran on. */
+export type Market = 'on-demand' | 'spot';
+
+/** Platform-fault retries per dataset, when the blueprint names none. */
+export const DEFAULT_PLATFORM_RETRIES = 2;
+
 /** Most replicas one ensemble job may run. */
 export const MAX_ENSEMBLE_SIZE = 100;
 
@@ -59,6 +68,14 @@ export const BlueprintSchema = z
           .max(8)
           .optional()
           .describe('Sizes in GiB of extra gp3 data volumes attached to each machine; priced into the reservation like the root volume.'),
+        market: z
+          .enum(MARKETS)
+          .default('on-demand')
+          .describe(
+            'Where machines are bought: "on-demand"; "spot" (one-time spot requests, terminated on interruption, every attempt on spot); ' +
+              '"spot-then-on-demand" (the first attempt on spot, on demand when spot has no capacity and for every retry). ' +
+              'Reservations always assume the on-demand price; cost is settled at pricing.spotDiscount for spot machines.',
+          ),
       })
       .describe('Machine shape.'),
     limits: z
@@ -73,6 +90,16 @@ export const BlueprintSchema = z
         maxConcurrentMachines: z.number().int().min(1).max(1000).default(20).describe('Machines one job runs at once.'),
         maxDatasetsPerJob: z.number().int().min(1).max(10000).default(100).describe('Datasets one submission may name.'),
         agentWaitMinutes: z.number().min(0.05).max(60).default(10).describe('How long a new machine may take to come online.'),
+        platformRetries: z
+          .number()
+          .int()
+          .min(0)
+          .max(5)
+          .default(DEFAULT_PLATFORM_RETRIES)
+          .describe(
+            'Fresh machines a dataset may get after a platform fault (no capacity, agent never online, machine lost, spot interruption, results not stored); ' +
+              'never after a workflow failure. Each retry runs only while the job\'s reservation still covers a whole machine.',
+          ),
       })
       .describe('Time and fan-out limits.'),
     pricing: z
@@ -83,6 +110,15 @@ export const BlueprintSchema = z
           .positive()
           .optional()
           .describe('EBS gp3 price per GiB-month in USD for the machine volumes; default 0.08 (us-east-1).'),
+        spotDiscount: z
+          .number()
+          .min(0)
+          .max(0.95)
+          .optional()
+          .describe(
+            'Share of the on-demand price a spot machine saves (0.6 = spot costs 40 % of hourlyUsd); cost reports use it for machines that ran on spot. ' +
+              'Default 0: spot machines are reported at the on-demand price (never under-reported; spot never costs more).',
+          ),
       })
       .describe('Prices used for budget reservations and cost reports.'),
     config: z

@@ -75,6 +75,12 @@ export class MachineLaunchError extends NeuroCaasError {
   }
 }
 
+/**
+ * No machine could be had because the cloud had no capacity (or quota) for any allowed type in
+ * any subnet: a platform fault that a later attempt may not meet, so the reducer may retry it.
+ */
+export class CapacityExhaustedError extends MachineLaunchError {}
+
 /** A conditional write lost a race; the caller reloads and retries. */
 export class ConcurrentUpdateError extends NeuroCaasError {
   constructor(message: string) {

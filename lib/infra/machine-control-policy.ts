@@ -39,6 +39,7 @@ export class MachineControlPolicy extends Construct {
     const volumes = ec2ResourcesArn(this, 'volume');
     const networkInterfaces = ec2ResourcesArn(this, 'network-interface');
     const instances = ec2ResourcesArn(this, 'instance');
+    const spotRequests = ec2ResourcesArn(this, 'spot-instances-request');
     const runShellScript = stack.formatArn({
       service: 'ssm',
       account: '',
@@ -54,7 +55,8 @@ export class MachineControlPolicy extends Construct {
         new iam.PolicyStatement({
           sid: 'LaunchTaggedVolumesAndInterfaces',
           actions: ['ec2:RunInstances'],
-          resources: [volumes, networkInterfaces],
+          // Spot machines (hardware.market) come with a one-time spot request, tagged like the rest.
+          resources: [volumes, networkInterfaces, spotRequests],
           conditions: jobTagRequested,
         }),
         new iam.PolicyStatement({
@@ -65,7 +67,7 @@ export class MachineControlPolicy extends Construct {
         new iam.PolicyStatement({
           sid: 'TagAtLaunchOnly',
           actions: ['ec2:CreateTags'],
-          resources: [instances, volumes, networkInterfaces],
+          resources: [instances, volumes, networkInterfaces, spotRequests],
           conditions: { StringEquals: { 'ec2:CreateAction': 'RunInstances' } },
         }),
         new iam.PolicyStatement({
@@ -87,7 +89,8 @@ export class MachineControlPolicy extends Construct {
         }),
         new iam.PolicyStatement({
           sid: 'ReadMachineAndCommandState',
-          actions: ['ec2:DescribeInstances', 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:ListCommands'],
+          // DescribeImages: the root device of the analysis image (the root volume is sized on it).
+          actions: ['ec2:DescribeInstances', 'ec2:DescribeImages', 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:ListCommands'],
           resources: ['*'],
         }),
       ],
@@ -105,13 +108,18 @@ export class MachineControlPolicy extends Construct {
     );
     acknowledge(
       this.policy,
+      wildcardResourceFinding(this.policy, spotRequests),
+      'RunInstances creates the spot request of a spot machine, so its id is unknown beforehand; allowed only when the request tags it neurocaas:job',
+    );
+    acknowledge(
+      this.policy,
       wildcardResourceFinding(this.policy, instances),
       'Job machines are created at run time: CreateTags only inside RunInstances (ec2:CreateAction), TerminateInstances and SendCommand only on instances tagged neurocaas:job',
     );
     acknowledge(
       this.policy,
       'AwsSolutions-IAM5[Resource::*]',
-      'ec2:DescribeInstances, ssm:DescribeInstanceInformation, ssm:GetCommandInvocation and ssm:ListCommands support no resource-level permissions; they only read state',
+      'ec2:DescribeInstances, ec2:DescribeImages, ssm:DescribeInstanceInformation, ssm:GetCommandInvocation and ssm:ListCommands support no resource-level permissions; they only read state',
     );
   }
 }

@@ -20,6 +20,9 @@ export const WATCHED_INSTANCE_STATES = ['running', 'stopped', 'shutting-down', '
 /** SSM command-invocation statuses the job reducer reacts to (CommandStarted, CommandFinished). */
 export const WATCHED_COMMAND_STATUSES = ['InProgress', 'Success', 'Failed', 'TimedOut', 'Cancelled'] as const;
 
+/** The EventBridge detail type of EC2's two-minute spot interruption notice. */
+export const SPOT_INTERRUPTION_DETAIL_TYPE = 'EC2 Spot Instance Interruption Warning';
+
 /** How often the reaper looks for machines past their deadline: the period every reservation covers. */
 export const REAPER_INTERVAL = Duration.minutes(REAPER_PERIOD_MINUTES);
 
@@ -94,6 +97,8 @@ export class PlatformProtocols extends Construct {
   readonly reaper: ProtocolFunction;
   readonly instanceStateRule: events.Rule;
   readonly commandStatusRule: events.Rule;
+  /** Spot interruption warnings (two minutes before EC2 reclaims a spot machine) -> the monitor. */
+  readonly spotInterruptionRule: events.Rule;
   readonly reaperSchedule: events.Rule;
 
   constructor(scope: Construct, id: string, props: PlatformProtocolsProps) {
@@ -140,6 +145,16 @@ export class PlatformProtocols extends Construct {
         detail: { 'document-name': [RUN_SHELL_SCRIPT_DOCUMENT], status: [...WATCHED_COMMAND_STATUSES] },
       },
       targets: [new targets.LambdaFunction(this.monitor.function, { retryAttempts: 8, maxEventAge: Duration.hours(2) })],
+    });
+
+    this.spotInterruptionRule = new events.Rule(this, 'SpotInterruptionRule', {
+      description: 'Spot interruption warnings: the job ends that machine\'s attempt as a platform fault and retries the dataset',
+      eventPattern: {
+        source: ['aws.ec2'],
+        detailType: [SPOT_INTERRUPTION_DETAIL_TYPE],
+      },
+      // The warning comes two minutes ahead: an old one is worthless, so no long retries.
+      targets: [new targets.LambdaFunction(this.monitor.function, { retryAttempts: 2, maxEventAge: Duration.minutes(10) })],
     });
 
     this.reaper = new ProtocolFunction(this, 'Reaper', {

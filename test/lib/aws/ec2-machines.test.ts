@@ -7,11 +7,16 @@ import {
   DescribeVolumesCommand,
   EC2Client,
   EC2ServiceException,
+  RegisterImageCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
   type Instance,
 } from '@aws-sdk/client-ec2';
 import { CreateInstanceProfileCommand, IAMClient } from '@aws-sdk/client-iam';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { mockClient } from 'aws-sdk-client-mock';
 import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -24,10 +29,12 @@ import {
   expiredDeadlinePatterns,
   launchOrder,
   parseDeadlineTag,
+  deadlineUserData,
+  launchTries,
   type MachinePlacement,
 } from '../../../lib/aws/ec2-machines.js';
 import { backoffDelayMs, describeAwsError, isThrottlingError, withRetries } from '../../../lib/aws/retry.js';
-import { MachineLaunchError } from '../../../lib/core/errors.js';
+import { CapacityExhaustedError, MachineLaunchError } from '../../../lib/core/errors.js';
 import type { LaunchRequest } from '../../../lib/ports.js';
 import { startMoto, type MotoServer } from '../../support/moto.js';
 import { machineCostUsd } from '../../../lib/core/cost.js';
@@ -85,8 +92,11 @@ function setup(overrides: Partial<MachinePlacement> = {}) {
     random: () => 0,
     nowMs: () => DEADLINE_MS - 3_600_000,
   });
-  // By default nothing was launched before.
+  // By default nothing was launched before, and the image is an Amazon Linux one (root /dev/xvda).
   mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+  mock.on(DescribeImagesCommand).resolves({
+    Images: [{ ImageId: placement.amiId, RootDeviceName: '/dev/xvda', BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: 8 } }] }],
+  });
   return { mock, machines, sleeps };
 }
 
@@ -121,6 +131,7 @@ describe('EC2 machines: launch', () => {
         SecurityGroupIds: ['sg-0aaa'],
         InstanceInitiatedShutdownBehavior: 'terminate',
         MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled', HttpPutResponseHopLimit: 1 },
+        UserData: Buffer.from(deadlineUserData(DEADLINE_MS)).toString('base64'),
         BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: { VolumeType: 'gp3', VolumeSize: 64, Encrypted: true, DeleteOnTermination: true } }],
         TagSpecifications: [
           { ResourceType: 'instance', Tags: tags },
@@ -685,5 +696,245 @@ describe('EC2 machines against the moto emulator', () => {
   it('counts an instance id EC2 never had as terminated', async () => {
     expect(await machines.terminate('i-0123456789abcdef0')).toBe('terminated');
     expect(await machines.describe('i-0123456789abcdef0')).toEqual({ instanceId: 'i-0123456789abcdef0', state: 'terminated' });
+  });
+
+  /**
+   * An image with the given root device: moto's RegisterImage always registers /dev/sda1 (the
+   * Ubuntu / Deep Learning AMI layout), and its built-in Amazon Linux images have /dev/xvda.
+   */
+  async function imageWithRoot(rootDeviceName: string): Promise<string> {
+    if (rootDeviceName === '/dev/sda1') {
+      const registered = await ec2.send(new RegisterImageCommand({ Name: `ncap-ubuntu-like-${Date.now()}`, RootDeviceName: rootDeviceName }));
+      return registered.ImageId as string;
+    }
+    const images = await ec2.send(new DescribeImagesCommand({}));
+    return images.Images?.find((image) => image.RootDeviceName === rootDeviceName)?.ImageId as string;
+  }
+
+  it.each(['/dev/xvda', '/dev/sda1'])('sizes the root device of an image whose root is %s, and adds no second disk', async (rootDeviceName) => {
+    const imageId = await imageWithRoot(rootDeviceName);
+    expect((await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images?.[0]?.RootDeviceName).toBe(rootDeviceName);
+    const withImage = new Ec2Machines(ec2, async () => ({ ...motoPlacement, amiId: imageId }));
+
+    const launched = await withImage.launch(motoRequest(`moto-root${rootDeviceName.replaceAll('/', '-')}`, Date.now() + 3_600_000));
+
+    const machine = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [launched.instanceId] }))).Reservations?.[0]?.Instances?.[0];
+    // (moto answers RootDeviceName /dev/sda1 for every instance; the mapping and the volume say what was asked.)
+    expect(machine?.BlockDeviceMappings?.map((mapping) => mapping.DeviceName)).toEqual([rootDeviceName]);
+    const volumes = await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [launched.instanceId] }] }));
+    expect(volumes.Volumes).toHaveLength(1);
+    expect(volumes.Volumes?.[0]).toMatchObject({ Size: 64, VolumeType: 'gp3', Encrypted: true });
+    expect(volumes.Volumes?.[0]?.Attachments?.[0]?.Device).toBe(rootDeviceName);
+    await withImage.terminate(launched.instanceId);
+  });
+
+  it('launches spot machines as spot, and arms the deadline in the user data', async () => {
+    const deadlineAtMs = Date.now() + 3_600_000;
+    const launched = await machines.launch({ ...motoRequest('moto-spot', deadlineAtMs), market: 'spot' });
+
+    expect(launched.market).toBe('spot');
+    const machine = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [launched.instanceId] }))).Reservations?.[0]?.Instances?.[0];
+    expect(machine?.InstanceLifecycle).toBe('spot');
+    const userData = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: launched.instanceId, Attribute: 'userData' }));
+    expect(Buffer.from(userData.UserData?.Value ?? '', 'base64').toString('utf8')).toBe(deadlineUserData(deadlineAtMs));
+    // A repeated launch finds it (by its token tag) and still says spot.
+    expect(await machines.launch({ ...motoRequest('moto-spot', deadlineAtMs), market: 'spot' })).toEqual(launched);
+    await machines.terminate(launched.instanceId);
+  });
+});
+
+describe('EC2 machines: the root device comes from the image', () => {
+  it('grows the image\'s own root device (/dev/sda1 on Ubuntu and Deep Learning images) instead of adding a disk', async () => {
+    const { mock, machines } = setup();
+    mock.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: placement.amiId, RootDeviceName: '/dev/sda1', BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 8 } }] }] });
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0ubuntu' }] });
+
+    await machines.launch(request);
+
+    expect(runInputs(mock)[0]?.BlockDeviceMappings).toEqual([
+      { DeviceName: '/dev/sda1', Ebs: { VolumeType: 'gp3', VolumeSize: 64, Encrypted: true, DeleteOnTermination: true } },
+    ]);
+    expect(mock.commandCalls(DescribeImagesCommand)[0]?.args[0].input).toEqual({ ImageIds: [placement.amiId] });
+  });
+
+  it('asks EC2 about an image once, however many machines it launches', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0a' }] });
+
+    await machines.launch(request);
+    await machines.launch({ ...request, dataset: 'b.csv', clientToken: 'ncap-20261122T151533Z-7f3a-1' });
+
+    expect(mock.commandCalls(DescribeImagesCommand)).toHaveLength(1);
+    expect(runInputs(mock)).toHaveLength(2);
+  });
+
+  it('refuses a root volume smaller than the image\'s snapshot, naming the size to ask for', async () => {
+    const { mock, machines } = setup({ volumeSizeGiB: 50 });
+    mock.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: placement.amiId, RootDeviceName: '/dev/sda1', BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 75 } }] }] });
+
+    await expect(machines.launch(request)).rejects.toThrow(
+      'image ami-0123456789abcdef0 needs a root volume of at least 75 GiB, but the blueprint of "an-alysis" asks for 50; raise hardware.volumeSizeGiB to 75 or more',
+    );
+    expect(runInputs(mock)).toHaveLength(0);
+  });
+
+  it('says so when the image does not exist, and asks again next time', async () => {
+    const { mock, machines } = setup();
+    mock.on(DescribeImagesCommand).resolvesOnce({ Images: [] }).resolves({ Images: [{ ImageId: placement.amiId, RootDeviceName: '/dev/xvda' }] });
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0a' }] });
+
+    await expect(machines.launch(request)).rejects.toThrow(/image ami-0123456789abcdef0 does not exist in this region/);
+    expect(await machines.launch(request)).toEqual({ instanceId: 'i-0a', instanceType: 'm5.xlarge' });
+  });
+});
+
+describe('EC2 machines: capacity and quotas', () => {
+  it('moves to the next subnet when a subnet has no free addresses, and on to the next type when the type has no capacity', async () => {
+    const { mock, machines } = setup({ subnetIds: ['subnet-a', 'subnet-b'], instanceTypes: ['m5.xlarge', 'm5.2xlarge'] });
+    mock.on(RunInstancesCommand).rejects(ec2Error('InsufficientInstanceCapacity', 'no m5.xlarge'));
+    mock.on(RunInstancesCommand, { InstanceType: 'm5.xlarge', SubnetId: 'subnet-a' }).rejects(ec2Error('InsufficientFreeAddressesInSubnet', 'no addresses left'));
+    mock.on(RunInstancesCommand, { InstanceType: 'm5.2xlarge', SubnetId: 'subnet-a' }).resolves({ Instances: [{ InstanceId: 'i-0second-type' }] });
+
+    expect(await machines.launch(request)).toEqual({ instanceId: 'i-0second-type', instanceType: 'm5.2xlarge' });
+    expect(runInputs(mock).map((input) => [input.InstanceType, input.SubnetId])).toEqual([
+      ['m5.xlarge', 'subnet-a'],
+      ['m5.xlarge', 'subnet-b'],
+      ['m5.2xlarge', 'subnet-a'],
+    ]);
+  });
+
+  it('skips the other subnets of a type whose regional vCPU quota is used up', async () => {
+    const { mock, machines } = setup({ subnetIds: ['subnet-a', 'subnet-b', 'subnet-c'], instanceTypes: ['m5.xlarge', 'm5.2xlarge'] });
+    mock.on(RunInstancesCommand, { InstanceType: 'm5.xlarge' }).rejects(ec2Error('VcpuLimitExceeded', 'You have requested more vCPU capacity than your current vCPU limit of 32 allows'));
+    mock.on(RunInstancesCommand, { InstanceType: 'm5.2xlarge' }).resolves({ Instances: [{ InstanceId: 'i-0other-family' }] });
+
+    expect(await machines.launch(request)).toEqual({ instanceId: 'i-0other-family', instanceType: 'm5.2xlarge' });
+    expect(runInputs(mock).map((input) => [input.InstanceType, input.SubnetId, input.ClientToken])).toEqual([
+      ['m5.xlarge', 'subnet-a', request.clientToken],
+      // Tokens keep their position in the try sequence, so a repeated launch sends the same ones.
+      ['m5.2xlarge', 'subnet-a', `${request.clientToken}-3`],
+    ]);
+  });
+
+  it('fails with CapacityExhaustedError (a fault worth retrying) when every type and subnet is out', async () => {
+    const { mock, machines } = setup({ subnetIds: ['subnet-a'] });
+    mock.on(RunInstancesCommand).rejects(ec2Error('InsufficientInstanceCapacity', 'none left'));
+
+    const failure = machines.launch(request);
+
+    await expect(failure).rejects.toBeInstanceOf(CapacityExhaustedError);
+    await expect(failure).rejects.toThrow('no capacity for m5.xlarge, m5.2xlarge in subnet-a: InsufficientInstanceCapacity: none left.');
+  });
+
+  it('fails with a plain MachineLaunchError (no retry would help) for an error of the request itself', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).rejects(ec2Error('InvalidParameterValue', 'bad'));
+
+    const failure = machines.launch(request);
+    await expect(failure).rejects.toBeInstanceOf(MachineLaunchError);
+    await expect(failure).rejects.not.toBeInstanceOf(CapacityExhaustedError);
+  });
+});
+
+describe('EC2 machines: spot', () => {
+  it('asks for a one-time spot machine that is terminated on interruption, and tags the spot request', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0spot' }] });
+
+    const launched = await machines.launch({ ...request, market: 'spot' });
+
+    expect(launched).toEqual({ instanceId: 'i-0spot', instanceType: 'm5.xlarge', market: 'spot' });
+    const input = runInputs(mock)[0];
+    expect(input?.InstanceMarketOptions).toEqual({ MarketType: 'spot', SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' } });
+    expect(input?.InstanceMarketOptions?.SpotOptions).not.toHaveProperty('MaxPrice');
+    expect(input?.InstanceInitiatedShutdownBehavior).toBe('terminate');
+    expect(input?.TagSpecifications?.map((spec) => spec.ResourceType)).toEqual(['instance', 'volume', 'network-interface', 'spot-instances-request']);
+  });
+
+  it('spot-then-on-demand: falls to on demand within the same launch when spot has no capacity or quota, with a token per try', async () => {
+    const { mock, machines } = setup({ instanceTypes: ['m5.xlarge'] });
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0ondemand' }] });
+    mock.on(RunInstancesCommand, { InstanceMarketOptions: { MarketType: 'spot' } }).rejects(ec2Error('MaxSpotInstanceCountExceeded', 'Max spot instance count exceeded'));
+
+    const launched = await machines.launch({ ...request, market: 'spot-then-on-demand' });
+
+    expect(launched).toEqual({ instanceId: 'i-0ondemand', instanceType: 'm5.xlarge' });
+    expect(runInputs(mock).map((input) => [input.InstanceMarketOptions?.MarketType ?? 'on-demand', input.ClientToken])).toEqual([
+      ['spot', request.clientToken],
+      ['on-demand', `${request.clientToken}-1`],
+    ]);
+  });
+
+  it('on demand sends no market options and reports no market', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0od' }] });
+
+    expect(await machines.launch({ ...request, market: 'on-demand' })).toEqual({ instanceId: 'i-0od', instanceType: 'm5.xlarge' });
+    expect(runInputs(mock)[0]).not.toHaveProperty('InstanceMarketOptions');
+  });
+
+  it('finds an earlier try\'s spot machine as spot', async () => {
+    const { mock, machines } = setup();
+    mock.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [instance('i-0earlier', 'running', { [MACHINE_TAGS.launchToken]: request.clientToken }, { InstanceLifecycle: 'spot' })] }],
+    });
+
+    expect(await machines.launch({ ...request, market: 'spot' })).toEqual({ instanceId: 'i-0earlier', instanceType: 'm5.xlarge', market: 'spot' });
+  });
+
+  it('orders the tries market by market, type by type, subnet by subnet (property: a pure function of request and placement)', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('on-demand' as const, 'spot' as const, 'spot-then-on-demand' as const),
+        fc.uniqueArray(fc.constantFrom('subnet-a', 'subnet-b', 'subnet-c'), { minLength: 1 }),
+        (market, subnetIds) => {
+          const tries = launchTries({ instanceType: 'm5.xlarge', market }, { ...placement, subnetIds });
+          expect(launchTries({ instanceType: 'm5.xlarge', market }, { ...placement, subnetIds })).toEqual(tries);
+          const markets = market === 'spot-then-on-demand' ? ['spot', 'on-demand'] : [market];
+          expect(tries).toHaveLength(markets.length * 2 * subnetIds.length);
+          expect([...new Set(tries.map((t) => t.market))]).toEqual(markets);
+          expect(new Set(tries.map((t) => `${t.market}/${t.instanceType}/${t.subnetId}`)).size).toBe(tries.length);
+        },
+      ),
+    );
+  });
+});
+
+describe('EC2 machines: the deadline is armed at boot', () => {
+  const runUserData = (deadlineAtMs: number) => {
+    // The script as cloud-init runs it, with a stand-in `shutdown` that records its arguments.
+    const dir = mkdtempSync(join(tmpdir(), 'ncap-userdata-'));
+    try {
+      writeFileSync(join(dir, 'shutdown'), '#!/bin/sh\necho "$@" > "$NCAP_TEST_OUT"\n', { mode: 0o755 });
+      const script = join(dir, 'user-data');
+      writeFileSync(script, deadlineUserData(deadlineAtMs), { mode: 0o755 });
+      const out = join(dir, 'out');
+      execFileSync('/bin/sh', [script], { env: { PATH: `${dir}:/usr/bin:/bin`, NCAP_TEST_OUT: out }, timeout: 10_000 });
+      return readFileSync(out, 'utf8').trim();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('sends the script in RunInstances as base64 user data', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0a' }] });
+
+    await machines.launch(request);
+
+    const userData = Buffer.from(runInputs(mock)[0]?.UserData as string, 'base64').toString('utf8');
+    expect(userData).toBe(deadlineUserData(DEADLINE_MS));
+    expect(userData.startsWith('#!/bin/sh\n')).toBe(true);
+    expect(userData).toContain(`deadline=${DEADLINE_MS / 1000}`);
+  });
+
+  it('arms a power-off in whole minutes, never after the deadline', () => {
+    const args = runUserData(Date.now() + 10 * 60_000 + 30_000);
+    // 10.5 min ahead (less the second the test takes): +10, rounded down.
+    expect(args).toMatch(/^-h \+(9|10) neurocaas: deadline$/);
+  });
+
+  it('powers off at once when the machine boots after its deadline', () => {
+    expect(runUserData(Date.now() - 5_000)).toBe('-h now neurocaas: deadline');
   });
 });

@@ -1,6 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WATCHED_COMMAND_STATUSES, WATCHED_INSTANCE_STATES } from '../../../lib/infra/platform-protocols.js';
+import { SPOT_INTERRUPTION_DETAIL_TYPE, WATCHED_COMMAND_STATUSES, WATCHED_INSTANCE_STATES } from '../../../lib/infra/platform-protocols.js';
 import { cfnText, readableStatements, removeSynthesized, resourceOf, synthesize, type Synthesized } from './synth.js';
 
 afterAll(removeSynthesized);
@@ -198,12 +198,25 @@ describe('PlatformStack protocols', () => {
     });
   });
 
+  it('sends spot interruption warnings to the monitor, with short retries (the warning is worth two minutes)', () => {
+    synth.platform.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['aws.ec2'], 'detail-type': ['EC2 Spot Instance Interruption Warning'] },
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [fn.monitor, 'Arn'] },
+          RetryPolicy: { MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 600 },
+        }),
+      ],
+    });
+    expect(SPOT_INTERRUPTION_DETAIL_TYPE).toBe('EC2 Spot Instance Interruption Warning');
+  });
+
   it('runs the reaper every five minutes', () => {
     synth.platform.hasResourceProperties('AWS::Events::Rule', {
       ScheduleExpression: 'rate(5 minutes)',
       Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fn.reaper, 'Arn'] } })],
     });
-    synth.platform.resourceCountIs('AWS::Events::Rule', 3);
+    synth.platform.resourceCountIs('AWS::Events::Rule', 4);
   });
 
   it('lets EventBridge invoke the monitor and the reaper, and nothing else', () => {
@@ -211,6 +224,7 @@ describe('PlatformStack protocols', () => {
       (resource) => (resource as { Properties: { FunctionName: unknown; Principal: string } }).Properties,
     );
     expect(permissions.map((p) => [p.FunctionName, p.Principal])).toEqual([
+      [{ 'Fn::GetAtt': [fn.monitor, 'Arn'] }, 'events.amazonaws.com'],
       [{ 'Fn::GetAtt': [fn.monitor, 'Arn'] }, 'events.amazonaws.com'],
       [{ 'Fn::GetAtt': [fn.monitor, 'Arn'] }, 'events.amazonaws.com'],
       [{ 'Fn::GetAtt': [fn.reaper, 'Arn'] }, 'events.amazonaws.com'],
@@ -328,7 +342,7 @@ describe('PlatformStack protocol permissions', () => {
         Sid: 'LaunchTaggedVolumesAndInterfaces',
         Effect: 'Allow',
         Action: ['ec2:RunInstances'],
-        Resource: [`${EC2}:volume/*`, `${EC2}:network-interface/*`],
+        Resource: [`${EC2}:volume/*`, `${EC2}:network-interface/*`, `${EC2}:spot-instances-request/*`],
         Condition: { Null: { 'aws:RequestTag/neurocaas:job': 'false' } },
       },
       {
@@ -341,7 +355,7 @@ describe('PlatformStack protocol permissions', () => {
         Sid: 'TagAtLaunchOnly',
         Effect: 'Allow',
         Action: ['ec2:CreateTags'],
-        Resource: [`${EC2}:instance/*`, `${EC2}:volume/*`, `${EC2}:network-interface/*`],
+        Resource: [`${EC2}:instance/*`, `${EC2}:volume/*`, `${EC2}:network-interface/*`, `${EC2}:spot-instances-request/*`],
         Condition: { StringEquals: { 'ec2:CreateAction': 'RunInstances' } },
       },
     ]);
@@ -373,7 +387,7 @@ describe('PlatformStack protocol permissions', () => {
       {
         Sid: 'ReadMachineAndCommandState',
         Effect: 'Allow',
-        Action: ['ec2:DescribeInstances', 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:ListCommands'],
+        Action: ['ec2:DescribeInstances', 'ec2:DescribeImages', 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:ListCommands'],
         Resource: ['*'],
       },
     ]);
