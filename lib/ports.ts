@@ -186,6 +186,8 @@ export interface Catalog {
   user(username: string): Promise<import('./core/user.js').UserProfile | undefined>;
   /** What the machines run: an AMI id on aws, the environment folder on local. */
   imageId(blueprint: import('./core/blueprint.js').Blueprint): string;
+  /** Where that image came from (provenance); optional: a catalog that knows nothing more omits it. */
+  imageFacts?(blueprint: import('./core/blueprint.js').Blueprint): import('./core/image-recipe.js').ImageFacts | undefined;
 }
 
 /** What a researcher is told when a job ends (D7). */

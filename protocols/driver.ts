@@ -1,4 +1,5 @@
 import type { Blueprint } from '../lib/core/blueprint.js';
+import type { ImageFacts } from '../lib/core/image-recipe.js';
 import { ConcurrentUpdateError, KeyInvalidError, NeuroCaasError, ObjectExistsError } from '../lib/core/errors.js';
 import {
   initialJobState,
@@ -373,6 +374,7 @@ export class JobDriver {
       objects: objectsFacts,
       configText,
       imageId: blueprintEntry ? catalog.imageId(blueprintEntry.blueprint) : 'unknown',
+      ...imageFactsOf(catalog, blueprintEntry?.blueprint),
       nowMs: clock.nowMs(),
       ...(submitterProblem === undefined ? {} : { submitterProblem }),
       chainBlueprints,
@@ -853,4 +855,10 @@ function newJobRecord(jobId: string, bucket: string, submissionKey: string, anal
   };
   if (submitter !== undefined) record.submitter = submitter;
   return record;
+}
+
+/** The catalog's facts about an analysis's image, as a PlanInput fragment (empty when it knows none). */
+function imageFactsOf(catalog: Catalog, blueprint: Blueprint | undefined): { image?: ImageFacts } {
+  const facts = blueprint && catalog.imageFacts ? catalog.imageFacts(blueprint) : undefined;
+  return facts ? { image: facts } : {};
 }

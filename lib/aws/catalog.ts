@@ -6,6 +6,7 @@ import type { MachinePlacement } from './ec2-machines.js';
 import { formatZodIssues } from '../core/issues.js';
 import { parseUserProfileText, type UserProfile } from '../core/user.js';
 import type { Catalog, Clock } from '../ports.js';
+import type { ImageFacts } from '../core/image-recipe.js';
 
 /** How long a lookup is reused before the table is read again: 60 s. */
 export const DEFAULT_CACHE_TTL_MS = 60_000;
@@ -30,6 +31,11 @@ const AnalysisItemSchema = z.object({
   securityGroupId: z.string().min(1),
   subnetIds: z.array(z.string().min(1)).min(1),
   machineRoleArn: z.string().min(1),
+  // Written by deployments since images as code; older items have none of them.
+  imageSource: z.enum(['ami', 'recipe']).optional(),
+  recipeHash: z.string().min(1).optional(),
+  baseImageParameter: z.string().min(1).optional(),
+  baseImageId: z.string().min(1).optional(),
 });
 
 /** The registry item per user: `{pk: "USER#<username>", sk: "PROFILE", group, profile}`. */
@@ -61,6 +67,8 @@ export class DynamoCatalog implements Catalog {
   private readonly groups = new Map<string, CacheEntry<UserProfile[]>>();
   /** AMI per analysis, kept past the cache lifetime: imageId() is synchronous. */
   private readonly amiIds = new Map<string, string>();
+  /** Where each analysis's AMI came from, kept like amiIds. */
+  private readonly images = new Map<string, ImageFacts>();
 
   constructor(
     private readonly doc: DynamoDBDocumentClient,
@@ -97,6 +105,11 @@ export class DynamoCatalog implements Catalog {
       );
     }
     return amiId;
+  }
+
+  /** Where the deploy's AMI came from (a literal id, or a recipe with its hash and base image); undefined for items written before images as code. */
+  imageFacts(blueprint: Blueprint): ImageFacts | undefined {
+    return this.images.get(blueprint.name);
   }
 
   async usersOfGroup(group: string): Promise<UserProfile[]> {
@@ -165,6 +178,13 @@ export class DynamoCatalog implements Catalog {
         },
       };
       this.amiIds.set(analysis, item.amiId);
+      if (item.imageSource) {
+        this.images.set(analysis, {
+          source: item.imageSource,
+          ...(item.recipeHash ? { recipeHash: item.recipeHash } : {}),
+          ...(item.baseImageParameter && item.baseImageId ? { baseImage: { parameter: item.baseImageParameter, imageId: item.baseImageId } } : {}),
+        });
+      }
       return loaded;
     });
   }

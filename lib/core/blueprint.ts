@@ -40,7 +40,13 @@ export const BlueprintSchema = z
           .string()
           .regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id like "ami-0abc12345def67890"')
           .optional()
-          .describe('Machine image for the aws backend (may be overridden per region at deploy time).'),
+          .describe('Machine image for the aws backend, a literal AMI id (NeuroCAAS style; may be overridden per region at deploy time). Exclusive with recipe.'),
+        recipe: z
+          .string()
+          .regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*\.json$/, 'must be the path of a .json file inside the blueprint folder, e.g. "image/recipe.json"')
+          .refine((path) => path.split('/').every((segment) => segment !== '..' && segment !== '.'), 'must stay inside the blueprint folder (no ".." or "." segments)')
+          .optional()
+          .describe('Image recipe (schemas/image-recipe.schema.json), relative to the blueprint folder: the deploy builds the aws image from it with EC2 Image Builder and pins the id. Exclusive with ami.'),
         local: z
           .strictObject({
             dir: z.string().min(1).default('env').describe('Folder, relative to the blueprint, the workflow runs in locally.'),
@@ -180,8 +186,15 @@ export const BlueprintSchema = z
     if (Object.keys(blueprint.workflow.env).some((name) => name.startsWith('NCAP_'))) {
       ctx.addIssue({ code: 'custom', path: ['workflow', 'env'], message: 'must not set NCAP_* variables; the platform sets them' });
     }
-    if (!blueprint.environment.ami && !blueprint.environment.local) {
-      ctx.addIssue({ code: 'custom', path: ['environment'], message: 'needs "ami" (aws backend) or "local" (local backend), or both' });
+    if (!blueprint.environment.ami && !blueprint.environment.recipe && !blueprint.environment.local) {
+      ctx.addIssue({ code: 'custom', path: ['environment'], message: 'needs "ami" or "recipe" (aws backend) or "local" (local backend), or both' });
+    }
+    if (blueprint.environment.ami && blueprint.environment.recipe) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['environment', 'recipe'],
+        message: 'cannot be given with "ami": name the image either as a literal id ("ami") or as a recipe the deploy builds ("recipe"), not both',
+      });
     }
     if (blueprint.protocol === 'ensemble' && !blueprint.ensemble) {
       ctx.addIssue({ code: 'custom', path: ['ensemble'], message: 'is required with protocol "ensemble": give size, minSucceeded and consensus.command' });

@@ -1,4 +1,5 @@
 import { allowedInstanceTypes, type Blueprint } from './blueprint.js';
+import type { ImageFacts } from './image-recipe.js';
 import { checkConfig, parseConfigText } from './config.js';
 import { DEFAULT_EBS_USD_PER_GIB_MONTH, deadlineFromReservation, jobReservationUsd, machineReservationUsd, roundUsd, storageHourlyUsd } from './cost.js';
 import { checkKeyInArea, datasetNameOf, isValidObjectKey, jobKeys } from './keys.js';
@@ -104,6 +105,8 @@ export interface JobPlan {
   budgetUsd: number;
   budgetPeriod: string;
   imageId: string;
+  /** Where the image came from (a literal id, or a recipe with its hash and base image); absent when the catalog does not say. */
+  image?: ImageFacts;
   /** Present for protocol "ensemble". */
   ensemble?: EnsemblePlan;
   /** Present when the job is a stage of a chain (it has a follow-on, or continues a job). */
@@ -126,6 +129,8 @@ export interface PlanInput {
   configText: string | undefined;
   /** Image the machines run: an AMI id on aws, the environment folder on local. */
   imageId: string;
+  /** Where that image came from, as the deploy recorded it (aws). */
+  image?: ImageFacts;
   nowMs: number;
   /** Why no submitter could be told (D1), in place of the generic "no profile" reason. */
   submitterProblem?: string;
@@ -361,6 +366,7 @@ export function planJob(input: PlanInput): PlanResult {
       budgetUsd: user.budgetUsd,
       budgetPeriod: budgetPeriodOf(user, input.nowMs),
       imageId: input.imageId,
+      ...(input.image ? { image: input.image } : {}),
       ...(ensemble ? { ensemble } : {}),
       ...(chain ? { chain } : {}),
     },

@@ -17,6 +17,13 @@ export interface ProvenanceRecord {
   config: { key: string; etag: string; sha256?: string; content: unknown };
   inputs: { dataset: string; key: string; size: number; etag: string; sha256?: string }[];
   environment: { imageId: string; instanceType: string; hourlyUsd: number; storageHourlyUsd: number };
+  /**
+   * The image the machines booted (aws): its id again, whether it was a literal id or built from
+   * the blueprint's recipe, the recipe hash, and the base image's SSM parameter with the AMI it
+   * resolved to at deploy time. Absent when the catalog recorded nothing (local backend, or a
+   * deployment made before images as code).
+   */
+  image?: { id: string; source: 'ami' | 'recipe'; recipeHash?: string; baseImage?: { parameter: string; imageId: string } };
   machines: {
     dataset: string;
     /** Ensembles: "replica" (with its index and seed) or "consensus". */
@@ -59,6 +66,16 @@ export function buildProvenance(state: JobState): ProvenanceRecord {
     config: { key: plan.configKey, etag: plan.configFacts.etag, sha256: plan.configFacts.sha256, content: plan.config },
     inputs: plan.datasets.map((ds) => ({ dataset: ds.name, key: ds.inputKey, size: ds.input.size, etag: ds.input.etag, sha256: ds.input.sha256 })),
     environment: { imageId: plan.imageId, instanceType: plan.instanceType, hourlyUsd: plan.hourlyUsd, storageHourlyUsd: plan.storageHourlyUsd ?? 0 },
+    ...(plan.image
+      ? {
+          image: {
+            id: plan.imageId,
+            source: plan.image.source,
+            ...(plan.image.recipeHash ? { recipeHash: plan.image.recipeHash } : {}),
+            ...(plan.image.baseImage ? { baseImage: { parameter: plan.image.baseImage.parameter, imageId: plan.image.baseImage.imageId } } : {}),
+          },
+        }
+      : {}),
     machines: state.datasets.map((ds) => ({
       dataset: ds.name,
       role: ds.role,

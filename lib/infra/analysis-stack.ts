@@ -12,6 +12,8 @@ import type { ProtocolLogLevel } from './protocol-function.js';
 import { RegistryItem } from './registry-item.js';
 import { PARAMETER_ROOT } from './researcher-access.js';
 import { UploadBucket } from './upload-bucket.js';
+import { AnalysisImage } from './analysis-image.js';
+import type { RecipeSource } from './recipe-source.js';
 
 export interface AnalysisStackProps extends StackProps {
   /** The validated blueprint. */
@@ -20,8 +22,13 @@ export interface AnalysisStackProps extends StackProps {
   readonly blueprintText: string;
   /** Its version id (blueprintVersionId of the parsed file). */
   readonly versionId: string;
-  /** The image machines boot from (the blueprint's, or the `ami:<analysis>` context). */
-  readonly amiId: string;
+  /**
+   * The image machines boot from, when it is a literal id (the blueprint's `environment.ami`, or
+   * the `ami:<analysis>` context). Exactly one of amiId and recipe.
+   */
+  readonly amiId?: string;
+  /** The blueprint's image recipe, read and checked: the deploy builds the image and launches exactly it. */
+  readonly recipe?: RecipeSource;
   /** The shared platform; deployed before this stack. */
   readonly platform: PlatformStack;
   /** @default 'INFO' */
@@ -53,6 +60,10 @@ export class AnalysisStack extends Stack {
   readonly parameter: ssm.StringParameter;
   /** Name of the export holding the bucket's ARN (for the users stack's group policies). */
   readonly bucketArnExportName: string;
+  /** The image built from the blueprint's recipe; undefined when the image is a literal id. */
+  readonly image?: AnalysisImage;
+  /** The AMI every machine of this analysis launches: the literal id, or the built image's (a deploy-time attribute). */
+  readonly amiId: string;
 
   constructor(scope: Construct, id: string, props: AnalysisStackProps) {
     super(scope, id, props);
@@ -61,6 +72,21 @@ export class AnalysisStack extends Stack {
 
     this.uploadBucket = new UploadBucket(this, 'UploadBucket');
     const bucket = this.uploadBucket.bucket;
+    if ((props.amiId === undefined) === (props.recipe === undefined)) {
+      throw new Error(`analysis ${this.analysis}: give exactly one of amiId and recipe`);
+    }
+    if (props.recipe) {
+      const subnet = platform.network.subnets[0];
+      if (!subnet) throw new Error(`analysis ${this.analysis}: the platform network has no subnet to build its image in`);
+      this.image = new AnalysisImage(this, 'Image', {
+        analysis: this.analysis,
+        source: props.recipe,
+        vpc: platform.network.vpc,
+        subnet,
+        accessLogsBucket: this.uploadBucket.accessLogsBucket,
+      });
+    }
+    this.amiId = this.image ? this.image.imageId : (props.amiId as string);
     this.machineRole = new MachineRole(this, 'MachineRole', { bucket });
     this.machineSecurityGroup = new MachineSecurityGroup(this, 'MachineSecurityGroup', { vpc: platform.network.vpc, analysis: this.analysis });
     this.jobManager = new JobManager(this, 'JobManager', {
@@ -76,7 +102,7 @@ export class AnalysisStack extends Stack {
       bucket,
       machineRole: this.machineRole.role,
       securityGroup: this.machineSecurityGroup.securityGroup,
-      amiId: props.amiId,
+      amiId: this.amiId,
       instanceTypes: allowedInstanceTypes(blueprint),
     });
 
@@ -88,7 +114,12 @@ export class AnalysisStack extends Stack {
         blueprint: props.blueprintText,
         versionId: props.versionId,
         bucket: bucket.bucketName,
-        amiId: props.amiId,
+        amiId: this.amiId,
+        // Provenance: where the image came from (lib/aws/catalog.ts reads these back).
+        imageSource: this.image ? 'recipe' : 'ami',
+        ...(this.image
+          ? { recipeHash: this.image.recipeHash, baseImageParameter: this.image.baseImageParameter, baseImageId: this.image.baseImageId }
+          : {}),
         instanceProfileArn: this.machineRole.instanceProfile.instanceProfileArn,
         securityGroupId: this.machineSecurityGroup.securityGroup.securityGroupId,
         subnetIds: platform.network.subnetIds,

@@ -1,7 +1,7 @@
 import { App, type AppProps, type Environment } from 'aws-cdk-lib';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { chainProblems, parseBlueprintText, type Blueprint } from '../core/blueprint.js';
 import { BlueprintInvalidError, UsageError, UserProfileInvalidError } from '../core/errors.js';
 import { blueprintVersionId } from '../core/hash.js';
@@ -10,6 +10,7 @@ import { AnalysisStack } from './analysis-stack.js';
 import { addNagChecks } from './nag.js';
 import { packageRoot } from './package-paths.js';
 import { PlatformStack } from './platform-stack.js';
+import { loadRecipeSource, type RecipeSource } from './recipe-source.js';
 import { addQuotaGuard } from './quota-guard.js';
 import type { ProtocolLogLevel } from './protocol-function.js';
 import { UsersStack, type UserSource } from './users-stack.js';
@@ -19,7 +20,8 @@ import { UsersStack, type UserSource } from './users-stack.js';
  * - `blueprintsDir`, `usersDir`: folders, relative to the package root (default `blueprints`, `users`)
  * - `account`, `region`: deployment target (default CDK_DEFAULT_ACCOUNT / CDK_DEFAULT_REGION;
  *   none at all gives environment-agnostic templates, which is what a synth without credentials does)
- * - `ami:<analysis>`: AMI for that analysis, overriding its blueprint's `environment.ami`
+ * - `ami:<analysis>`: AMI for that analysis, overriding its blueprint's `environment.ami` or
+ *   `environment.recipe` (no image is built then)
  * - `vpcId` with `subnetIds` (comma-separated): use an existing VPC for the machines
  * - `reserveConcurrency`: `false` on accounts whose Lambda concurrency quota is still 10
  * - `logLevel`: Powertools log level of the protocols (default INFO)
@@ -131,7 +133,7 @@ export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): 
 
   const blueprints = loadBlueprints(blueprintsDir);
   const users = loadUsers(usersDir, blueprints.map(({ blueprint }) => blueprint.name));
-  const amiIds = amiIdsOf(blueprints.map(({ blueprint }) => blueprint), (analysis) => context(`${CONTEXT.amiPrefix}${analysis}`));
+  const images = imagesOf(blueprints, (analysis) => context(`${CONTEXT.amiPrefix}${analysis}`));
 
   const env = environmentOf(context(CONTEXT.account), context(CONTEXT.region));
   const logLevel = logLevelOf(context(CONTEXT.logLevel));
@@ -158,7 +160,7 @@ export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): 
       blueprint,
       blueprintText: text,
       versionId,
-      amiId: amiIds.get(blueprint.name) as string,
+      ...(images.get(blueprint.name) as AnalysisImageChoice),
       platform,
       ...(logLevel ? { logLevel } : {}),
       packageRoot: root,
@@ -253,20 +255,35 @@ function caseCollisions(names: readonly string[], what: string): string[] {
     .map((same) => `${what} ${same.map((n) => `"${n}"`).join(' and ')} differ only in case; IAM names ignore case, rename one`);
 }
 
-/** The AMI of every analysis; all problems are reported at once. */
-function amiIdsOf(blueprints: readonly Blueprint[], overrideOf: (analysis: string) => unknown): Map<string, string> {
-  const amiIds = new Map<string, string>();
+/** How an analysis gets its image on aws: a literal id, or a recipe the deploy builds. */
+export type AnalysisImageChoice = { readonly amiId: string } | { readonly recipe: RecipeSource };
+
+/** The image of every analysis; all problems are reported at once. */
+function imagesOf(sources: readonly BlueprintSource[], overrideOf: (analysis: string) => unknown): Map<string, AnalysisImageChoice> {
+  const images = new Map<string, AnalysisImageChoice>();
   const problems: string[] = [];
-  for (const blueprint of blueprints) {
+  for (const { blueprint, path } of sources) {
     try {
-      amiIds.set(blueprint.name, amiIdOf(blueprint, overrideOf(blueprint.name)));
+      images.set(blueprint.name, imageChoiceOf(blueprint, dirname(path), overrideOf(blueprint.name)));
     } catch (error) {
       if (!(error instanceof BlueprintInvalidError)) throw error;
       problems.push(error.message);
     }
   }
   if (problems.length > 0) throw new BlueprintInvalidError(problems.join('\n'));
-  return amiIds;
+  return images;
+}
+
+/**
+ * The image of an analysis: the `ami:<analysis>` context (it wins over everything, e.g. in the
+ * sandbox, which cannot build images), else the blueprint's literal `environment.ami`, else its
+ * `environment.recipe`, read from `blueprintDir` and checked.
+ */
+export function imageChoiceOf(blueprint: Blueprint, blueprintDir: string, override: unknown): AnalysisImageChoice {
+  if (override !== undefined) return { amiId: amiIdOf(blueprint, override) };
+  const recipe = loadRecipeSource(blueprint, blueprintDir);
+  if (recipe) return { recipe };
+  return { amiId: amiIdOf(blueprint, undefined) };
 }
 
 /** The AMI of an analysis: the `ami:<analysis>` context, else the blueprint's. */
@@ -279,7 +296,7 @@ export function amiIdOf(blueprint: Blueprint, override: unknown): string {
   }
   if (blueprint.environment.ami === undefined) {
     throw new BlueprintInvalidError(
-      `analysis "${blueprint.name}" has no AMI for the aws backend: set environment.ami in its blueprint or pass -c ${CONTEXT.amiPrefix}${blueprint.name}=ami-...`,
+      `analysis "${blueprint.name}" has no image for the aws backend: set environment.recipe (an image recipe the deploy builds) or environment.ami in its blueprint, or pass -c ${CONTEXT.amiPrefix}${blueprint.name}=ami-...`,
     );
   }
   return blueprint.environment.ami;

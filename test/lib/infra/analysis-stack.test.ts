@@ -317,6 +317,7 @@ describe('AnalysisStack registry item', () => {
       versionId: { S: blueprintVersionId(JSON.parse(text)) },
       bucket: { S: `<${bucket}>` },
       amiId: { S: ALPHA_AMI },
+      imageSource: { S: 'ami' },
       instanceProfileArn: { S: expect.stringMatching(/^<MachineRoleInstanceProfile[0-9A-F]{8}\.Arn>$/) },
       securityGroupId: { S: `<${securityGroup}.GroupId>` },
       subnetIds: { L: [expect.anything(), expect.anything()] },

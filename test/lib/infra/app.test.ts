@@ -105,11 +105,11 @@ describe('invalid blueprints fail the synth with their reasons', () => {
 });
 
 describe('machine images', () => {
-  it('needs an AMI for every analysis, from the blueprint or the context', () => {
+  it('needs an image for every analysis: a recipe or an AMI from the blueprint, or the context', () => {
     const app = createNeurocaasApp({ context: { 'aws:cdk:bundling-stacks': [] } });
     const error = failure(() => buildNeurocaasApp(app, { blueprintsDir, usersDir, nagChecks: false }));
     expect(error).toBeInstanceOf(BlueprintInvalidError);
-    expect(error.message).toContain('analysis "beta" has no AMI for the aws backend');
+    expect(error.message).toContain('analysis "beta" has no image for the aws backend: set environment.recipe');
     expect(error.message).toContain('-c ami:beta=ami-...');
   });
 

@@ -14,7 +14,8 @@ afterAll(removeSynthesized);
 const EXPECTED = {
   platform: { 'AWS::DynamoDB::Table': ['JobTable67B858C0'] },
   analysis: {
-    'AWS::S3::Bucket': ['UploadBucketAccessLogsBucket0BEF7C14', 'UploadBucketB0FBA037'],
+    // ImageLogsBucket came with images as code (the sample builds its image from a recipe).
+    'AWS::S3::Bucket': ['ImageLogsBucket6A9C3720', 'UploadBucketAccessLogsBucket0BEF7C14', 'UploadBucketB0FBA037'],
     'Custom::NeurocaasRegistryItem': ['RegistrationB8FAF85E'],
   },
   users: {

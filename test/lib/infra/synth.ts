@@ -132,6 +132,7 @@ export function cfnText(value: unknown): string {
     if (typeof node['Ref'] === 'string') return `<${node['Ref']}>`;
     if (Array.isArray(node['Fn::GetAtt'])) return `<${(node['Fn::GetAtt'] as string[]).join('.')}>`;
     if (node['Fn::ImportValue'] !== undefined) return `<import:${cfnText(node['Fn::ImportValue'])}>`;
+    if (typeof node['Fn::Sub'] === 'string') return node['Fn::Sub'].replace(/\$\{([^}]+)\}/g, '<$1>');
   }
   throw new Error(`cannot render ${JSON.stringify(value)} as text`);
 }
