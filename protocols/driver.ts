@@ -12,8 +12,8 @@ import {
   type JobEvent,
   type JobState,
 } from '../lib/core/job-machine.js';
-import { budgetKey, isValidObjectKey, jobKeys, parseCancelKey, parseSubmissionKey, receiptKey } from '../lib/core/keys.js';
-import { checkDatasetCount, checkSubmissionSize, planJob, rejectionDatasetNames, type ChainParent, type ObjectFacts } from '../lib/core/plan.js';
+import { budgetKey, isFolderKey, isValidObjectKey, jobKeys, parseCancelKey, parseSubmissionKey, receiptKey } from '../lib/core/keys.js';
+import { checkDatasetCount, checkSubmissionSize, folderFactsOf, planJob, rejectionDatasetNames, type ChainParent, type ObjectFacts } from '../lib/core/plan.js';
 import { buildProvenance } from '../lib/core/provenance.js';
 import { buildRunnerSpec } from '../lib/core/runner-spec.js';
 import { datanames, parseSubmissionText, type Submission } from '../lib/core/submission.js';
@@ -333,6 +333,11 @@ export class JobDriver {
     const objectsFacts = new Map<string, ObjectFacts>();
     for (const key of [...datanames(submission), submission.configname]) {
       if (objectsFacts.has(key) || !key.startsWith(`${group}/`)) continue;
+      if (isFolderKey(key)) {
+        const folder = await this.folderFacts(bucket, key);
+        if (folder) objectsFacts.set(key, folder);
+        continue;
+      }
       const info = await objects.head(bucket, key).catch((error: unknown) => {
         if (error instanceof NeuroCaasError) return error;
         throw error;
@@ -738,6 +743,22 @@ export class JobDriver {
       await createOnce(objects, nextBucket, submissionKey, JSON.stringify(submission, null, 2));
       await this.ports.submitFollowOn?.(nextBucket, submissionKey, plan.user);
     }
+  }
+
+  /**
+   * A folder dataset's facts from a listing of everything under it. The folder's own path is
+   * looked up first: a folder that is a link leading outside the bucket (local store) is
+   * unreadable, never listed. Undefined when the key cannot name a folder at all.
+   */
+  private async folderFacts(bucket: string, key: string): Promise<ObjectFacts | undefined> {
+    if (!isValidObjectKey(key.slice(0, -1))) return undefined;
+    try {
+      await this.ports.objects.head(bucket, key.slice(0, -1));
+    } catch (error) {
+      if (error instanceof NeuroCaasError && error.code === 'ObjectOutsideBucket') return { size: 0, etag: '', unreadable: error.message };
+      throw error;
+    }
+    return folderFactsOf(await this.ports.objects.list(bucket, key));
   }
 
   /**

@@ -106,6 +106,12 @@ export const BlueprintSchema = z
             'Fresh machines a dataset may get after a platform fault (no capacity, agent never online, machine lost, spot interruption, results not stored); ' +
               'never after a workflow failure. Each retry runs only while the job\'s reservation still covers a whole machine.',
           ),
+        maxJobInputGiB: z
+          .number()
+          .positive()
+          .max(1_048_576)
+          .optional()
+          .describe('Largest total size of one job\'s inputs in GiB (every dataset, a folder dataset counted whole); a larger submission is refused. Default: no limit.'),
       })
       .describe('Time and fan-out limits.'),
     pricing: z

@@ -48,6 +48,26 @@ export function checkKeyInArea(key: string, group: string, area: GroupArea): Key
 }
 
 /**
+ * Whether a dataset key names a folder: it ends in "/" and stands for every object under it
+ * (fetched keeping their paths relative to the folder).
+ */
+export function isFolderKey(key: string): boolean {
+  return key.endsWith('/');
+}
+
+/**
+ * A dataset key inside `<group>/inputs/`: a file key as checkKeyInArea, or a folder key
+ * (`<group>/inputs/<path>/`, the trailing "/" being the only empty segment allowed).
+ */
+export function checkDatasetKey(key: string, group: string): KeyCheck {
+  if (!isFolderKey(key)) return checkKeyInArea(key, group, 'inputs');
+  const folder = key.slice(0, -1);
+  if (folder.endsWith('/')) return { ok: false, reason: `key "${key}" has an empty folder name ("//"); a folder dataset ends in exactly one "/"` };
+  const check = checkKeyInArea(folder, group, 'inputs');
+  return check.ok ? check : { ok: false, reason: check.reason.replace(JSON.stringify(folder), JSON.stringify(key)) };
+}
+
+/**
  * Submission trigger: `<group>/submissions/<user>/<name>submit.json` (per user, D1: the user
  * segment is what IAM proves) or the NeuroCAAS form `<group>/submissions/<name>submit.json`.
  */
@@ -134,7 +154,9 @@ export function jobKeys(group: string, analysis: string, jobId: string): JobKeys
  * Dataset name for an input key: its path below `<group>/inputs/`, made one safe file name by a
  * reversible escape: `%` -> `%25`, `/` -> `%2F`, a leading `.` -> `%2E`, control characters and
  * `\` -> `%XX`. Reversible, so two inputs never share a name (`a/b.csv` is `a%2Fb.csv`,
- * `a__b.csv` stays `a__b.csv`); plain names stay as they are (`a.csv` is `a.csv`).
+ * `a__b.csv` stays `a__b.csv`); plain names stay as they are (`a.csv` is `a.csv`). A folder
+ * dataset keeps its trailing slash, escaped (`session1/` is `session1%2F`), so it never shares a
+ * name with a file `session1`.
  */
 export function datasetNameOf(inputKey: string): string {
   return escapeDatasetName(inputKey.split('/').slice(2).join('/'));

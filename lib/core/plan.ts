@@ -2,7 +2,8 @@ import { allowedInstanceTypes, type Blueprint } from './blueprint.js';
 import type { ImageFacts } from './image-recipe.js';
 import { checkConfig, parseConfigText } from './config.js';
 import { DEFAULT_EBS_USD_PER_GIB_MONTH, deadlineFromReservation, jobReservationUsd, machineReservationUsd, roundUsd, storageHourlyUsd } from './cost.js';
-import { checkKeyInArea, datasetNameOf, isValidObjectKey, jobKeys } from './keys.js';
+import { checkDatasetKey, checkKeyInArea, datasetNameOf, isFolderKey, isValidObjectKey, jobKeys } from './keys.js';
+import { sha256Hex } from './hash.js';
 import { datanames, type Submission } from './submission.js';
 import { budgetPeriodOf, mayRunAnalysis, type UserProfile } from './user.js';
 
@@ -13,6 +14,11 @@ export interface ObjectFacts {
   sha256?: string;
   /** The object exists but must not be read (e.g. a link leading outside the bucket): why. */
   unreadable?: string;
+  /**
+   * A folder dataset (key ending in "/"): how many objects lie under it. `size` is then their
+   * total in bytes and `etag` a digest of the listing (keys, etags, sizes).
+   */
+  objectCount?: number;
 }
 
 export interface PlannedDataset {
@@ -184,6 +190,36 @@ export function checkDatasetCount(count: number, blueprint?: { name: string; lim
 }
 
 /**
+ * What a folder dataset is, from the listing of every object under it: their count, total size,
+ * and a digest of (key, etag, size) so a changed folder has another etag.
+ */
+export function folderFactsOf(listing: readonly { key: string; size: number; etag: string }[]): ObjectFacts {
+  const sorted = [...listing].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const digest = sha256Hex(sorted.map((o) => `${o.key}\t${o.etag}\t${o.size}`).join('\n'));
+  return { size: sorted.reduce((sum, o) => sum + o.size, 0), etag: `folder:${digest}`, objectCount: sorted.length };
+}
+
+const BYTES_PER_GIB = 1024 ** 3;
+
+/**
+ * A reason when the job's inputs (every dataset, folders counted whole) exceed the blueprint's
+ * `limits.maxJobInputGiB`, else undefined. Without that limit there is none.
+ */
+export function checkJobInputSize(datasets: readonly Pick<PlannedDataset, 'inputKey' | 'input'>[], blueprint: Pick<Blueprint, 'name' | 'limits'>): string | undefined {
+  const limitGiB = blueprint.limits.maxJobInputGiB;
+  if (limitGiB === undefined) return undefined;
+  const totalBytes = datasets.reduce((sum, dataset) => sum + dataset.input.size, 0);
+  if (totalBytes <= limitGiB * BYTES_PER_GIB) return undefined;
+  const largest = [...datasets].sort((a, b) => b.input.size - a.input.size)[0];
+  const gib = (bytes: number) => (bytes / BYTES_PER_GIB).toFixed(2);
+  return (
+    `dataname: the job's inputs are ${gib(totalBytes)} GiB in ${datasets.length} dataset(s), above the ${limitGiB} GiB per job "${blueprint.name}" allows` +
+    (largest ? ` (largest: "${largest.inputKey}", ${gib(largest.input.size)} GiB)` : '') +
+    '; split the datasets over several submissions, or ask the analysis developer to raise limits.maxJobInputGiB'
+  );
+}
+
+/**
  * The dataset names of a rejected submission that can have a status file: a name whose status
  * key could never be written (a control character, too long) is left to the certificate, which
  * names the problem, so the rejection always completes.
@@ -262,7 +298,7 @@ export function planJob(input: PlanInput): PlanResult {
   const seen = new Set<string>();
   const datasets: PlannedDataset[] = [];
   for (const key of names) {
-    const area = checkKeyInArea(key, group, 'inputs');
+    const area = checkDatasetKey(key, group);
     if (!area.ok) {
       datasetReason(key, `dataname: ${area.reason}`);
       continue;
@@ -287,8 +323,15 @@ export function planJob(input: PlanInput): PlanResult {
       datasetReason(key, `dataname: ${facts.unreadable}`);
       continue;
     }
+    if (isFolderKey(key) && (facts.objectCount ?? 0) === 0) {
+      datasetReason(key, `dataname: folder dataset "${key}" is empty (no objects under it); upload its files under "${key}" first`);
+      continue;
+    }
     datasets.push({ name, inputKey: key, input: facts });
   }
+
+  const tooLarge = checkJobInputSize(datasets, blueprint);
+  if (tooLarge) reasons.push(tooLarge);
 
   let config: unknown;
   const configArea = checkKeyInArea(submission.configname, group, 'configs');

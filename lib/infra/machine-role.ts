@@ -54,6 +54,14 @@ export class MachineRole extends Construct {
     const statements = [
       new iam.PolicyStatement({ sid: 'SsmAgent', actions: [...SSM_AGENT_ACTIONS], resources: ['*'] }),
       new iam.PolicyStatement({ sid: 'ReadJobFiles', actions: ['s3:GetObject'], resources: readable }),
+      // Folder datasets and an ensemble's replicas are fetched by prefix (aws s3 cp --recursive);
+      // listing is limited to the prefixes the machine may read anyway.
+      new iam.PolicyStatement({
+        sid: 'ListDatasetFolders',
+        actions: ['s3:ListBucket'],
+        resources: [bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': ['*/inputs/*', '*/results/*'] } },
+      }),
       new iam.PolicyStatement({ sid: 'WriteJobResults', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [results] }),
       // The SSM Agent checks the output bucket's encryption before it uploads the command output.
       new iam.PolicyStatement({ sid: 'CommandOutputBucketEncryption', actions: ['s3:GetEncryptionConfiguration'], resources: [bucket.bucketArn] }),

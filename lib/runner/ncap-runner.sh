@@ -13,7 +13,8 @@
 # Required environment:
 #   NCAP_STORE            "local:<bucket folder>" or "s3://<bucket>"
 #   NCAP_JOB_ID NCAP_ANALYSIS NCAP_DATASET
-#   NCAP_INPUT_KEY        dataset key in the bucket
+#   NCAP_INPUT_KEY        dataset key in the bucket; a key ending in "/" is a folder: every object
+#                         under it is fetched keeping relative paths, and NCAP_INPUT is that folder
 #   NCAP_CONFIG_KEY       key of the config as JSON (written by the job manager)
 #   NCAP_LOG_KEY NCAP_STATUS_KEY NCAP_RESULTS_PREFIX
 #   NCAP_DEADLINE_EPOCH_MS  the workflow is stopped here, whatever happens
@@ -100,6 +101,32 @@ store_get() { # key dest
   fi
 }
 
+# A folder dataset (key ending in "/"): every object under it, keeping paths relative to it.
+store_get_folder() { # key/ dest-folder
+  if [[ $store_kind == local ]]; then
+    store_path_inside "${1%/}" || return 1
+    [[ -d "$REPLY" ]] || {
+      printf 'ncap-runner: %s is not a folder in the bucket\n' "$1" >&2
+      return 1
+    }
+    mkdir -p -- "$2" && cp -R --no-dereference --reflink=auto --sparse=auto -- "$REPLY/." "$2/" || return 1
+    # What the store never lists is not part of the dataset: links (they may lead anywhere,
+    # and are removed before the workflow can follow one), devices, the platform's own files.
+    local entry
+    while IFS= read -r -d '' entry; do
+      printf 'ncap-runner: %s%s is not a regular file (a link or a device); not fetched\n' "$1" "$entry" >&2
+    done < <(cd -- "$2" && find . -mindepth 1 ! -type f ! -type d -printf '%P\0' -delete)
+    find "$2" -mindepth 1 -name '.ncap-*' -prune -exec rm -rf -- {} +
+  else
+    aws s3 cp --recursive --only-show-errors "s3://$store_root/$1" "$2" || return 1
+  fi
+  # Refused at submit when empty; a folder emptied since then is an input fault too.
+  [[ -n "$(find "$2" -type f -print -quit)" ]] || {
+    printf 'ncap-runner: folder %s holds no files\n' "$1" >&2
+    return 1
+  }
+}
+
 store_put() { # file key (replaces: status and log)
   if [[ $store_kind == local ]]; then
     local target="$store_root/$2" temp
@@ -110,14 +137,109 @@ store_put() { # file key (replaces: status and log)
   fi
 }
 
-# Above this, results go up with multipart (aws s3 cp); below, one conditional PUT.
-multipart_threshold_bytes=$((64 * 1024 * 1024))
+# Above this, results go up in parts (S3 takes at most 5 GiB in one PUT); below, one PUT.
+multipart_threshold_bytes=${NCAP_MULTIPART_THRESHOLD_BYTES:-$((64 * 1024 * 1024))}
+# Parts are whole MiB, at least this large, and never more than S3's 10,000 per object.
+multipart_part_bytes=${NCAP_MULTIPART_PART_BYTES:-$((64 * 1024 * 1024))}
+upload_parallel=${NCAP_UPLOAD_PARALLEL:-4}
+
+sha256_of() { # file -> REPLY (hex)
+  local out
+  # openssl digests several times faster than coreutils' sha256sum where it has SHA extensions.
+  if command -v openssl >/dev/null 2>&1; then
+    out=$(openssl dgst -sha256 -r -- "$1") || return 1
+  else
+    out=$(sha256sum -- "$1") || return 1
+  fi
+  REPLY=${out%% *}
+}
+
+# Whether the object at key already holds exactly this file: the same size and the sha256 the
+# runner recorded in its metadata when it stored it. A retried attempt's identical result then
+# counts as stored rather than as a conflict.
+s3_holds_same() { # key size sha256
+  local head
+  head=$(aws s3api head-object --bucket "$store_root" --key "$1" --output json 2>/dev/null) || return 1
+  [[ $head =~ \"ContentLength\":\ *([0-9]+) ]] && [[ ${BASH_REMATCH[1]} == "$2" ]] || return 1
+  [[ $head =~ \"sha256\":\ *\"([0-9a-f]{64})\" ]] && [[ ${BASH_REMATCH[1]} == "$3" ]]
+}
+
+# Multipart upload by hand, so the object appears only at CompleteMultipartUpload, and that is
+# create-only (If-None-Match); `aws s3 cp` has no such switch. A failed upload is aborted: no
+# orphaned parts keep costing storage.
+s3_multipart_create() { # file key size sha256
+  local file=$1 key=$2 size=$3 sha=$4 part_bytes=$multipart_part_bytes upload_id parts_dir n count status=0
+  local mib=$((1024 * 1024))
+  ((part_bytes < (size + 9999) / 10000)) && part_bytes=$(((size + 9999) / 10000))
+  part_bytes=$(((part_bytes + mib - 1) / mib * mib))
+  count=$(((size + part_bytes - 1) / part_bytes))
+  upload_id=$(aws s3api create-multipart-upload --bucket "$store_root" --key "$key" --metadata "sha256=$sha" --query UploadId --output text) || return 1
+  [[ -n "$upload_id" && "$upload_id" != None ]] || return 1
+  printf 'ncap-runner: uploading %s in %d part(s) of %d MiB\n' "$key" "$count" "$((part_bytes / mib))" >&2
+  parts_dir="$scratch/.parts-$((++staged_count))"
+  mkdir -p -- "$parts_dir" || return 1
+  # Explicit ids: the runner has other background jobs (its lifeline) that must not count.
+  local -A uploading=()
+  local done_pid
+  for ((n = 1; n <= count; n++)); do
+    (
+      # A part is cut out sparsely (holes stay holes), uploaded, and removed at once.
+      dd if="$file" of="$parts_dir/$n" bs="$mib" skip="$(((n - 1) * part_bytes / mib))" count="$((part_bytes / mib))" conv=sparse status=none &&
+        aws s3api upload-part --bucket "$store_root" --key "$key" --upload-id "$upload_id" --part-number "$n" --body "$parts_dir/$n" \
+          --query ETag --output text >"$parts_dir/$n.etag"
+      part_status=$?
+      rm -f -- "$parts_dir/$n"
+      exit $part_status
+    ) &
+    uploading[$!]=$n
+    if ((${#uploading[@]} >= upload_parallel)); then
+      wait -n -p done_pid "${!uploading[@]}" || status=1
+      unset "uploading[$done_pid]"
+    fi
+    ((status == 0)) || break
+  done
+  while ((${#uploading[@]} > 0)); do
+    wait -n -p done_pid "${!uploading[@]}" || status=1
+    unset "uploading[$done_pid]"
+  done
+  local doc='{"Parts": [' etag
+  if ((status == 0)); then
+    for ((n = 1; n <= count; n++)); do
+      etag=""
+      [[ -s "$parts_dir/$n.etag" ]] && etag=$(<"$parts_dir/$n.etag")
+      if [[ -z "$etag" ]]; then
+        status=1
+        break
+      fi
+      json_string "$etag"
+      ((n > 1)) && doc+=', '
+      doc+='{"PartNumber": '"$n"', "ETag": '"$REPLY"'}'
+    done
+  fi
+  doc+=']}'
+  if ((status == 0)); then
+    printf '%s' "$doc" >"$parts_dir/parts.json" &&
+      aws s3api complete-multipart-upload --bucket "$store_root" --key "$key" --upload-id "$upload_id" \
+        --multipart-upload "file://$parts_dir/parts.json" --if-none-match '*' >/dev/null || status=1
+  fi
+  if ((status != 0)); then
+    aws s3api abort-multipart-upload --bucket "$store_root" --key "$key" --upload-id "$upload_id" >/dev/null 2>&1 ||
+      printf 'ncap-runner: could not abort the upload of %s (%s); its parts expire with the bucket lifecycle\n' "$key" "$upload_id" >&2
+  fi
+  rm -rf -- "$parts_dir"
+  return $status
+}
 
 store_create() { # file key (never replaces: results)
   if [[ $store_kind == local ]]; then
     local target="$store_root/$2" staged
     if [[ -e "$target" || -L "$target" ]]; then
-      printf 'ncap-runner: %s already exists; an earlier result is never replaced\n' "$2" >&2
+      # An earlier attempt's identical result counts as stored; anything else is never replaced.
+      if [[ -f "$target" && ! -L "$target" ]] && cmp -s -- "$1" "$target"; then
+        printf 'ncap-runner: %s is already stored with the same content; kept\n' "$2" >&2
+        return 0
+      fi
+      printf 'ncap-runner: %s already exists with other content; an earlier result is never replaced\n' "$2" >&2
       return 1
     fi
     [[ -d "${target%/*}" ]] || mkdir -p -- "${target%/*}" || return 1
@@ -132,19 +254,21 @@ store_create() { # file key (never replaces: results)
     rm -f -- "$staged"
     return $status
   else
-    local size
+    local size sha
     size=$(stat -c %s -- "$1") || return 1
+    sha256_of "$1" || return 1
+    sha=$REPLY
     if ((size <= multipart_threshold_bytes)); then
-      aws s3api put-object --bucket "$store_root" --key "$2" --body "$1" --if-none-match '*' >/dev/null
+      aws s3api put-object --bucket "$store_root" --key "$2" --body "$1" --metadata "sha256=$sha" --if-none-match '*' >/dev/null && return 0
     else
-      # Multipart has no create-only switch in every CLI version: look first. Result keys are the
-      # job's own, so only an earlier attempt of this dataset could have written one.
-      if aws s3api head-object --bucket "$store_root" --key "$2" >/dev/null 2>&1; then
-        printf 'ncap-runner: %s already exists; an earlier result is never replaced\n' "$2" >&2
-        return 1
-      fi
-      aws s3 cp --only-show-errors "$1" "s3://$store_root/$2"
+      s3_multipart_create "$1" "$2" "$size" "$sha" && return 0
     fi
+    # Refused or failed: stored all the same if the object there is this very file.
+    if s3_holds_same "$2" "$size" "$sha"; then
+      printf 'ncap-runner: %s is already stored with the same content; kept\n' "$2" >&2
+      return 0
+    fi
+    return 1
   fi
 }
 
@@ -396,7 +520,11 @@ emit "started $started_ms"
 input_path="$scratch/input/$(basename -- "$NCAP_INPUT_KEY")"
 config_path="$scratch/config.json"
 prepare_error=""
-store_get "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the dataset $NCAP_INPUT_KEY"
+if [[ $NCAP_INPUT_KEY == */ ]]; then
+  store_get_folder "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the folder dataset $NCAP_INPUT_KEY"
+else
+  store_get "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the dataset $NCAP_INPUT_KEY"
+fi
 store_get "$NCAP_CONFIG_KEY" "$config_path" 2>>"$live_log" || prepare_error="could not fetch the config $NCAP_CONFIG_KEY"
 replicas_dir=""
 if [[ -n "${NCAP_REPLICAS_PREFIX:-}" ]]; then
@@ -439,7 +567,17 @@ else
     sleep "$((remaining_ms / 1000)).$(printf '%03d' $((remaining_ms % 1000)))" &
     watchdog_pid=$!
     if [[ $store_kind == s3 ]]; then
-      (while sleep "${NCAP_LOG_SHIP_SECONDS:-5}"; do store_put "$live_log" "$NCAP_LOG_KEY" 2>/dev/null; done) &
+      # Its sleep goes with it: an orphaned sleep would hold the runner's output open that long.
+      (
+        sleeper=""
+        trap '[[ -n "$sleeper" ]] && kill "$sleeper" 2>/dev/null; exit 0' TERM
+        while :; do
+          sleep "${NCAP_LOG_SHIP_SECONDS:-5}" &
+          sleeper=$!
+          wait "$sleeper"
+          store_put "$live_log" "$NCAP_LOG_KEY" 2>/dev/null
+        done
+      ) &
       shipper_pid=$!
     fi
     wait -n "$workflow_pid" "$watchdog_pid"
@@ -489,6 +627,10 @@ elif [[ "$exit_code" == 0 ]]; then
     status=FAILED failure_kind=platform
     failure_detail="results could not be stored: ${missing[*]}"
     printf 'ncap-runner: %s\n' "$failure_detail" >>"$live_log"
+  fi
+  # What the copy said (a kept identical result, a refused one) belongs in the shipped log too.
+  if [[ $store_kind == s3 ]]; then
+    store_put "$live_log" "$NCAP_LOG_KEY" || printf 'ncap-runner: could not ship the log\n' >&2
   fi
 else
   status=FAILED

@@ -1,8 +1,9 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { jobKeys } from '../../lib/core/keys.js';
 import { LocalPlatform } from '../../protocols/local-shell.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/', import.meta.url));
@@ -66,5 +67,35 @@ describe('local platform', () => {
     const state = await watcher.waitForJob(jobId);
     expect(state.phase).toBe('DONE');
     expect(state.datasets[0]?.phase).toBe('SUCCEEDED');
+  });
+
+  it('runs a folder dataset: the workflow gets every file under it, with its relative path', async () => {
+    const platform = platformOn(mkdtempSync(join(tmpdir(), 'ncap-shell-')));
+    await platform.objects.put('test-workflow', 'lab/inputs/session1/meta.json', '{}');
+    await platform.objects.put('test-workflow', 'lab/inputs/session1/frames/f1.tif', 'one');
+    await platform.objects.put('test-workflow', 'lab/inputs/session1/frames/f2.tif', 'two!');
+    await platform.objects.put('test-workflow', 'lab/configs/f.json', JSON.stringify({ mode: 'succeed' }));
+    await platform.objects.put('test-workflow', 'lab/submissions/foldersubmit.json', JSON.stringify({ dataname: 'lab/inputs/session1/', configname: 'lab/configs/f.json' }));
+    const { jobId } = await platform.startSubmission('test-workflow', 'lab/submissions/foldersubmit.json', 'alice');
+    const state = await platform.waitForJob(jobId);
+    expect(state.datasets.map((d) => [d.name, d.phase])).toEqual([['session1%2F', 'SUCCEEDED']]);
+    const result = JSON.parse((await platform.objects.get('test-workflow', `${jobKeys('lab', 'test-workflow', jobId).datasetResultsPrefix('session1%2F')}result.json`)).toString('utf8'));
+    expect(result).toMatchObject({ inputFiles: ['frames/f1.tif', 'frames/f2.tif', 'meta.json'], inputBytes: 9 });
+  });
+
+  it('refuses a folder dataset that is a link leading outside the bucket, saying so', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ncap-shell-'));
+    const platform = platformOn(root);
+    const outside = join(root, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'secret.tif'), 'not for the workflow');
+    await platform.objects.put('test-workflow', 'lab/configs/f.json', JSON.stringify({ mode: 'succeed' }));
+    mkdirSync(join(root, 'buckets', 'test-workflow', 'lab', 'inputs'), { recursive: true });
+    symlinkSync(outside, join(root, 'buckets', 'test-workflow', 'lab', 'inputs', 'linked'), 'dir');
+    await platform.objects.put('test-workflow', 'lab/submissions/linksubmit.json', JSON.stringify({ dataname: 'lab/inputs/linked/', configname: 'lab/configs/f.json' }));
+    const { jobId } = await platform.startSubmission('test-workflow', 'lab/submissions/linksubmit.json', 'alice');
+    const state = await platform.waitForJob(jobId);
+    expect(state.phase).toBe('REJECTED');
+    expect(state.datasets[0]?.reason).toContain('lab/inputs/linked is a link (or lies under a linked folder) leading outside the bucket');
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { planJob, type PlanInput } from '../../../lib/core/plan.js';
+import { folderFactsOf, planJob, type PlanInput } from '../../../lib/core/plan.js';
+import { unescapeDatasetName } from '../../../lib/core/keys.js';
 import { T0, alice, blueprintFixture } from '../../support/core-fixtures.js';
 
 function input(overrides: Partial<PlanInput> = {}): PlanInput {
@@ -93,5 +94,58 @@ describe('planning a submission', () => {
       'config key "frameRateHz" is required but missing (in lab/configs/c.yaml)',
       'config has an unknown key "frameRate" (in lab/configs/c.yaml)',
     ]);
+  });
+});
+
+describe('planning folder datasets and the job input size', () => {
+  const GiB = 1024 ** 3;
+  const withFolder = (facts: { size: number; etag: string; objectCount: number }, extra: Partial<PlanInput> = {}): PlanInput => {
+    const base = input(extra);
+    const objects = new Map(base.objects);
+    objects.set('lab/inputs/session1/', facts);
+    return { ...base, objects, submission: { dataname: ['lab/inputs/session1/', 'lab/inputs/a.csv'], configname: 'lab/configs/c.yaml' }, ...extra };
+  };
+
+  it('plans a folder dataset under a name that keeps its trailing slash reversibly', () => {
+    const result = planJob(withFolder(folderFactsOf([{ key: 'lab/inputs/session1/f1.tif', size: 3, etag: 'e1' }])));
+    if (!result.ok) throw new Error(result.reasons.join('; '));
+    expect(result.plan.datasets.map((d) => d.name)).toEqual(['session1%2F', 'a.csv']);
+    expect(unescapeDatasetName('session1%2F')).toBe('session1/');
+    expect(result.plan.datasets[0]?.input).toMatchObject({ size: 3, objectCount: 1 });
+  });
+
+  it('rejects an empty folder dataset, saying what to upload', () => {
+    expect(reasons(withFolder(folderFactsOf([])))).toEqual([
+      'dataname: folder dataset "lab/inputs/session1/" is empty (no objects under it); upload its files under "lab/inputs/session1/" first',
+    ]);
+  });
+
+  it('rejects a folder key with an empty folder name', () => {
+    const found = reasons({ submission: { dataname: ['lab/inputs/session1//'], configname: 'lab/configs/c.yaml' } });
+    expect(found).toEqual(['dataname: key "lab/inputs/session1//" has an empty folder name ("//"); a folder dataset ends in exactly one "/"']);
+  });
+
+  it('rejects a job whose inputs exceed the blueprint\'s maxJobInputGiB, naming the largest', () => {
+    const blueprint = blueprintFixture({ limits: { timeoutMinutes: 60, maxConcurrentMachines: 2, agentWaitMinutes: 10, maxDatasetsPerJob: 10, maxJobInputGiB: 2 } });
+    const found = reasons(withFolder({ size: 2 * GiB, etag: 'folder:x', objectCount: 400 }, { blueprint }));
+    expect(found).toEqual([
+      'dataname: the job\'s inputs are 2.00 GiB in 2 dataset(s), above the 2 GiB per job "kalman-smoother" allows (largest: "lab/inputs/session1/", 2.00 GiB); split the datasets over several submissions, or ask the analysis developer to raise limits.maxJobInputGiB',
+    ]);
+  });
+
+  it('accepts a job exactly at its input size limit', () => {
+    const blueprint = blueprintFixture({ limits: { timeoutMinutes: 60, maxConcurrentMachines: 2, agentWaitMinutes: 10, maxDatasetsPerJob: 10, maxJobInputGiB: 1 } });
+    const base = input({ blueprint });
+    const objects = new Map(base.objects);
+    objects.set('lab/inputs/a.csv', { size: GiB - 11, etag: 'ea' });
+    expect(planJob({ ...base, objects }).ok).toBe(true);
+  });
+
+  it('gives a folder another etag when any object under it changes', () => {
+    const before = folderFactsOf([{ key: 'lab/inputs/s/a', size: 1, etag: 'x' }, { key: 'lab/inputs/s/b', size: 1, etag: 'y' }]);
+    const reordered = folderFactsOf([{ key: 'lab/inputs/s/b', size: 1, etag: 'y' }, { key: 'lab/inputs/s/a', size: 1, etag: 'x' }]);
+    const changed = folderFactsOf([{ key: 'lab/inputs/s/a', size: 1, etag: 'x' }, { key: 'lab/inputs/s/b', size: 1, etag: 'z' }]);
+    expect(reordered.etag).toBe(before.etag);
+    expect(changed.etag).not.toBe(before.etag);
   });
 });

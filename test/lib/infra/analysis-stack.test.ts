@@ -201,6 +201,13 @@ describe('AnalysisStack machines', () => {
         Action: ['s3:GetObject'],
         Resource: [`<${bucket}.Arn>/*/inputs/*`, `<${bucket}.Arn>/*/configs/*`, `<${bucket}.Arn>/*/results/*`],
       },
+      {
+        Sid: 'ListDatasetFolders',
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: [`<${bucket}.Arn>`],
+        Condition: { StringLike: { 's3:prefix': ['*/inputs/*', '*/results/*'] } },
+      },
       { Sid: 'WriteJobResults', Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload'], Resource: [`<${bucket}.Arn>/*/results/*`] },
       { Sid: 'CommandOutputBucketEncryption', Effect: 'Allow', Action: ['s3:GetEncryptionConfiguration'], Resource: [`<${bucket}.Arn>`] },
     ]);

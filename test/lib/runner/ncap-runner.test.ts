@@ -319,3 +319,183 @@ esac
     expect(doc.failure).toEqual({ kind: 'platform', detail: 'results could not be stored: a.txt' });
   });
 });
+
+const fakeAwsCli = fileURLToPath(new URL('../../support/fake-aws-cli.mjs', import.meta.url));
+
+/** The runner on the S3 store, through the stand-in CLI over a bucket folder (holes kept). */
+function onS3(s: Setup): { bucketDir: string; callsLog: string; env: Record<string, string>; calls: () => string[] } {
+  const bin = join(s.root, 'bin');
+  mkdirSync(bin, { recursive: true });
+  chmodSync(fakeAwsCli, 0o755);
+  symlinkSync(fakeAwsCli, join(bin, 'aws'));
+  const s3Dir = join(s.root, 's3');
+  const bucketDir = join(s3Dir, 'bucket');
+  mkdirSync(bucketDir, { recursive: true });
+  // The same inputs as the folder store, in the bucket.
+  spawnSync('cp', ['-R', join(s.store, 'lab'), bucketDir]);
+  const callsLog = join(s.root, 'aws-calls.log');
+  const env = { NCAP_STORE: 's3://bucket', NCAP_TEST_S3_DIR: s3Dir, NCAP_TEST_AWS_LOG: callsLog, PATH: `${bin}:${s.env['PATH']}`, NCAP_LOG_SHIP_SECONDS: '60' };
+  return { bucketDir, callsLog, env, calls: () => (existsSync(callsLog) ? readFileSync(callsLog, 'utf8').trim().split('\n') : []) };
+}
+
+function s3Status(bucketDir: string, s: Setup): { status: string; failure?: { kind: string; detail: string } } {
+  return JSON.parse(readFileSync(join(bucketDir, s.env['NCAP_STATUS_KEY'] as string), 'utf8'));
+}
+
+const LIST_INPUT = '(cd "$NCAP_INPUT" && find . -type f | sort) > "$NCAP_OUTPUT_DIR/files.txt"; test -d "$NCAP_INPUT"\n';
+
+describe('the runner fetches folder datasets', () => {
+  const folderEnv = { NCAP_INPUT_KEY: 'lab/inputs/session1/', NCAP_DATASET: 'session1%2F' };
+
+  function withFolder(s: Setup): void {
+    const folder = join(s.store, 'lab', 'inputs', 'session1');
+    mkdirSync(join(folder, 'frames', 'deep'), { recursive: true });
+    writeFileSync(join(folder, 'meta.json'), '{}');
+    writeFileSync(join(folder, 'frames', 'f1.tif'), 'one');
+    writeFileSync(join(folder, 'frames', 'deep', 'f2.tif'), 'two');
+  }
+
+  it('fetches every file under a folder dataset keeping relative paths (folder store)', () => {
+    const s = setup();
+    withFolder(s);
+    const result = runRunner(s, workflow(s, LIST_INPUT), folderEnv);
+    expect(result.code, result.stderr).toBe(0);
+    expect(status(s).status).toBe('SUCCEEDED');
+    const listed = readFileSync(join(s.store, 'lab/results/job__t_J1/process_results/a.csv/files.txt'), 'utf8');
+    expect(listed).toBe('./frames/deep/f2.tif\n./frames/f1.tif\n./meta.json\n');
+  });
+
+  it('leaves out links, devices and the platform\'s own files of a folder dataset, saying so', () => {
+    const s = setup();
+    withFolder(s);
+    const secret = join(s.root, 'secret.txt');
+    writeFileSync(secret, 'not for the workflow\n');
+    symlinkSync(secret, join(s.store, 'lab/inputs/session1/frames/link.tif'));
+    writeFileSync(join(s.store, 'lab/inputs/session1/.ncap-tmp-x.1'), 'half written');
+    const result = runRunner(s, workflow(s, LIST_INPUT), folderEnv);
+    expect(result.code, result.stderr).toBe(0);
+    const listed = readFileSync(join(s.store, 'lab/results/job__t_J1/process_results/a.csv/files.txt'), 'utf8');
+    expect(listed).toBe('./frames/deep/f2.tif\n./frames/f1.tif\n./meta.json\n');
+    expect(log(s)).toContain('lab/inputs/session1/frames/link.tif is not a regular file (a link or a device); not fetched');
+  });
+
+  it('fails the dataset (input) when the folder is a link leading outside the bucket', () => {
+    const s = setup();
+    const outside = join(s.root, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'x.tif'), 'outside\n');
+    symlinkSync(outside, join(s.store, 'lab', 'inputs', 'session1'));
+    const result = runRunner(s, workflow(s, LIST_INPUT), folderEnv);
+    expect(result.code).toBe(0);
+    expect(status(s).failure).toEqual({ kind: 'input', detail: 'could not fetch the folder dataset lab/inputs/session1/' });
+    expect(log(s)).toContain('leads outside the bucket');
+  });
+
+  it('fails the dataset (input) when the folder holds no files by the time it runs', () => {
+    const s = setup();
+    mkdirSync(join(s.store, 'lab', 'inputs', 'session1', 'empty'), { recursive: true });
+    const result = runRunner(s, workflow(s, LIST_INPUT), folderEnv);
+    expect(result.code).toBe(0);
+    expect(status(s).failure?.kind).toBe('input');
+    expect(log(s)).toContain('folder lab/inputs/session1/ holds no files');
+  });
+
+  it('fetches a folder dataset from S3 with a recursive copy', () => {
+    const s = setup();
+    withFolder(s);
+    const aws = onS3(s);
+    const result = runRunner(s, workflow(s, LIST_INPUT), { ...folderEnv, ...aws.env });
+    expect(result.code, result.stderr).toBe(0);
+    expect(s3Status(aws.bucketDir, s).status).toBe('SUCCEEDED');
+    expect(readFileSync(join(aws.bucketDir, 'lab/results/job__t_J1/process_results/a.csv/files.txt'), 'utf8')).toBe('./frames/deep/f2.tif\n./frames/f1.tif\n./meta.json\n');
+    expect(aws.calls()).toContain('s3 cp --recursive --only-show-errors s3://bucket/lab/inputs/session1/ ' + join(s.scratch, 'input', 'session1'));
+  });
+});
+
+/** A result of `bytes` that is all hole: big on paper, nothing on disk. */
+const SPARSE_RESULT = (bytes: number) => `truncate -s ${bytes} "$NCAP_OUTPUT_DIR/big.bin"; echo small > "$NCAP_OUTPUT_DIR/small.txt"\n`;
+const MiB = 1024 * 1024;
+
+describe('the runner stores results of any size on S3', () => {
+  it('uploads a result above the threshold in parts, create-only, and it arrives whole with its sha256', () => {
+    const s = setup();
+    const aws = onS3(s);
+    // Small thresholds keep this quick; bench/runner-results.ts does the same with 6 GB.
+    const bytes = 21 * MiB + 12345;
+    const result = runRunner(s, workflow(s, SPARSE_RESULT(bytes)), { ...aws.env, NCAP_MULTIPART_THRESHOLD_BYTES: String(8 * MiB), NCAP_MULTIPART_PART_BYTES: String(5 * MiB) });
+    expect(result.code, result.stderr).toBe(0);
+    expect(s3Status(aws.bucketDir, s).status).toBe('SUCCEEDED');
+    const calls = aws.calls();
+    expect(calls.filter((c) => c.startsWith('s3api upload-part'))).toHaveLength(5);
+    expect(calls.find((c) => c.startsWith('s3api complete-multipart-upload'))).toContain("--if-none-match *");
+    expect(calls.filter((c) => c.startsWith('s3api put-object')).map((c) => c.split(' --key ')[1]?.split(' ')[0])).toEqual(['lab/results/job__t_J1/process_results/a.csv/small.txt']);
+    const stored = join(aws.bucketDir, 'lab/results/job__t_J1/process_results/a.csv/big.bin');
+    expect(statSync(stored).size).toBe(bytes);
+    // The result is all zeros: its sha256 is that of as many zeros.
+    const zeros = spawnSync('bash', ['-c', `head -c ${bytes} /dev/zero | sha256sum`], { encoding: 'utf8' }).stdout.split(' ')[0];
+    const meta = JSON.parse(readFileSync(join(s.root, 's3', '.meta', 'bucket', 'lab/results/job__t_J1/process_results/a.csv/big.bin.json'), 'utf8'));
+    expect(meta).toEqual({ sha256: zeros });
+  });
+
+  it('uploads a sparse result in the default 64 MiB parts, without its bytes on disk', () => {
+    const s = setup();
+    const aws = onS3(s);
+    // The same path as a 6 GB result (bench/runner-results.ts runs that one), bounded so npm
+    // test stays fast on a shared machine: hashing 6 GB takes a minute there.
+    const bytes = 300 * MiB + 1;
+    const result = runRunner(s, workflow(s, SPARSE_RESULT(bytes)), aws.env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(s3Status(aws.bucketDir, s).status).toBe('SUCCEEDED');
+    expect(aws.calls().filter((c) => c.startsWith('s3api upload-part'))).toHaveLength(5);
+    const stored = statSync(join(aws.bucketDir, 'lab/results/job__t_J1/process_results/a.csv/big.bin'));
+    expect(stored.size).toBe(bytes);
+    expect(stored.blocks * 512).toBeLessThan(MiB);
+  });
+
+  it('fails the dataset (platform) naming a result whose part did not upload, and aborts the upload', () => {
+    const s = setup();
+    const aws = onS3(s);
+    const result = runRunner(s, workflow(s, SPARSE_RESULT(21 * MiB)), {
+      ...aws.env,
+      NCAP_MULTIPART_THRESHOLD_BYTES: String(8 * MiB),
+      NCAP_MULTIPART_PART_BYTES: String(5 * MiB),
+      NCAP_TEST_AWS_FAIL_PART: '3',
+    });
+    expect(result.code).toBe(3);
+    const doc = s3Status(aws.bucketDir, s);
+    expect(doc.status).toBe('FAILED');
+    expect(doc.failure).toEqual({ kind: 'platform', detail: 'results could not be stored: big.bin' });
+    expect(aws.calls().some((c) => c.startsWith('s3api abort-multipart-upload'))).toBe(true);
+    expect(existsSync(join(aws.bucketDir, 'lab/results/job__t_J1/process_results/a.csv/big.bin'))).toBe(false);
+    expect(filesUnder(join(s.root, 's3', '.uploads'))).toEqual([]);
+    expect(existsSync(join(aws.bucketDir, 'lab/results/job__t_J1/process_results/a.csv/small.txt'))).toBe(true);
+  });
+
+  it('counts an identical earlier result as stored and never replaces a different one (a retried attempt)', () => {
+    const s = setup();
+    const aws = onS3(s);
+    const env = { ...aws.env, NCAP_MULTIPART_THRESHOLD_BYTES: String(8 * MiB), NCAP_MULTIPART_PART_BYTES: String(5 * MiB) };
+    // The first attempt stores both results.
+    expect(runRunner(s, workflow(s, SPARSE_RESULT(11 * MiB)), env).code).toBe(0);
+    // A second attempt writes the same big.bin and another small.txt.
+    const again = runRunner(s, workflow(s, `truncate -s ${11 * MiB} "$NCAP_OUTPUT_DIR/big.bin"; echo different > "$NCAP_OUTPUT_DIR/small.txt"\n`), env);
+    expect(again.code).toBe(3);
+    expect(s3Status(aws.bucketDir, s).failure).toEqual({ kind: 'platform', detail: 'results could not be stored: small.txt' });
+    expect(readFileSync(join(aws.bucketDir, 'lab/results/job__t_J1/process_results/a.csv/small.txt'), 'utf8')).toBe('small\n');
+    const log = readFileSync(join(aws.bucketDir, s.env['NCAP_LOG_KEY'] as string), 'utf8');
+    expect(log).toContain('lab/results/job__t_J1/process_results/a.csv/big.bin is already stored with the same content; kept');
+  });
+});
+
+describe('the runner on the folder store keeps earlier results', () => {
+  it('counts an identical earlier result as stored (a retried attempt that produced the same file)', () => {
+    const s = setup();
+    const earlier = join(s.store, 'lab/results/job__t_J1/process_results/a.csv/r.txt');
+    mkdirSync(join(earlier, '..'), { recursive: true });
+    writeFileSync(earlier, 'same\n');
+    const result = runRunner(s, workflow(s, 'echo same > "$NCAP_OUTPUT_DIR/r.txt"\n'));
+    expect(result.code).toBe(0);
+    expect(status(s).status).toBe('SUCCEEDED');
+    expect(log(s)).toContain('is already stored with the same content; kept');
+  });
+});

@@ -159,6 +159,22 @@ describe('the job-manager protocol on the AWS adapters', () => {
     expect(entry?.spentUsd).toBeLessThan(entry?.reservedUsd as number);
   });
 
+  it('runs a folder dataset on S3: the runner fetches every object under it and results come back', async () => {
+    await put('lab/inputs/session1/meta.json', '{}');
+    await put('lab/inputs/session1/frames/f1.tif', 'one');
+    await put('lab/configs/run.json', JSON.stringify({ mode: 'succeed', lines: 1 }));
+    await put('lab/submissions/folder1submit.json', JSON.stringify({ dataname: 'lab/inputs/session1/', configname: 'lab/configs/run.json' }));
+    const { jobId } = await onSubmissionUploaded(platform, 'test-workflow', bucket, 'lab/submissions/folder1submit.json');
+    const ds = (await platform.jobs.get(jobId))?.state.datasets[0];
+    expect(ds?.name).toBe('session1%2F');
+    const instanceId = ds?.instanceId as string;
+    expect(await runner.finished.get(`cmd-${instanceId}`)).toBe(0);
+    expect((await onCommandStatusChange(platform, `cmd-${instanceId}`, instanceId, 'Success'))?.datasets[0]?.phase).toBe('SUCCEEDED');
+    await onInstanceStateChange(platform, instanceId, 'terminated');
+    const result = JSON.parse(await text(`${jobKeys('lab', 'test-workflow', jobId).datasetResultsPrefix('session1%2F')}result.json`));
+    expect(result).toMatchObject({ inputFiles: ['frames/f1.tif', 'meta.json'], inputBytes: 5 });
+  });
+
   it('runs a submission event delivered twice once', async () => {
     await put('lab/submissions/run2submit.json', JSON.stringify({ dataname: 'lab/inputs/a.csv', configname: 'lab/configs/run.json' }));
     const first = await onSubmissionUploaded(platform, 'test-workflow', bucket, 'lab/submissions/run2submit.json');
