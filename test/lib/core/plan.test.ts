@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { folderFactsOf, planJob, type PlanInput } from '../../../lib/core/plan.js';
+import { folderFactsOf, planJob, type ObjectFacts, type PlanInput } from '../../../lib/core/plan.js';
 import { unescapeDatasetName } from '../../../lib/core/keys.js';
 import { T0, alice, blueprintFixture } from '../../support/core-fixtures.js';
 
@@ -99,7 +99,7 @@ describe('planning a submission', () => {
 
 describe('planning folder datasets and the job input size', () => {
   const GiB = 1024 ** 3;
-  const withFolder = (facts: { size: number; etag: string; objectCount: number }, extra: Partial<PlanInput> = {}): PlanInput => {
+  const withFolder = (facts: ObjectFacts, extra: Partial<PlanInput> = {}): PlanInput => {
     const base = input(extra);
     const objects = new Map(base.objects);
     objects.set('lab/inputs/session1/', facts);
