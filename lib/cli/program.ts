@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { ResearcherClient } from '../client/researcher-client.js';
 import { cancelJob, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
 import { registerCostCommands } from './commands/cost.js';
-import { estimateCost, validateFiles } from './commands/develop.js';
+import { estimateCost, planImage, validateFiles } from './commands/develop.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
 import { serveLocal } from './commands/serve.js';
 import type { SandboxCommandOptions } from './commands/sandbox.js';
@@ -147,8 +147,13 @@ export async function runCli(context: CliContext): Promise<number> {
     });
 
   common(program.command('validate [paths...]'))
-    .description('check blueprints (blueprint.json or its folder) and user profiles; default: all of them')
+    .description('check blueprints (blueprint.json or its folder, with its image recipe) and user profiles; default: all of them')
     .action(async (paths: string[], options: CommonOptions) => withPlatform(options, (platform) => validateFiles(platform, paths, reporter)));
+
+  const image = program.command('image').description('machine images built from blueprint recipes (aws)');
+  common(image.command('plan <analysis>'))
+    .description('show what the deploy would build from the analysis\'s image recipe: base image, components and steps, recipe hash')
+    .action(async (analysis: string, options: CommonOptions) => withPlatform(options, (platform) => planImage(platform, analysis, reporter)));
 
   common(program.command('estimate <analysis>'))
     .description('what a job would reserve from the budget and cost at most')

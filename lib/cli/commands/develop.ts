@@ -5,6 +5,8 @@ import { formatUsd, jobReservationUsd, machineReservationUsd, PAST_DEADLINE_MINU
 import { machinePricing } from '../../core/plan.js';
 import { AnalysisNotFoundError, NeuroCaasError, UsageError } from '../../core/errors.js';
 import { parseUserProfileText } from '../../core/user.js';
+import { imagePlan } from '../../core/image-recipe.js';
+import { loadRecipeSource } from '../../infra/recipe-source.js';
 import type { LocalPlatform } from '../../../protocols/local-shell.js';
 import type { Reporter } from '../reporter.js';
 
@@ -49,8 +51,11 @@ async function checkFile(target: string): Promise<FileCheck> {
     return { file, ok: false, problem: `  - cannot read it: ${error instanceof Error ? error.message : String(error)}` };
   }
   try {
-    if (basename(file) === 'blueprint.json') parseBlueprintText(text, file, basename(dirname(file)));
-    else parseUserProfileText(text, file, basename(file, '.json'));
+    if (basename(file) === 'blueprint.json') {
+      const blueprint = parseBlueprintText(text, file, basename(dirname(file)));
+      // The recipe too: its schema, and that it and what it copies stay inside the blueprint folder.
+      loadRecipeSource(blueprint, dirname(file));
+    } else parseUserProfileText(text, file, basename(file, '.json'));
     return { file, ok: true };
   } catch (error) {
     if (!(error instanceof NeuroCaasError)) throw error;
@@ -88,3 +93,42 @@ export async function estimateCost(platform: LocalPlatform, analysis: string, da
   );
   return 0;
 }
+
+/**
+ * `neurocaas image plan <analysis>`: what the deploy would build for the analysis's recipe (base
+ * image parameter, components and their steps in order, recipe hash), offline. Whether an image
+ * with that hash is deployed needs AWS, so it says "unknown offline".
+ */
+export async function planImage(platform: LocalPlatform, analysis: string, reporter: Reporter): Promise<number> {
+  const entry = await platform.catalog.blueprint(analysis);
+  if (!entry) throw new AnalysisNotFoundError(`analysis "${analysis}" not found in ${platform.catalog.blueprintsDir}; available: ${(await platform.catalog.analyses()).join(', ') || 'none'}`);
+  const { blueprint } = entry;
+  const source = loadRecipeSource(blueprint, join(platform.catalog.blueprintsDir, analysis));
+  if (!source) {
+    const ami = blueprint.environment.ami;
+    reporter.result(
+      { analysis, source: ami ? 'ami' : 'none', ...(ami ? { amiId: ami } : {}), builds: false },
+      ami
+        ? `${analysis} names a literal AMI (${ami}): the deploy builds nothing and launches that id (unless -c ami:${analysis}=... overrides it)`
+        : `${analysis} names no image for the aws backend: add environment.recipe (or environment.ami) to its blueprint, or deploy with -c ami:${analysis}=ami-...`,
+    );
+    return 0;
+  }
+  const plan = imagePlan(analysis, source.recipePath, source.recipe, source.files);
+  const lines = [
+    `${analysis}: image from ${source.recipePath}`,
+    `recipe hash     ${plan.recipeHash}`,
+    `base image      ${plan.baseImage.ssmParameter} (${plan.baseImage.family}; resolved at deploy time, recorded in provenance)`,
+    `build machine   ${plan.build.instanceType}, root volume ${plan.build.volumeSizeGiB === 'base image' ? "the base image's" : `${plan.build.volumeSizeGiB} GiB`}`,
+    `environment     ${plan.environment.dir}/ (${plan.environment.files} file(s)) -> ${plan.environment.destination}`,
+    'components, in order:',
+    ...plan.components.flatMap((component, index) => [
+      `  ${index + 1}. ${component.name} (${component.owner === 'platform' ? 'platform-owned' : 'this analysis'})`,
+      ...component.phases.map((phase) => `       ${phase.name.padEnd(8)} ${phase.steps.join(', ')}`),
+    ]),
+    'deployed image with this hash: unknown offline (on AWS: an AMI tagged neurocaas:recipe-hash with this value)',
+  ];
+  reporter.result({ ...plan, source: 'recipe', builds: true, deployed: 'unknown offline' }, lines.join('\n'));
+  return 0;
+}
+

@@ -438,6 +438,29 @@ describe('DynamoDB catalog', () => {
     await expect(new DynamoCatalog(doc, table).placement('kalman-smoother')).rejects.toThrow(/amiId[\s\S]*subnetIds/);
   });
 
+  it('reads where the image came from: a recipe with its hash and base image, or nothing for items written before images as code', async () => {
+    const table = await registry();
+    const recipeItem = {
+      ...registryItem,
+      pk: 'ANALYSIS#gamma',
+      blueprint: JSON.stringify({ ...blueprint, name: 'gamma' }),
+      imageSource: 'recipe',
+      recipeHash: `sha256:${'ab'.repeat(32)}`,
+      baseImageParameter: '/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id',
+      baseImageId: 'ami-0base000000000001',
+    };
+    await doc.send(new PutCommand({ TableName: table, Item: recipeItem }));
+    const catalog = new DynamoCatalog(doc, table);
+    const gamma = await catalog.blueprint('gamma');
+    expect(catalog.imageFacts(gamma!.blueprint)).toEqual({
+      source: 'recipe',
+      recipeHash: recipeItem.recipeHash,
+      baseImage: { parameter: recipeItem.baseImageParameter, imageId: 'ami-0base000000000001' },
+    });
+    await catalog.blueprint('kalman-smoother');
+    expect(catalog.imageFacts(blueprint)).toBeUndefined();
+  });
+
   it('finds the users of a group and a user by name', async () => {
     const catalog = new DynamoCatalog(doc, await registry());
     expect((await catalog.usersOfGroup('lab')).map((u) => u.username)).toEqual(['alice', 'carol']);
