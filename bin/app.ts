@@ -2,14 +2,15 @@
 /**
  * The CDK app (cdk.json runs `node dist/bin/app.js`): a platform stack, a stack per
  * `blueprints/<analysis>/blueprint.json` and a users stack from `users/*.json`; cdk-nag checks
- * every synth. Context keys: see CONTEXT in lib/infra/app.ts.
+ * every synth, and the web interface (NeurocaasWeb, from the built app in dist/web) unless
+ * `-c web=false`. Context keys: see CONTEXT in lib/infra/app.ts.
  */
 import { NeuroCaasError } from '../lib/core/errors.js';
-import { buildNeurocaasApp, createNeurocaasApp } from '../lib/infra/app.js';
+import { buildNeurocaasApp, CONTEXT, createNeurocaasApp, webFlagOf } from '../lib/infra/app.js';
 
 const app = createNeurocaasApp();
 try {
-  buildNeurocaasApp(app);
+  buildNeurocaasApp(app, { web: webFlagOf(app.node.tryGetContext(CONTEXT.web), true) });
 } catch (error) {
   // Invalid blueprints and profiles are the developer's to fix: say what, not where in our code.
   if (!(error instanceof NeuroCaasError)) throw error;

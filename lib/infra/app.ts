@@ -14,6 +14,7 @@ import { loadRecipeSource, type RecipeSource } from './recipe-source.js';
 import { addQuotaGuard } from './quota-guard.js';
 import type { ProtocolLogLevel } from './protocol-function.js';
 import { UsersStack, type UserSource } from './users-stack.js';
+import { WebStack } from './web-stack.js';
 
 /**
  * Context keys the app reads (`cdk synth -c key=value` or `context` in cdk.json):
@@ -28,6 +29,10 @@ import { UsersStack, type UserSource } from './users-stack.js';
  * - `usersStacks`: how many users stacks the groups are spread over by a hash of the group
  *   name (default 1: all in `NeurocaasUsers`); raise it when the quota guard says a users stack
  *   is too big (changing it moves groups between stacks: see docs/deploy.md)
+ * - `web`: `true`/`false`, the web interface (WebStack, the Cognito user pool, web users);
+ *   bin/app.ts (what `cdk deploy` runs) has it on unless `-c web=false`
+ * - `webDir`: the built app (default `<package root>/dist/web`, from `npm run build`)
+ * - `webDomainName` with `webCertificateArn` (ACM, us-east-1): the app on a domain of your own
  */
 export const CONTEXT = {
   blueprintsDir: 'blueprintsDir',
@@ -40,6 +45,10 @@ export const CONTEXT = {
   reserveConcurrency: 'reserveConcurrency',
   logLevel: 'logLevel',
   usersStacks: 'usersStacks',
+  web: 'web',
+  webDir: 'webDir',
+  webDomainName: 'webDomainName',
+  webCertificateArn: 'webCertificateArn',
 } as const;
 
 /**
@@ -67,6 +76,7 @@ export const STACK_NAMES = {
   /** The first users stack keeps the name it always had; the others are numbered from 2. */
   users: 'NeurocaasUsers',
   usersShard: (index: number) => (index === 0 ? 'NeurocaasUsers' : `NeurocaasUsers-${index + 1}`),
+  web: 'NeurocaasWeb',
 } as const;
 
 /**
@@ -109,6 +119,14 @@ export interface NeurocaasAppOptions {
    * @default true
    */
   readonly quotaGuard?: boolean;
+  /**
+   * Deploy the web interface: the WebStack, the platform's Cognito user pool and a web account
+   * per profile with an email.
+   * @default context `web`, else false (bin/app.ts turns it on)
+   */
+  readonly web?: boolean;
+  /** The built app. @default context `webDir`, else `<package root>/dist/web` */
+  readonly webAssetsDir?: string;
 }
 
 export interface NeurocaasStacks {
@@ -118,6 +136,8 @@ export interface NeurocaasStacks {
   readonly users: UsersStack;
   /** Every users stack, `NeurocaasUsers` first. */
   readonly usersStacks: readonly UsersStack[];
+  /** `NeurocaasWeb`, when the deployment has the web interface. */
+  readonly web: WebStack | undefined;
 }
 
 /**
@@ -141,6 +161,11 @@ export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): 
   const subnetIds = stringList(context(CONTEXT.subnetIds), CONTEXT.subnetIds);
   const reserveConcurrency = context(CONTEXT.reserveConcurrency);
   const usersStackCount = usersStacksOf(context(CONTEXT.usersStacks));
+  const web = options.web ?? webFlagOf(context(CONTEXT.web), false);
+  const webAssetsDir = web ? folderOption(options.webAssetsDir, context(CONTEXT.webDir), CONTEXT.webDir, root, join('dist', 'web')) : undefined;
+  if (webAssetsDir !== undefined && !existsSync(join(webAssetsDir, 'index.html'))) {
+    throw new UsageError(`the web interface needs the built app in ${webAssetsDir} (no index.html there): run "npm run build", or pass -c ${CONTEXT.webDir}=<folder>, or deploy without it: -c ${CONTEXT.web}=false`);
+  }
   if (vpcId !== undefined && (subnetIds ?? []).length === 0) {
     throw new UsageError(`context ${CONTEXT.vpcId}=${vpcId} needs the subnets machines launch in: add -c ${CONTEXT.subnetIds}=subnet-a,subnet-b`);
   }
@@ -152,6 +177,7 @@ export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): 
     ...(reserveConcurrency === undefined ? {} : { reserveConcurrency: reserveConcurrency !== false && reserveConcurrency !== 'false' }),
     ...(logLevel ? { logLevel } : {}),
     packageRoot: root,
+    webUsers: web,
   });
   const analyses = blueprints.map(({ blueprint, text, versionId }) => {
     const stack = new AnalysisStack(app, STACK_NAMES.analysis(blueprint.name), {
@@ -178,9 +204,48 @@ export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): 
     });
   });
 
+  let webStack: WebStack | undefined;
+  if (webAssetsDir !== undefined && platform.webUsers) {
+    webStack = new WebStack(app, STACK_NAMES.web, {
+      env,
+      description: 'neurocaas web interface: the app behind CloudFront, its sign-in client, the identity pool of the web users',
+      platform,
+      users: platform.webUsers,
+      assetsDir: webAssetsDir,
+      ...webDomainOf(context(CONTEXT.webDomainName), context(CONTEXT.webCertificateArn)),
+      analyses: analyses.map((stack, index) => {
+        const source = blueprints[index] as BlueprintSource;
+        const readmePath = join(dirname(source.path), 'README.md');
+        return { analysis: stack.analysis, bucket: stack.uploadBucket.bucket, blueprint: JSON.parse(source.text) as unknown, readme: existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : null };
+      }),
+    });
+    webStack.addStackDependency(platform, 'imports the user pool and the researcher policy');
+    for (const stack of analyses) webStack.addStackDependency(stack, 'sets CORS on the analysis bucket and lists it in config.json');
+  }
+
   if (options.nagChecks ?? true) addNagChecks(app);
   if (options.quotaGuard ?? true) addQuotaGuard(app);
-  return { platform, analyses, users: usersStacks[0] as UsersStack, usersStacks };
+  return { platform, analyses, users: usersStacks[0] as UsersStack, usersStacks, web: webStack };
+}
+
+function webDomainOf(name: unknown, certificateArn: unknown): { domain?: { name: string; certificateArn: string } } {
+  const domain = optionalString(name, CONTEXT.webDomainName);
+  const certificate = optionalString(certificateArn, CONTEXT.webCertificateArn);
+  if (domain === undefined && certificate === undefined) return {};
+  if (domain === undefined || certificate === undefined || !/^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate\/[0-9a-f-]+$/.test(certificate)) {
+    throw new UsageError(
+      `the web interface on a domain of your own needs both -c ${CONTEXT.webDomainName}=<name> and -c ${CONTEXT.webCertificateArn}=<ACM certificate ARN in us-east-1>, got ${JSON.stringify({ domain, certificate })}`,
+    );
+  }
+  return { domain: { name: domain, certificateArn: certificate } };
+}
+
+/** A true/false context value (`-c web=false` arrives as the string "false"). */
+export function webFlagOf(value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === '') return fallback;
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new UsageError(`context ${CONTEXT.web} must be true or false, got ${JSON.stringify(value)}`);
 }
 
 function usersStacksOf(value: unknown): number {

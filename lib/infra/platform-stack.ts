@@ -11,6 +11,7 @@ import { PlatformProtocols, type ProtocolGrants } from './platform-protocols.js'
 import type { ProtocolLogLevel } from './protocol-function.js';
 import { PARAMETER_ROOT, ResearcherPolicy } from './researcher-access.js';
 import { SharedAnalysisAccess } from './shared-analysis-access.js';
+import { WebUserPool } from './web-user-pool.js';
 
 /** The SSM parameter the platform stack publishes (D5). */
 export const DEPLOYMENT_PARAMETER_NAME = `${PARAMETER_ROOT}/deployment`;
@@ -35,6 +36,12 @@ export interface PlatformStackProps extends StackProps {
   readonly reserveConcurrency?: boolean;
   /** @default - the installed neurocaas package */
   readonly packageRoot?: string;
+  /**
+   * Hold the web interface's Cognito user pool (the users stacks invite their users into it,
+   * the WebStack signs them in).
+   * @default false
+   */
+  readonly webUsers?: boolean;
 }
 
 /**
@@ -56,6 +63,8 @@ export class PlatformStack extends Stack {
   readonly researcherPolicy: ResearcherPolicy;
   /** `/neurocaas/deployment`: `{schemaVersion: 1, region, tableName, notificationsTopicArn}`. */
   readonly deploymentParameter: ssm.StringParameter;
+  /** The web users' Cognito user pool, when the deployment has the web interface. */
+  readonly webUsers: WebUserPool | undefined;
 
   constructor(scope: Construct, id: string, props: PlatformStackProps = {}) {
     super(scope, id, props);
@@ -69,6 +78,7 @@ export class PlatformStack extends Stack {
     this.notifications = new NotificationsTopic(this, 'Notifications');
     this.analysisAccess = new SharedAnalysisAccess(this, 'SharedAnalysisAccess');
     this.researcherPolicy = new ResearcherPolicy(this, 'ResearcherAccess');
+    this.webUsers = props.webUsers ? new WebUserPool(this, 'WebUsers') : undefined;
     this.protocols = new PlatformProtocols(this, 'Protocols', {
       ...this.protocolGrants,
       analysisAccess: this.analysisAccess.policy,

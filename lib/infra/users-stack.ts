@@ -6,8 +6,9 @@ import { acknowledgeCdkSingletons } from './cdk-singletons.js';
 import { GroupAccess, IAM_PATH } from './group-access.js';
 import { subscribeUser } from './notifications.js';
 import type { PlatformStack } from './platform-stack.js';
-import { RegistryItem } from './registry-item.js';
+import { RegistryItem, registryWriterRole } from './registry-item.js';
 import { PRINCIPAL_TAGS } from './researcher-access.js';
+import { WebUser } from './web-user-pool.js';
 
 /** A user profile with the text of its file. */
 export interface UserSource {
@@ -33,6 +34,8 @@ export interface UsersStackProps extends StackProps {
 export class UsersStack extends Stack {
   readonly groups = new Map<string, GroupAccess>();
   readonly users = new Map<string, iam.User>();
+  /** Users invited to the web interface (profiles with an email, when the platform has a web user pool). */
+  readonly webUsers: string[] = [];
 
   constructor(scope: Construct, id: string, props: UsersStackProps) {
     super(scope, id, props);
@@ -58,6 +61,12 @@ export class UsersStack extends Stack {
         attributes: { group: profile.group, profile: text, iamUserArn: user.userArn },
       });
       if (profile.email) subscribeUser(this, `Notifications-${profile.username}`, props.platform.notifications.topic, profile.username, profile.email);
+      // The web account's invitation goes by email: a profile without one has no web account.
+      const pool = props.platform.webUsers?.userPool;
+      if (pool && profile.email) {
+        new WebUser(this, `WebUser-${profile.username}`, { pool, profile: { ...profile, email: profile.email }, role: registryWriterRole(this, props.platform.table.table) });
+        this.webUsers.push(profile.username);
+      }
     }
     acknowledgeCdkSingletons(this);
 
@@ -65,5 +74,8 @@ export class UsersStack extends Stack {
       value: [...this.users.keys()].join(',') || '-',
       description: `IAM users (path ${IAM_PATH}); issue their credentials with the admin command`,
     });
+    if (props.platform.webUsers) {
+      new CfnOutput(this, 'WebUsers', { value: this.webUsers.join(',') || '-', description: 'Users invited to the web interface by email (profiles without an email have no web account)' });
+    }
   }
 }

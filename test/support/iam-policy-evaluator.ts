@@ -13,8 +13,17 @@
  *   literally (a `*` in a tag value is no wildcard); a variable the request lacks makes that
  *   pattern match nothing, as in IAM. `${*}`, `${?}` and `${$}` stand for the characters.
  *
- * Anything outside that subset (NotAction, NotResource, Principal, variables with defaults,
- * ...IfExists, ForAnyValue:, other operators) throws: a policy cannot pass by being misread.
+ * - trust (role) policies: `Principal` is matched against the request's principal (exact, or
+ *   `*`); a statement with a Principal evaluated without one throws. Multi-valued keys (such as
+ *   `cognito-identity.amazonaws.com:amr`) are lists in the context and need `ForAnyValue:`
+ *   (StringEquals, StringLike): any value of the request matching any of the policy's; a
+ *   missing key fails. A list given to a single-valued operator throws.
+ * - session tags: a role session's principal tags come from sts:TagSession at assume time
+ *   (for Cognito identity pools, its principal-tag mapping of token claims); pass them as
+ *   `aws:PrincipalTag/<key>` like a user's tags.
+ *
+ * Anything outside that subset (NotAction, NotResource, NotPrincipal, variables with defaults,
+ * ...IfExists, ForAllValues:, other operators) throws: a policy cannot pass by being misread.
  */
 
 export interface PolicyDocument {
@@ -24,11 +33,16 @@ export interface PolicyDocument {
 
 export type ConditionBlock = Readonly<Record<string, Readonly<Record<string, string | readonly string[]>>>>;
 
+/** `{ Federated: 'cognito-identity.amazonaws.com' }`, `{ Service: ... }`, `{ AWS: ... }`, or `*`. */
+export type PrincipalBlock = '*' | Readonly<Record<string, string | readonly string[]>>;
+
 export interface PolicyStatement {
   readonly Sid?: string;
   readonly Effect: 'Allow' | 'Deny';
+  readonly Principal?: PrincipalBlock;
   readonly Action: string | readonly string[];
-  readonly Resource: string | readonly string[];
+  /** Absent in a trust policy (the role is the resource). */
+  readonly Resource?: string | readonly string[];
   readonly Condition?: ConditionBlock;
 }
 
@@ -41,7 +55,9 @@ export interface AccessRequest {
    * Condition keys of the request, e.g. `{ 's3:prefix': 'lab/' }`; also the values of policy
    * variables: `{ 'aws:username': 'ada', 'aws:PrincipalTag/neurocaas-group': 'lab' }`.
    */
-  readonly context?: Readonly<Record<string, string>>;
+  readonly context?: Readonly<Record<string, string | readonly string[]>>;
+  /** Who asks, for trust policies: e.g. `{ Federated: 'cognito-identity.amazonaws.com' }`. */
+  readonly principal?: Readonly<Record<string, string>>;
 }
 
 export type Decision = 'Allow' | 'ExplicitDeny' | 'ImplicitDeny';
@@ -52,8 +68,8 @@ export interface Evaluation {
   readonly decidingStatements: readonly string[];
 }
 
-const KNOWN_STATEMENT_KEYS = new Set(['Sid', 'Effect', 'Action', 'Resource', 'Condition']);
-const OPERATORS = new Set(['StringEquals', 'StringNotEquals', 'StringLike', 'StringNotLike', 'Null']);
+const KNOWN_STATEMENT_KEYS = new Set(['Sid', 'Effect', 'Principal', 'Action', 'Resource', 'Condition']);
+const OPERATORS = new Set(['StringEquals', 'StringNotEquals', 'StringLike', 'StringNotLike', 'Null', 'ForAnyValue:StringEquals', 'ForAnyValue:StringLike']);
 
 /** IAM's decision for one request against a set of identity policies. */
 export function evaluate(policies: readonly PolicyDocument[], request: AccessRequest): Evaluation {
@@ -125,7 +141,7 @@ function checkSupported(statement: PolicyStatement): void {
     if (!KNOWN_STATEMENT_KEYS.has(key)) throw new Error(`policy element ${key} is not supported by this evaluator`);
   }
   if (statement.Effect !== 'Allow' && statement.Effect !== 'Deny') throw new Error(`Effect must be Allow or Deny, got ${String(statement.Effect)}`);
-  for (const value of [...asList(statement.Action), ...asList(statement.Resource)]) {
+  for (const value of [...asList(statement.Action), ...asList(statement.Resource ?? [])]) {
     if (typeof value !== 'string') throw new Error(`Action and Resource must be resolved strings, got ${JSON.stringify(value)}`);
   }
   for (const operator of Object.keys(statement.Condition ?? {})) {
@@ -133,18 +149,42 @@ function checkSupported(statement: PolicyStatement): void {
   }
 }
 
+function principalMatches(block: PrincipalBlock, principal: Readonly<Record<string, string>> | undefined): boolean {
+  if (principal === undefined) throw new Error('a statement with a Principal (a trust policy) needs the request\'s principal');
+  if (block === '*') return true;
+  return Object.entries(block).some(([type, values]) => {
+    const asked = principal[type];
+    return asked !== undefined && asList(values).some((value) => value === '*' || value === asked);
+  });
+}
+
 function statementApplies(statement: PolicyStatement, request: AccessRequest): boolean {
   // Condition keys (and so variable names) are case-insensitive.
   const lookup = new Map(Object.entries(request.context ?? {}).map(([key, value]) => [key.toLowerCase(), value]));
-  const variables = (key: string) => lookup.get(key.toLowerCase());
+  const variables = (key: string) => {
+    const value = lookup.get(key.toLowerCase());
+    if (value !== undefined && typeof value !== 'string') throw new Error(`policy variable \${${key}} names a multi-valued key`);
+    return value;
+  };
   const actionMatches = asList(statement.Action).some((pattern) => wildcardMatch(pattern, request.action, { caseInsensitive: true }));
-  const resourceMatches = asList(statement.Resource).some((pattern) => wildcardMatch(pattern, request.resource, { variables }));
-  return actionMatches && resourceMatches && conditionsHold(statement.Condition ?? {}, lookup, variables);
+  // A trust policy has no Resource: the role it belongs to is the resource.
+  const resourceMatches = statement.Resource === undefined ? statement.Principal !== undefined : asList(statement.Resource).some((pattern) => wildcardMatch(pattern, request.resource, { variables }));
+  const principalOk = statement.Principal === undefined || principalMatches(statement.Principal, request.principal);
+  return actionMatches && resourceMatches && principalOk && conditionsHold(statement.Condition ?? {}, lookup, variables);
 }
 
-function conditionsHold(condition: ConditionBlock, lookup: ReadonlyMap<string, string>, variables: (key: string) => string | undefined): boolean {
+function conditionsHold(condition: ConditionBlock, lookup: ReadonlyMap<string, string | readonly string[]>, variables: (key: string) => string | undefined): boolean {
   return Object.entries(condition).every(([operator, keys]) =>
-    Object.entries(keys).every(([key, expected]) => operatorHolds(operator, lookup.get(key.toLowerCase()), asList(expected), variables)),
+    Object.entries(keys).every(([key, expected]) => {
+      const actual = lookup.get(key.toLowerCase());
+      if (operator.startsWith('ForAnyValue:')) {
+        // Any value of the request's (multi-valued) key against the single-valued operator.
+        const single = operator.slice('ForAnyValue:'.length);
+        return actual !== undefined && asList(actual).some((value) => operatorHolds(single, value, asList(expected), variables));
+      }
+      if (actual !== undefined && typeof actual !== 'string') throw new Error(`condition key ${key} is multi-valued in the request: use ForAnyValue:${operator}`);
+      return operatorHolds(operator, actual, asList(expected), variables);
+    }),
   );
 }
 

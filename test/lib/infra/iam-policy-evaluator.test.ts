@@ -165,6 +165,32 @@ describe('evaluate', () => {
     });
   });
 
+  describe('trust policies and multi-valued keys', () => {
+    const trust = policy({
+      Effect: 'Allow',
+      Principal: { Federated: 'cognito-identity.amazonaws.com' },
+      Action: ['sts:AssumeRoleWithWebIdentity', 'sts:TagSession'],
+      Condition: { StringEquals: { 'cognito-identity.amazonaws.com:aud': 'pool-1' }, 'ForAnyValue:StringLike': { 'cognito-identity.amazonaws.com:amr': 'authenticated' } },
+    });
+    const federated = { Federated: 'cognito-identity.amazonaws.com' };
+    const ask = (context: Record<string, string | string[]>, principal: Record<string, string> = federated, action = 'sts:AssumeRoleWithWebIdentity') =>
+      isAllowed([trust], { action, resource: 'arn:aws:iam::1:role/r', principal, context });
+
+    it('matches the principal and any value of a multi-valued key', () => {
+      expect(ask({ 'cognito-identity.amazonaws.com:aud': 'pool-1', 'cognito-identity.amazonaws.com:amr': ['authenticated', 'cognito-idp'] })).toBe(true);
+      expect(ask({ 'cognito-identity.amazonaws.com:aud': 'pool-1', 'cognito-identity.amazonaws.com:amr': ['authenticated'] }, federated, 'sts:TagSession')).toBe(true);
+      expect(ask({ 'cognito-identity.amazonaws.com:aud': 'pool-1', 'cognito-identity.amazonaws.com:amr': ['unauthenticated'] })).toBe(false);
+      expect(ask({ 'cognito-identity.amazonaws.com:aud': 'pool-1' })).toBe(false);
+      expect(ask({ 'cognito-identity.amazonaws.com:aud': 'pool-1', 'cognito-identity.amazonaws.com:amr': ['authenticated'] }, { Service: 'lambda.amazonaws.com' })).toBe(false);
+    });
+
+    it('refuses a multi-valued key under a single-valued operator, and a trust statement asked without a principal', () => {
+      const single = policy({ Effect: 'Allow', Principal: '*', Action: 'sts:AssumeRoleWithWebIdentity', Condition: { StringLike: { 'cognito-identity.amazonaws.com:amr': 'authenticated' } } });
+      expect(() => evaluate([single], { action: 'sts:AssumeRoleWithWebIdentity', resource: 'r', principal: federated, context: { 'cognito-identity.amazonaws.com:amr': ['authenticated'] } })).toThrow(/ForAnyValue/);
+      expect(() => evaluate([trust], { action: 'sts:AssumeRoleWithWebIdentity', resource: 'r' })).toThrow(/principal/);
+    });
+  });
+
   describe('refuses what it does not model', () => {
     const request = { action: 's3:GetObject', resource: `${BUCKET}/x` };
 

@@ -32,6 +32,8 @@ export interface SynthOptions {
   /** Default: the fixtures of these tests. */
   readonly blueprintsDir?: string;
   readonly usersDir?: string;
+  /** Deploy the web interface (from the fixture app in fixtures/web); default false. */
+  readonly web?: boolean;
 }
 
 export interface Synthesized {
@@ -40,6 +42,8 @@ export interface Synthesized {
   readonly outdir: string;
   readonly platform: Template;
   readonly users: Template;
+  /** NeurocaasWeb; only with `web: true`. */
+  readonly web: Template | undefined;
   analysis(name: string): Template;
 }
 
@@ -61,6 +65,7 @@ export function synthesize(options: SynthOptions = {}): Synthesized {
     blueprintsDir: options.blueprintsDir ?? join(FIXTURES, 'blueprints'),
     usersDir: options.usersDir ?? join(FIXTURES, 'users'),
     nagChecks: options.nagChecks ?? true,
+    ...(options.web ? { web: true, webAssetsDir: join(FIXTURES, 'web') } : {}),
   });
   app.synth();
   const analyses = new Map(stacks.analyses.map((stack) => [stack.analysis, Template.fromStack(stack)]));
@@ -70,6 +75,7 @@ export function synthesize(options: SynthOptions = {}): Synthesized {
     outdir,
     platform: Template.fromStack(stacks.platform),
     users: Template.fromStack(stacks.users),
+    web: stacks.web ? Template.fromStack(stacks.web) : undefined,
     analysis(name: string): Template {
       const template = analyses.get(name);
       if (!template) throw new Error(`no analysis stack ${name}; have ${[...analyses.keys()].join(', ')}`);
