@@ -184,6 +184,31 @@ export async function runCli(context: CliContext): Promise<number> {
       }),
     );
 
+  common(program.command('ui'))
+    .description('the web interface on this machine: serves the app and its API on 127.0.0.1 and prints the URL')
+    .option('--user <name>', 'the user profile the interface acts as (default: the only profile, or $NEUROCAAS_USER)')
+    .option('--port <n>', 'port to listen on (0: any free port)', '8765')
+    .option('--host <address>', 'address to listen on (default 127.0.0.1; e.g. 0.0.0.0 for every interface, without any login)')
+    .action(async (options: CommonOptions & { user?: string; port: string; host?: string }) => {
+      reporter = new HumanReporter(context.streams);
+      if (options.json) throw new UsageError('neurocaas ui has no --json output: it prints its URL and runs until stopped');
+      if (backendNameOf((program.opts() as { backend?: string }).backend, context.env) === 'aws') {
+        throw new UsageError('neurocaas ui serves the local backend; on aws the web app is deployed by the WebStack (see docs/admin-guide.md)');
+      }
+      const settings = resolveSettings(options, context.env, context.cwd, packageRoot());
+      const backend = openLocalBackend(settings, observerFor(reporter));
+      const stopSignals = installSignalHandlers(backend, reporter, true);
+      const controller = new AbortController();
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort());
+      try {
+        const { serveUi } = await import('./commands/ui.js');
+        exitCode = await serveUi(backend, packageRoot(), { ...(options.user ? { user: options.user } : {}), ...(options.host ? { host: options.host } : {}), port: options.port }, reporter, controller.signal);
+      } finally {
+        stopSignals.remove();
+        await backend.close();
+      }
+    });
+
   const sandbox = program.command('sandbox').description('an emulated AWS deployment on 127.0.0.1 (moto), to try the aws backend without an account');
   const sandboxCommand = (name: string, description: string, action: (options: SandboxCommandOptions) => Promise<number>) =>
     sandbox

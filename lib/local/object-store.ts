@@ -174,6 +174,53 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * A new private folder in the bucket's staging area for a caller that writes an object's bytes
+   * itself (the local web API's uploads): named `<label>-<pid>`, so the next staging removes it
+   * once this process is gone. `label` is letters, digits, "." and "-".
+   */
+  async newStagingDir(bucket: string, label: string): Promise<string> {
+    if (!/^[A-Za-z0-9.-]{1,64}$/.test(label)) throw new KeyInvalidError(`staging label "${label}" is invalid`);
+    this.pathOf(bucket, 'x');
+    const stagingRoot = join(this.bucketsDir, bucket, STAGING_FOLDER);
+    await removeStaleStaging(stagingRoot);
+    const dir = join(stagingRoot, `${label}-${process.pid}`);
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  /**
+   * Puts a file written in this bucket's staging area into place as `key`, create-only, by a
+   * hard link (no copy): the object appears whole or not at all. `sha256` is the bytes' hash,
+   * already computed by the caller, and becomes the cached etag. An identical object already
+   * there is kept (`reused`); a different one is never overwritten (ObjectExistsError). The
+   * target's folder must resolve inside the bucket (a linked folder out of it is refused).
+   */
+  async placeStaged(bucket: string, key: string, stagedPath: string, sha256: string): Promise<StageResult> {
+    const target = this.pathOf(bucket, key);
+    const stagingReal = await realpath(join(this.bucketsDir, bucket, STAGING_FOLDER));
+    if (!(await realpath(stagedPath)).startsWith(stagingReal + sep)) throw new KeyInvalidError(`${stagedPath} is not in the staging area of bucket ${bucket}`);
+    await mkdir(join(target, '..'), { recursive: true });
+    const bucketReal = await realpath(join(this.bucketsDir, bucket));
+    const parentReal = await realpath(join(target, '..'));
+    if (parentReal !== bucketReal && !parentReal.startsWith(bucketReal + sep)) {
+      throw new ObjectOutsideBucketError(`${key} lies under a linked folder leading outside the bucket, to ${parentReal}; nothing was written there`);
+    }
+    try {
+      await link(stagedPath, target);
+    } catch (error) {
+      if (!isErrno(error, 'EEXIST')) throw error;
+      const now = await this.head(bucket, key);
+      if (now && now.etag === sha256) return { info: now, reused: true };
+      const name = key.slice(key.lastIndexOf('/') + 1);
+      throw new ObjectExistsError(`${key} already exists with different content; the platform never overwrites uploads. Upload it under another name (e.g. ${name.replace(/(\.[^.]*)?$/, '-2$1')})`);
+    }
+    await unlink(stagedPath);
+    const info = await stat(target);
+    await this.remember(target, info, sha256);
+    return { info: { key, size: info.size, etag: sha256, lastModifiedMs: info.mtimeMs }, reused: false };
+  }
+
   private async reuseIfIdentical(bucket: string, key: string, sourcePath: string, existing: ObjectInfo): Promise<ObjectInfo> {
     const source = await stat(sourcePath);
     if (source.size === existing.size && (await sha256OfFile(sourcePath)) === existing.etag) return existing;

@@ -1,8 +1,8 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { allowedInstanceTypes, parseBlueprintText } from '../../core/blueprint.js';
-import { formatUsd, jobReservationUsd, machineReservationUsd, PAST_DEADLINE_MINUTES } from '../../core/cost.js';
-import { machinePricing } from '../../core/plan.js';
+import { parseBlueprintText } from '../../core/blueprint.js';
+import { formatUsd, PAST_DEADLINE_MINUTES } from '../../core/cost.js';
+import { estimateReservation } from '../../client/estimate.js';
 import { AnalysisNotFoundError, NeuroCaasError, UsageError } from '../../core/errors.js';
 import { parseUserProfileText } from '../../core/user.js';
 import { imagePlan } from '../../core/image-recipe.js';
@@ -71,24 +71,16 @@ export async function estimateCost(platform: LocalPlatform, analysis: string, da
   if (!Number.isInteger(datasets) || datasets < 1) throw new UsageError(`--datasets must be a whole number of at least 1, got ${datasets}`);
   const entry = await platform.catalog.blueprint(analysis);
   if (!entry) throw new AnalysisNotFoundError(`analysis "${analysis}" not found in ${platform.catalog.blueprintsDir}; available: ${(await platform.catalog.analyses()).join(', ') || 'none'}`);
-  const { blueprint } = entry;
-  const type = instanceType ?? blueprint.hardware.instanceType;
-  const allowed = allowedInstanceTypes(blueprint);
-  if (!allowed.includes(type)) throw new UsageError(`instance type "${type}" is not allowed for "${analysis}"; choose one of: ${allowed.join(', ')}`);
-  if (datasets > blueprint.limits.maxDatasetsPerJob) {
-    throw new UsageError(`"${analysis}" takes at most ${blueprint.limits.maxDatasetsPerJob} datasets per submission; split ${datasets} into several`);
-  }
-  const { hourlyUsd, storageHourlyUsd, machineHourlyUsd } = machinePricing(blueprint, type);
-  const timeoutMinutes = blueprint.limits.timeoutMinutes;
-  const reservedUsd = jobReservationUsd(machineHourlyUsd, timeoutMinutes, datasets);
-  const waves = Math.ceil(datasets / blueprint.limits.maxConcurrentMachines);
+  // The same figures the web app shows before a submit (lib/client/estimate.ts).
+  const estimate = estimateReservation(entry.blueprint, datasets, instanceType);
+  const { instanceType: type, hourlyUsd, storageHourlyUsd, reservedUsd, perDatasetUsd, waves, deadlineMinutes: timeoutMinutes } = estimate;
   reporter.result(
-    { analysis, instanceType: type, hourlyUsd, storageHourlyUsd, datasets, timeoutMinutes, machineReservedUsd: machineReservationUsd(machineHourlyUsd, timeoutMinutes), reservedUsd, waves },
+    { analysis, instanceType: type, hourlyUsd, storageHourlyUsd, datasets, timeoutMinutes, machineReservedUsd: perDatasetUsd, reservedUsd, waves },
     [
       `${analysis}: ${datasets} dataset(s) on ${type} at ${formatUsd(hourlyUsd)}/h + volumes ${formatUsd(storageHourlyUsd)}/h, at most ${timeoutMinutes} min each`,
       `reserved from the budget while it runs: ${formatUsd(reservedUsd)} (${datasets} x (${timeoutMinutes} + ${PAST_DEADLINE_MINUTES} min: a reaper period and termination))`,
       `charged: the machines' actual time, per second with a one-minute minimum, never more than the reservation`,
-      `machines at once: up to ${Math.min(datasets, blueprint.limits.maxConcurrentMachines)} (${waves} wave(s))`,
+      `machines at once: up to ${Math.min(datasets, estimate.maxConcurrentMachines)} (${waves} wave(s))`,
     ].join('\n'),
   );
   return 0;

@@ -1,0 +1,63 @@
+/** Reading request bodies and writing JSON answers for the local web API. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { NeuroCaasError } from '../core/errors.js';
+import { ConfigInvalidError, type FieldError } from '../client/configs.js';
+import { checkContentLength, RequestRefusedError, statusOfCode } from './request-guard.js';
+
+/** Largest JSON body: 2 MiB (a config text of 1 MiB, escaped). */
+export const MAX_JSON_BODY_BYTES = 2 * 1024 * 1024;
+
+/** Reads and parses a JSON body of at most `limit` bytes; refuses other content types. */
+export async function readJsonBody(req: IncomingMessage, limit = MAX_JSON_BODY_BYTES): Promise<Record<string, unknown>> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+  if (type !== 'application/json') throw new RequestRefusedError('BadRequest', `the body must be JSON (Content-Type: application/json), got ${type ? `"${type}"` : 'no Content-Type'}`);
+  checkContentLength(req.headers['content-length'], limit, 'the JSON body');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new RequestRefusedError('BodyTooLarge', `the JSON body is more than the ${limit} bytes allowed`);
+    chunks.push(chunk);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (error) {
+    throw new RequestRefusedError('BadRequest', `the body is not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new RequestRefusedError('BadRequest', 'the body must be a JSON object');
+  return value as Record<string, unknown>;
+}
+
+/** Headers every API answer carries. */
+export const API_HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+} as const;
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  res.writeHead(status, { ...API_HEADERS, ...(text ? { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) } : {}), ...headers });
+  res.end(text);
+}
+
+/** The D10 error body of an error: `{error: {code, message, fields?}}`; unknown errors are "Internal". */
+export function errorBody(error: unknown): { status: number; body: { error: { code: string; message: string; fields?: FieldError[] } } } {
+  if (error instanceof NeuroCaasError) {
+    const fields = error instanceof ConfigInvalidError ? error.fields : undefined;
+    return { status: statusOfCode(error.code), body: { error: { code: error.code, message: error.message, ...(fields ? { fields } : {}) } } };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { status: 500, body: { error: { code: 'Internal', message } } };
+}
+
+export function sendError(res: ServerResponse, error: unknown): void {
+  const { status, body } = errorBody(error);
+  if (res.headersSent) {
+    // Mid-stream: the client sees a cut connection, never a half answer that looks whole.
+    res.destroy();
+    return;
+  }
+  sendJson(res, status, body, status === 405 ? { allow: 'GET, POST, PUT, DELETE' } : {});
+}
