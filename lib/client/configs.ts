@@ -7,7 +7,7 @@ import type { ErrorObject } from 'ajv';
 import { dump as dumpYaml, load as parseYaml } from 'js-yaml';
 import { NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { compileJsonSchema } from '../core/json-schema.js';
-import type { ClientBackend } from './ports.js';
+import type { UseCaseBackend } from './ports.js';
 import { groupObjectKey, printable } from './object-names.js';
 
 /** A problem with one field: a JSON pointer into the config ("" for the whole) and what is wrong. */
@@ -80,7 +80,7 @@ export function validateConfigText(schema: Record<string, unknown>, text: string
  * does not satisfy the schema; ObjectExistsError when another config has that name (the same
  * bytes already there are fine). Returns the key.
  */
-export async function saveConfig(backend: ClientBackend, bucket: string, group: string, schema: Record<string, unknown>, name: string, config: unknown): Promise<{ key: string; reused: boolean }> {
+export async function saveConfig(backend: UseCaseBackend, bucket: string, group: string, schema: Record<string, unknown>, name: string, config: unknown): Promise<{ key: string; reused: boolean }> {
   const key = groupObjectKey(group, 'configs', name);
   const lower = name.toLowerCase();
   const yaml = lower.endsWith('.yaml') || lower.endsWith('.yml');
@@ -94,7 +94,7 @@ export async function saveConfig(backend: ClientBackend, bucket: string, group: 
   } catch (error) {
     if (!(error instanceof ObjectExistsError)) throw error;
     const existing = await backend.objects.read(bucket, key);
-    if (existing && existing.toString('utf8') === body) return { key, reused: true };
+    if (existing && new TextDecoder().decode(existing) === body) return { key, reused: true };
     throw new ObjectExistsError(`a different config named "${name}" already exists in ${group}/configs/; configs are never overwritten, save it under another name`);
   }
 }

@@ -2,7 +2,7 @@
  * A group's inputs and configs as a researcher picks from them, and the "already uploaded?"
  * check that lets a client skip sending the same bytes twice. Browser-safe.
  */
-import type { ClientBackend } from './ports.js';
+import type { UseCaseBackend } from './ports.js';
 import { groupObjectKey, type ObjectKind } from './object-names.js';
 
 /** One object under `<group>/inputs/` or `<group>/configs/` (D10). */
@@ -20,7 +20,7 @@ export interface GroupObjectView {
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** Every object of the group's `kind` area, sorted by key. */
-export async function listGroupObjects(backend: ClientBackend, bucket: string, group: string, kind: ObjectKind): Promise<GroupObjectView[]> {
+export async function listGroupObjects(backend: UseCaseBackend, bucket: string, group: string, kind: ObjectKind): Promise<GroupObjectView[]> {
   const prefix = `${group}/${kind}/`;
   const objects = await backend.objects.list(bucket, prefix);
   const views: GroupObjectView[] = [];
@@ -39,7 +39,7 @@ export async function listGroupObjects(backend: ClientBackend, bucket: string, g
 }
 
 /** Whether `<group>/<kind>/<name>` exists and, when `sha256` is given, holds exactly those bytes. */
-export async function uploadedAlready(backend: ClientBackend, bucket: string, group: string, kind: ObjectKind, name: string, sha256?: string): Promise<{ key: string; exists: boolean; sameContent: boolean }> {
+export async function uploadedAlready(backend: UseCaseBackend, bucket: string, group: string, kind: ObjectKind, name: string, sha256?: string): Promise<{ key: string; exists: boolean; sameContent: boolean }> {
   const key = groupObjectKey(group, kind, name);
   const info = await backend.objects.head(bucket, key);
   if (!info) return { key, exists: false, sameContent: false };

@@ -6,7 +6,7 @@ import { ObjectNotFoundError } from '../core/errors.js';
 import { jobKeys } from '../core/keys.js';
 import { checkRelativeName } from './object-names.js';
 import type { JobDetail } from './ports.js';
-import type { ResearcherClient } from './researcher-client.js';
+import type { ResearcherUseCases } from './researcher-use-cases.js';
 
 /** One file of a job's folder: path relative to `<group>/results/job__<analysis>_<jobId>/`. */
 export interface ResultFileView {
@@ -18,7 +18,7 @@ export interface ResultFileView {
 export const RESULT_CHUNK_BYTES = 1024 * 1024;
 
 /** Every file of the job's folder (outputs, logs, provenance), sorted by path. */
-export async function listJobResults(client: ResearcherClient, jobId: string): Promise<{ job: JobDetail; files: ResultFileView[] }> {
+export async function listJobResults(client: ResearcherUseCases, jobId: string): Promise<{ job: JobDetail; files: ResultFileView[] }> {
   const job = await client.job(jobId);
   const prefix = jobKeys(job.group, job.analysis, job.jobId).prefix;
   const objects = await client.backend.objects.list(job.bucket, prefix);
@@ -33,7 +33,7 @@ export async function listJobResults(client: ResearcherClient, jobId: string): P
  * One result file: its key and size. Throws KeyInvalidError for a path that could leave the job
  * folder, ObjectNotFoundError (naming the job) when there is no such file.
  */
-export async function resultFile(client: ResearcherClient, jobId: string, path: string): Promise<{ job: JobDetail; key: string; sizeBytes: number }> {
+export async function resultFile(client: ResearcherUseCases, jobId: string, path: string): Promise<{ job: JobDetail; key: string; sizeBytes: number }> {
   checkRelativeName(path, 'result path');
   const job = await client.job(jobId);
   const key = `${jobKeys(job.group, job.analysis, job.jobId).prefix}${path}`;
@@ -43,7 +43,7 @@ export async function resultFile(client: ResearcherClient, jobId: string, path: 
 }
 
 /** The object's bytes, RESULT_CHUNK_BYTES at a time, up to `sizeBytes` (what head said). */
-export async function* readObjectChunks(client: ResearcherClient, bucket: string, key: string, sizeBytes: number): AsyncGenerator<Buffer> {
+export async function* readObjectChunks(client: ResearcherUseCases, bucket: string, key: string, sizeBytes: number): AsyncGenerator<Uint8Array> {
   for (let offset = 0; offset < sizeBytes; ) {
     const chunk = await client.backend.objects.read(bucket, key, offset, Math.min(RESULT_CHUNK_BYTES, sizeBytes - offset));
     if (!chunk || chunk.length === 0) return;

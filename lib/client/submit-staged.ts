@@ -5,7 +5,7 @@
  */
 import { UsageError } from '../core/errors.js';
 import { configKeyOf, datasetKeyOf } from './object-names.js';
-import type { ResearcherClient } from './researcher-client.js';
+import type { ResearcherUseCases } from './researcher-use-cases.js';
 
 export interface StagedSubmission {
   analysis: string;
@@ -24,7 +24,7 @@ export type StagedSubmitOutcome =
 export const MAX_DATASETS_PER_REQUEST = 1000;
 
 /** Checks the names, writes the submission under the user's prefix (D1), waits for the receipt (D3). */
-export async function submitStaged(client: ResearcherClient, request: StagedSubmission): Promise<StagedSubmitOutcome> {
+export async function submitStaged(client: ResearcherUseCases, request: StagedSubmission): Promise<StagedSubmitOutcome> {
   if (!Array.isArray(request.datasets) || request.datasets.length === 0 || !request.datasets.every((d) => typeof d === 'string')) {
     throw new UsageError('datasets must be a non-empty list of input names (as listed under inputs)');
   }

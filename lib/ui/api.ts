@@ -188,7 +188,7 @@ const routes: Route[] = [
   route('GET', '/api/jobs/:id', async ({ res, params, context }) => {
     const job = await context.client.job(params['id'] as string);
     const certificate = await context.client.backend.objects.read(job.bucket, jobKeys(job.group, job.analysis, job.jobId).certificate, 0, MAX_CERTIFICATE_BYTES);
-    sendJson(res, 200, { ...job, certificate: certificate ? certificate.toString('utf8') : null });
+    sendJson(res, 200, { ...job, certificate: certificate ? new TextDecoder().decode(certificate) : null });
   }),
 
   route('GET', '/api/jobs/:id/events', async ({ req, res, params, context }) => followEvents(req, res, params['id'] as string, context)),
