@@ -456,7 +456,9 @@ export function planChain(
       reasons.push(`followOn: "${analysis}" takes at most ${next.limits.maxDatasetsPerJob} dataset(s) per job, but "${current.name}" would hand it ${datasetsPerJob} as one`);
     }
     const instanceType = next.hardware.instanceType;
-    const hourlyUsd = next.pricing.hourlyUsd[instanceType] as number;
+    // The stage's machines with their volumes (root + extra): exactly what the next job's own
+    // plan reserves per machine, so the share handed on covers its worst case.
+    const { hourlyUsd, machineHourlyUsd } = machinePricing(next, instanceType);
     stages.push({
       analysis,
       jobs,
@@ -464,7 +466,7 @@ export function planChain(
       instanceType,
       hourlyUsd,
       timeoutMinutes: next.limits.timeoutMinutes,
-      reservedUsd: jobReservationUsd(hourlyUsd, next.limits.timeoutMinutes, machines),
+      reservedUsd: jobReservationUsd(machineHourlyUsd, next.limits.timeoutMinutes, machines),
     });
     path.push(analysis);
     current = next;

@@ -72,6 +72,9 @@ export function createAwsPlatform(clients: AwsClients, settings: AwsSettings, ru
     clock,
     ids: localIds,
     observer,
+    // A chain's next stage goes into the next analysis's own bucket, as its deploy recorded it
+    // (the registry item; the same stack publishes it as /neurocaas/analyses/<analysis>, D5).
+    bucketOf: async (analysis) => (await catalog.placement(analysis)).bucket,
     ...(settings.notifyTopicArn && clients.sns ? { notifier: new SnsNotifier(clients.sns, settings.notifyTopicArn) } : {}),
   });
   return { driver, objects, jobs, machines, runner, catalog, scheduler, clock };

@@ -224,12 +224,43 @@ describe('chain plans', () => {
     const plan = (result as { plan: JobPlan }).plan;
     // Timeout + a reaper period + termination; this stage's machines with their 50 GiB volume.
     const own = 2 * (0.192 + (50 * 0.08) / 730) * (70 / 60);
-    const next = 2 * 0.526 * (70 / 60);
+    // The next stage's machines are reserved with their volumes too (50 GiB root each).
+    const next = 2 * (0.526 + (50 * 0.08) / 730) * (70 / 60);
     expect(plan.chain?.next).toEqual([expect.objectContaining({ analysis: 'stage-two', jobs: 2, datasetsPerJob: 1, instanceType: 'g4dn.xlarge' })]);
     expect(plan.chain?.downstreamReservedUsd).toBeCloseTo(next, 5);
     expect(plan.reservedUsd).toBeCloseTo(own + next, 5);
     // Each machine's deadline still comes from its own share only.
     expect(plan.machineReservedUsd).toBeCloseTo((0.192 + (50 * 0.08) / 730) * (70 / 60), 5);
+  });
+
+  it('hands each next job a share that covers its own worst case, extra volumes included', () => {
+    const withVolumes = blueprintFixture({ ...demix, hardware: { instanceType: 'g4dn.xlarge', volumeSizeGiB: 100, extraVolumeSizesGiB: [500, 200] } } as never);
+    const first = chainPlan({ others: [withVolumes] });
+    const downstream = (first as { plan: JobPlan }).plan.chain?.downstreamReservedUsd as number;
+    // The second stage planned by itself, as the job the first one submits: one dataset.
+    const second = planJob({
+      jobId: 'job2',
+      analysis: 'stage-two',
+      group: 'lab',
+      submissionKey: 'lab/submissions/alice/chain-job1-0-submit.json',
+      submission: { dataname: 'lab/inputs/chain-job1/m0.npz/out.npz', configname: 'lab/configs/chain-job1.json' },
+      user: alice,
+      blueprint: withVolumes,
+      blueprintHash: 'sha256:01',
+      objects: new Map([
+        ['lab/inputs/chain-job1/m0.npz/out.npz', { size: 10, etag: 'e' }],
+        ['lab/configs/chain-job1.json', { size: 2, etag: 'e' }],
+      ]),
+      configText: '{"iterations": 5}',
+      imageId: 'ami-0123456789abcdef0',
+      nowMs: T0,
+      parent: { jobId: 'job1', analysis: 'stage-one', stage: 2, ledgerKey: 'job1~stage-two~0' },
+    });
+    expect(second.ok).toBe(true);
+    const own = (second as { plan: JobPlan }).plan.reservedUsd;
+    expect(own).toBeCloseTo((0.526 + (800 * 0.08) / 730) * (70 / 60), 5);
+    // Two datasets of the first stage: two next jobs, each handed half of the downstream share.
+    expect(downstream / 2).toBeGreaterThanOrEqual(own - 1e-6);
   });
 
   it('refuses a chain that loops back (A -> B -> A) with the loop spelled out', () => {
