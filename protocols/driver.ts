@@ -12,7 +12,7 @@ import {
   type JobEvent,
   type JobState,
 } from '../lib/core/job-machine.js';
-import { budgetKey, isFolderKey, isValidObjectKey, jobKeys, parseCancelKey, parseSubmissionKey, receiptKey } from '../lib/core/keys.js';
+import { budgetKey, chainKeys, isFolderKey, isValidObjectKey, jobKeys, parseCancelKey, parseSubmissionKey, receiptKey } from '../lib/core/keys.js';
 import { checkDatasetCount, checkSubmissionSize, folderFactsOf, planJob, rejectionDatasetNames, type ChainParent, type ObjectFacts } from '../lib/core/plan.js';
 import { buildProvenance } from '../lib/core/provenance.js';
 import { buildRunnerSpec } from '../lib/core/runner-spec.js';
@@ -276,7 +276,8 @@ export class JobDriver {
   /**
    * A submission whose handling kept failing (its event reached the failed-submissions queue,
    * or the reaper gave up re-evaluating it): records `reason` where the researcher reads it
-   * (certificate, end.txt) as a rejection, once. A job already past evaluation is left alone.
+   * (certificate, end.txt, the submission's receipt) as a rejection, once. A job already past
+   * evaluation is left alone.
    */
   async rejectUnprocessable(bucket: string, submissionKey: string, reason: string, options: SubmitOptions = {}): Promise<{ jobId: string; rejected: boolean } | undefined> {
     const { objects, jobs, clock, ids } = this.ports;
@@ -299,6 +300,8 @@ export class JobDriver {
       }
     }
     const state = await this.dispatch(jobId, { type: 'SubmissionRejected', atMs: clock.nowMs(), reasons: [reason], datasets: [] });
+    // The receipt too (D3): a client waiting for one learns the job and why, on every backend.
+    if (state.phase === 'REJECTED' && target.problem === undefined) await this.writeSubmissionReceipt(bucket, submissionKey, head.etag, state, 'rejected', true);
     return { jobId, rejected: state.phase === 'REJECTED' };
   }
 
@@ -713,7 +716,8 @@ export class JobDriver {
     if (!plan) return;
     const nextBucket = this.ports.bucketOf ? await this.ports.bucketOf(effect.analysis) : effect.analysis;
     const group = state.group;
-    const configKey = `${group}/configs/chain-${state.jobId}.json`;
+    const names = chainKeys(group, plan.user, state.jobId);
+    const configKey = names.config;
     await createOnce(objects, nextBucket, configKey, JSON.stringify(effect.config, null, 2));
     for (const [index, job] of effect.jobs.entries()) {
       const reserved = await ledger.reserve({
@@ -729,11 +733,11 @@ export class JobDriver {
       const datanames: string[] = [];
       for (const dataset of job.datasets) {
         const file = dataset.resultKey.slice(dataset.resultKey.lastIndexOf('/') + 1);
-        const inputKey = `${group}/inputs/chain-${state.jobId}/${dataset.name}/${file}`;
+        const inputKey = names.input(dataset.name, file);
         await createOnce(objects, nextBucket, inputKey, await objects.get(record.bucket, dataset.resultKey));
         datanames.push(inputKey);
       }
-      const submissionKey = `${group}/submissions/${plan.user}/chain-${state.jobId}-${index}-submit.json`;
+      const submissionKey = names.submission(index);
       const submission = {
         dataname: datanames.length === 1 ? datanames[0] : datanames,
         configname: configKey,

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ObjectExistsError, UsageError } from '../core/errors.js';
-import { jobKeys } from '../core/keys.js';
+import { KeyInvalidError, ObjectExistsError, UsageError } from '../core/errors.js';
+import { CHAIN_NAME_PREFIX, isChainReservedKey, jobKeys } from '../core/keys.js';
 import type { ClientBackend, JobDetail, ProgressListener } from './ports.js';
 import { rejectedDetail, ResearcherUseCases, type RunListener } from './researcher-use-cases.js';
 
@@ -70,6 +70,13 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
   /** Uploads a local file unless the same bytes (sha256) are there already; never replaces different ones. */
   async stage(bucket: string, key: string, file: string, listener: RunListener = {}): Promise<string> {
     const { objects } = this.backend;
+    if (isChainReservedKey(key)) {
+      // On aws IAM refuses these names to researchers: they are how a chain hands results on.
+      throw new KeyInvalidError(
+        `${key}: names starting with "${CHAIN_NAME_PREFIX}" in inputs/ and configs/ are reserved for the platform's chain hand-offs; ` +
+          `rename ${file} (e.g. ${basename(file).replace(new RegExp(`^${CHAIN_NAME_PREFIX}`), '')}) and run again`,
+      );
+    }
     const [localSha, info] = await Promise.all([sha256OfFile(file), stat(file)]);
     if (await objects.head(bucket, key)) {
       const stored = await objects.sha256(bucket, key);

@@ -173,3 +173,35 @@ export function escapeDatasetName(path: string): string {
 export function unescapeDatasetName(name: string): string {
   return name.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
 }
+
+/**
+ * Names a chain's hand-off uses in the next analysis's bucket start with this, in
+ * `<group>/inputs/`, `<group>/configs/` and `<group>/submissions/<user>/`. They are the
+ * protocol's: IAM lets only the protocols write them (researchers are denied), so nobody, not
+ * even a member of the same group, can plant a chain stage's inputs, config or submission.
+ */
+export const CHAIN_NAME_PREFIX = 'chain-';
+
+/** Where a chain stage's hand-off writes, for the job `parentJobId` of `user` in `group`. */
+export function chainKeys(group: string, user: string, parentJobId: string) {
+  return {
+    /** The config the next stage receives (the blueprint's followOn.config). */
+    config: `${group}/configs/${CHAIN_NAME_PREFIX}${parentJobId}.json`,
+    /** One result file of a dataset of the job before, as an input of the next stage. */
+    input: (dataset: string, file: string) => `${group}/inputs/${CHAIN_NAME_PREFIX}${parentJobId}/${dataset}/${file}`,
+    /** The submission of the next stage's job `index`, under the submitter's own prefix (D1). */
+    submission: (index: number) => `${group}/submissions/${user}/${CHAIN_NAME_PREFIX}${parentJobId}-${index}-submit.json`,
+  };
+}
+
+/**
+ * True when a researcher's key is one only the protocol writes (a chain hand-off name): the
+ * client refuses it with the reason rather than leave it to IAM's AccessDenied.
+ */
+export function isChainReservedKey(key: string): boolean {
+  const [group, area, ...rest] = key.split('/');
+  if (group === undefined || rest.length === 0) return false;
+  if (area === 'inputs' || area === 'configs') return (rest[0] ?? '').startsWith(CHAIN_NAME_PREFIX);
+  if (area === 'submissions') return rest.length >= 2 && (rest[1] ?? '').startsWith(CHAIN_NAME_PREFIX);
+  return false;
+}

@@ -5,7 +5,8 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ec2ResourcesArn, JOB_TAG } from './machine-control-policy.js';
 import { acknowledge, wildcardResourceFinding } from './nag.js';
-import { PROTOCOL_WRITE_PATTERNS } from './shared-analysis-access.js';
+import { analysisObjectsArn } from './researcher-access.js';
+import { CHAIN_WRITE_PATTERNS, PROTOCOL_WRITE_PATTERNS } from './shared-analysis-access.js';
 
 export interface AnalysisProtocolAccessProps {
   /** Roles of the protocols limited to this analysis (its submit); the shared ones have SharedAnalysisAccess. */
@@ -34,6 +35,8 @@ export class AnalysisProtocolAccess extends Construct {
     const instances = ec2ResourcesArn(this, 'instance');
     const objects = props.bucket.arnForObjects('*');
     const writable = PROTOCOL_WRITE_PATTERNS.map((pattern) => props.bucket.arnForObjects(pattern));
+    const handOff = CHAIN_WRITE_PATTERNS.map((pattern) => props.bucket.arnForObjects(pattern));
+    const chainResults = analysisObjectsArn(this, '*/results/*');
     this.policy = new iam.Policy(this, 'Policy', {
       roles: [...props.roles],
       statements: [
@@ -67,6 +70,20 @@ export class AnalysisProtocolAccess extends Construct {
           resources: writable,
         }),
         new iam.PolicyStatement({
+          // A chain's next stage starts here: the job before may still owe this bucket its
+          // hand-off (a replayed SubmitFollowOn), only under names researchers cannot write.
+          sid: 'WriteChainHandOff',
+          actions: ['s3:PutObject'],
+          resources: handOff,
+        }),
+        new iam.PolicyStatement({
+          // A chain stage reports to the job before it, in that job's analysis bucket: its
+          // certificate (results/), and the results a replayed hand-off copies from there.
+          sid: 'ReportToChainParents',
+          actions: ['s3:GetObject', 's3:PutObject'],
+          resources: [chainResults],
+        }),
+        new iam.PolicyStatement({
           sid: 'ListAnalysisBucket',
           actions: ['s3:ListBucket'],
           resources: [props.bucket.bucketArn],
@@ -82,6 +99,18 @@ export class AnalysisProtocolAccess extends Construct {
       this.policy,
       wildcardResourceFinding(this.policy, objects),
       'The submit protocol serves every group of this analysis: it reads submissions, configs and inputs anywhere in this one bucket (no delete)',
+    );
+    for (const arn of handOff) {
+      acknowledge(
+        this.policy,
+        wildcardResourceFinding(this.policy, arn),
+        'A chain\'s next stage: the hand-off writes its inputs, config and submission only under names starting chain-, which researchers are denied',
+      );
+    }
+    acknowledge(
+      this.policy,
+      wildcardResourceFinding(this.policy, chainResults),
+      'A chain stage tells the job before it (in another analysis bucket) how it went: that job\'s certificate lives under results/ of any group',
     );
     for (const arn of writable) {
       acknowledge(

@@ -1,6 +1,7 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
@@ -38,7 +39,10 @@ export interface JobManagerProps extends ProtocolGrants {
  */
 export class JobManager extends Construct {
   readonly submit: ProtocolFunction;
-  /** Submission events the submit protocol still failed on after Lambda's retries; kept 14 days. */
+  /**
+   * Submission events the submit protocol still failed on after Lambda's retries; kept 14 days
+   * and consumed by the same function, which gives each a certificate with the reason.
+   */
   readonly failedSubmissions: sqs.Queue;
   readonly failedSubmissionsAlarm: cloudwatch.Alarm;
 
@@ -48,6 +52,8 @@ export class JobManager extends Construct {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
+      // Lambda requires at least the consumer's timeout (5 min); AWS advises six times it.
+      visibilityTimeout: Duration.minutes(30),
     });
     acknowledge(this.failedSubmissions, 'AwsSolutions-SQS3', 'This queue is itself the dead-letter destination of the submit function: failed S3 events wait here to be replayed');
     this.submit = new ProtocolFunction(this, 'Submit', {
@@ -63,6 +69,11 @@ export class JobManager extends Construct {
     grantProtocol(this.submit, props);
     // A submission the protocol kept failing on must not vanish: its S3 event is kept for replay.
     this.submit.function.configureAsyncInvoke({ retryAttempts: 2, onFailure: new destinations.SqsDestination(this.failedSubmissions) });
+    // ...and the same function reads it back: each record becomes a rejection with the reason in
+    // the job's certificate (invariant 4). Queue invocations are synchronous, so a failure here
+    // never reaches the on-failure destination again: a record that cannot be certified is
+    // retried after the visibility timeout and stays visible to the alarm below.
+    this.submit.function.addEventSource(new SqsEventSource(this.failedSubmissions, { batchSize: 10, reportBatchItemFailures: true, maxConcurrency: 2 }));
     this.failedSubmissionsAlarm = new cloudwatch.Alarm(this, 'FailedSubmissionsAlarm', {
       alarmDescription: `Submissions to ${props.analysis} failed repeatedly; their S3 events wait in the failed-submissions queue (see the submit log)`,
       metric: this.failedSubmissions.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5) }),

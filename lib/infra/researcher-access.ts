@@ -1,6 +1,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { CHAIN_NAME_PREFIX } from '../core/keys.js';
 import { IAM_PATH } from './group-access.js';
 import { acknowledge, wildcardResourceFinding } from './nag.js';
 
@@ -58,6 +59,8 @@ export function deploymentParameterArns(scope: Construct): string[] {
  * - write (multipart included) `<own group>/inputs/*`, `<own group>/configs/*` and
  *   `<own group>/submissions/<own user>/*` only;
  * - read the deployment parameters under `/neurocaas`;
+ * - never write a chain's hand-off names (`chain-*` in inputs/, configs/, submissions/<user>/:
+ *   the protocol's, explicit deny);
  * - never delete (explicit deny, so nothing else can grant it).
  * A caller without the tags matches none of the allows: the variables do not resolve.
  * Which analyses a user may run is the protocol's registry check, not IAM's (decisions.md).
@@ -92,6 +95,14 @@ export function researcherStatements(scope: Construct): iam.PolicyStatement[] {
       sid: 'ReadOwnUserTags',
       actions: ['iam:ListUserTags'],
       resources: [ownIamUserArn(scope)],
+    }),
+    new iam.PolicyStatement({
+      // Chain hand-off names are the protocol's (CHAIN_WRITE_PATTERNS): a group member could
+      // otherwise plant the next stage's inputs or config of another member's chain.
+      sid: 'NeverWriteChainHandOff',
+      effect: iam.Effect.DENY,
+      actions: ['s3:PutObject'],
+      resources: [own(`inputs/${CHAIN_NAME_PREFIX}*`), own(`configs/${CHAIN_NAME_PREFIX}*`), own(`submissions/*/${CHAIN_NAME_PREFIX}*`)],
     }),
     new iam.PolicyStatement({
       sid: 'NeverDelete',

@@ -1,6 +1,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { CHAIN_NAME_PREFIX } from '../core/keys.js';
 import { ec2ResourcesArn, JOB_TAG } from './machine-control-policy.js';
 import { acknowledge, wildcardResourceFinding } from './nag.js';
 import { analysisBucketsArn, analysisObjectsArn } from './researcher-access.js';
@@ -13,6 +14,13 @@ export const MACHINE_ROLE_TAG_VALUE = 'machine';
 
 /** Key patterns the protocols write in every analysis bucket (D6); everything else is the researchers'. */
 export const PROTOCOL_WRITE_PATTERNS = ['*/results/*', '*/receipts/*', '*/budget/*'] as const;
+
+/**
+ * What a chain's hand-off writes into the next analysis's bucket (lib/core/keys.ts chainKeys):
+ * the next stage's inputs, its config and its submission under the submitter's prefix. Only
+ * names starting with `chain-`; researchers are denied exactly these (ResearcherPolicy).
+ */
+export const CHAIN_WRITE_PATTERNS = [`*/inputs/${CHAIN_NAME_PREFIX}*`, `*/configs/${CHAIN_NAME_PREFIX}*`, `*/submissions/*/${CHAIN_NAME_PREFIX}*`] as const;
 
 /**
  * What the shared protocols (agent-check, monitor, reaper) may do in any analysis, as one
@@ -35,6 +43,7 @@ export class SharedAnalysisAccess extends Construct {
     const roles = stack.formatArn({ service: 'iam', region: '', resource: 'role', resourceName: '*' });
     const readable = analysisObjectsArn(this, '*');
     const writable = PROTOCOL_WRITE_PATTERNS.map((pattern) => analysisObjectsArn(this, pattern));
+    const handOff = CHAIN_WRITE_PATTERNS.map((pattern) => analysisObjectsArn(this, pattern));
     this.policy = new iam.ManagedPolicy(this, 'Policy', {
       description: 'neurocaas shared protocols: every analysis, by tags and the analysis bucket prefix',
       statements: [
@@ -61,6 +70,8 @@ export class SharedAnalysisAccess extends Construct {
         }),
         new iam.PolicyStatement({ sid: 'ReadAnalysisObjects', actions: ['s3:GetObject'], resources: [readable] }),
         new iam.PolicyStatement({ sid: 'WriteProtocolPrefixes', actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: writable }),
+        // A job that ends here may hand its results on to the next analysis of its chain.
+        new iam.PolicyStatement({ sid: 'WriteChainHandOff', actions: ['s3:PutObject'], resources: handOff }),
         new iam.PolicyStatement({ sid: 'ListAnalysisBuckets', actions: ['s3:ListBucket'], resources: [analysisBucketsArn(this)] }),
       ],
     });
@@ -72,6 +83,10 @@ export class SharedAnalysisAccess extends Construct {
       [readable, 'The shared protocols serve every analysis and group: they read submissions, configs and inputs of every analysis bucket (no delete)'],
       [analysisBucketsArn(this), 'The shared protocols list the analysis buckets they serve (bucket name prefix neurocaasanalysis-)'],
       ...writable.map((arn): [string, string] => [arn, 'The protocols write job results, receipts and budget views of any group under these prefixes only (D6)']),
+      ...handOff.map((arn): [string, string] => [
+        arn,
+        'A chain hands its results on: the next stage\'s inputs, config and submission, only under names starting chain-, which researchers are denied',
+      ]),
     ];
     for (const [resource, reason] of reasons) acknowledge(this.policy, wildcardResourceFinding(this.policy, resource), reason);
   }

@@ -1,9 +1,10 @@
 import type { ScheduledAction } from '../../lib/ports.js';
 import type { JobState } from '../../lib/core/job-machine.js';
-import { jobKeys } from '../../lib/core/keys.js';
+import { CANCEL_SUFFIX, jobKeys } from '../../lib/core/keys.js';
 import type { Receipt } from '../../lib/core/researcher-documents.js';
 import { STUCK_SUBMISSION_MS } from '../../lib/core/reaper-due.js';
 import { commandOutcome } from './command-outcome.js';
+import { parseFailedSubmissions } from './failed-submission.js';
 import type { Clock, JobStore, Machines, ObjectStore } from '../../lib/ports.js';
 import type { JobDriver } from '../driver.js';
 import type { DueJob } from '../../lib/aws/dynamo-job-store.js';
@@ -103,6 +104,37 @@ export async function onSubmissionFailedForGood(platform: ProtocolPlatform, anal
       'submit it again under a new name, and tell an admin if this repeats (the submit log has the details)',
     { analysis },
   );
+}
+
+/** What became of one failed-submissions message. */
+export interface FailedSubmissionsOutcome {
+  /** The message held no destination record (nothing to certify; left for an admin's eyes). */
+  unrecognised: boolean;
+  /** Submissions certified as rejected (or already past evaluation, left alone). */
+  certified: { bucket: string; key: string; jobId: string; rejected: boolean }[];
+  /** Records that were no submission (a cancel request, a key outside submissions/). */
+  ignored: string[];
+}
+
+/**
+ * One message of the failed-submissions queue (Lambda's on-failure record of an S3 event the
+ * submit function kept failing on): every submission it names gets a certificate with the
+ * reason. A failure here throws, so the queue redelivers the message later.
+ */
+export async function onFailedSubmissionsMessage(platform: ProtocolPlatform, analysis: string, body: string): Promise<FailedSubmissionsOutcome> {
+  const submissions = parseFailedSubmissions(body);
+  const outcome: FailedSubmissionsOutcome = { unrecognised: submissions.length === 0, certified: [], ignored: [] };
+  for (const failed of submissions) {
+    if (!failed.key.includes('/submissions/') || failed.key.endsWith(CANCEL_SUFFIX)) {
+      outcome.ignored.push(failed.key);
+      continue;
+    }
+    const result = await onSubmissionFailedForGood(platform, analysis, failed.bucket, failed.key, failed.errorMessage);
+    // Undefined: the submission object is gone; there is nothing a certificate could be about.
+    if (result) outcome.certified.push({ bucket: failed.bucket, key: failed.key, ...result });
+    else outcome.ignored.push(failed.key);
+  }
+  return outcome;
 }
 
 /**

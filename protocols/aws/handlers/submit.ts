@@ -2,9 +2,8 @@ import type { S3Event, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import * as z from 'zod';
 import { NeuroCaasError } from '../../../lib/core/errors.js';
 import { CANCEL_SUFFIX } from '../../../lib/core/keys.js';
-import { parseFailedSubmissions } from '../failed-submission.js';
 import { createLambdaContext } from '../lambda-context.js';
-import { onCancelUploaded, onSubmissionFailedForGood, onSubmissionUploaded } from '../protocols.js';
+import { onCancelUploaded, onFailedSubmissionsMessage, onSubmissionUploaded } from '../protocols.js';
 
 const { settings, platform, logger } = createLambdaContext('neurocaas-submit', import.meta.url);
 
@@ -48,13 +47,9 @@ async function certifyFailed(analysis: string, event: SQSEvent): Promise<SQSBatc
   const failures: SQSBatchResponse['batchItemFailures'] = [];
   for (const message of event.Records) {
     try {
-      const submissions = parseFailedSubmissions(message.body);
-      if (submissions.length === 0) logger.warn('failed-submissions message is not a submit failure record; left for an admin', { messageId: message.messageId });
-      for (const failed of submissions) {
-        if (!failed.key.includes('/submissions/') || failed.key.endsWith(CANCEL_SUFFIX)) continue;
-        const result = await onSubmissionFailedForGood(platform, analysis, failed.bucket, failed.key, failed.errorMessage);
-        logger.warn('submission failed for good; researcher told', { bucket: failed.bucket, key: failed.key, jobId: result?.jobId, rejected: result?.rejected });
-      }
+      const outcome = await onFailedSubmissionsMessage(platform, analysis, message.body);
+      if (outcome.unrecognised) logger.warn('failed-submissions message is not a submit failure record; left for an admin', { messageId: message.messageId });
+      for (const done of outcome.certified) logger.warn('submission failed for good; researcher told', { ...done });
     } catch (error) {
       logger.error('could not certify a failed submission', { messageId: message.messageId, error: error as Error });
       failures.push({ itemIdentifier: message.messageId });

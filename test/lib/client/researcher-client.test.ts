@@ -79,6 +79,13 @@ describe.each(fixtures)('the researcher client on the %s backend', (_name, creat
     await expect(client.stage(bucket, 'lab/inputs/a.csv', other)).rejects.toThrow(ObjectExistsError);
   });
 
+  it('refuses to upload an input named like a chain hand-off, saying the name is reserved', async () => {
+    const client = fx.clientFor('alice');
+    const bucket = await client.backend.bucketOf(fx.analysis);
+    await expect(client.stage(bucket, 'lab/inputs/chain-a.csv', data)).rejects.toThrow(/reserved for the platform's chain hand-offs; rename/);
+    expect(await client.backend.objects.head(bucket, 'lab/inputs/chain-a.csv')).toBeUndefined();
+  });
+
   it('charges two users of one group separately, each in their own budget view matching the ledger', async () => {
     const [alice, ann] = [fx.clientFor('alice'), fx.clientFor('ann')];
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkKey, checkKeyInArea, datasetNameOf, jobKeys, unescapeDatasetName, parseSubmissionKey } from '../../../lib/core/keys.js';
+import { chainKeys, checkKey, checkKeyInArea, datasetNameOf, isChainReservedKey, jobKeys, unescapeDatasetName, parseSubmissionKey } from '../../../lib/core/keys.js';
 
 describe('bucket key layout', () => {
   it.each([
@@ -99,4 +99,23 @@ describe('bucket key layout', () => {
     );
   });
 
+});
+
+describe('chain hand-off names', () => {
+  const names = chainKeys('lab', 'ada', '20261122T151533Z-7f3a');
+
+  it('puts the next stage\'s config, inputs and submission under names only the protocol writes', () => {
+    expect(names.config).toBe('lab/configs/chain-20261122T151533Z-7f3a.json');
+    expect(names.input('a.csv', 'out/result.json')).toBe('lab/inputs/chain-20261122T151533Z-7f3a/a.csv/out/result.json');
+    expect(names.submission(1)).toBe('lab/submissions/ada/chain-20261122T151533Z-7f3a-1-submit.json');
+    for (const key of [names.config, names.input('a.csv', 'r.json'), names.submission(0)]) expect(isChainReservedKey(key)).toBe(true);
+    expect(parseSubmissionKey(names.submission(0))).toMatchObject({ ok: true, group: 'lab', user: 'ada' });
+  });
+
+  it.each(['lab/inputs/a.csv', 'lab/inputs/session/chain-x.csv', 'lab/inputs/mychain-1.csv', 'lab/configs/run.json', 'lab/submissions/ada/xsubmit.json', 'lab/results/chain-x', 'chain-x', 'lab/inputs/'])(
+    'leaves %s to researchers',
+    (key) => {
+      expect(isChainReservedKey(key)).toBe(false);
+    },
+  );
 });

@@ -156,7 +156,7 @@ describe('AnalysisStack submissions', () => {
     });
   });
 
-  it('keeps the S3 events of submissions the submit protocol failed on, and alarms on them', () => {
+  it('keeps the S3 events of submissions the submit protocol failed on, feeds them back to it for a certificate, and alarms on them', () => {
     const template = synth.analysis('alpha');
     const queue = resourceOf(template, 'AWS::SQS::Queue', 'JobManagerFailedSubmissions');
     expect(queue.properties).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 14 * 24 * 3600 });
@@ -164,6 +164,16 @@ describe('AnalysisStack submissions', () => {
       FunctionName: { Ref: submitFunction },
       MaximumRetryAttempts: 2,
       DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queue.id, 'Arn'] } } },
+    });
+    // The submit function reads its own failures back and certifies them, one record at a time.
+    expect(queue.properties['VisibilityTimeout']).toBe(30 * 60);
+    template.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: submitFunction },
+      EventSourceArn: { 'Fn::GetAtt': [queue.id, 'Arn'] },
+      BatchSize: 10,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 2 },
     });
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateNumberOfMessagesVisible',
@@ -184,7 +194,10 @@ describe('AnalysisStack submissions', () => {
       ['sqs:SendMessage', [platformArn('AgentCheckQueue')]],
       ['sns:Publish', [expect.stringMatching(/^NeurocaasPlatform:ExportsOutputRefNotificationsTopic/)]],
       ['sqs:SendMessage', [expect.stringMatching(/^<JobManagerFailedSubmissions[0-9A-F]{8}\.Arn>$/)]],
+      ['sqs:ReceiveMessage', [expect.stringMatching(/^<JobManagerFailedSubmissions[0-9A-F]{8}\.Arn>$/)]],
     ]);
+    // Consuming the failed-submissions queue: receive and delete, nothing more.
+    expect(statements.at(-1)?.Action).toEqual(['sqs:ReceiveMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueUrl', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes']);
     expect(statements.flatMap((statement) => statement.Action)).not.toContain('dynamodb:*');
   });
 });
@@ -275,6 +288,18 @@ describe('AnalysisStack protocol permissions', () => {
         Effect: 'Allow',
         Action: ['s3:PutObject', 's3:AbortMultipartUpload'],
         Resource: [`<${bucket}.Arn>/*/results/*`, `<${bucket}.Arn>/*/receipts/*`, `<${bucket}.Arn>/*/budget/*`],
+      },
+      {
+        Sid: 'WriteChainHandOff',
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: [`<${bucket}.Arn>/*/inputs/chain-*`, `<${bucket}.Arn>/*/configs/chain-*`, `<${bucket}.Arn>/*/submissions/*/chain-*`],
+      },
+      {
+        Sid: 'ReportToChainParents',
+        Effect: 'Allow',
+        Action: ['s3:GetObject', 's3:PutObject'],
+        Resource: ['arn:<AWS::Partition>:s3:::neurocaasanalysis-*/*/results/*'],
       },
       { Sid: 'ListAnalysisBucket', Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [`<${bucket}.Arn>`] },
     ]);

@@ -327,6 +327,12 @@ describe('PlatformStack protocol permissions', () => {
         Action: ['s3:PutObject', 's3:AbortMultipartUpload'],
         Resource: [`${buckets}/*/results/*`, `${buckets}/*/receipts/*`, `${buckets}/*/budget/*`],
       },
+      {
+        Sid: 'WriteChainHandOff',
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: [`${buckets}/*/inputs/chain-*`, `${buckets}/*/configs/chain-*`, `${buckets}/*/submissions/*/chain-*`],
+      },
       { Sid: 'ListAnalysisBuckets', Effect: 'Allow', Action: ['s3:ListBucket'], Resource: [buckets] },
     ]);
     expect(JSON.stringify(properties['PolicyDocument'])).not.toMatch(/s3:Delete/);

@@ -78,7 +78,7 @@ describe('UsersStack groups', () => {
     expect(JSON.stringify(synth.users.toJSON())).not.toMatch(/NeurocaasAnalysis/);
   });
 
-  it('the researcher policy: own group by principal tags, own submissions by user tag, deployment parameters, never delete', () => {
+  it('the researcher policy: own group by principal tags, own submissions by user tag, deployment parameters, no chain hand-off names, never delete', () => {
     const { properties } = resourceOf(synth.platform, 'AWS::IAM::ManagedPolicy', 'ResearcherAccessPolicy');
     const buckets = 'arn:<AWS::Partition>:s3:::neurocaasanalysis-*';
     const group = '<aws:PrincipalTag/neurocaas-group>';
@@ -98,6 +98,12 @@ describe('UsersStack groups', () => {
         Resource: ['arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/neurocaas', 'arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/neurocaas/*'],
       },
       { Sid: 'ReadOwnUserTags', Effect: 'Allow', Action: ['iam:ListUserTags'], Resource: ['arn:<AWS::Partition>:iam::<AWS::AccountId>:user/neurocaas/<aws:username>'] },
+      {
+        Sid: 'NeverWriteChainHandOff',
+        Effect: 'Deny',
+        Action: ['s3:PutObject'],
+        Resource: [`${buckets}/${group}/inputs/chain-*`, `${buckets}/${group}/configs/chain-*`, `${buckets}/${group}/submissions/*/chain-*`],
+      },
       { Sid: 'NeverDelete', Effect: 'Deny', Action: ['s3:DeleteObject', 's3:DeleteObjectVersion'], Resource: [`${buckets}/*`] },
     ]);
   });
@@ -208,6 +214,41 @@ describe('the researcher policy, evaluated for the users of the stack', () => {
     ['ada', 's3:PutObjectAcl', 'lab/inputs/x', 'ACLs'],
   ])('%s may not %s %s (%s)', (user, action, key) => {
     expect(may(user, action, `${ALPHA}/${key}`)).toBe(false);
+  });
+
+  it.each([
+    ['lab/inputs/chain-20261122T151533Z-7f3a/a.csv/result.json', 'the next stage\'s input of a chain'],
+    ['lab/configs/chain-20261122T151533Z-7f3a.json', 'the next stage\'s config of a chain'],
+    ['lab/submissions/ada/chain-20261122T151533Z-7f3a-0-submit.json', 'a chain submission, even under its own name'],
+    ['lab/submissions/cy/chain-20261122T151533Z-7f3a-0-submit.json', 'a chain submission of another user'],
+  ])('no researcher may write %s (%s): only the protocol hands a chain on (explicit deny)', (key) => {
+    for (const user of ['ada', 'cy']) {
+      expect(evaluate([researcherPolicy()], { action: 's3:PutObject', resource: `${ALPHA}/${key}`, context: callerContext(user) }).decision).not.toBe('Allow');
+    }
+    expect(evaluate([researcherPolicy()], { action: 's3:PutObject', resource: `${BETA}/${key}`, context: callerContext('ada') })).toEqual({
+      decision: 'ExplicitDeny',
+      decidingStatements: ['NeverWriteChainHandOff'],
+    });
+  });
+
+  it('lets the shared protocols write a chain\'s hand-off in any analysis bucket, and no other researcher key', () => {
+    const { properties } = resourceOf(synth.platform, 'AWS::IAM::ManagedPolicy', 'SharedAnalysisAccessPolicy');
+    const protocol = deployed(properties['PolicyDocument']) as PolicyDocument;
+    const writes = (key: string) => isAllowed([protocol], { action: 's3:PutObject', resource: `${BETA}/${key}` });
+    expect(writes('lab/inputs/chain-20261122T151533Z-7f3a/a.csv/result.json')).toBe(true);
+    expect(writes('lab/configs/chain-20261122T151533Z-7f3a.json')).toBe(true);
+    expect(writes('lab/submissions/ada/chain-20261122T151533Z-7f3a-0-submit.json')).toBe(true);
+    expect(writes('lab/inputs/a.csv')).toBe(false);
+    expect(writes('lab/configs/run1.json')).toBe(false);
+    expect(writes('lab/submissions/ada/run1submit.json')).toBe(false);
+    expect(isAllowed([protocol], { action: 's3:PutObject', resource: `${FOREIGN}/lab/inputs/chain-1/a/b` })).toBe(false);
+  });
+
+  it('still lets researchers write inputs and configs whose names merely contain "chain-"', () => {
+    expect(may('ada', 's3:PutObject', `${ALPHA}/lab/inputs/session1/chain-of-events.csv`)).toBe(true);
+    expect(may('ada', 's3:PutObject', `${ALPHA}/lab/inputs/mychain-1.csv`)).toBe(true);
+    expect(may('ada', 's3:PutObject', `${ALPHA}/lab/configs/run-chain-2.json`)).toBe(true);
+    expect(may('ada', 's3:PutObject', `${ALPHA}/lab/submissions/ada/mychain-submit.json`)).toBe(true);
   });
 
   it.each(['lab/inputs/x', 'lab/submissions/ada/xsubmit.json', 'lab/results/job__alpha_1/end.txt', 'other/inputs/x'])('no researcher can ever delete %s (explicit deny)', (key) => {
