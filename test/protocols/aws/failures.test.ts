@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IAMClient } from '@aws-sdk/client-iam';
@@ -50,6 +51,7 @@ describe('failures of the protocol itself, on the AWS adapters', () => {
   let bucket: string;
   let table: string;
   let queueUrl: string;
+  let blueprintDir: string;
 
   beforeAll(async () => {
     moto = await startMoto();
@@ -61,7 +63,11 @@ describe('failures of the protocol itself, on the AWS adapters', () => {
     bucket = await createBucket(s3, 'analysis');
     table = await createTable(dynamoClientFor(moto), 'platform');
     queueUrl = await createQueue(sqs, 'agent');
-    await registerAnalysis({ ec2, iam: new IAMClient(config), doc }, { table, bucket, analysis: ANALYSIS, blueprintDir: fixture });
+    // test-workflow with a 16 GiB root: EC2 (and moto, whose images have 15 GiB roots) refuses a smaller one.
+    blueprintDir = mkdtempSync(join(tmpdir(), 'ncap-aws-failures-'));
+    const blueprint = JSON.parse(readFileSync(join(fixture, 'blueprint.json'), 'utf8')) as { hardware: Record<string, unknown> };
+    writeFileSync(join(blueprintDir, 'blueprint.json'), JSON.stringify({ ...blueprint, hardware: { ...blueprint.hardware, volumeSizeGiB: 16 } }));
+    await registerAnalysis({ ec2, iam: new IAMClient(config), doc }, { table, bucket, analysis: ANALYSIS, blueprintDir });
     const alice = { username: 'alice', group: 'lab', budgetUsd: 5, budgetPeriod: 'monthly', allowedAnalyses: ['*'] };
     await doc.send(new PutCommand({ TableName: table, Item: { pk: 'USER#alice', sk: 'PROFILE', group: 'lab', profile: JSON.stringify(alice) } }));
     runner = new LocalRunnerStandIn(moto.endpoint, fakeAwsCliDir(), () => join(fixture, 'env'));
@@ -72,6 +78,7 @@ describe('failures of the protocol itself, on the AWS adapters', () => {
   afterAll(async () => {
     await runner?.close();
     await moto?.stop();
+    if (blueprintDir) rmSync(blueprintDir, { recursive: true, force: true });
   });
 
   function platformWith(options: { tableName?: string; clock?: Clock; s3?: S3Client } = {}): AwsPlatform {

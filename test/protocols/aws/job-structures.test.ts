@@ -24,7 +24,8 @@ import { createBucket, createQueue, createTable, documentClientFor, dynamoClient
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const testWorkflow = join(repo, 'test', 'fixtures', 'blueprints', 'test-workflow');
 const runnerScript = join(repo, 'lib', 'runner', 'ncap-runner.sh');
-const baseBlueprint = JSON.parse(readFileSync(join(testWorkflow, 'blueprint.json'), 'utf8')) as Record<string, unknown>;
+/** test-workflow with a 16 GiB root: EC2 (and moto, whose images have 15 GiB roots) refuses a smaller root than the image's. */
+const baseBlueprint = { ...(JSON.parse(readFileSync(join(testWorkflow, 'blueprint.json'), 'utf8')) as Record<string, unknown>), hardware: { instanceType: 't3.micro', allowedInstanceTypes: ['t3.micro', 't3.small'], volumeSizeGiB: 16 } };
 
 /** The consensus step of the ensemble fixture: lists the replica folders it received. */
 const CONSENSUS_SCRIPT = `import { readdirSync, writeFileSync } from 'node:fs';
@@ -66,7 +67,7 @@ describe('chains and ensembles on the AWS adapters', () => {
         name: 'chain-one',
         followOn: { analysis: 'chain-two', inputs: { file: 'result.json', grouping: 'perDataset' }, config: { mode: 'succeed', lines: 1 } },
       },
-      'chain-two': { ...baseBlueprint, name: 'chain-two', hardware: { instanceType: 't3.small', volumeSizeGiB: 8 } },
+      'chain-two': { ...baseBlueprint, name: 'chain-two', hardware: { instanceType: 't3.small', volumeSizeGiB: 16 } },
       'pose-ens': {
         ...baseBlueprint,
         name: 'pose-ens',
