@@ -5,6 +5,7 @@
  * made by an adapter (lib/infra/recipe-files.ts); nothing here reads the disk.
  */
 import * as z from 'zod';
+import type { Blueprint } from './blueprint.js';
 import { BlueprintInvalidError } from './errors.js';
 import { canonicalJson, sha256Hex } from './hash.js';
 import { formatZodIssues } from './issues.js';
@@ -111,6 +112,22 @@ export function parseImageRecipeText(text: string, source: string): ImageRecipe 
   const result = ImageRecipeSchema.safeParse(value);
   if (!result.success) throw new BlueprintInvalidError(formatZodIssues(result.error, source));
   return result.data;
+}
+
+/**
+ * Problems between a blueprint and its recipe, one line each: machines boot the image with the
+ * blueprint's root volume, which cannot be smaller than the image's own.
+ */
+export function recipeBlueprintProblems(blueprint: Blueprint, recipe: ImageRecipe, recipeLabel: string): string[] {
+  const problems: string[] = [];
+  const imageGiB = recipe.build.volumeSizeGiB;
+  if (imageGiB !== undefined && imageGiB > blueprint.hardware.volumeSizeGiB) {
+    problems.push(
+      `${recipeLabel}: build.volumeSizeGiB is ${imageGiB} but the blueprint's hardware.volumeSizeGiB is ${blueprint.hardware.volumeSizeGiB}; ` +
+        'machines could not boot an image whose root volume is larger than theirs: raise hardware.volumeSizeGiB or lower build.volumeSizeGiB',
+    );
+  }
+  return problems;
 }
 
 /** Which family the base image is of: it decides the default volume and what the runner may expect (a GPU driver). */

@@ -8,7 +8,7 @@ import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statS
 import { join, relative, sep } from 'node:path';
 import type { Blueprint } from '../core/blueprint.js';
 import { BlueprintInvalidError } from '../core/errors.js';
-import { imageRecipeHash, parseImageRecipeText, recipeFileProblems, type ImageRecipe, type RecipeFileEntry } from '../core/image-recipe.js';
+import { imageRecipeHash, parseImageRecipeText, recipeBlueprintProblems, recipeFileProblems, type ImageRecipe, type RecipeFileEntry } from '../core/image-recipe.js';
 
 /** A recipe as read from its blueprint folder, checked, with its hash. */
 export interface RecipeSource {
@@ -91,6 +91,8 @@ export function loadRecipeSource(blueprint: Blueprint, blueprintDir: string): Re
   if (!inside(realRoot, realRecipe)) throw new BlueprintInvalidError(`${label} leads out of the blueprint folder (it is a link to ${realRecipe}); keep the recipe inside ${blueprintDir}`);
   if (!statSync(realRecipe).isFile()) throw new BlueprintInvalidError(`${label} is not a file`);
   const recipe = parseImageRecipeText(readFileSync(realRecipe, 'utf8'), recipeFile);
+  const mismatches = recipeBlueprintProblems(blueprint, recipe, recipeFile);
+  if (mismatches.length > 0) throw new BlueprintInvalidError(mismatches.join('\n'));
 
   const dirLabel = `${blueprint.name}/${recipe.environment.dir}`;
   const environmentDir = join(blueprintDir, ...recipe.environment.dir.split('/'));

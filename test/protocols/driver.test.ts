@@ -9,6 +9,7 @@ import { LocalJobStore } from '../../lib/local/job-store.js';
 import { LocalLedger } from '../../lib/local/ledger.js';
 import { StateDb } from '../../lib/local/state-db.js';
 import { LocalObjectStore } from '../../lib/local/object-store.js';
+import type { ImageFacts } from '../../lib/core/image-recipe.js';
 import type { Catalog, CommandRunner, LaunchRequest, Machines, MachineState, RunnerSpec, ScheduledAction } from '../../lib/ports.js';
 import { JobDriver, type DriverPorts } from '../../protocols/driver.js';
 import { alice, blueprintFixture } from '../support/core-fixtures.js';
@@ -63,7 +64,7 @@ class FakeCloud implements Machines, CommandRunner {
   }
 }
 
-function setup(options: { budgetUsd?: number } = {}) {
+function setup(options: { budgetUsd?: number; imageFacts?: ImageFacts } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'ncap-driver-'));
   const objects = new LocalObjectStore(join(root, 'buckets'));
   const state = new StateDb(join(root, 'state', 'neurocaas.db'));
@@ -75,6 +76,7 @@ function setup(options: { budgetUsd?: number } = {}) {
     usersOfGroup: async (group) => (group === 'lab' ? [{ ...alice, budgetUsd: options.budgetUsd ?? alice.budgetUsd }] : []),
     user: async () => undefined,
     imageId: () => 'ami-0123456789abcdef0',
+    ...(options.imageFacts ? { imageFacts: () => options.imageFacts } : {}),
   };
   let now = Date.UTC(2026, 10, 22, 12);
   const ports: DriverPorts = {
@@ -145,6 +147,21 @@ describe('job driver', () => {
     expect(provenance.blueprint.versionId).toBe('sha256:feed');
     expect((await objects.get('kalman-smoother', keys.end)).toString()).toContain('SUCCEEDED');
     expect(cloud.terminated).toEqual(new Set(['i-0', 'i-1']));
+  });
+
+  it('records in provenance the image the catalog says the deploy built: recipe hash and base image', async () => {
+    const image: ImageFacts = {
+      source: 'recipe',
+      recipeHash: `sha256:${'cd'.repeat(32)}`,
+      baseImage: { parameter: '/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id', imageId: 'ami-0base000000000001' },
+    };
+    const { objects, cloud, driver, submit } = setup({ imageFacts: image });
+    await stage(objects, 1);
+    const { jobId } = await submit(submission(1));
+    await finishCommands(driver, jobId, cloud);
+    const provenance = JSON.parse((await objects.get('kalman-smoother', jobKeys('lab', 'kalman-smoother', jobId).provenance)).toString());
+    expect(provenance.image).toEqual({ id: 'ami-0123456789abcdef0', ...image });
+    expect(provenance.environment.imageId).toBe('ami-0123456789abcdef0');
   });
 
   it('processes the same submission object once', async () => {

@@ -8,6 +8,7 @@ import {
   imagePlan,
   imageRecipeHash,
   parseImageRecipeText,
+  recipeBlueprintProblems,
   recipeFileProblems,
   runnerComponentDocument,
   UBUNTU_24_04_PARAMETER,
@@ -103,6 +104,16 @@ describe('blueprint environment with a recipe', () => {
     expect(() => blueprintFixture({ environment: { ami: 'ami-0123456789abcdef0', recipe: 'image/recipe.json' } })).toThrow(
       'environment.recipe: cannot be given with "ami"',
     );
+  });
+});
+
+describe('blueprint and recipe together', () => {
+  it('refuses an image root volume larger than the machines\' root volume', () => {
+    const recipe = parseImageRecipeText(recipeText({ build: { volumeSizeGiB: 80 } }), 'recipe.json');
+    expect(recipeBlueprintProblems(blueprintFixture({ hardware: { instanceType: 'm5.xlarge', volumeSizeGiB: 50 } }), recipe, 'k/image/recipe.json')).toEqual([
+      'k/image/recipe.json: build.volumeSizeGiB is 80 but the blueprint\'s hardware.volumeSizeGiB is 50; machines could not boot an image whose root volume is larger than theirs: raise hardware.volumeSizeGiB or lower build.volumeSizeGiB',
+    ]);
+    expect(recipeBlueprintProblems(blueprintFixture({ hardware: { instanceType: 'm5.xlarge', volumeSizeGiB: 80 } }), recipe, 'r')).toEqual([]);
   });
 });
 
