@@ -21,6 +21,8 @@ import { benchSandboxFirstLog } from './sandbox-first-log.js';
 import { benchReaperScale } from './reaper-scale.js';
 import { benchClientAws } from './client-aws.js';
 import { benchSimulation } from './simulation.js';
+import { benchWebBundle } from './web-bundle.js';
+import { benchWebJobsTti } from './web-jobs-tti.js';
 
 const WORKFLOWS = {
   noop: '// does nothing: measures the platform, not the analysis\n',
@@ -157,6 +159,8 @@ async function main(): Promise<void> {
     await benchManyDatasets(print);
     await benchSandboxFirstLog(print);
     await benchClientAws(print);
+    await benchWebBundle(print);
+    await benchWebJobsTti(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }
