@@ -2,6 +2,7 @@ import Form from '@rjsf/core';
 import type { ErrorSchema, RJSFSchema } from '@rjsf/utils';
 import { customizeValidator } from '@rjsf/validator-ajv8';
 import Ajv2020 from 'ajv/dist/2020.js';
+import yaml from 'js-yaml';
 import { useMemo, useRef, useState } from 'react';
 import { BackendError, type FieldError } from '../backend/types.ts';
 import { asBackendError, ErrorNote, go, useApp, useLoad } from '../state.tsx';
@@ -37,6 +38,7 @@ export default function ConfigPage() {
   const [failure, setFailure] = useState<ReturnType<typeof asBackendError>>();
   const [saved, setSaved] = useState<string>();
   const [fileNote, setFileNote] = useState<string>();
+  const [fileError, setFileError] = useState<ReturnType<typeof asBackendError>>();
   const [formKey, setFormKey] = useState(0);
   const saving = useRef(false);
   const configs = useLoad(() => (analysis ? backend.listObjects(analysis.name, 'configs') : Promise.resolve([])), [analysis?.name, saved]);
@@ -73,6 +75,7 @@ export default function ConfigPage() {
   async function loadFile(file: File) {
     if (!analysis) return;
     setFileNote(undefined);
+    setFileError(undefined);
     setFailure(undefined);
     const format = /\.ya?ml$/i.test(file.name) ? 'yaml' : 'json';
     try {
@@ -84,11 +87,23 @@ export default function ConfigPage() {
         setFormKey((k) => k + 1);
         setFileNote(`${file.name} is valid for ${analysis.name}; check the values below and save it.`);
       } else {
+        // The file's own values go in the form, so each error sits next to the value it is about.
+        const text = await file.text();
+        let parsed: unknown;
+        try {
+          parsed = format === 'yaml' ? yaml.load(text) : JSON.parse(text);
+        } catch {
+          parsed = undefined;
+        }
+        if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
+          setFormData(parsed);
+          setFormKey((k) => k + 1);
+        }
         setExtraErrors(errorSchemaOf(result.fields ?? []));
-        setFailure(new BackendError('ConfigInvalid', `${file.name} does not fit ${analysis.name}'s config schema`, 400, result.fields ?? []));
+        setFileError(new BackendError('ConfigInvalid', `${file.name} does not fit ${analysis.name}'s config schema`, 400, result.fields ?? []));
       }
     } catch (error) {
-      setFailure(asBackendError(error));
+      setFileError(asBackendError(error));
     }
   }
 
@@ -113,7 +128,12 @@ export default function ConfigPage() {
             schema={schema}
             validator={validator}
             formData={formData}
-            onChange={(e) => setFormData(e.formData)}
+            onChange={(e, id) => {
+              setFormData(e.formData);
+              // The platform's errors were about the values before the researcher's edit (`id`: a field
+              // changed by hand; the form's own default filling has none).
+              if (id && extraErrors) setExtraErrors(undefined);
+            }}
             onSubmit={(e) => void save(e.formData)}
             extraErrors={extraErrors}
             // An optional list (bodyparts) starts empty instead of with one blank, invalid item.
@@ -143,6 +163,7 @@ export default function ConfigPage() {
             <input id="config-file" type="file" accept=".json,.yaml,.yml,application/json,application/yaml" onChange={(e) => e.target.files?.[0] && void loadFile(e.target.files[0])} />
             <span className="hint">It is checked against the same schema; its values fill the form.</span>
           </div>
+          <ErrorNote error={fileError} />
           {fileNote && (
             <p className="ok" role="status">
               {fileNote}
