@@ -46,6 +46,11 @@ describe('the web app on the local server', () => {
     await openPage(page, server.url, 'upload');
     await page.getByLabel('Analysis').selectOption('kalman-smoother');
     await uploadFiles(page, [join(sample, 'reach-session1.csv')]);
+    await page.getByRole('list', { name: 'Upload results' }).getByText('stored: lab/inputs/reach-session1.csv').waitFor();
+    // Dropped again (a fresh page, as a researcher coming back): the same sha256 is not sent again.
+    await page.reload();
+    await uploadFiles(page, [join(sample, 'reach-session1.csv')]);
+    await page.getByRole('list', { name: 'Upload results' }).getByText('already there (same sha256, not sent again): lab/inputs/reach-session1.csv').waitFor();
     await page.getByLabel('reach-session1.csv').check();
 
     await page.getByRole('link', { name: 'New config' }).click();

@@ -32,6 +32,8 @@ export interface NcapUploaderOptions {
   backend: WebBackend;
   analysis: string;
   kind: ObjectKind;
+  /** The researcher's group: names the key of a file found already stored. */
+  group: string;
   /** Called when a file is stored (or found already stored), with its key. */
   onStored?: (key: string, skipped: boolean) => void;
 }
@@ -161,7 +163,7 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
       if (exists.exists && exists.sameContent) {
         this.uppy.setFileMeta(id, { skipped: true });
         this.progress(id, blob.size);
-        this.succeed(id, `${name} (already uploaded, identical: not sent again)`, true);
+        this.succeed(id, `${this.opts.group}/${kind}/${name}`, true);
         return;
       }
       if (exists.exists) {

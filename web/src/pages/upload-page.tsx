@@ -66,8 +66,9 @@ export default function UploadPage() {
       backend,
       analysis: analysis.name,
       kind: 'inputs',
+      group: session.group,
       onStored: (key, skipped) => {
-        setStored((s) => [...s, `${skipped ? 'already there' : 'stored'}: ${key}`]);
+        setStored((s) => [...s, `${skipped ? 'already there (same sha256, not sent again)' : 'stored'}: ${key}`]);
         inputs.reload();
       },
     });
@@ -76,7 +77,7 @@ export default function UploadPage() {
       instance.destroy();
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [backend, analysis?.name]);
+  }, [backend, analysis?.name, session.group]);
 
   if (!analysis) return <h1 tabIndex={-1}>Upload</h1>;
   const toggle = (name: string) => setPickedDatasets(pickedDatasets.includes(name) ? pickedDatasets.filter((n) => n !== name) : [...pickedDatasets, name]);
