@@ -162,8 +162,25 @@ export function createLocalBackend(base = ''): WebBackend {
       };
       source.onmessage = handle;
       for (const name of ['log', 'certificate', 'end']) source.addEventListener(name, handle as EventListener);
-      source.onerror = () => {
+      source.onerror = (event: Event) => {
         if (ended) return;
+        // The server's own `event: error` (following failed): its message, and no reconnecting.
+        const data = (event as MessageEvent<string>).data;
+        if (typeof data === 'string' && data) {
+          ended = true;
+          source.close();
+          let message = data;
+          let code = 'FollowFailed';
+          try {
+            const body = JSON.parse(data) as ErrorBody;
+            message = body.error?.message ?? data;
+            code = body.error?.code ?? code;
+          } catch {
+            // Not JSON: shown as sent.
+          }
+          onError?.(new BackendError(code, message));
+          return;
+        }
         // EventSource reconnects by itself while CONNECTING; CLOSED means it gave up.
         if (source.readyState === EventSource.CLOSED) onError?.(new BackendError('StreamClosed', `the live stream of job ${jobId} closed; reload to reconnect`));
       };
