@@ -29,7 +29,7 @@ const TYPES: Record<string, string> = {
  * The app's own pages: scripts, styles, connections and images from this server only (no CDN),
  * never framed, nothing sent in Referer.
  */
-// 'unsafe-eval': the config form's validator (Ajv) compiles the schema into a function (decision 28).
+// 'unsafe-eval': the config form's validator (Ajv) compiles the schema into a function (decision 29).
 export const APP_HEADERS = {
   'content-security-policy': "default-src 'self'; script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; frame-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
