@@ -23,6 +23,7 @@ import { benchClientAws } from './client-aws.js';
 import { benchSimulation } from './simulation.js';
 import { benchWebBundle } from './web-bundle.js';
 import { benchWebJobsTti } from './web-jobs-tti.js';
+import { benchRunnerResults } from './runner-results.js';
 
 const WORKFLOWS = {
   noop: '// does nothing: measures the platform, not the analysis\n',
@@ -161,6 +162,7 @@ async function main(): Promise<void> {
     await benchClientAws(print);
     await benchWebBundle(print);
     await benchWebJobsTti(print);
+    await benchRunnerResults(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }

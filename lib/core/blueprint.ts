@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { BlueprintInvalidError } from './errors.js';
 import { formatZodIssues } from './issues.js';
+import { gpuShortfall } from './instance-types.js';
 import { compileJsonSchema } from './json-schema.js';
 
 /** SSM Run Command refuses an executionTimeout above 48 h; a longer job cannot run as one command. */
@@ -64,6 +65,23 @@ export const BlueprintSchema = z
           .describe('Extra environment variables for the workflow (NCAP_* are reserved).'),
       })
       .describe('What runs on each machine.'),
+    requires: z
+      .strictObject({
+        gpu: z
+          .strictObject({
+            count: z.number().int().min(1).max(16).default(1).describe('GPUs the workflow needs on its machine.'),
+            minMemoryGiB: z.number().positive().optional().describe('Least memory of each GPU, GiB.'),
+            model: z.array(z.string().min(1)).min(1).optional().describe('GPU models that will do (as in lib/core/instance-types.ts: T4, A10G, L4, V100, A100); default: any.'),
+            strict: z
+              .boolean()
+              .default(false)
+              .describe('true: the workflow cannot run without a GPU, so the local backend checks for one too (nvidia-smi) and fails the dataset without; false (default): locally it runs on the CPU, on AWS the GPU is checked.'),
+          })
+          .optional()
+          .describe('The machine must have GPUs: every allowed instance type is checked against the instance type table, and the runner checks them (nvidia-smi -L) before the workflow; a machine without is a platform fault, retried.'),
+      })
+      .optional()
+      .describe('What the workflow needs of its machine beyond the instance type.'),
     hardware: z
       .strictObject({
         instanceType: instanceType.describe('Default EC2 instance type.'),
@@ -173,6 +191,18 @@ export const BlueprintSchema = z
   })
   .superRefine((blueprint, ctx) => {
     const allowed = blueprint.hardware.allowedInstanceTypes ?? [blueprint.hardware.instanceType];
+    const gpu = blueprint.requires?.gpu;
+    if (gpu) {
+      const shortfalls = allowed.map((type) => gpuShortfall(type, gpu)).filter((reason): reason is string => reason !== undefined);
+      if (shortfalls.length > 0) {
+        const wanted = `${gpu.count} GPU(s)${gpu.minMemoryGiB !== undefined ? ` of at least ${gpu.minMemoryGiB} GiB` : ''}${gpu.model ? ` (${gpu.model.join(' or ')})` : ''}`;
+        ctx.addIssue({
+          code: 'custom',
+          path: ['requires', 'gpu'],
+          message: `asks for ${wanted}, which ${shortfalls.length === allowed.length ? 'none' : 'not every one'} of the allowed instance types (${allowed.join(', ')}) has: ${shortfalls.join('; ')}. Allow only types that have it, or lower the requirement`,
+        });
+      }
+    }
     if (!allowed.includes(blueprint.hardware.instanceType)) {
       ctx.addIssue({
         code: 'custom',

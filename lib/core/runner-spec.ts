@@ -30,6 +30,8 @@ export interface RunnerSpec {
    * replica) is fetched into a folder the workflow finds in NCAP_REPLICAS_DIR.
    */
   replicasPrefix?: string;
+  /** The blueprint's `requires.gpu`: GPUs the runner checks for before the workflow. */
+  gpu?: { count: number; strict: boolean };
 }
 
 export function buildRunnerSpec(state: JobState, ds: DatasetState, bucket: string): RunnerSpec {
@@ -56,6 +58,8 @@ export function buildRunnerSpec(state: JobState, ds: DatasetState, bucket: strin
   if (ds.role === 'replica' && ds.replica !== undefined) spec.replica = ds.replica;
   if (ds.role === 'replica' && ds.seed !== undefined) spec.seed = ds.seed;
   if (consensus) spec.replicasPrefix = `${keys.prefix}process_results/`;
+  const gpu = plan.blueprint.requires?.gpu;
+  if (gpu) spec.gpu = { count: gpu.count, strict: gpu.strict };
   return spec;
 }
 
@@ -67,6 +71,11 @@ export interface RunnerPlacement {
   scratch: string;
   instanceId: string;
   instanceType: string;
+  /**
+   * The local backend: a GPU requirement is checked only when the blueprint says it is strict
+   * (otherwise the workflow runs on the CPU there). Default false: the machine is an EC2 one.
+   */
+  local?: boolean;
 }
 
 /** The runner's environment: the blueprint's variables, then the NCAP_* contract (which wins). */
@@ -75,6 +84,7 @@ export function runnerEnvironment(spec: RunnerSpec, placement: RunnerPlacement):
   if (spec.replica !== undefined) structure['NCAP_REPLICA'] = String(spec.replica);
   if (spec.seed !== undefined) structure['NCAP_SEED'] = String(spec.seed);
   if (spec.replicasPrefix !== undefined) structure['NCAP_REPLICAS_PREFIX'] = spec.replicasPrefix;
+  if (spec.gpu && (!placement.local || spec.gpu.strict)) structure['NCAP_REQUIRE_GPUS'] = String(spec.gpu.count);
   return {
     ...structure,
     ...spec.env,

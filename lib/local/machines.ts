@@ -180,6 +180,7 @@ export class LocalMachines implements Machines, CommandRunner {
       scratch: join(scratchDir, 'work'),
       instanceId,
       instanceType: machine.record.instanceType,
+      local: true,
     });
     const commandFile = join(scratchDir, 'command.sh');
     const lines = [

@@ -23,6 +23,8 @@
 # Optional:
 #   NCAP_INSTANCE_ID NCAP_INSTANCE_TYPE   recorded in the status
 #   NCAP_REPLICA NCAP_SEED   ensemble replicas: passed on to the workflow as they are
+#   NCAP_REQUIRE_GPUS     the workflow needs this many GPUs: `nvidia-smi -L` must list them before
+#                         anything is fetched, else the dataset fails as a platform fault (exit 3)
 #   NCAP_REPLICAS_PREFIX  ensemble consensus: every object under this prefix is fetched into a
 #                         folder the workflow finds in NCAP_REPLICAS_DIR
 #   NCAP_EVENTS_FD        file descriptor for progress events (local backend)
@@ -517,31 +519,57 @@ fi
 write_status RUNNING "" ""
 emit "started $started_ms"
 
+# ---- GPU: checked before anything is fetched; a machine without is the platform's fault ------
+gpu_error=""
+if [[ -n "${NCAP_REQUIRE_GPUS:-}" ]]; then
+  [[ "$NCAP_REQUIRE_GPUS" =~ ^[1-9][0-9]*$ ]] || die "NCAP_REQUIRE_GPUS must be a number of GPUs, got '$NCAP_REQUIRE_GPUS'"
+  machine_label="this machine (${NCAP_INSTANCE_TYPE:-type unknown})"
+  if ! command -v nvidia-smi >/dev/null 2>&1; then
+    gpu_error="the analysis needs $NCAP_REQUIRE_GPUS GPU(s), but $machine_label has no nvidia-smi (no NVIDIA driver)"
+  elif ! gpu_list=$(nvidia-smi -L 2>&1); then
+    gpu_error="the analysis needs $NCAP_REQUIRE_GPUS GPU(s), but nvidia-smi -L failed on $machine_label: ${gpu_list:0:300}"
+  else
+    gpu_found=$(grep -c '^GPU [0-9]' <<<"$gpu_list")
+    if ((gpu_found < NCAP_REQUIRE_GPUS)); then
+      gpu_error="the analysis needs $NCAP_REQUIRE_GPUS GPU(s), but nvidia-smi -L lists $gpu_found on $machine_label"
+    else
+      printf 'ncap-runner: %s\n' "$gpu_list" >>"$live_log"
+    fi
+  fi
+fi
+
 input_path="$scratch/input/$(basename -- "$NCAP_INPUT_KEY")"
 config_path="$scratch/config.json"
 prepare_error=""
-if [[ $NCAP_INPUT_KEY == */ ]]; then
-  store_get_folder "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the folder dataset $NCAP_INPUT_KEY"
-else
-  store_get "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the dataset $NCAP_INPUT_KEY"
-fi
-store_get "$NCAP_CONFIG_KEY" "$config_path" 2>>"$live_log" || prepare_error="could not fetch the config $NCAP_CONFIG_KEY"
 replicas_dir=""
-if [[ -n "${NCAP_REPLICAS_PREFIX:-}" ]]; then
-  replicas_dir="$scratch/replicas"
-  mkdir -p -- "$replicas_dir"
-  if [[ $store_kind == local ]]; then
-    { [[ ! -d "$store_root/$NCAP_REPLICAS_PREFIX" ]] || cp -R -- "$store_root/$NCAP_REPLICAS_PREFIX." "$replicas_dir/"; } 2>>"$live_log"
+if [[ -z "$gpu_error" ]]; then
+  if [[ $NCAP_INPUT_KEY == */ ]]; then
+    store_get_folder "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the folder dataset $NCAP_INPUT_KEY"
   else
-    aws s3 cp --recursive --only-show-errors "s3://$store_root/$NCAP_REPLICAS_PREFIX" "$replicas_dir" 2>>"$live_log"
-  fi || prepare_error="could not fetch the replicas' results under $NCAP_REPLICAS_PREFIX"
+    store_get "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the dataset $NCAP_INPUT_KEY"
+  fi
+  store_get "$NCAP_CONFIG_KEY" "$config_path" 2>>"$live_log" || prepare_error="could not fetch the config $NCAP_CONFIG_KEY"
+  if [[ -n "${NCAP_REPLICAS_PREFIX:-}" ]]; then
+    replicas_dir="$scratch/replicas"
+    mkdir -p -- "$replicas_dir"
+    if [[ $store_kind == local ]]; then
+      { [[ ! -d "$store_root/$NCAP_REPLICAS_PREFIX" ]] || cp -R -- "$store_root/$NCAP_REPLICAS_PREFIX." "$replicas_dir/"; } 2>>"$live_log"
+    else
+      aws s3 cp --recursive --only-show-errors "s3://$store_root/$NCAP_REPLICAS_PREFIX" "$replicas_dir" 2>>"$live_log"
+    fi || prepare_error="could not fetch the replicas' results under $NCAP_REPLICAS_PREFIX"
+  fi
 fi
 
 timed_out=0
 exit_code=""
 failure_kind=""
 failure_detail=""
-if [[ -n "$prepare_error" ]]; then
+if [[ -n "$gpu_error" ]]; then
+  # A platform fault: the dataset is retried on a fresh machine.
+  failure_kind=platform failure_detail=$gpu_error
+  printf 'ncap-runner: %s\n' "$gpu_error" >>"$live_log"
+  exit_code=125
+elif [[ -n "$prepare_error" ]]; then
   failure_kind=input failure_detail=$prepare_error
   printf 'ncap-runner: %s\n' "$prepare_error" >>"$live_log"
   exit_code=125

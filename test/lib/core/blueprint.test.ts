@@ -142,3 +142,30 @@ describe('chains among blueprints', () => {
     expect(chainProblems(['widefield-denoise', 'widefield-demix', 'ensemble-pose', 'kalman-smoother'].map(load))).toEqual([]);
   });
 });
+
+describe('blueprint GPU requirements', () => {
+  const gpuBlueprint = (types: string[], gpu: Record<string, unknown>) => {
+    const value = raw();
+    value['hardware'] = { instanceType: types[0], allowedInstanceTypes: types, volumeSizeGiB: 50 };
+    value['pricing'] = { hourlyUsd: Object.fromEntries(types.map((t) => [t, 1])) };
+    value['requires'] = { gpu };
+    return value;
+  };
+
+  it('accepts GPU types that all meet requires.gpu, with count defaulting to 1 and strict to false', () => {
+    const blueprint = parseBlueprint(gpuBlueprint(['g5.xlarge', 'g4dn.xlarge', 'g6.xlarge'], { minMemoryGiB: 16 }), 'x');
+    expect(blueprint.requires?.gpu).toEqual({ count: 1, minMemoryGiB: 16, strict: false });
+  });
+
+  it('rejects requires.gpu that none of the allowed types can meet, naming each type', () => {
+    expect(problemsOf(gpuBlueprint(['m5.xlarge', 'c5.xlarge'], { count: 1 }))).toContain(
+      'requires.gpu: asks for 1 GPU(s), which none of the allowed instance types (m5.xlarge, c5.xlarge) has: m5.xlarge has no GPU; c5.xlarge has no GPU',
+    );
+  });
+
+  it('rejects a fallback type that cannot meet requires.gpu even when the default can', () => {
+    expect(problemsOf(gpuBlueprint(['g5.xlarge', 'g4dn.xlarge'], { minMemoryGiB: 24 }))).toContain(
+      "which not every one of the allowed instance types (g5.xlarge, g4dn.xlarge) has: g4dn.xlarge's T4 has 16 GiB, 24 GiB needed",
+    );
+  });
+});

@@ -335,3 +335,17 @@ describe('chain jobs', () => {
     expect(effectsOf(child.effects, 'SettleBudget')).toHaveLength(1);
   });
 });
+
+describe('the runner environment of a GPU analysis', () => {
+  const placement = { store: 's3://b', workdir: '/w', scratch: '/s', instanceId: 'i-1', instanceType: 'g5.xlarge' };
+  const spec = (strict: boolean) => ({
+    jobId: 'J', analysis: 'a', group: 'lab', dataset: 'd', bucket: 'b', inputKey: 'lab/inputs/d', configKey: 'c', command: ['x'], env: {},
+    deadlineAtMs: 1, logKey: 'l', statusKey: 's', resultsPrefix: 'r/', gpu: { count: 2, strict },
+  });
+
+  it('asks the runner to check the GPUs on AWS, and locally only when the requirement is strict', () => {
+    expect(runnerEnvironment(spec(false), placement)['NCAP_REQUIRE_GPUS']).toBe('2');
+    expect(runnerEnvironment(spec(false), { ...placement, local: true })['NCAP_REQUIRE_GPUS']).toBeUndefined();
+    expect(runnerEnvironment(spec(true), { ...placement, local: true })['NCAP_REQUIRE_GPUS']).toBe('2');
+  });
+});

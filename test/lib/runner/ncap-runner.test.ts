@@ -499,3 +499,48 @@ describe('the runner on the folder store keeps earlier results', () => {
     expect(log(s)).toContain('is already stored with the same content; kept');
   });
 });
+
+describe('the runner checks the GPU a blueprint requires', () => {
+  /** A stand-in nvidia-smi that prints `listing` for -L and exits `code`. */
+  function withNvidiaSmi(s: Setup, listing: string, code = 0): Record<string, string> {
+    const bin = join(s.root, 'gpu-bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'nvidia-smi'), `#!/bin/bash\n[[ $1 == -L ]] || exit 9\nprintf '%s' ${JSON.stringify(listing)}\nexit ${code}\n`);
+    chmodSync(join(bin, 'nvidia-smi'), 0o755);
+    return { PATH: `${bin}:${s.env['PATH']}` };
+  }
+  const A10G = 'GPU 0: NVIDIA A10G (UUID: GPU-0b1c2d3e-0000-1111-2222-333344445555)\n';
+
+  it('runs the workflow when nvidia-smi lists the GPUs it needs, and logs them', () => {
+    const s = setup();
+    const result = runRunner(s, workflow(s, 'echo ran > "$NCAP_OUTPUT_DIR/ran.txt"\n'), { ...withNvidiaSmi(s, A10G), NCAP_REQUIRE_GPUS: '1', NCAP_INSTANCE_TYPE: 'g5.xlarge' });
+    expect(result.code, result.stderr).toBe(0);
+    expect(status(s).status).toBe('SUCCEEDED');
+    expect(log(s)).toContain('GPU 0: NVIDIA A10G');
+  });
+
+  it('fails the dataset as a platform fault, before fetching anything, when the machine has no NVIDIA driver', () => {
+    const s = setup();
+    // PATH without any nvidia-smi (none is installed on this host either).
+    const result = runRunner(s, workflow(s, 'echo ran > "$NCAP_OUTPUT_DIR/ran.txt"\n'), { PATH: '/usr/bin:/bin', NCAP_REQUIRE_GPUS: '1', NCAP_INSTANCE_TYPE: 'g5.xlarge' });
+    if (spawnSync('bash', ['-c', 'PATH=/usr/bin:/bin command -v nvidia-smi']).status === 0) {
+      console.log('skipping the no-driver case: this host has nvidia-smi in /usr/bin');
+      return;
+    }
+    expect(result.code).toBe(3);
+    expect(status(s).failure).toEqual({ kind: 'platform', detail: 'the analysis needs 1 GPU(s), but this machine (g5.xlarge) has no nvidia-smi (no NVIDIA driver)' });
+    expect(existsSync(join(s.scratch, 'input', 'a.csv'))).toBe(false);
+    expect(existsSync(join(s.store, 'lab/results/job__t_J1/process_results/a.csv/ran.txt'))).toBe(false);
+  });
+
+  it('fails the dataset as a platform fault when nvidia-smi lists fewer GPUs than needed or fails', () => {
+    const s = setup();
+    const fewer = runRunner(s, workflow(s, 'true\n'), { ...withNvidiaSmi(s, A10G), NCAP_REQUIRE_GPUS: '4', NCAP_INSTANCE_TYPE: 'g5.xlarge' });
+    expect(fewer.code).toBe(3);
+    expect(status(s).failure).toEqual({ kind: 'platform', detail: 'the analysis needs 4 GPU(s), but nvidia-smi -L lists 1 on this machine (g5.xlarge)' });
+    const t = setup();
+    const broken = runRunner(t, workflow(t, 'true\n'), { ...withNvidiaSmi(t, 'NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver.', 9), NCAP_REQUIRE_GPUS: '1' });
+    expect(broken.code).toBe(3);
+    expect(status(t).failure?.detail).toContain("nvidia-smi -L failed on this machine (type unknown): NVIDIA-SMI has failed because it couldn't communicate");
+  });
+});
