@@ -24,6 +24,7 @@ import { benchSimulation } from './simulation.js';
 import { benchWebBundle } from './web-bundle.js';
 import { benchWebJobsTti } from './web-jobs-tti.js';
 import { benchRunnerResults } from './runner-results.js';
+import { benchUiUpload } from './ui-upload.js';
 
 const WORKFLOWS = {
   noop: '// does nothing: measures the platform, not the analysis\n',
@@ -163,6 +164,7 @@ async function main(): Promise<void> {
     await benchWebBundle(print);
     await benchWebJobsTti(print);
     await benchRunnerResults(print);
+    await benchUiUpload(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }
