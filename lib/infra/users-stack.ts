@@ -41,7 +41,11 @@ export class UsersStack extends Stack {
     super(scope, id, props);
     const groupNames = [...new Set(props.users.map(({ profile }) => profile.group))].sort();
     for (const group of groupNames) {
-      this.groups.set(group, new GroupAccess(this, `Group-${group}`, { group, policy: props.platform.researcherPolicy.policy }));
+      const members = props.users.filter(({ profile }) => profile.group === group).map(({ profile }) => profile.username);
+      this.groups.set(
+        group,
+        new GroupAccess(this, `Group-${group}`, { group, policy: props.platform.researcherPolicy.policy, ...(members.length === 1 ? { soleMember: members[0] as string } : {}) }),
+      );
     }
 
     for (const { profile, text } of props.users) {

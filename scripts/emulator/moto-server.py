@@ -17,8 +17,14 @@ Differs from the packaged `moto_server` command in two ways, both on purpose:
   still percent-encoded, so botocore encodes it a second time and every request with an encoded
   query value (ListObjectsV2 with a prefix "a/b/") fails with SignatureDoesNotMatch. The query is
   decoded here into parameters, which botocore encodes once, as the client did.
+* moto checks the Resource of a policy statement only for S3 and STS; every other service's
+  request is checked against the resource "*", so a statement scoped to an ARN (the researchers'
+  `parameter/neurocaas/*`, their own `user/neurocaas/${aws:username}`) never allows anything.
+  The resource is named here for the SSM parameter reads and for IAM actions on one user, as
+  AWS names them, so those statements are enforced instead of always denying.
 """
 
+import json
 import logging
 import os
 import sys
@@ -45,6 +51,48 @@ def sign_decoded_query() -> None:
     access_control.IAMRequestBase._create_aws_request = create_aws_request
 
 
+def name_resources() -> None:
+    from moto.iam.responses import IamResponse
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    def ssm_resource(self):  # type: ignore[no-untyped-def]
+        try:
+            body = json.loads(self.body or "{}")
+        except (TypeError, ValueError):
+            return "*"
+        action = self._get_action()
+        if action == "GetParameter":
+            name = body.get("Name")
+        elif action == "GetParametersByPath":
+            name = body.get("Path")
+        elif action == "GetParameters":
+            name = (body.get("Names") or [None])[0]
+        else:
+            return "*"
+        if not isinstance(name, str) or not name:
+            return "*"
+        if not name.startswith("/"):
+            name = "/" + name
+        # GetParametersByPath is authorised on the path itself, without a trailing slash.
+        if action == "GetParametersByPath" and len(name) > 1:
+            name = name.rstrip("/")
+        return f"arn:aws:ssm:{self.region}:{self.current_account}:parameter{name}"
+
+    def iam_resource(self):  # type: ignore[no-untyped-def]
+        user = (self.querystring.get("UserName") or [None])[0]
+        if not user:
+            return "*"
+        try:
+            from moto.iam.models import iam_backends
+
+            return iam_backends[self.current_account][self.partition].get_user(user).arn
+        except Exception:  # an unknown user: the path is not known, AWS would say NoSuchEntity
+            return f"arn:aws:iam::{self.current_account}:user/{user}"
+
+    SimpleSystemManagerResponse._determine_resource = ssm_resource
+    IamResponse._determine_resource = iam_resource
+
+
 def main() -> None:
     if len(sys.argv) != 3:
         sys.exit("usage: moto-server.py HOST PORT")
@@ -56,6 +104,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     sign_decoded_query()
+    name_resources()
     backend_app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
 

@@ -71,10 +71,22 @@ describe('UsersStack groups', () => {
     }
   });
 
-  it('holds no policy of its own: nothing grows with the analyses', () => {
+  it('holds no policy of its own but the one-user groups\' submission statement: nothing grows with the analyses', () => {
     synth.users.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
-    // One inline policy in all: the registry writer's PutItem/DeleteItem on the table, whatever the number of users.
-    expect(Object.keys(synth.users.findResources('AWS::IAM::Policy'))).toEqual([expect.stringMatching(/^RegistryWriterRoleDefaultPolicy/)]);
+    // The registry writer's PutItem/DeleteItem on the table, whatever the number of users, and one
+    // statement for group "other" (bob alone), none for "lab" (ada and cy).
+    expect(Object.keys(synth.users.findResources('AWS::IAM::Policy')).sort()).toEqual([expect.stringMatching(/^GroupotherGroupDefaultPolicy/), expect.stringMatching(/^RegistryWriterRoleDefaultPolicy/)]);
+    const { properties } = resourceOf(synth.users, 'AWS::IAM::Policy', Object.keys(synth.users.findResources('AWS::IAM::Policy')).find((id) => id.startsWith('Groupother')) as string);
+    expect(properties['Groups']).toEqual([{ Ref: groupId('neurocaas-other') }]);
+    expect(readableStatements(properties['PolicyDocument'])).toEqual([
+      {
+        Sid: 'SoleMemberGroupSubmissions',
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
+        Resource: ['arn:<AWS::Partition>:s3:::neurocaasanalysis-*/other/submissions/*submit.json'],
+        Condition: { StringEquals: { 'aws:PrincipalTag/neurocaas-group': 'other', 'aws:PrincipalTag/neurocaas-user': 'bob' } },
+      },
+    ]);
     expect(JSON.stringify(synth.users.toJSON())).not.toMatch(/NeurocaasAnalysis/);
   });
 
@@ -278,6 +290,29 @@ describe('the researcher policy, evaluated for the users of the stack', () => {
     ['no prefix at all', {}],
   ])('a lab user may not list %s', (_what, context) => {
     expect(may('ada', 's3:ListBucket', ALPHA, context)).toBe(false);
+  });
+
+  it('the only user of a one-user group may write the group-level NeuroCAAS submission; nobody else may (D1)', () => {
+    // What IAM evaluates for a user: the researcher policy plus its group's inline policies.
+    const groupPolicies = (group: string): PolicyDocument[] =>
+      Object.values(synth.users.findResources('AWS::IAM::Policy'))
+        .map((resource) => (resource as { Properties: Record<string, unknown> }).Properties)
+        .filter((properties) => JSON.stringify(properties['Groups']) === JSON.stringify([{ Ref: groupId(`neurocaas-${group}`) }]))
+        .map((properties) => deployed(properties['PolicyDocument']) as PolicyDocument);
+    const mayAsMember = (user: string, group: string, action: string, key: string, context: Record<string, string> = callerContext(user)) =>
+      isAllowed([researcherPolicy(), ...groupPolicies(group)], { action, resource: `${ALPHA}/${key}`, context });
+    expect(groupPolicies('lab')).toEqual([]);
+    expect(mayAsMember('bob', 'other', 's3:PutObject', 'other/submissions/run1submit.json')).toBe(true);
+    expect(mayAsMember('bob', 'other', 's3:AbortMultipartUpload', 'other/submissions/run1submit.json')).toBe(true);
+    // Only submissions: not a cancel or anything else at the group level.
+    expect(mayAsMember('bob', 'other', 's3:PutObject', 'other/submissions/j1.cancel.json')).toBe(false);
+    expect(mayAsMember('bob', 'other', 's3:PutObject', 'other/submissions/notes.txt')).toBe(false);
+    // Two users in lab: the plain key would not say who submitted, so neither may write it.
+    expect(mayAsMember('ada', 'lab', 's3:PutObject', 'lab/submissions/run1submit.json')).toBe(false);
+    expect(mayAsMember('cy', 'lab', 's3:PutObject', 'lab/submissions/run1submit.json')).toBe(false);
+    // Someone put into group other by hand, without bob's tags, gets nothing from the statement.
+    expect(mayAsMember('ada', 'other', 's3:PutObject', 'other/submissions/run1submit.json')).toBe(false);
+    expect(mayAsMember('ada', 'other', 's3:PutObject', 'other/submissions/run1submit.json', { 'aws:username': 'ada', 'aws:PrincipalTag/neurocaas-group': 'other', 'aws:PrincipalTag/neurocaas-user': 'ada' })).toBe(false);
   });
 
   it('a caller without the principal tags gets nothing at all', () => {

@@ -1,0 +1,14 @@
+const t0 = performance.now();
+const { openAwsClientBackend } = await import('./dist/lib/cli/backend-aws.js');
+const { ResearcherClient } = await import('./dist/lib/client/researcher-client.js');
+const t1 = performance.now();
+let n = 0;
+const b = await openAwsClientBackend(process.env, undefined);
+const c = new ResearcherClient(b, {});
+const t2 = performance.now();
+const s = await c.status(process.argv[2]);
+const t3 = performance.now();
+console.log('modules', Math.round(t1 - t0), 'open', Math.round(t2 - t1), 'status', Math.round(t3 - t2), s.job.outcome);
+const t4 = performance.now();
+await c.status(process.argv[2]);
+console.log('warm status', Math.round(performance.now() - t4));
