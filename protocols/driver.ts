@@ -1,6 +1,6 @@
 import type { Blueprint } from '../lib/core/blueprint.js';
 import type { ImageFacts } from '../lib/core/image-recipe.js';
-import { ConcurrentUpdateError, KeyInvalidError, NeuroCaasError, ObjectExistsError } from '../lib/core/errors.js';
+import { ConcurrentUpdateError, KeyInvalidError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError } from '../lib/core/errors.js';
 import {
   initialJobState,
   isJobFinished,
@@ -18,7 +18,7 @@ import { buildProvenance } from '../lib/core/provenance.js';
 import { buildRunnerSpec } from '../lib/core/runner-spec.js';
 import { datanames, parseSubmissionText, type Submission } from '../lib/core/submission.js';
 import type { UserProfile } from '../lib/core/user.js';
-import { budgetDocument, CancelRequestSchema, parseDocument, type Receipt } from '../lib/core/researcher-documents.js';
+import { budgetDocument, BudgetDocumentSchema, CancelRequestSchema, parseDocument, type Receipt } from '../lib/core/researcher-documents.js';
 import type {
   AgentCheck,
   Catalog,
@@ -241,6 +241,9 @@ export class JobDriver {
   /** D4: the user's budget as the ledger has it now, where their group can read it. */
   private async writeBudget(bucket: string, state: JobState, user: string, period: string, budgetUsd: number): Promise<void> {
     const entries = await this.ports.ledger.entries(user, period);
+    // The ledger does not record analyses: the previous view in this bucket knows those of the
+    // jobs it listed, so they are carried on (D4 lists each job's analysis).
+    const known = await this.previousBudgetAnalyses(bucket, budgetKey(state.group, user));
     const doc = budgetDocument({
       user,
       group: state.group,
@@ -248,9 +251,24 @@ export class JobDriver {
       budgetUsd,
       entries,
       nowMs: this.ports.clock.nowMs(),
-      analysisOf: (jobId) => (jobId === state.jobId ? state.analysis : undefined),
+      analysisOf: (jobId) => (jobId === state.jobId ? state.analysis : known.get(jobId)),
     });
     await this.ports.objects.put(bucket, budgetKey(state.group, user), JSON.stringify(doc, null, 2), { overwrite: true, contentType: 'application/json' });
+  }
+
+  private async previousBudgetAnalyses(bucket: string, key: string): Promise<Map<string, string>> {
+    const known = new Map<string, string>();
+    let body: Buffer;
+    try {
+      body = await this.ports.objects.get(bucket, key);
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) return known;
+      throw error;
+    }
+    const parsed = parseDocument(BudgetDocumentSchema, body.toString('utf8'), key);
+    // An unreadable old view is replaced; only its analyses are lost.
+    if (parsed.ok) for (const job of parsed.value.jobs) if (job.analysis !== undefined) known.set(job.jobId, job.analysis);
+    return known;
   }
 
   /** D7: once, when end.txt is first written; a profile without email gets nothing. */

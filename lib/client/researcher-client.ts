@@ -91,7 +91,14 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
       return key;
     }
     const onProgress: ProgressListener = (done, total) => listener.progress?.(file, done, total);
-    await objects.upload(bucket, key, file, { sha256: localSha, sizeBytes: info.size, onProgress });
+    try {
+      await objects.upload(bucket, key, file, { sha256: localSha, sizeBytes: info.size, onProgress });
+    } catch (error) {
+      // Someone (a groupmate sharing a config) created it while this upload ran: fine if it is the same bytes.
+      if (!(error instanceof ObjectExistsError) || (await objects.sha256(bucket, key)) !== localSha) throw error;
+      listener.step?.(`using ${key} (uploaded meanwhile by someone else, identical)`);
+      return key;
+    }
     listener.step?.(`uploaded ${file} -> ${key}`);
     return key;
   }

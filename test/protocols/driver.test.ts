@@ -164,6 +164,21 @@ describe('job driver', () => {
     expect(provenance.environment.imageId).toBe('ami-0123456789abcdef0');
   });
 
+  it('lists every job of the user with its analysis in the budget view, not only the job that wrote it last (D4)', async () => {
+    const { objects, cloud, driver, submit } = setup();
+    await stage(objects, 1);
+    const first = await submit(submission(1));
+    await finishCommands(driver, first.jobId, cloud);
+    cloud.commands.length = 0;
+    const second = await submit(submission(1), 'lab/submissions/run2submit.json');
+    await finishCommands(driver, second.jobId, cloud);
+    const view = JSON.parse((await objects.get('kalman-smoother', 'lab/budget/alice.json')).toString()) as { jobs: { jobId: string; analysis?: string; settled: boolean }[] };
+    expect(view.jobs.map((job) => [job.jobId, job.analysis, job.settled]).sort()).toEqual([
+      [first.jobId, 'kalman-smoother', true],
+      [second.jobId, 'kalman-smoother', true],
+    ].sort());
+  });
+
   it('processes the same submission object once', async () => {
     const { objects, cloud, driver, submit } = setup();
     await stage(objects, 1);
