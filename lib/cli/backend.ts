@@ -1,7 +1,6 @@
 import { UsageError } from '../core/errors.js';
-import { LocalClientBackend } from '../client/local-backend.js';
+import type { LocalClientBackend } from '../client/local-backend.js';
 import type { ClientBackend } from '../client/ports.js';
-import { crashPointOf, LocalPlatform } from '../../protocols/local-shell.js';
 import type { DriverObserver } from '../../protocols/driver.js';
 import type { CliSettings } from './settings.js';
 
@@ -14,8 +13,13 @@ export function backendNameOf(flag: string | undefined, env: NodeJS.ProcessEnv):
   return name;
 }
 
-/** The local backend of the client layer, over a LocalPlatform on the settings' root. */
-export function openLocalBackend(settings: CliSettings, observer: DriverObserver): LocalClientBackend {
+/**
+ * The local backend of the client layer, over a LocalPlatform on the settings' root. Loaded
+ * only when asked for, like the aws one: SQLite, the driver and the machines are not needed by
+ * an aws command.
+ */
+export async function openLocalBackend(settings: CliSettings, observer: DriverObserver): Promise<LocalClientBackend> {
+  const [{ LocalClientBackend }, { crashPointOf, LocalPlatform }] = await Promise.all([import('../client/local-backend.js'), import('../../protocols/local-shell.js')]);
   const platform = new LocalPlatform({ root: settings.root, blueprintsDir: settings.blueprintsDir, usersDir: settings.usersDir, observer, crashAt: crashPointOf(settings.testCrashAt) });
   return new LocalClientBackend(platform, settings.defaultUser);
 }

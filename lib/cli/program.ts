@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { NeuroCaasError, UsageError } from '../core/errors.js';
-import { crashPointOf, LocalPlatform, packageRoot } from '../../protocols/local-shell.js';
+import type { LocalPlatform } from '../../protocols/local-shell.js';
+import { packageRoot } from '../infra/package-paths.js';
 import type { DriverObserver } from '../../protocols/driver.js';
 import { resolve } from 'node:path';
 import { ResearcherClient } from '../client/researcher-client.js';
@@ -8,7 +9,6 @@ import { cancelJob, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget,
 import { registerCostCommands } from './commands/cost.js';
 import { estimateCost, planImage, validateFiles } from './commands/develop.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
-import { serveLocal } from './commands/serve.js';
 import type { SandboxCommandOptions } from './commands/sandbox.js';
 import { HumanReporter, JsonReporter, errorPayload, type OutputStreams, type Reporter } from './reporter.js';
 import { resolveSettings, type CliSettings, type GlobalOptions } from './settings.js';
@@ -66,7 +66,7 @@ export async function runCli(context: CliContext): Promise<number> {
     const backend =
       name === 'aws'
         ? await openAwsBackend(context.env, group)
-        : openLocalBackend(resolveSettings(options, context.env, context.cwd, packageRoot()), observerFor(reporter));
+        : await openLocalBackend(resolveSettings(options, context.env, context.cwd, packageRoot()), observerFor(reporter));
     const client = new ResearcherClient(backend, { ...(options.user ? { user: options.user } : {}), ...(group ? { group } : {}) });
     const stopSignals = installSignalHandlers(backend, reporter, false);
     try {
@@ -81,6 +81,9 @@ export async function runCli(context: CliContext): Promise<number> {
   const withPlatform = async (options: CommonOptions, action: (platform: LocalPlatform, settings: CliSettings) => Promise<number>): Promise<void> => {
     reporter = options.json ? new JsonReporter(context.streams) : new HumanReporter(context.streams);
     const settings = resolveSettings(options, context.env, context.cwd, packageRoot());
+    // Loaded only for local commands: the local platform (SQLite, the driver, machines) takes
+    // longer to load than an aws command takes to run.
+    const { crashPointOf, LocalPlatform } = await import('../../protocols/local-shell.js');
     const platform = new LocalPlatform({
       root: settings.root,
       blueprintsDir: settings.blueprintsDir,
@@ -160,7 +163,7 @@ export async function runCli(context: CliContext): Promise<number> {
     .requiredOption('--datasets <n>', 'number of datasets', (value) => Number(value))
     .option('--instance-type <type>', 'instance type (must be allowed by the blueprint)')
     .action(async (analysis: string, options: CommonOptions & { datasets: number; instanceType?: string }) =>
-      withPlatform(options, (platform) => estimateCost(platform, analysis, options.datasets, options.instanceType, reporter)),
+      withPlatform(options, async (platform) => (await import('./commands/develop.js')).estimateCost(platform, analysis, options.datasets, options.instanceType, reporter)),
     );
 
   registerCostCommands(program, {
@@ -177,7 +180,8 @@ export async function runCli(context: CliContext): Promise<number> {
     .description('watch the local buckets and run every submit.json dropped into <group>/submissions/')
     .addOption(new Option('--poll-ms <ms>', 'polling interval for new submissions').default('500'))
     .action(async (options: CommonOptions & { pollMs: string }) =>
-      withPlatform({ ...options, stopsOnSignal: true }, (platform) => {
+      withPlatform({ ...options, stopsOnSignal: true }, async (platform) => {
+        const { serveLocal } = await import('./commands/serve.js');
         const controller = new AbortController();
         for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort());
         return serveLocal(platform, reporter, { pollMs: Number(options.pollMs), signal: controller.signal });
