@@ -67,6 +67,7 @@ interface RunningCommand {
 export class EmulatedInstances implements AwsCommandRunner {
   private readonly commands = new Map<string, RunningCommand>();
   private readonly byInstance = new Map<string, string>();
+  private readonly pendingSends = new Map<string, Promise<{ commandId: string }>>();
   private readonly bootDelayMs: number;
   private readonly shutdownDelayMs: number;
   private stopped = false;
@@ -88,6 +89,20 @@ export class EmulatedInstances implements AwsCommandRunner {
   async sendCommand(instanceId: string, spec: RunnerSpec): Promise<{ commandId: string }> {
     const earlier = this.byInstance.get(instanceId);
     if (earlier) return { commandId: earlier };
+    // Two deliveries of the same SendCommand at once (a retried event) must not both pass the
+    // check above while the first awaits EC2: the second waits for the first's answer.
+    const pending = this.pendingSends.get(instanceId);
+    if (pending) return pending;
+    const sending = this.startCommand(instanceId, spec);
+    this.pendingSends.set(instanceId, sending);
+    try {
+      return await sending;
+    } finally {
+      this.pendingSends.delete(instanceId);
+    }
+  }
+
+  private async startCommand(instanceId: string, spec: RunnerSpec): Promise<{ commandId: string }> {
     if (this.stopped) throw new MachineLaunchError(`the sandbox is stopping; machine ${instanceId} takes no command`);
     const instance = await this.describe(instanceId);
     if (instance?.State?.Name !== 'running') {

@@ -249,6 +249,30 @@ function clientConfig(endpoint: string, key: AccessKey) {
   return { endpoint, region: SANDBOX_REGION, credentials: key, maxAttempts: 3 };
 }
 
+/**
+ * Root volume of the sandbox's machine image, in GiB: what an Amazon Linux image has on AWS.
+ * moto describes every image with a 15 GiB root snapshot (and ignores RegisterImage's mappings),
+ * which would refuse every blueprint asking for less (Ec2Machines checks the image's root device).
+ */
+export const SANDBOX_IMAGE_ROOT_GIB = 8;
+
+/** DescribeImages as the sandbox's image would answer it: the root device's snapshot is SANDBOX_IMAGE_ROOT_GIB. */
+function withSandboxImageRoot(ec2: EC2Client): EC2Client {
+  ec2.middlewareStack.add(
+    (next, context) => async (args) => {
+      const result = await next(args);
+      if (context.commandName !== 'DescribeImagesCommand') return result;
+      const output = result.output as { Images?: { RootDeviceName?: string; BlockDeviceMappings?: { DeviceName?: string; Ebs?: { VolumeSize?: number } }[] }[] };
+      for (const image of output.Images ?? []) {
+        for (const mapping of image.BlockDeviceMappings ?? []) if (mapping.DeviceName === image.RootDeviceName && mapping.Ebs) mapping.Ebs.VolumeSize = SANDBOX_IMAGE_ROOT_GIB;
+      }
+      return result;
+    },
+    { step: 'initialize', name: 'neurocaasSandboxImageRoot' },
+  );
+  return ec2;
+}
+
 function adminClients(endpoint: string, key: AccessKey) {
   const config = clientConfig(endpoint, key);
   const dynamoRaw = new DynamoDBClient(config);
@@ -260,7 +284,7 @@ function adminClients(endpoint: string, key: AccessKey) {
     sns: new SNSClient(config),
     ssm: new SSMClient(config),
     iam: new IAMClient(config),
-    ec2: new EC2Client(config),
+    ec2: withSandboxImageRoot(new EC2Client(config)),
   };
 }
 
