@@ -200,7 +200,7 @@ export async function runCli(context: CliContext): Promise<number> {
         throw new UsageError('neurocaas ui serves the local backend; on aws the web app is deployed by the WebStack (see docs/admin-guide.md)');
       }
       const settings = resolveSettings(options, context.env, context.cwd, packageRoot());
-      const backend = openLocalBackend(settings, observerFor(reporter));
+      const backend = await openLocalBackend(settings, observerFor(reporter));
       const stopSignals = installSignalHandlers(backend, reporter, true);
       const controller = new AbortController();
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort());

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ListUserTagsCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { GetParameterCommand, GetParametersByPathCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import { GetParameterCommand, GetParametersByPathCommand, type GetParametersByPathCommandOutput, type SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
 import { Upload } from '@aws-sdk/lib-storage';
 import * as z from 'zod';
@@ -89,7 +89,11 @@ export class AwsClientBackend implements ClientBackend {
 
   async identity(request: IdentityRequest): Promise<Identity> {
     if (request.user !== undefined) throw new UsageError('--user is for the local backend; on aws you are the IAM user of your credentials (choose them with AWS_PROFILE)');
-    this.caller ??= this.loadIdentity(request.group ?? this.options.group);
+    if (this.caller === undefined) {
+      this.caller = this.loadIdentity(request.group ?? this.options.group);
+      // Every command needs the deployment next: ask SSM while STS and IAM answer (its errors surface where it is awaited).
+      this.loadDeployment().catch(() => undefined);
+    }
     return this.caller;
   }
 
@@ -138,6 +142,13 @@ export class AwsClientBackend implements ClientBackend {
         'DeploymentNotFound',
         `no NeuroCAAS deployment found in region ${region} (SSM parameter ${DEPLOYMENT_PARAMETER} does not exist); set AWS_REGION to the region your admin deployed to`,
       );
+    const page = (nextToken: string | undefined) =>
+      guarded(`listing the deployed analyses (${ANALYSES_PARAMETER_PATH})`, () =>
+        ssm.send(new GetParametersByPathCommand({ Path: ANALYSES_PARAMETER_PATH, Recursive: true, NextToken: nextToken })),
+      );
+    // Both at once: the first page of analyses does not depend on the deployment parameter.
+    const firstPage = page(undefined);
+    firstPage.catch(() => undefined);
     const main = await guarded(`reading ${DEPLOYMENT_PARAMETER} in region ${region}`, async () => {
       try {
         return await ssm.send(new GetParameterCommand({ Name: DEPLOYMENT_PARAMETER }));
@@ -151,17 +162,14 @@ export class AwsClientBackend implements ClientBackend {
       throw new AwsAccessError('WrongRegion', `the NeuroCAAS deployment is in region ${deployment.region}, but your clients use ${region}; set AWS_REGION=${deployment.region}`);
     }
     const analyses = new Map<string, string>();
-    let nextToken: string | undefined;
-    do {
-      const page = await guarded(`listing the deployed analyses (${ANALYSES_PARAMETER_PATH})`, () =>
-        ssm.send(new GetParametersByPathCommand({ Path: ANALYSES_PARAMETER_PATH, Recursive: true, NextToken: nextToken })),
-      );
-      for (const parameter of page.Parameters ?? []) {
+    for (let next: ReturnType<typeof page> | undefined = firstPage; next; ) {
+      const got: GetParametersByPathCommandOutput = await next;
+      for (const parameter of got.Parameters ?? []) {
         const value = parseJsonParameter(AnalysisParameterSchema, parameter.Value, parameter.Name ?? ANALYSES_PARAMETER_PATH);
         analyses.set(value.analysis, value.bucket);
       }
-      nextToken = page.NextToken;
-    } while (nextToken);
+      next = got.NextToken ? page(got.NextToken) : undefined;
+    }
     return { region, analyses };
   }
 

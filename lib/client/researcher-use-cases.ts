@@ -112,6 +112,9 @@ export class ResearcherUseCases<B extends UseCaseBackend = UseCaseBackend> {
     const job = await this.job(jobId);
     const keys = jobKeys(job.group, job.analysis, job.jobId);
     const { objects } = this.backend;
+    // The certificate is read while the status documents are (one round trip, not two).
+    const certificateBody = objects.read(job.bucket, keys.certificate);
+    certificateBody.catch(() => undefined);
     const statuses = await Promise.all(
       job.datasets.map(async (ds) => {
         const body = await objects.read(job.bucket, keys.datasetStatus(ds.name));
@@ -124,7 +127,7 @@ export class ResearcherUseCases<B extends UseCaseBackend = UseCaseBackend> {
         }
       }),
     );
-    const certificate = utf8Text((await objects.read(job.bucket, keys.certificate)) ?? new Uint8Array(0));
+    const certificate = utf8Text((await certificateBody) ?? new Uint8Array(0));
     return { job, statuses, certificate };
   }
 

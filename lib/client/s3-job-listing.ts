@@ -105,7 +105,7 @@ export class S3JobListing implements JobListing {
       analyses.map(async ({ analysis, bucket }) => {
         const prefix = `${identity.group}/results/${jobFolderName(analysis, jobId)}/`;
         const objects = await this.backend.objects.list(bucket, prefix);
-        return objects.length > 0 ? { bucket, analysis } : undefined;
+        return objects.length > 0 ? { bucket, analysis, objects } : undefined;
       }),
     );
     const hit = found.find((f) => f !== undefined);
@@ -113,7 +113,8 @@ export class S3JobListing implements JobListing {
       throw new JobNotFoundError(`job "${jobId}" not found in group "${identity.group}" of any deployed analysis (${analyses.map((a) => a.analysis).join(', ') || 'none'}); see "neurocaas jobs"`);
     }
     const entry = await this.receiptOf(hit.bucket, identity.group, jobId);
-    return this.detail(hit.bucket, identity.group, entry ?? { receipt: { schemaVersion: 1, submissionKey: '', etag: '', jobId, analysis: hit.analysis, outcome: 'accepted' }, user: undefined, createdAtMs: jobTimeMs(jobId) ?? 0 });
+    // The folder was just listed: detail() need not list it again (one round trip less per status).
+    return this.detail(hit.bucket, identity.group, entry ?? { receipt: { schemaVersion: 1, submissionKey: '', etag: '', jobId, analysis: hit.analysis, outcome: 'accepted' }, user: undefined, createdAtMs: jobTimeMs(jobId) ?? 0 }, hit.objects);
   }
 
   private async receipts(bucket: string, group: string, order?: (a: ObjectInfo, b: ObjectInfo) => number, stop?: (r: ReceiptEntry) => boolean): Promise<ReceiptEntry[]> {
@@ -144,10 +145,10 @@ export class S3JobListing implements JobListing {
     return entries.find((r) => r.receipt.jobId === jobId && r.receipt.outcome !== 'duplicate');
   }
 
-  private async detail(bucket: string, group: string, entry: ReceiptEntry): Promise<JobDetail> {
+  private async detail(bucket: string, group: string, entry: ReceiptEntry, listed?: ObjectInfo[]): Promise<JobDetail> {
     const { receipt } = entry;
     const keys = jobKeys(group, receipt.analysis, receipt.jobId);
-    const objects = await this.backend.objects.list(bucket, keys.prefix);
+    const objects = listed ?? (await this.backend.objects.list(bucket, keys.prefix));
     const statusKeys = objects.filter((o) => /\/logs\/DATASET_NAME-.+_STATUS\.txt\.json$/.test(o.key));
     const statuses = (
       await mapLimited(statusKeys, READ_CONCURRENCY, async (o) => {
