@@ -25,6 +25,7 @@ import { benchWebBundle } from './web-bundle.js';
 import { benchWebJobsTti } from './web-jobs-tti.js';
 import { benchRunnerResults } from './runner-results.js';
 import { benchUiUpload } from './ui-upload.js';
+import { benchJobStructures } from './job-structures.js';
 
 const WORKFLOWS = {
   noop: '// does nothing: measures the platform, not the analysis\n',
@@ -151,6 +152,7 @@ async function main(): Promise<void> {
       const t = median([await runJob(bench, 'bench-sleep-2', n, run++), await runJob(bench, 'bench-sleep-2', n, run++), await runJob(bench, 'bench-sleep-2', n, run++)]);
       print(`fan-out ${String(n).padStart(2)} datasets x 2 s: job ${t.toFixed(0)} ms / ideal ${ideal.toFixed(0)} ms = ${(t / ideal).toFixed(3)}   (target <= 1.1; ideal = ${n} direct runs at once)`);
     }
+    await benchJobStructures(print);
     await benchSimulation(print);
     await benchDataScale(print);
     await benchLambdaBundles(print);

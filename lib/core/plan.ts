@@ -574,3 +574,21 @@ export function machineHourlyUsdOf(plan: Pick<JobPlan, 'hourlyUsd' | 'storageHou
   const instance = (instanceType !== undefined ? plan.blueprint.pricing.hourlyUsd[instanceType] : undefined) ?? plan.hourlyUsd;
   return instance + (plan.storageHourlyUsd ?? 0);
 }
+
+/**
+ * Chain configs among a set of blueprints: each `followOn.config` checked against the next
+ * analysis's config schema (what planChain checks at submission), one line per problem.
+ * Follow-ons to analyses outside the set are chainProblems' to report.
+ */
+export function followOnConfigProblems(blueprints: readonly Blueprint[]): string[] {
+  const byName = new Map(blueprints.map((b) => [b.name, b]));
+  const problems: string[] = [];
+  for (const blueprint of blueprints) {
+    const followOn = blueprint.followOn;
+    const next = followOn && byName.get(followOn.analysis);
+    if (!followOn || !next) continue;
+    if (next.protocol === 'ensemble') problems.push(`${blueprint.name}: followOn.analysis "${next.name}" is an ensemble, which cannot be a chain's next stage`);
+    problems.push(...checkConfig(next.config.jsonSchema, followOn.config, `followOn.config of "${blueprint.name}", checked against the config schema of "${next.name}"`));
+  }
+  return problems;
+}

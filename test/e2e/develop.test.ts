@@ -32,6 +32,31 @@ describe('developer commands', () => {
     expect(report.checks[0]?.problem).toContain('has no price for allowed instance type "m5.xlarge"');
   });
 
+  it('validate reports a chain that loops and a follow-on config the next analysis refuses, and exits 2', async () => {
+    const sandbox = await createSandbox();
+    const blueprint = (name: string, followOn: Record<string, unknown>) => JSON.stringify({
+      schemaVersion: 1,
+      name,
+      description: 'x',
+      environment: { local: { dir: 'env' } },
+      workflow: { command: ['run'] },
+      hardware: { instanceType: 'm5.large' },
+      limits: { timeoutMinutes: 10 },
+      pricing: { hourlyUsd: { 'm5.large': 0.096 } },
+      config: { jsonSchema: { type: 'object', additionalProperties: false, properties: { rank: { type: 'integer' } } } },
+      followOn,
+    });
+    const first = await sandbox.file('loop-one/blueprint.json', blueprint('loop-one', { analysis: 'loop-two', inputs: { file: 'out.npz' }, config: { rank: 'high' } }));
+    const second = await sandbox.file('loop-two/blueprint.json', blueprint('loop-two', { analysis: 'loop-one', inputs: { file: 'out.npz' }, config: { rank: 2 } }));
+    const result = await sandbox.cli(['validate', first, second, '--json']);
+    expect(result.code, transcript(result)).toBe(EXIT.usage);
+    const report = JSON.parse(result.stdout) as { checks: { file: string; ok: boolean; problem?: string }[] };
+    const chains = report.checks.find((check) => check.file.startsWith('chains in '));
+    expect(chains?.ok).toBe(false);
+    expect(chains?.problem).toContain('the chain loops (loop-one -> loop-two -> loop-one)');
+    expect(chains?.problem).toContain('followOn.config of "loop-one", checked against the config schema of "loop-two"');
+  });
+
   it('estimate prints the reservation a job would make', async () => {
     const sandbox = await createSandbox();
     const result = await sandbox.cli(['estimate', 'test-workflow', '--datasets', '3', '--json']);

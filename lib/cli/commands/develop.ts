@@ -1,6 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { parseBlueprintText } from '../../core/blueprint.js';
+import { chainProblems, parseBlueprintText, type Blueprint } from '../../core/blueprint.js';
+import { followOnConfigProblems } from '../../core/plan.js';
 import { formatUsd, PAST_DEADLINE_MINUTES } from '../../core/cost.js';
 import { estimateReservation } from '../../client/estimate.js';
 import { AnalysisNotFoundError, NeuroCaasError, UsageError } from '../../core/errors.js';
@@ -14,6 +15,8 @@ interface FileCheck {
   file: string;
   ok: boolean;
   problem?: string;
+  /** The parsed blueprint, for the chain checks (not reported). */
+  blueprint?: Blueprint;
 }
 
 /**
@@ -25,10 +28,29 @@ export async function validateFiles(platform: LocalPlatform, paths: string[], re
   const targets = paths.length > 0 ? paths : await defaultTargets(platform);
   const checks: FileCheck[] = [];
   for (const target of targets) checks.push(await checkFile(target));
+  // Chains across the blueprints folder (and the files named): loops, follow-ons to analyses
+  // that are not there, and follow-on configs the next analysis would refuse.
+  const chain = await checkChains(platform, checks);
+  if (chain) checks.push(chain);
   const bad = checks.filter((check) => !check.ok);
   const human = checks.map((check) => (check.ok ? `ok       ${check.file}` : `INVALID  ${check.file}\n${check.problem}`)).join('\n');
-  reporter.result({ checks }, `${human}\n${bad.length === 0 ? `${checks.length} file(s) valid` : `${bad.length} of ${checks.length} file(s) invalid`}`);
+  reporter.result({ checks: checks.map(({ blueprint: _parsed, ...check }) => check) }, `${human}\n${bad.length === 0 ? `${checks.length} file(s) valid` : `${bad.length} of ${checks.length} file(s) invalid`}`);
   return bad.length === 0 ? 0 : 2;
+}
+
+async function checkChains(platform: LocalPlatform, checks: FileCheck[]): Promise<FileCheck | undefined> {
+  const blueprints = new Map<string, Blueprint>();
+  for (const name of await platform.catalog.analyses()) {
+    const entry = await platform.catalog.blueprint(name).catch(() => undefined);
+    if (entry) blueprints.set(entry.blueprint.name, entry.blueprint);
+  }
+  for (const check of checks) if (check.blueprint) blueprints.set(check.blueprint.name, check.blueprint);
+  const named = checks.filter((check) => check.blueprint);
+  if (!named.some((check) => check.blueprint?.followOn || [...blueprints.values()].some((b) => b.followOn?.analysis === check.blueprint?.name))) return undefined;
+  const all = [...blueprints.values()];
+  const problems = [...chainProblems(all), ...followOnConfigProblems(all)];
+  const file = `chains in ${platform.catalog.blueprintsDir}`;
+  return problems.length === 0 ? { file, ok: true } : { file, ok: false, problem: problems.map((line) => `  - ${line}`).join('\n') };
 }
 
 async function defaultTargets(platform: LocalPlatform): Promise<string[]> {
@@ -55,7 +77,9 @@ async function checkFile(target: string): Promise<FileCheck> {
       const blueprint = parseBlueprintText(text, file, basename(dirname(file)));
       // The recipe too: its schema, and that it and what it copies stay inside the blueprint folder.
       loadRecipeSource(blueprint, dirname(file));
-    } else parseUserProfileText(text, file, basename(file, '.json'));
+      return { file, ok: true, blueprint };
+    }
+    parseUserProfileText(text, file, basename(file, '.json'));
     return { file, ok: true };
   } catch (error) {
     if (!(error instanceof NeuroCaasError)) throw error;

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { initialJobState, jobOutcome, reduceJob, type JobEvent, type JobState } from '../../../lib/core/job-machine.js';
-import { planJob, type JobPlan } from '../../../lib/core/plan.js';
+import { planJob, type JobPlan, followOnConfigProblems } from '../../../lib/core/plan.js';
 import { buildRunnerSpec, runnerEnvironment } from '../../../lib/core/runner-spec.js';
 import { T0, alice, applyAll, blueprintFixture, effectsOf } from '../../support/core-fixtures.js';
 
@@ -261,6 +261,12 @@ describe('chain plans', () => {
     expect(own).toBeCloseTo((0.526 + (800 * 0.08) / 730) * (70 / 60), 5);
     // Two datasets of the first stage: two next jobs, each handed half of the downstream share.
     expect(downstream / 2).toBeGreaterThanOrEqual(own - 1e-6);
+  });
+
+  it('finds, across a blueprints folder, a follow-on config the next analysis\'s schema refuses', () => {
+    const wrong = blueprintFixture({ ...denoise, followOn: { analysis: 'stage-two', inputs: { file: 'out.npz' }, config: { iterations: 'five' } } } as never);
+    expect(followOnConfigProblems([denoise, demix])).toEqual([]);
+    expect(followOnConfigProblems([wrong, demix]).join()).toMatch(/iterations[\s\S]*followOn.config of "stage-one", checked against the config schema of "stage-two"/);
   });
 
   it('refuses a chain that loops back (A -> B -> A) with the loop spelled out', () => {
