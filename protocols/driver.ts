@@ -1,6 +1,6 @@
 import type { Blueprint } from '../lib/core/blueprint.js';
 import type { ImageFacts } from '../lib/core/image-recipe.js';
-import { ConcurrentUpdateError, KeyInvalidError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError } from '../lib/core/errors.js';
+import { CapacityExhaustedError, ConcurrentUpdateError, KeyInvalidError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError } from '../lib/core/errors.js';
 import {
   initialJobState,
   isJobFinished,
@@ -650,11 +650,22 @@ export class JobDriver {
             instanceType: effect.instanceType,
             clientToken: effect.clientToken,
             deadlineAtMs: effect.deadlineAtMs,
+            ...(effect.market ? { market: effect.market } : {}),
           });
-          return [{ type: 'InstanceLaunched', atMs: clock.nowMs(), dataset: effect.dataset, ...launched }];
+          return [{ type: 'InstanceLaunched', atMs: clock.nowMs(), dataset: effect.dataset, clientToken: effect.clientToken, ...launched }];
         } catch (error) {
           if (!(error instanceof NeuroCaasError)) throw error;
-          return [{ type: 'InstanceLaunchFailed', atMs: clock.nowMs(), dataset: effect.dataset, reason: error.message }];
+          return [
+            {
+              type: 'InstanceLaunchFailed',
+              atMs: clock.nowMs(),
+              dataset: effect.dataset,
+              reason: error.message,
+              clientToken: effect.clientToken,
+              // No capacity anywhere: another attempt later may find some. Anything else would fail the same way.
+              ...(error instanceof CapacityExhaustedError ? { retryable: true } : {}),
+            },
+          ];
         }
       }
       case 'ScheduleAgentCheck':

@@ -9,11 +9,11 @@ import { parseBlueprint, type Blueprint } from '../lib/core/blueprint.js';
 import { machineCostUsd, PAST_DEADLINE_MINUTES } from '../lib/core/cost.js';
 import { isJobFinished } from '../lib/core/job-machine.js';
 import { jobKeys } from '../lib/core/keys.js';
-import { machinePricing } from '../lib/core/plan.js';
+import { machineHourlyUsdOf, machinePricing } from '../lib/core/plan.js';
 import type { UserProfile } from '../lib/core/user.js';
 import type { Catalog, IdSource } from '../lib/ports.js';
 import { JobDriver } from '../protocols/driver.js';
-import { onCommandStatusChange, onInstanceStateChange, onScheduledAction, onSubmissionFailedForGood, reap, type ProtocolPlatform } from '../protocols/aws/protocols.js';
+import { onCommandStatusChange, onInstanceStateChange, onScheduledAction, onSpotInterruption, onSubmissionFailedForGood, reap, type ProtocolPlatform } from '../protocols/aws/protocols.js';
 import { faultProfile } from './faults.js';
 import { EventQueue } from './heap.js';
 import { Rng } from './rng.js';
@@ -57,9 +57,9 @@ function blueprints(): Blueprint[] {
       {
         ...base,
         name: 'pose',
-        hardware: { instanceType: 'm5.xlarge', allowedInstanceTypes: ['m5.xlarge', 'm5.large'], volumeSizeGiB: 50, extraVolumeSizesGiB: [100] },
+        hardware: { instanceType: 'm5.xlarge', allowedInstanceTypes: ['m5.xlarge', 'm5.large'], volumeSizeGiB: 50, extraVolumeSizesGiB: [100], market: 'spot-then-on-demand' },
         limits: { timeoutMinutes: 20, maxConcurrentMachines: 10, maxDatasetsPerJob: 50, agentWaitMinutes: 5 },
-        pricing: { hourlyUsd: { 'm5.xlarge': 0.192, 'm5.large': 0.096 }, ebsUsdPerGiBMonth: 0.08 },
+        pricing: { hourlyUsd: { 'm5.xlarge': 0.192, 'm5.large': 0.096 }, ebsUsdPerGiBMonth: 0.08, spotDiscount: 0.6 },
       },
       'simulated blueprint pose',
     ),
@@ -133,7 +133,11 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     rng,
     faults,
     queue,
-    machineHourlyUsd: (type, analysis) => machinePricing(byAnalysis.get(analysis) as Blueprint, type).machineHourlyUsd,
+    machineHourlyUsd: (type, analysis, market) => {
+      const blueprint = byAnalysis.get(analysis) as Blueprint;
+      const { hourlyUsd, storageHourlyUsd } = machinePricing(blueprint, type);
+      return machineHourlyUsdOf({ hourlyUsd, storageHourlyUsd, blueprint, ...(blueprint.pricing.spotDiscount !== undefined ? { spotDiscount: blueprint.pricing.spotDiscount } : {}) }, type, market);
+    },
     dropTerminate: options.dropTerminate ?? false,
   });
   world.nowMs = T0;
@@ -229,6 +233,9 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
         case 'command-status':
           await onCommandStatusChange(platform, trigger.commandId, trigger.instanceId, trigger.status);
           return;
+        case 'spot-warning':
+          await onSpotInterruption(platform, trigger.instanceId);
+          return;
         case 'cancel': {
           const head = world.buckets.get(trigger.bucket)?.get(trigger.key)?.info;
           const jobId = head ? world.claims.get(`${trigger.bucket}/${trigger.key}#${head.etag}`) : undefined;
@@ -263,6 +270,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
         return;
       case 'ec2-state':
       case 'command-status':
+      case 'spot-warning':
         // EventBridge retries a failed Lambda target twice, then drops the event.
         if (trigger.attempt < 2) world.deliver({ ...trigger, attempt: trigger.attempt + 1 }, 60_000, false);
         return;
@@ -336,6 +344,7 @@ function check(
   let leaked = 0;
   let maxOverrunMs = 0;
   const perAttempt = new Map<string, number>();
+  const perDataset = new Map<string, import('./world.js').InstanceRecord[]>();
   const spendByPeriod = new Map<string, number>();
   const spendByJob = new Map<string, number>();
   for (const instance of world.instances.values()) {
@@ -346,13 +355,37 @@ function check(
       leaked += 1;
       if (leaked <= 5) violations.push(`machine ${instance.instanceId} (job ${instance.request.jobId}, ${instance.request.dataset}) alive ${Math.round(overrun / 1000)} s past its deadline`);
     }
-    const attempt = `${instance.request.jobId}/${instance.request.dataset}`;
+    // One machine per attempt (its client token); a dataset may have 1 + platformRetries attempts.
+    const attempt = `${instance.request.jobId}/${instance.request.dataset}#${instance.clientToken}`;
     perAttempt.set(attempt, (perAttempt.get(attempt) ?? 0) + 1);
+    const dataset = `${instance.request.jobId}/${instance.request.dataset}`;
+    perDataset.set(dataset, [...(perDataset.get(dataset) ?? []), instance]);
     const cost = machineCostUsd(instance.hourlyUsd, instance.launchedAtMs, end);
     spendByJob.set(instance.request.jobId, (spendByJob.get(instance.request.jobId) ?? 0) + cost);
   }
   const duplicates = [...perAttempt.values()].filter((n) => n > 1).length;
   if (duplicates > 0) violations.push(`${duplicates} dataset attempt(s) had more than one machine`);
+  let overlapping = 0;
+  let tooManyAttempts = 0;
+  let retriedDatasets = 0;
+  for (const [dataset, machines] of perDataset) {
+    const analysis = machines[0]?.request.analysis as string;
+    const allowed = 1 + (byAnalysis.get(analysis)?.limits.platformRetries ?? 0);
+    if (machines.length > 1) retriedDatasets += 1;
+    if (new Set(machines.map((m) => m.clientToken)).size > allowed) {
+      tooManyAttempts += 1;
+      if (tooManyAttempts <= 5) violations.push(`dataset ${dataset} had ${machines.length} machines, more attempts than the ${allowed} allowed`);
+    }
+    // Never two live (billed) machines for one dataset at once.
+    const sorted = [...machines].sort((a, b) => a.launchedAtMs - b.launchedAtMs);
+    for (let i = 1; i < sorted.length; i += 1) {
+      const before = sorted[i - 1] as (typeof sorted)[number];
+      if ((before.endedAtMs ?? endMs) > (sorted[i] as (typeof sorted)[number]).launchedAtMs) {
+        overlapping += 1;
+        if (overlapping <= 5) violations.push(`dataset ${dataset}: machine ${sorted[i]?.instanceId} started while ${before.instanceId} was still live`);
+      }
+    }
+  }
 
   let notTerminal = 0;
   let noReason = 0;
@@ -442,7 +475,6 @@ function check(
   if (userModified > 0) violations.push(`${userModified} researcher object(s) were written by the platform`);
 
   const totalSpend = [...spendByJob.values()].reduce((a, b) => a + b, 0);
-  void byAnalysis;
   const s = world.stats;
   const figures: [string, number | string][] = [
     ['submissions', submissions.length],
@@ -467,6 +499,9 @@ function check(
     ['budget overruns (user, period)', budgetOverruns],
     ['jobs over their reservation', reservedOverrun],
     ['duplicate machines per attempt', duplicates],
+    ['datasets retried (platform faults)', retriedDatasets],
+    ['two live machines for one dataset', overlapping],
+    ['datasets over their attempts', tooManyAttempts],
     ['jobs not terminal', notTerminal],
     ['jobs without a readable reason', noReason],
     ['end.txt written other than once', endNotOnce],

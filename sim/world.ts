@@ -5,7 +5,7 @@
  * same seed gives the same run, byte for byte.
  */
 import { decideReservation, settleEntry, type LedgerEntry } from '../lib/core/cost.js';
-import { ConcurrentUpdateError, MachineLaunchError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError, pastDeadlineError } from '../lib/core/errors.js';
+import { CapacityExhaustedError, ConcurrentUpdateError, MachineLaunchError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError, pastDeadlineError } from '../lib/core/errors.js';
 import { summarizeJob } from '../lib/core/job-machine.js';
 import { reaperDueAtMs } from '../lib/core/reaper-due.js';
 import type { DueJob } from '../lib/aws/dynamo-job-store.js';
@@ -43,7 +43,8 @@ export type Trigger =
   | { kind: 'command-status'; commandId: string; instanceId: string; status: string; attempt: number }
   | { kind: 'reaper' }
   | { kind: 'cancel'; bucket: string; key: string; reason: string }
-  | { kind: 'machine'; instanceId: string; step: 'running' | 'agent-online' | 'workflow-end' | 'self-stop' | 'terminated' | 'die' };
+  | { kind: 'spot-warning'; instanceId: string; attempt: number }
+  | { kind: 'machine'; instanceId: string; step: 'running' | 'agent-online' | 'workflow-end' | 'self-stop' | 'terminated' | 'die' | 'spot-warning' };
 
 /** A throttling or 5xx answer: retryable, not a NeuroCaasError, so the driver keeps the effect. */
 export class SimServiceError extends Error {
@@ -117,7 +118,7 @@ export interface WorldOptions {
   faults: FaultProfile;
   queue: EventQueue<Trigger>;
   /** Instance type prices (instance + volumes per hour), for the truth about spend. */
-  machineHourlyUsd: (instanceType: string, analysis: string) => number;
+  machineHourlyUsd: (instanceType: string, analysis: string, market: 'spot' | 'on-demand') => number;
   /** Deliberately broken protocol (for the test that the checker can fail): terminate does nothing. */
   dropTerminate?: boolean;
 }
@@ -169,7 +170,7 @@ export class World {
   private instanceSeq = 0;
   private commandSeq = 0;
   private etagSeq = 0;
-  readonly machineHourlyUsd: (instanceType: string, analysis: string) => number;
+  readonly machineHourlyUsd: (instanceType: string, analysis: string, market: 'spot' | 'on-demand') => number;
   readonly dropTerminate: boolean;
 
   constructor(options: WorldOptions) {
@@ -230,19 +231,21 @@ export class World {
     const existing = this.byToken.get(request.clientToken);
     if (existing) {
       const instance = this.instances.get(existing) as InstanceRecord;
-      return { instanceId: instance.instanceId, instanceType: instance.instanceType, launchedAtMs: instance.launchedAtMs };
+      return { instanceId: instance.instanceId, instanceType: instance.instanceType, launchedAtMs: instance.launchedAtMs, ...(instance.spot ? { market: 'spot' as const } : {}) };
     }
     // EC2 itself would start it; the adapter refuses first (Ec2Machines.launch), as the port says.
     if (this.nowMs >= request.deadlineAtMs) throw pastDeadlineError(request);
     const f = this.faults;
     if (this.rng.chance(f.capacity)) {
       this.stats.capacityErrors += 1;
-      throw new MachineLaunchError(`no capacity for ${request.instanceType}: InsufficientInstanceCapacity. Try again later, or allow more instance types for this analysis.`);
+      throw new CapacityExhaustedError(`no capacity for ${request.instanceType}: InsufficientInstanceCapacity. Try again later, or allow more instance types for this analysis.`);
     }
     if (this.rng.chance(f.quota)) {
-      throw new MachineLaunchError(`could not launch ${request.instanceType} for dataset ${request.dataset}: VcpuLimitExceeded: You have requested more vCPU capacity than your current vCPU limit allows.`);
+      throw new CapacityExhaustedError(`no capacity for ${request.instanceType}: VcpuLimitExceeded: You have requested more vCPU capacity than your current vCPU limit allows.`);
     }
     const instanceId = `i-${(this.instanceSeq += 1).toString(16).padStart(17, '0')}`;
+    // Spot as the request asks (spot-then-on-demand: spot unless the spot share says none is left).
+    const spot = request.market === 'spot' || (request.market === 'spot-then-on-demand' && this.rng.chance(f.spotShare > 0 ? 0.8 : 0));
     // EC2 starts the machine a moment after the request (never before it).
     const launchedAtMs = this.nowMs + this.rng.int(0, 3_000);
     const agentNeverOnline = this.rng.chance(f.agentNeverOnline);
@@ -258,8 +261,8 @@ export class World {
       agentNeverOnline,
       selfStopFails: this.rng.chance(f.selfStopFails),
       skewMs: this.rng.int(-f.maxSkewMs, f.maxSkewMs),
-      spot: this.rng.chance(f.spotShare),
-      hourlyUsd: this.machineHourlyUsd(request.instanceType, request.analysis),
+      spot,
+      hourlyUsd: this.machineHourlyUsd(request.instanceType, request.analysis, spot ? 'spot' : 'on-demand'),
     };
     this.instances.set(instanceId, instance);
     this.byToken.set(request.clientToken, instanceId);
@@ -267,9 +270,12 @@ export class World {
     if (this.rng.chance(f.instanceDeath)) {
       this.queue.push(launchedAtMs + this.rng.int(10_000, 3_600_000), { kind: 'machine', instanceId, step: 'die' });
     } else if (instance.spot && this.rng.chance(f.spotInterruption)) {
-      this.queue.push(launchedAtMs + this.rng.int(60_000, 3_600_000), { kind: 'machine', instanceId, step: 'die' });
+      // EC2 warns two minutes ahead (an EventBridge event, lossy like the others), then reclaims it.
+      const reclaimAtMs = launchedAtMs + this.rng.int(180_000, 3_600_000);
+      this.queue.push(reclaimAtMs - 120_000, { kind: 'machine', instanceId, step: 'spot-warning' });
+      this.queue.push(reclaimAtMs, { kind: 'machine', instanceId, step: 'die' });
     }
-    return { instanceId, instanceType: request.instanceType, launchedAtMs };
+    return { instanceId, instanceType: request.instanceType, launchedAtMs, ...(spot ? { market: 'spot' as const } : {}) };
   }
 
   /** The instance begins shutting down now (billing ends); terminated a little later. */
@@ -310,6 +316,9 @@ export class World {
         if (!alive) return;
         if (instance.command && !instance.command.finished) this.finishCommand(instance, null, true);
         else this.beginTermination(instance, 'User initiated');
+        return;
+      case 'spot-warning':
+        if (alive) this.deliver({ kind: 'spot-warning', instanceId, attempt: 0 }, this.rng.int(200, 3_000), true);
         return;
       case 'die':
         if (!alive) return;

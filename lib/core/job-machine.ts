@@ -1,8 +1,9 @@
+import type { Market } from './blueprint.js';
 import { formatUsd, machineCostUsd, roundUsd } from './cost.js';
 import { jobKeys } from './keys.js';
 import { followOnLedgerKey, machineDeadline, machineHourlyUsdOf, type JobPlan } from './plan.js';
 import { runnerConclusion } from './runner-rules.js';
-import { isTerminalPhase, isoOf, type DatasetFailure, type DatasetPhase, type DatasetStatusDocument, type FailureKind } from './status.js';
+import { isTerminalPhase, isoOf, type AttemptRecordDocument, type DatasetFailure, type DatasetPhase, type DatasetStatusDocument, type FailureKind } from './status.js';
 
 /**
  * The job lifecycle as one pure reducer: `(state, event) -> { state, effects }`.
@@ -23,6 +24,31 @@ export const RESERVE_RETRY_MS = 60_000;
 /** How long a workflow result may trail its machine's termination before the dataset fails. */
 export const COMMAND_RESULT_GRACE_MS = 120_000;
 
+/** An attempt of a dataset that a platform fault ended; kept for cost, status and provenance. */
+export interface AttemptRecord {
+  attempt: number;
+  clientToken: string;
+  instanceId?: string;
+  instanceType?: string;
+  market?: Market;
+  launchRequestedAtMs?: number;
+  deadlineAtMs?: number;
+  launchedAtMs?: number;
+  terminatedAtMs?: number;
+  failure: DatasetFailure;
+  /** Its machine's cost as EC2 billed it (0 when none was launched). */
+  costUsd: number;
+}
+
+export interface StrayMachine {
+  instanceId: string;
+  instanceType: string;
+  market?: Market;
+  launchedAtMs: number;
+  terminateRequestedAtMs: number;
+  terminatedAtMs?: number;
+}
+
 export interface DatasetState {
   name: string;
   inputKey: string;
@@ -35,7 +61,24 @@ export interface DatasetState {
   /** Why it did not succeed; set on every terminal phase but SUCCEEDED. */
   failure?: DatasetFailure;
   machine: MachinePhase;
+  /** The current attempt's token (each attempt has its own; see retryClientToken). */
   clientToken: string;
+  /** 1-based; absent means 1. A platform fault may start another (limits.platformRetries). */
+  attempt?: number;
+  /** Attempts platform faults ended, oldest first. */
+  earlierAttempts?: AttemptRecord[];
+  /** A platform fault ended this attempt; the next starts once this attempt's machine is gone. */
+  retrying?: DatasetFailure;
+  /** The market the current machine runs on. */
+  market?: Market;
+  /**
+   * Machines started for this dataset by a launch it no longer waited for (a raced re-send of
+   * an earlier attempt's launch): terminated on sight, paid for, and no new attempt starts
+   * while one may still run.
+   */
+  strays?: StrayMachine[];
+  /** A retry after a launch failure waits until then, so a raced answer to that launch is seen first. */
+  retryNotBeforeMs?: number;
   instanceType?: string;
   instanceId?: string;
   launchRequestedAtMs?: number;
@@ -98,8 +141,20 @@ export type JobEvent =
       instanceType: string;
       /** When EC2 says the instance started (DescribeInstances LaunchTime): billing starts here. */
       launchedAtMs?: number;
+      /** The launch's client token: an answer to an earlier attempt's launch is told apart. */
+      clientToken?: string;
+      /** Absent: on demand. */
+      market?: Market;
     }
-  | { type: 'InstanceLaunchFailed'; atMs: number; dataset: string; reason: string }
+  | {
+      type: 'InstanceLaunchFailed';
+      atMs: number;
+      dataset: string;
+      reason: string;
+      clientToken?: string;
+      /** The cloud had no capacity or quota anywhere: a platform fault worth another attempt. */
+      retryable?: boolean;
+    }
   | { type: 'AgentOnline'; atMs: number; dataset: string; instanceId: string }
   | { type: 'AgentWaitExpired'; atMs: number; dataset: string; instanceId: string }
   | { type: 'CommandStarted'; atMs: number; dataset: string; commandId: string }
@@ -112,6 +167,8 @@ export type JobEvent =
       logTail: string[];
       /** A failure the runner itself reported (input not fetched, results not stored). */
       failure?: DatasetFailure;
+      /** The machine the command ran on, when known: a late result of an earlier attempt is ignored. */
+      instanceId?: string;
     }
   | {
       type: 'InstanceStateChanged';
@@ -122,6 +179,8 @@ export type JobEvent =
       stateChangedAtMs?: number;
     }
   | { type: 'Tick'; atMs: number }
+  /** EC2's two-minute spot interruption notice for a machine (EventBridge). */
+  | { type: 'SpotInterruptionWarned'; atMs: number; instanceId: string }
   | { type: 'CancelRequested'; atMs: number; reason: string }
   /** Chains, delivered to the job before: its next stage's job was accepted (or refused). */
   | { type: 'FollowOnStarted'; atMs: number; analysis: string; jobId: string; ledgerKey: string }
@@ -131,7 +190,7 @@ export type JobEvent =
 export type JobEffect =
   | { type: 'Reject'; reasons: string[] }
   | { type: 'ReserveBudget'; user: string; period: string; amountUsd: number; budgetUsd: number }
-  | { type: 'LaunchInstance'; dataset: string; instanceType: string; clientToken: string; deadlineAtMs: number }
+  | { type: 'LaunchInstance'; dataset: string; instanceType: string; clientToken: string; deadlineAtMs: number; market?: import('./blueprint.js').MarketChoice }
   | { type: 'ScheduleAgentCheck'; dataset: string; instanceId: string; expiresAtMs: number }
   | { type: 'SendCommand'; dataset: string; instanceId: string; deadlineAtMs: number }
   | { type: 'TerminateInstance'; dataset: string; instanceId: string }
@@ -173,6 +232,28 @@ export function initialJobState(jobId: string, analysis: string, group: string, 
 /** Client token for one dataset's machine: stable across retries, unique per job and dataset. */
 export function clientTokenFor(jobId: string, datasetIndex: number): string {
   return `ncap-${jobId}-${datasetIndex}`.slice(0, 64);
+}
+
+/**
+ * The client token of attempt `attempt` (1-based) of a dataset whose first attempt had
+ * `firstToken`: the first token itself, then `<first>-a<n>`. A new attempt must get a new
+ * machine, so it needs a token EC2 has not seen; every re-send of one attempt's launch uses the
+ * same one (never two machines for one attempt). Within EC2's 64 characters; a long token is
+ * shortened with a hash of itself, so two datasets never share attempt tokens.
+ */
+export function retryClientToken(firstToken: string, attempt: number): string {
+  if (attempt <= 1) return firstToken;
+  const suffix = `-a${attempt}`;
+  if (firstToken.length + suffix.length <= 64) return `${firstToken}${suffix}`;
+  let hash = 0x811c9dc5;
+  for (const char of firstToken) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193) >>> 0;
+  const digest = hash.toString(16).padStart(8, '0');
+  return `${firstToken.slice(0, 64 - suffix.length - digest.length - 1)}-${digest}${suffix}`;
+}
+
+/** The attempt a dataset is on, 1-based. */
+export function attemptOf(ds: Pick<DatasetState, 'attempt'>): number {
+  return ds.attempt ?? 1;
 }
 
 /** One line of a job listing. */
@@ -255,6 +336,9 @@ export function reduceJob(previous: JobState, event: JobEvent): Transition {
       break;
     case 'Tick':
       onTick(state, event.atMs, out);
+      break;
+    case 'SpotInterruptionWarned':
+      onSpotInterruption(state, event, out);
       break;
     case 'CancelRequested':
       onCancelRequested(state, event, out);
@@ -421,8 +505,20 @@ function launchPending(state: JobState, atMs: number, out: Effects): void {
   let alive = state.datasets.filter((ds) => ds.machine === 'requested' || ds.machine === 'up' || ds.machine === 'terminating').length;
   for (const ds of state.datasets) {
     if (alive >= plan.maxConcurrentMachines) break;
-    if (ds.phase !== 'PENDING') continue;
-    if (ds.role === 'consensus' && !consensusMayStart(state, ds, atMs, out)) continue;
+    // A dataset whose earlier machine is still going waits for it: never two machines at once.
+    if (ds.phase !== 'PENDING' || ds.retrying || ds.machine !== 'none' || hasLiveStray(ds)) continue;
+    if (ds.retryNotBeforeMs !== undefined && atMs < ds.retryNotBeforeMs) continue;
+    const attempt = attemptOf(ds);
+    if (attempt === 1 && ds.role === 'consensus' && !consensusMayStart(state, ds, atMs, out)) continue;
+    if (attempt > 1 && !retryFits(state, ds)) {
+      // Machines still running may end cheaper than reserved and leave room; otherwise no retry.
+      if (othersMayFreeRoom(state, ds)) continue;
+      const last = ds.earlierAttempts?.at(-1)?.failure.detail ?? 'a platform fault';
+      finishDataset(ds, 'FAILED', `${last}; ${noRoomText(state, ds, undefined)}`, atMs, out, 'platform');
+      continue;
+    }
+    const market = attemptMarket(plan.market, attempt);
+    delete ds.retryNotBeforeMs;
     ds.phase = 'LAUNCHING';
     ds.machine = 'requested';
     ds.instanceType = plan.instanceType;
@@ -430,9 +526,160 @@ function launchPending(state: JobState, atMs: number, out: Effects): void {
     ds.deadlineAtMs = machineDeadline(plan, atMs);
     alive += 1;
     out.status(ds.name);
-    out.certificate(`${ds.name}: launching a ${plan.instanceType} machine (deadline ${isoOf(ds.deadlineAtMs)})`);
-    out.push(launchEffect(ds));
+    const on = market === 'spot' ? ' spot' : market === 'spot-then-on-demand' ? ' spot (else on-demand)' : '';
+    out.certificate(`${ds.name}: launching a${on} ${plan.instanceType} machine${attempt > 1 ? `, attempt ${attempt}` : ''} (deadline ${isoOf(ds.deadlineAtMs)})`);
+    out.push(launchEffect(ds, market));
   }
+}
+
+function hasLiveStray(ds: DatasetState): boolean {
+  return (ds.strays ?? []).some((stray) => stray.terminatedAtMs === undefined);
+}
+
+function strayCostUsd(state: JobState, ds: DatasetState, nowMs?: number): number {
+  const plan = state.plan;
+  if (!plan) return 0;
+  let total = 0;
+  for (const stray of ds.strays ?? []) {
+    total += machineCostUsd(machineHourlyUsdOf(plan, stray.instanceType, stray.market), stray.launchedAtMs, stray.terminatedAtMs ?? nowMs ?? stray.launchedAtMs);
+  }
+  return total;
+}
+
+/** The market an attempt asks for: "spot-then-on-demand" tries spot first, and every retry on demand. */
+export function attemptMarket(choice: import('./blueprint.js').MarketChoice | undefined, attempt: number): import('./blueprint.js').MarketChoice {
+  if (choice === 'spot') return 'spot';
+  if (choice === 'spot-then-on-demand') return attempt === 1 ? 'spot-then-on-demand' : 'on-demand';
+  return 'on-demand';
+}
+
+/** What the job's machines may spend: the reservation less what it holds for a chain's later stages. */
+function machineBudgetUsd(plan: JobPlan): number {
+  return roundUsd(plan.reservedUsd - (plan.chain?.downstreamReservedUsd ?? 0));
+}
+
+/**
+ * The most the job's machines can cost, `retry` aside: every ended machine at its billed cost,
+ * every machine that may still run at its whole share (its deadline is derived from it), and a
+ * share for every dataset still waiting for its first machine (those were reserved for).
+ */
+function committedUsd(state: JobState, retry: DatasetState): number {
+  const plan = state.plan as JobPlan;
+  let total = 0;
+  for (const ds of state.datasets) {
+    for (const earlier of ds.earlierAttempts ?? []) total += earlier.costUsd;
+    // A stray still running is bounded by its own deadline, i.e. one share.
+    for (const stray of ds.strays ?? []) total += stray.terminatedAtMs === undefined ? plan.machineReservedUsd : strayCostUsd(state, { ...ds, strays: [stray] });
+    if (ds === retry) continue;
+    if (ds.machine === 'requested' || ds.machine === 'up' || ds.machine === 'terminating') total += plan.machineReservedUsd;
+    else if (ds.machine === 'terminated') total += currentMachineCostUsd(state, ds);
+    else if (!isTerminalPhase(ds.phase) && attemptOf(ds) === 1) total += plan.machineReservedUsd;
+  }
+  return roundUsd(total);
+}
+
+/** A retry may start only while the reservation covers its whole share on top of everything else. */
+function retryFits(state: JobState, ds: DatasetState): boolean {
+  const plan = state.plan as JobPlan;
+  return machineBudgetUsd(plan) - committedUsd(state, ds) >= plan.machineReservedUsd - 1e-6;
+}
+
+/** Another machine of the job may still end cheaper than its share and so leave room for a retry. */
+function othersMayFreeRoom(state: JobState, ds: DatasetState): boolean {
+  return state.datasets.some((other) => hasLiveStray(other) || (other !== ds && (other.machine === 'requested' || other.machine === 'up' || other.machine === 'terminating')));
+}
+
+/**
+ * Why a retry can never fit: the reservation, less everything else and what this attempt's
+ * machine has cost by `atMs` (it can only cost more), is short of a share and nothing else
+ * running could free any. Undefined while a retry may still fit.
+ */
+function retryNeverFits(state: JobState, ds: DatasetState, atMs: number): string | undefined {
+  const plan = state.plan as JobPlan;
+  if (othersMayFreeRoom(state, ds)) return undefined;
+  const left = machineBudgetUsd(plan) - committedUsd(state, ds) - currentMachineCostUsd(state, ds, atMs);
+  return left >= plan.machineReservedUsd - 1e-6 ? undefined : noRoomText(state, ds, atMs);
+}
+
+function noRoomText(state: JobState, ds: DatasetState, atMs: number | undefined): string {
+  const plan = state.plan as JobPlan;
+  const current = atMs === undefined ? 0 : currentMachineCostUsd(state, ds, atMs);
+  const left = Math.max(0, roundUsd(machineBudgetUsd(plan) - committedUsd(state, ds) - current));
+  return `not retried: the job's reservation has ${formatUsd(left)} left and another machine needs ${formatUsd(plan.machineReservedUsd)}`;
+}
+
+/**
+ * A platform fault ended this attempt (no capacity, agent never online, machine lost, spot
+ * interruption, results not stored). The dataset gets a fresh machine if retries are left and
+ * the job is not cancelled: its machine is terminated, and once it is gone (never two at once)
+ * the attempt is recorded and the next one launches with its own client token. Otherwise the
+ * dataset fails with the fault as its reason.
+ */
+function platformFault(state: JobState, ds: DatasetState, reason: string, atMs: number, out: Effects): void {
+  if (isTerminalPhase(ds.phase) || ds.retrying) return;
+  const retries = state.plan?.platformRetries ?? 0;
+  const attempt = attemptOf(ds);
+  if (state.cancel || attempt > retries) {
+    const after = retries > 0 ? ` (attempt ${attempt} of ${retries + 1}; no retries left)` : '';
+    finishDataset(ds, 'FAILED', `${reason}${after}`, atMs, out, 'platform');
+    return;
+  }
+  const noRoom = retryNeverFits(state, ds, atMs);
+  if (noRoom !== undefined) {
+    finishDataset(ds, 'FAILED', `${reason}; ${noRoom}`, atMs, out, 'platform');
+    return;
+  }
+  ds.retrying = { kind: 'platform', detail: reason };
+  ds.phase = 'PENDING';
+  out.status(ds.name);
+  out.certificate(`${ds.name}: attempt ${attempt} failed (${reason}); retrying on a fresh machine (attempt ${attempt + 1} of up to ${retries + 1})`);
+  requestTerminate(ds, atMs, out);
+  recordAttemptIfGone(state, ds);
+}
+
+/** Once a retrying dataset's machine is gone: its attempt goes on record and the next can start. */
+function recordAttemptIfGone(state: JobState, ds: DatasetState): void {
+  if (!ds.retrying || isTerminalPhase(ds.phase)) return;
+  if (ds.machine !== 'none' && ds.machine !== 'launch-failed' && ds.machine !== 'terminated') return;
+  const attempt = attemptOf(ds);
+  const record: AttemptRecord = { attempt, clientToken: ds.clientToken, failure: ds.retrying, costUsd: currentMachineCostUsd(state, ds) };
+  if (ds.instanceId !== undefined) record.instanceId = ds.instanceId;
+  if (ds.instanceType !== undefined && ds.instanceId !== undefined) record.instanceType = ds.instanceType;
+  if (ds.market !== undefined) record.market = ds.market;
+  if (ds.launchRequestedAtMs !== undefined) record.launchRequestedAtMs = ds.launchRequestedAtMs;
+  if (ds.deadlineAtMs !== undefined) record.deadlineAtMs = ds.deadlineAtMs;
+  if (ds.launchedAtMs !== undefined) record.launchedAtMs = ds.launchedAtMs;
+  if (ds.terminatedAtMs !== undefined) record.terminatedAtMs = ds.terminatedAtMs;
+  const firstToken = ds.earlierAttempts?.[0]?.clientToken ?? ds.clientToken;
+  ds.earlierAttempts = [...(ds.earlierAttempts ?? []), record];
+  ds.attempt = attempt + 1;
+  ds.clientToken = retryClientToken(firstToken, attempt + 1);
+  ds.machine = 'none';
+  ds.logTail = [];
+  for (const key of [
+    'retrying',
+    'market',
+    'instanceType',
+    'instanceId',
+    'launchRequestedAtMs',
+    'deadlineAtMs',
+    'launchedAtMs',
+    'agentOnlineAtMs',
+    'commandId',
+    'startedAtMs',
+    'exitCode',
+    'terminateRequestedAtMs',
+    'terminatedAtMs',
+    'machineGoneAtMs',
+  ] as const) {
+    delete ds[key];
+  }
+}
+
+function onSpotInterruption(state: JobState, event: Extract<JobEvent, { type: 'SpotInterruptionWarned' }>, out: Effects): void {
+  const ds = findByInstance(state, event.instanceId);
+  if (!ds || ds.machine !== 'up') return;
+  platformFault(state, ds, `spot interruption: EC2 reclaims spot machine ${event.instanceId} (two-minute notice)`, event.atMs, out);
 }
 
 /**
@@ -461,21 +708,37 @@ function consensusMayStart(state: JobState, consensus: DatasetState, atMs: numbe
   return true;
 }
 
-function launchEffect(ds: DatasetState): JobEffect {
+function launchEffect(ds: DatasetState, market: import('./blueprint.js').MarketChoice): JobEffect {
   return {
     type: 'LaunchInstance',
     dataset: ds.name,
     instanceType: ds.instanceType as string,
     clientToken: ds.clientToken,
     deadlineAtMs: ds.deadlineAtMs as number,
+    // On demand is what an effect without a market means (and what older outboxes hold).
+    ...(market === 'on-demand' ? {} : { market }),
   };
 }
 
 function onInstanceLaunched(state: JobState, event: Extract<JobEvent, { type: 'InstanceLaunched' }>, out: Effects): void {
   const ds = findDataset(state, event.dataset);
-  if (!ds || ds.machine !== 'requested') return;
+  if (!ds) return;
+  const known = ds.instanceId === event.instanceId || (ds.earlierAttempts ?? []).some((a) => a.instanceId === event.instanceId);
+  if (ds.machine !== 'requested' || (event.clientToken !== undefined && event.clientToken !== ds.clientToken)) {
+    // The answer to a launch this dataset no longer waits for (an earlier attempt's, re-sent by a
+    // driver that raced the one that saw it fail): a machine nobody tracks must not stay.
+    if (!known && !(ds.strays ?? []).some((stray) => stray.instanceId === event.instanceId)) {
+      out.certificate(`${ds.name}: machine ${event.instanceId} was started by a launch no longer wanted; terminating it`);
+      const stray: StrayMachine = { instanceId: event.instanceId, instanceType: event.instanceType, launchedAtMs: event.launchedAtMs ?? event.atMs, terminateRequestedAtMs: event.atMs };
+      if (event.market !== undefined) stray.market = event.market;
+      ds.strays = [...(ds.strays ?? []), stray];
+      out.push({ type: 'TerminateInstance', dataset: ds.name, instanceId: event.instanceId });
+    }
+    return;
+  }
   ds.instanceId = event.instanceId;
   ds.instanceType = event.instanceType;
+  ds.market = event.market ?? 'on-demand';
   ds.launchedAtMs = event.launchedAtMs ?? event.atMs;
   ds.machine = 'up';
   if (ds.phase !== 'LAUNCHING') {
@@ -485,16 +748,24 @@ function onInstanceLaunched(state: JobState, event: Extract<JobEvent, { type: 'I
   }
   ds.phase = 'BOOTING';
   out.status(ds.name);
-  out.certificate(`${ds.name}: machine ${event.instanceId} (${event.instanceType}) launched, waiting for its agent`);
+  out.certificate(`${ds.name}: machine ${event.instanceId} (${event.instanceType}${ds.market === 'spot' ? ', spot' : ''}) launched, waiting for its agent`);
   const expiresAtMs = event.atMs + (state.plan?.agentWaitMinutes ?? 10) * 60_000;
   out.push({ type: 'ScheduleAgentCheck', dataset: ds.name, instanceId: event.instanceId, expiresAtMs });
 }
 
 function onInstanceLaunchFailed(state: JobState, event: Extract<JobEvent, { type: 'InstanceLaunchFailed' }>, out: Effects): void {
   const ds = findDataset(state, event.dataset);
-  if (!ds || ds.machine !== 'requested') return;
+  if (!ds || ds.machine !== 'requested' || (event.clientToken !== undefined && event.clientToken !== ds.clientToken)) return;
   ds.machine = 'launch-failed';
-  if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'FAILED', `machine could not be launched: ${event.reason}`, event.atMs, out, 'platform');
+  if (isTerminalPhase(ds.phase)) return;
+  const reason = `machine could not be launched: ${event.reason}`;
+  if (event.retryable) {
+    // Another driver may have re-sent this launch and got a machine; its answer comes within
+    // seconds, and the retry waits for it (then for that machine's end).
+    ds.retryNotBeforeMs = event.atMs + LAUNCH_RETRY_MS;
+    platformFault(state, ds, reason, event.atMs, out);
+  }
+  else finishDataset(ds, 'FAILED', reason, event.atMs, out, 'platform');
 }
 
 function onAgentOnline(state: JobState, event: Extract<JobEvent, { type: 'AgentOnline' }>, out: Effects): void {
@@ -512,7 +783,7 @@ function onAgentWaitExpired(state: JobState, event: Extract<JobEvent, { type: 'A
   const ds = findDataset(state, event.dataset);
   if (!ds || ds.phase !== 'BOOTING' || ds.instanceId !== event.instanceId) return;
   const minutes = state.plan?.agentWaitMinutes ?? 10;
-  finishDataset(ds, 'FAILED', `machine ${event.instanceId} did not come online within ${minutes} min`, event.atMs, out, 'platform');
+  platformFault(state, ds, `machine ${event.instanceId} did not come online within ${minutes} min`, event.atMs, out);
 }
 
 function onCommandStarted(state: JobState, event: Extract<JobEvent, { type: 'CommandStarted' }>, out: Effects): void {
@@ -526,6 +797,7 @@ function onCommandStarted(state: JobState, event: Extract<JobEvent, { type: 'Com
 function onCommandFinished(state: JobState, event: Extract<JobEvent, { type: 'CommandFinished' }>, out: Effects): void {
   const ds = findDataset(state, event.dataset);
   if (!ds || ds.phase !== 'RUNNING') return;
+  if (event.instanceId !== undefined && ds.instanceId !== undefined && event.instanceId !== ds.instanceId) return;
   ds.exitCode = event.exitCode;
   ds.logTail = event.logTail;
   const conclusion = runnerConclusion(event.exitCode, event.timedOut, event.failure !== undefined);
@@ -533,13 +805,18 @@ function onCommandFinished(state: JobState, event: Extract<JobEvent, { type: 'Co
     finishDataset(ds, 'TIMED_OUT', timeoutReason(state), event.atMs, out);
   } else if (conclusion === 'SUCCEEDED') {
     finishDataset(ds, 'SUCCEEDED', undefined, event.atMs, out);
+  } else if (event.failure?.kind === 'platform') {
+    // The runner's own platform fault (results not stored, exit 3): the workflow may run again.
+    platformFault(state, ds, event.failure.detail, event.atMs, out);
   } else if (event.failure) {
     finishDataset(ds, 'FAILED', event.failure.detail, event.atMs, out, event.failure.kind);
-  } else {
-    const code = event.exitCode === null ? 'was killed' : `exited with code ${event.exitCode}`;
-    const last = event.logTail.at(-1);
+  } else if (event.exitCode === null) {
     // No exit code means the runner never saw the workflow end: its machine or command was lost.
-    finishDataset(ds, 'FAILED', `the workflow ${code}${last ? `; last log line: ${last}` : ''}`, event.atMs, out, event.exitCode === null ? 'platform' : 'analysis');
+    const last = event.logTail.at(-1);
+    platformFault(state, ds, `the workflow was killed${last ? `; last log line: ${last}` : ''}`, event.atMs, out);
+  } else {
+    const last = event.logTail.at(-1);
+    finishDataset(ds, 'FAILED', `the workflow exited with code ${event.exitCode}${last ? `; last log line: ${last}` : ''}`, event.atMs, out, 'analysis');
   }
 }
 
@@ -548,12 +825,21 @@ function timeoutReason(state: JobState): string {
 }
 
 function onInstanceStateChanged(state: JobState, event: Extract<JobEvent, { type: 'InstanceStateChanged' }>, out: Effects): void {
+  for (const owner of state.datasets) {
+    const stray = owner.strays?.find((m) => m.instanceId === event.instanceId);
+    if (!stray || stray.terminatedAtMs !== undefined) continue;
+    if (event.state === 'shutting-down' || event.state === 'terminated') {
+      stray.terminatedAtMs = event.stateChangedAtMs ?? event.atMs;
+      out.certificate(`${owner.name}: machine ${event.instanceId} terminated`);
+    }
+    return;
+  }
   const ds = findByInstance(state, event.instanceId);
   if (!ds || ds.machine === 'terminated') return;
   if (event.state === 'pending' || event.state === 'running') return;
   if (event.state === 'stopping' || event.state === 'stopped') {
     // A stopped machine still holds its volume and can be restarted; we only ever want it gone.
-    if (!isTerminalPhase(ds.phase)) finishDataset(ds, 'FAILED', `machine ${event.instanceId} stopped unexpectedly`, event.atMs, out, 'platform');
+    if (!isTerminalPhase(ds.phase) && !ds.retrying) platformFault(state, ds, `machine ${event.instanceId} stopped unexpectedly`, event.atMs, out);
     else requestTerminate(ds, event.atMs, out);
     return;
   }
@@ -563,6 +849,10 @@ function onInstanceStateChanged(state: JobState, event: Extract<JobEvent, { type
   // write (made just before it powered the machine off) is what the result is read from.
   if (ds.phase !== 'RUNNING') out.status(ds.name);
   out.certificate(`${ds.name}: machine ${event.instanceId} terminated`);
+  if (ds.retrying) {
+    recordAttemptIfGone(state, ds);
+    return;
+  }
   if (isTerminalPhase(ds.phase)) return;
   if (ds.deadlineAtMs !== undefined && event.atMs >= ds.deadlineAtMs) {
     finishDataset(ds, 'TIMED_OUT', timeoutReason(state), event.atMs, out);
@@ -570,7 +860,7 @@ function onInstanceStateChanged(state: JobState, event: Extract<JobEvent, { type
     // The runner shuts its machine down after reporting; the report may simply be late.
     ds.machineGoneAtMs = event.atMs;
   } else {
-    finishDataset(ds, 'FAILED', `machine ${event.instanceId} ended before the workflow started`, event.atMs, out, 'platform');
+    platformFault(state, ds, `machine ${event.instanceId} ended before the workflow started`, event.atMs, out);
   }
 }
 
@@ -582,14 +872,21 @@ function onTick(state: JobState, atMs: number, out: Effects): void {
   }
   for (const ds of state.datasets) {
     if (ds.phase === 'BOOTING' && ds.launchedAtMs !== undefined && atMs >= ds.launchedAtMs + (plan?.agentWaitMinutes ?? 10) * 60_000) {
-      finishDataset(ds, 'FAILED', `machine ${ds.instanceId} did not come online within ${plan?.agentWaitMinutes ?? 10} min`, atMs, out, 'platform');
+      platformFault(state, ds, `machine ${ds.instanceId} did not come online within ${plan?.agentWaitMinutes ?? 10} min`, atMs, out);
     }
     if (ds.phase === 'RUNNING' && ds.machineGoneAtMs !== undefined && atMs >= ds.machineGoneAtMs + COMMAND_RESULT_GRACE_MS) {
-      finishDataset(ds, 'FAILED', `machine ${ds.instanceId} ended and the workflow never reported a result`, atMs, out, 'platform');
+      platformFault(state, ds, `machine ${ds.instanceId} ended and the workflow never reported a result`, atMs, out);
     }
     if (ds.machine === 'requested' && (ds.launchRequestedAtMs ?? 0) + LAUNCH_RETRY_MS <= atMs) {
       ds.launchRequestedAtMs = atMs;
-      out.push(launchEffect(ds));
+      // The same request as before (market included), so the client tokens find the same machine.
+      out.push(launchEffect(ds, attemptMarket(plan?.market, attemptOf(ds))));
+    }
+    for (const stray of ds.strays ?? []) {
+      if (stray.terminatedAtMs === undefined && stray.terminateRequestedAtMs + TERMINATE_RETRY_MS <= atMs) {
+        stray.terminateRequestedAtMs = atMs;
+        out.push({ type: 'TerminateInstance', dataset: ds.name, instanceId: stray.instanceId });
+      }
     }
     if (ds.machine === 'terminating' && (ds.terminateRequestedAtMs ?? 0) + TERMINATE_RETRY_MS <= atMs) {
       ds.terminateRequestedAtMs = atMs;
@@ -600,7 +897,8 @@ function onTick(state: JobState, atMs: number, out: Effects): void {
 
 function expireDeadlines(state: JobState, atMs: number, out: Effects): void {
   for (const ds of state.datasets) {
-    if (!isTerminalPhase(ds.phase) && ds.deadlineAtMs !== undefined && atMs >= ds.deadlineAtMs) {
+    // A retrying dataset's deadline was its ended attempt's; the next attempt gets its own.
+    if (!isTerminalPhase(ds.phase) && !ds.retrying && ds.deadlineAtMs !== undefined && atMs >= ds.deadlineAtMs) {
       finishDataset(ds, 'TIMED_OUT', timeoutReason(state), atMs, out);
     }
   }
@@ -632,6 +930,7 @@ function onCancelRequested(state: JobState, event: Extract<JobEvent, { type: 'Ca
 function finishDataset(ds: DatasetState, phase: DatasetPhase, reason: string | undefined, atMs: number, out: Effects, kind?: FailureKind): void {
   if (isTerminalPhase(ds.phase)) return;
   ds.phase = phase;
+  delete ds.retrying;
   if (reason !== undefined) ds.reason = reason;
   if (phase !== 'SUCCEEDED') {
     const failureKind: FailureKind = phase === 'TIMED_OUT' ? 'timeout' : phase === 'CANCELLED' ? 'cancelled' : (kind ?? 'platform');
@@ -652,16 +951,23 @@ function requestTerminate(ds: DatasetState, atMs: number, out: Effects): void {
 
 /** True when no machine of the job can still be alive or appear. */
 function machinesSettled(state: JobState): boolean {
-  return state.datasets.every((ds) => ds.machine === 'none' || ds.machine === 'terminated' || ds.machine === 'launch-failed');
+  return state.datasets.every((ds) => !hasLiveStray(ds) && (ds.machine === 'none' || ds.machine === 'terminated' || ds.machine === 'launch-failed'));
 }
 
 /**
- * One dataset's machine cost so far: the type EC2 launched plus its volumes, per second (60 s
- * minimum) from EC2's launch time to its termination time (or `nowMs` while it runs).
+ * The current attempt's machine cost so far: the type and market EC2 launched plus its volumes,
+ * per second (60 s minimum) from EC2's launch time to its termination time (or `nowMs` while it runs).
  */
-export function datasetCostUsd(state: JobState, ds: DatasetState, nowMs?: number): number {
+export function currentMachineCostUsd(state: JobState, ds: DatasetState, nowMs?: number): number {
   if (ds.launchedAtMs === undefined || !state.plan) return 0;
-  return machineCostUsd(machineHourlyUsdOf(state.plan, ds.instanceType), ds.launchedAtMs, ds.terminatedAtMs ?? nowMs ?? ds.launchedAtMs);
+  return machineCostUsd(machineHourlyUsdOf(state.plan, ds.instanceType, ds.market), ds.launchedAtMs, ds.terminatedAtMs ?? nowMs ?? ds.launchedAtMs);
+}
+
+/** One dataset's machine cost so far: every attempt's machine, the current one included. */
+export function datasetCostUsd(state: JobState, ds: DatasetState, nowMs?: number): number {
+  let total = currentMachineCostUsd(state, ds, nowMs) + strayCostUsd(state, ds, nowMs);
+  for (const earlier of ds.earlierAttempts ?? []) total += earlier.costUsd;
+  return roundUsd(total);
 }
 
 /** Actual cost so far: every machine from launch to its confirmed termination. */
@@ -806,9 +1112,27 @@ export function datasetStatusDocument(state: JobState, ds: DatasetState, nowMs: 
   if (ds.failure !== undefined) doc.failure = ds.failure;
   if (ds.instanceId !== undefined) doc.instanceId = ds.instanceId;
   if (ds.instanceType !== undefined) doc.instanceType = ds.instanceType;
+  if (ds.market !== undefined) doc.market = ds.market;
+  if (ds.earlierAttempts?.length) {
+    doc.attempt = attemptOf(ds);
+    doc.earlierAttempts = ds.earlierAttempts.map(attemptDocument);
+  }
   if (hourlyUsd !== undefined) doc.hourlyUsd = hourlyUsd;
   if (ds.exitCode !== undefined) doc.exitCode = ds.exitCode;
-  if (hourlyUsd !== undefined && ds.launchedAtMs !== undefined) doc.costUsd = datasetCostUsd(state, ds, nowMs);
+  if (hourlyUsd !== undefined && (ds.launchedAtMs !== undefined || ds.earlierAttempts?.length)) doc.costUsd = datasetCostUsd(state, ds, nowMs);
+  return doc;
+}
+
+/** An earlier attempt as the status document and provenance show it. */
+export function attemptDocument(record: AttemptRecord): AttemptRecordDocument {
+  const doc: AttemptRecordDocument = { attempt: record.attempt, failure: record.failure, costUsd: record.costUsd };
+  if (record.instanceId !== undefined) doc.instanceId = record.instanceId;
+  if (record.instanceType !== undefined) doc.instanceType = record.instanceType;
+  if (record.market !== undefined) doc.market = record.market;
+  const launched = isoOf(record.launchedAtMs);
+  const terminated = isoOf(record.terminatedAtMs);
+  if (launched !== undefined) doc.launched = launched;
+  if (terminated !== undefined) doc.terminated = terminated;
   return doc;
 }
 
@@ -827,11 +1151,13 @@ export function nextWakeAtMs(state: JobState): number | undefined {
   if (state.phase === 'RESERVING') times.push((state.reserveRequestedAtMs ?? state.createdAtMs) + RESERVE_RETRY_MS);
   const agentWaitMs = (state.plan?.agentWaitMinutes ?? 10) * 60_000;
   for (const ds of state.datasets) {
-    if (!isTerminalPhase(ds.phase) && ds.deadlineAtMs !== undefined) times.push(ds.deadlineAtMs);
+    if (!isTerminalPhase(ds.phase) && !ds.retrying && ds.deadlineAtMs !== undefined) times.push(ds.deadlineAtMs);
     if (ds.phase === 'BOOTING' && ds.launchedAtMs !== undefined) times.push(ds.launchedAtMs + agentWaitMs);
     if (ds.phase === 'RUNNING' && ds.machineGoneAtMs !== undefined) times.push(ds.machineGoneAtMs + COMMAND_RESULT_GRACE_MS);
     if (ds.machine === 'requested') times.push((ds.launchRequestedAtMs ?? 0) + LAUNCH_RETRY_MS);
     if (ds.machine === 'terminating') times.push((ds.terminateRequestedAtMs ?? 0) + TERMINATE_RETRY_MS);
+    if (ds.phase === 'PENDING' && ds.retryNotBeforeMs !== undefined) times.push(ds.retryNotBeforeMs);
+    for (const stray of ds.strays ?? []) if (stray.terminatedAtMs === undefined) times.push(stray.terminateRequestedAtMs + TERMINATE_RETRY_MS);
   }
   return times.length > 0 ? Math.min(...times) : undefined;
 }

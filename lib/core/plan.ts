@@ -1,4 +1,4 @@
-import { allowedInstanceTypes, type Blueprint } from './blueprint.js';
+import { allowedInstanceTypes, type Blueprint, type Market, type MarketChoice } from './blueprint.js';
 import type { ImageFacts } from './image-recipe.js';
 import { checkConfig, parseConfigText } from './config.js';
 import { DEFAULT_EBS_USD_PER_GIB_MONTH, deadlineFromReservation, jobReservationUsd, machineReservationUsd, roundUsd, storageHourlyUsd } from './cost.js';
@@ -113,6 +113,12 @@ export interface JobPlan {
   imageId: string;
   /** Where the image came from (a literal id, or a recipe with its hash and base image); absent when the catalog does not say. */
   image?: ImageFacts;
+  /** Where machines are bought (hardware.market); absent in plans made before markets: on demand. */
+  market?: MarketChoice;
+  /** Fresh machines a dataset may get after platform faults (limits.platformRetries); absent: none. */
+  platformRetries?: number;
+  /** Share of the on-demand price a spot machine saves (pricing.spotDiscount); absent: 0. */
+  spotDiscount?: number;
   /** Present for protocol "ensemble". */
   ensemble?: EnsemblePlan;
   /** Present when the job is a stage of a chain (it has a follow-on, or continues a job). */
@@ -410,6 +416,9 @@ export function planJob(input: PlanInput): PlanResult {
       budgetPeriod: budgetPeriodOf(user, input.nowMs),
       imageId: input.imageId,
       ...(input.image ? { image: input.image } : {}),
+      market: blueprint.hardware.market,
+      platformRetries: blueprint.limits.platformRetries,
+      ...(blueprint.pricing.spotDiscount !== undefined ? { spotDiscount: blueprint.pricing.spotDiscount } : {}),
       ...(ensemble ? { ensemble } : {}),
       ...(chain ? { chain } : {}),
     },
@@ -567,11 +576,13 @@ export function machineDeadline(plan: Pick<JobPlan, 'machineReservedUsd' | 'hour
 }
 
 /**
- * What one machine of the plan costs per hour when EC2 gave it `instanceType` (a capacity
- * fallback is never dearer than the type reserved for): the instance plus its volumes.
+ * What one machine of the plan costs per hour when EC2 gave it `instanceType` on `market` (a
+ * capacity fallback is never dearer than the type reserved for): the instance, at the
+ * blueprint's spot discount on spot, plus its volumes (EBS costs the same on both markets).
  */
-export function machineHourlyUsdOf(plan: Pick<JobPlan, 'hourlyUsd' | 'storageHourlyUsd' | 'blueprint'>, instanceType: string | undefined): number {
-  const instance = (instanceType !== undefined ? plan.blueprint.pricing.hourlyUsd[instanceType] : undefined) ?? plan.hourlyUsd;
+export function machineHourlyUsdOf(plan: Pick<JobPlan, 'hourlyUsd' | 'storageHourlyUsd' | 'blueprint' | 'spotDiscount'>, instanceType: string | undefined, market: Market = 'on-demand'): number {
+  const onDemand = (instanceType !== undefined ? plan.blueprint.pricing.hourlyUsd[instanceType] : undefined) ?? plan.hourlyUsd;
+  const instance = market === 'spot' ? onDemand * (1 - (plan.spotDiscount ?? 0)) : onDemand;
   return instance + (plan.storageHourlyUsd ?? 0);
 }
 

@@ -1,5 +1,5 @@
-import { datasetCostUsd, jobOutcome, type JobState } from './job-machine.js';
-import { isoOf } from './status.js';
+import { attemptDocument, attemptOf, datasetCostUsd, jobOutcome, type JobState } from './job-machine.js';
+import { isoOf, type AttemptRecordDocument } from './status.js';
 
 /**
  * provenance.json: enough to say exactly what ran, on what, with what, and what it cost —
@@ -16,7 +16,8 @@ export interface ProvenanceRecord {
   submission: { key: string; content: unknown };
   config: { key: string; etag: string; sha256?: string; content: unknown };
   inputs: { dataset: string; key: string; size: number; etag: string; sha256?: string }[];
-  environment: { imageId: string; instanceType: string; hourlyUsd: number; storageHourlyUsd: number };
+  /** `market` is the blueprint's choice; each machine says the market it ran on. */
+  environment: { imageId: string; instanceType: string; hourlyUsd: number; storageHourlyUsd: number; market?: string; spotDiscount?: number };
   /**
    * The image the machines booted (aws): its id again, whether it was a literal id or built from
    * the blueprint's recipe, the recipe hash, and the base image's SSM parameter with the AMI it
@@ -32,6 +33,11 @@ export interface ProvenanceRecord {
     seed?: number;
     instanceId?: string;
     instanceType?: string;
+    /** The market the (last) machine ran on. */
+    market?: string;
+    /** The attempt that ended the dataset, when platform faults ended earlier ones. */
+    attempt?: number;
+    earlierAttempts?: AttemptRecordDocument[];
     status: string;
     reason?: string;
     exitCode?: number | null;
@@ -40,7 +46,7 @@ export interface ProvenanceRecord {
     finished?: string;
     terminated?: string;
     deadline?: string;
-    /** The machine's cost as settled: the same figure as its status document and the ledger's sum. */
+    /** The dataset's machines' cost as settled (every attempt): the same figure as its status document and the ledger's sum. */
     costUsd?: number;
   }[];
   timings: { submitted: string; ended?: string };
@@ -65,7 +71,14 @@ export function buildProvenance(state: JobState): ProvenanceRecord {
     submission: { key: plan.submissionKey, content: plan.submission },
     config: { key: plan.configKey, etag: plan.configFacts.etag, sha256: plan.configFacts.sha256, content: plan.config },
     inputs: plan.datasets.map((ds) => ({ dataset: ds.name, key: ds.inputKey, size: ds.input.size, etag: ds.input.etag, sha256: ds.input.sha256 })),
-    environment: { imageId: plan.imageId, instanceType: plan.instanceType, hourlyUsd: plan.hourlyUsd, storageHourlyUsd: plan.storageHourlyUsd ?? 0 },
+    environment: {
+      imageId: plan.imageId,
+      instanceType: plan.instanceType,
+      hourlyUsd: plan.hourlyUsd,
+      storageHourlyUsd: plan.storageHourlyUsd ?? 0,
+      ...(plan.market !== undefined ? { market: plan.market } : {}),
+      ...(plan.spotDiscount !== undefined ? { spotDiscount: plan.spotDiscount } : {}),
+    },
     ...(plan.image
       ? {
           image: {
@@ -83,6 +96,8 @@ export function buildProvenance(state: JobState): ProvenanceRecord {
       seed: ds.seed,
       instanceId: ds.instanceId,
       instanceType: ds.instanceType,
+      market: ds.market,
+      ...(ds.earlierAttempts?.length ? { attempt: attemptOf(ds), earlierAttempts: ds.earlierAttempts.map(attemptDocument) } : {}),
       status: ds.phase,
       reason: ds.reason,
       exitCode: ds.exitCode,
@@ -91,7 +106,7 @@ export function buildProvenance(state: JobState): ProvenanceRecord {
       finished: isoOf(ds.finishedAtMs),
       terminated: isoOf(ds.terminatedAtMs),
       deadline: isoOf(ds.deadlineAtMs),
-      ...(ds.launchedAtMs !== undefined && ds.terminatedAtMs !== undefined ? { costUsd: datasetCostUsd(state, ds) } : {}),
+      ...((ds.launchedAtMs !== undefined && ds.terminatedAtMs !== undefined) || ds.earlierAttempts?.length ? { costUsd: datasetCostUsd(state, ds) } : {}),
     })),
     timings: { submitted: new Date(state.createdAtMs).toISOString(), ended: isoOf(state.endedAtMs) },
     cost: { reservedUsd: plan.reservedUsd, spentUsd: state.spentUsd, budgetPeriod: plan.budgetPeriod },

@@ -27,6 +27,20 @@ export const DatasetFailureSchema = z.object({
 });
 export type DatasetFailure = z.infer<typeof DatasetFailureSchema>;
 
+/** One earlier attempt of a dataset that a platform fault ended (its machine is gone). */
+export const AttemptRecordSchema = z.object({
+  attempt: z.number().int().min(1),
+  instanceId: z.string().optional(),
+  instanceType: z.string().optional(),
+  market: z.enum(['on-demand', 'spot']).optional(),
+  launched: isoTime.optional(),
+  terminated: isoTime.optional(),
+  failure: DatasetFailureSchema,
+  /** What that attempt's machine cost, USD (0 when none was launched). */
+  costUsd: z.number(),
+});
+export type AttemptRecordDocument = z.infer<typeof AttemptRecordSchema>;
+
 /**
  * `logs/DATASET_NAME-<dataset>_STATUS.txt.json`: what a researcher (or a script) reads to know
  * how one dataset is doing. Written by the job manager on every transition and by the runner
@@ -44,6 +58,12 @@ export const DatasetStatusSchema = z.object({
   failure: DatasetFailureSchema.optional(),
   instanceId: z.string().optional(),
   instanceType: z.string().optional(),
+  /** The market the current machine runs on. */
+  market: z.enum(['on-demand', 'spot']).optional(),
+  /** Which attempt this is (1 unless platform faults ended earlier ones). */
+  attempt: z.number().int().min(1).optional(),
+  /** The attempts platform faults ended, oldest first; `costUsd` includes what they cost. */
+  earlierAttempts: z.array(AttemptRecordSchema).optional(),
   hourlyUsd: z.number().optional(),
   exitCode: z.number().int().nullable().optional(),
   costUsd: z.number().optional(),

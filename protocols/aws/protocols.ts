@@ -85,7 +85,18 @@ export async function onCommandStatusChange(platform: ProtocolPlatform, commandI
   );
   const ssm = await platform.runner.commandResult(commandId, instanceId);
   const outcome = commandOutcome(statusText, ssm);
-  return platform.driver.dispatch(record.jobId, { type: 'CommandFinished', atMs: platform.clock.nowMs(), dataset: ds.name, ...outcome });
+  return platform.driver.dispatch(record.jobId, { type: 'CommandFinished', atMs: platform.clock.nowMs(), dataset: ds.name, instanceId, ...outcome });
+}
+
+/**
+ * `EC2 Spot Instance Interruption Warning`: EC2 reclaims a spot machine in two minutes. Its
+ * job ends that attempt as a platform fault (and retries the dataset, on demand when the
+ * blueprint says spot-then-on-demand). Machines that are not ours are ignored.
+ */
+export async function onSpotInterruption(platform: ProtocolPlatform, instanceId: string): Promise<JobState | undefined> {
+  const machine = await platform.machines.describe(instanceId);
+  if (!machine.jobId) return undefined;
+  return platform.driver.dispatch(machine.jobId, { type: 'SpotInterruptionWarned', atMs: platform.clock.nowMs(), instanceId });
 }
 
 /** After this long unevaluated, the reaper stops retrying and tells the researcher why. */

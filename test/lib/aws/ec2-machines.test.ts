@@ -768,16 +768,6 @@ describe('EC2 machines: the root device comes from the image', () => {
     expect(runInputs(mock)).toHaveLength(2);
   });
 
-  it('refuses a root volume smaller than the image\'s snapshot, naming the size to ask for', async () => {
-    const { mock, machines } = setup({ volumeSizeGiB: 50 });
-    mock.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: placement.amiId, RootDeviceName: '/dev/sda1', BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeSize: 75 } }] }] });
-
-    await expect(machines.launch(request)).rejects.toThrow(
-      'image ami-0123456789abcdef0 needs a root volume of at least 75 GiB, but the blueprint of "an-alysis" asks for 50; raise hardware.volumeSizeGiB to 75 or more',
-    );
-    expect(runInputs(mock)).toHaveLength(0);
-  });
-
   it('says so when the image does not exist, and asks again next time', async () => {
     const { mock, machines } = setup();
     mock.on(DescribeImagesCommand).resolvesOnce({ Images: [] }).resolves({ Images: [{ ImageId: placement.amiId, RootDeviceName: '/dev/xvda' }] });

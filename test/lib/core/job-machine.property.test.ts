@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PAST_DEADLINE_MINUTES } from '../../../lib/core/cost.js';
-import { LAUNCH_RETRY_MS, initialJobState, reduceJob, type JobEffect, type JobEvent, type JobState } from '../../../lib/core/job-machine.js';
+import { LAUNCH_RETRY_MS, attemptOf, initialJobState, reduceJob, type JobEffect, type JobEvent, type JobState } from '../../../lib/core/job-machine.js';
 import { isTerminalPhase } from '../../../lib/core/status.js';
 import { T0, blueprintFixture, planFixture } from '../../support/core-fixtures.js';
 
@@ -16,10 +16,12 @@ const MIN = 60_000;
 
 type WorldStep =
   | { kind: 'launched'; i: number }
-  | { kind: 'launchFailed'; i: number }
+  | { kind: 'launchFailed'; i: number; retryable: boolean }
+  | { kind: 'spotWarning'; i: number }
+  | { kind: 'stale'; i: number; state: 'terminated' | 'running' }
   | { kind: 'online'; i: number }
   | { kind: 'started'; i: number }
-  | { kind: 'finished'; i: number; exitCode: number; timedOut: boolean }
+  | { kind: 'finished'; i: number; exitCode: number | null; timedOut: boolean; platform: boolean }
   | { kind: 'state'; i: number; state: 'running' | 'stopped' | 'shutting-down' | 'terminated' }
   | { kind: 'agentExpired'; i: number }
   | { kind: 'tick' }
@@ -30,11 +32,19 @@ type WorldStep =
 const datasetIndex = fc.integer({ min: 0, max: 3 });
 const worldStep: fc.Arbitrary<WorldStep> = fc.oneof(
   { arbitrary: fc.record({ kind: fc.constant('launched' as const), i: datasetIndex }), weight: 4 },
-  { arbitrary: fc.record({ kind: fc.constant('launchFailed' as const), i: datasetIndex }), weight: 1 },
+  { arbitrary: fc.record({ kind: fc.constant('launchFailed' as const), i: datasetIndex, retryable: fc.boolean() }), weight: 2 },
+  { arbitrary: fc.record({ kind: fc.constant('spotWarning' as const), i: datasetIndex }), weight: 1 },
+  { arbitrary: fc.record({ kind: fc.constant('stale' as const), i: datasetIndex, state: fc.constantFrom('terminated' as const, 'running' as const) }), weight: 1 },
   { arbitrary: fc.record({ kind: fc.constant('online' as const), i: datasetIndex }), weight: 4 },
   { arbitrary: fc.record({ kind: fc.constant('started' as const), i: datasetIndex }), weight: 2 },
   {
-    arbitrary: fc.record({ kind: fc.constant('finished' as const), i: datasetIndex, exitCode: fc.integer({ min: 0, max: 2 }), timedOut: fc.boolean() }),
+    arbitrary: fc.record({
+      kind: fc.constant('finished' as const),
+      i: datasetIndex,
+      exitCode: fc.option(fc.integer({ min: 0, max: 3 }), { nil: null, freq: 4 }),
+      timedOut: fc.boolean(),
+      platform: fc.boolean(),
+    }),
     weight: 4,
   },
   {
@@ -56,24 +66,54 @@ const scenario = fc.record({
   datasets: fc.integer({ min: 1, max: 4 }),
   maxConcurrent: fc.integer({ min: 1, max: 3 }),
   timeoutMinutes: fc.integer({ min: 1, max: 30 }),
-  steps: fc.array(fc.tuple(worldStep, fc.integer({ min: 0, max: 20 * MIN })), { maxLength: 60 }),
+  platformRetries: fc.integer({ min: 0, max: 3 }),
+  /** The world has no capacity for the first attempt of each dataset. */
+  capacityShort: fc.boolean(),
+  market: fc.constantFrom('on-demand' as const, 'spot' as const, 'spot-then-on-demand' as const),
+  // Mostly events close together (so faults meet live machines), sometimes long gaps.
+  steps: fc.array(fc.tuple(worldStep, fc.oneof(fc.integer({ min: 0, max: MIN }), fc.integer({ min: 0, max: 20 * MIN }))), { maxLength: 60, size: 'medium' }),
 });
 
-function toEvent(step: WorldStep, atMs: number, datasets: number): JobEvent | undefined {
-  if ('i' in step && step.i >= datasets) return undefined;
-  const dataset = 'i' in step ? `d${step.i}.csv` : '';
-  const instanceId = 'i' in step ? `i-${step.i}` : '';
+/** One machine per launch token: the world gives attempt n of a dataset its own instance. */
+const instanceOf = (clientToken: string) => `i-${clientToken}`;
+
+function toEvent(step: WorldStep, atMs: number, state: JobState): JobEvent | undefined {
+  const ds = 'i' in step ? state.datasets[step.i] : undefined;
+  if ('i' in step && !ds) return undefined;
+  const dataset = ds?.name ?? '';
+  const instanceId = ds ? instanceOf(ds.clientToken) : '';
   switch (step.kind) {
     case 'launched':
-      return { type: 'InstanceLaunched', atMs, dataset, instanceId, instanceType: 'm5.xlarge' };
+      // The world starts a machine only for a launch it was asked for.
+      if (ds?.machine !== 'requested') return undefined;
+      return { type: 'InstanceLaunched', atMs, dataset, instanceId, instanceType: 'm5.xlarge', clientToken: ds.clientToken };
     case 'launchFailed':
-      return { type: 'InstanceLaunchFailed', atMs, dataset, reason: 'InsufficientInstanceCapacity' };
+      return { type: 'InstanceLaunchFailed', atMs, dataset, reason: 'InsufficientInstanceCapacity', clientToken: ds?.clientToken as string, ...(step.retryable ? { retryable: true } : {}) };
+    case 'spotWarning':
+      return { type: 'SpotInterruptionWarned', atMs, instanceId };
+    case 'stale': {
+      // A late event about an earlier attempt's machine.
+      const earlier = ds?.earlierAttempts?.at(-1);
+      if (!earlier) return undefined;
+      return step.state === 'terminated'
+        ? { type: 'InstanceStateChanged', atMs, instanceId: instanceOf(earlier.clientToken), state: 'terminated' }
+        : { type: 'InstanceLaunched', atMs, dataset, instanceId: instanceOf(earlier.clientToken), instanceType: 'm5.xlarge', clientToken: earlier.clientToken };
+    }
     case 'online':
       return { type: 'AgentOnline', atMs, dataset, instanceId };
     case 'started':
       return { type: 'CommandStarted', atMs, dataset, commandId: `c-${step.i}` };
     case 'finished':
-      return { type: 'CommandFinished', atMs, dataset, exitCode: step.exitCode, timedOut: step.timedOut, logTail: [] };
+      return {
+        type: 'CommandFinished',
+        atMs,
+        dataset,
+        exitCode: step.exitCode,
+        timedOut: step.timedOut,
+        logTail: [],
+        instanceId,
+        ...(step.platform ? { failure: { kind: 'platform' as const, detail: 'results could not be stored: out.bin' } } : {}),
+      };
     case 'state':
       return { type: 'InstanceStateChanged', atMs, instanceId, state: step.state };
     case 'agentExpired':
@@ -94,13 +134,27 @@ interface Observed {
   effects: JobEffect[];
   /** Instances the job knew about that were neither asked to terminate nor seen terminated. */
   unterminated: Set<string>;
+  /** Per dataset, the machines started for it that the world has not yet seen terminated. */
+  live: Map<string, Set<string>>;
   violations: string[];
 }
 
 function step(observed: Observed, event: JobEvent): JobEffect[] {
   const before = observed.state;
   const { state, effects } = reduceJob(before, event);
+  // Shutting down is irrevocable and unbilled: the machine is on its way out.
+  if (event.type === 'InstanceStateChanged' && (event.state === 'terminated' || event.state === 'shutting-down')) for (const set of observed.live.values()) set.delete(event.instanceId);
+  if (event.type === 'InstanceLaunched') {
+    const set = observed.live.get(event.dataset) ?? new Set();
+    set.add(event.instanceId);
+    observed.live.set(event.dataset, set);
+  }
   for (const effect of effects) {
+    if (effect.type === 'LaunchInstance') {
+      // Never two machines for one dataset at once: a new attempt waits for the last one's end.
+      const others = [...(observed.live.get(effect.dataset) ?? [])].filter((id) => id !== instanceOf(effect.clientToken));
+      if (others.length > 0) observed.violations.push(`LaunchInstance ${effect.clientToken} while ${others.join(', ')} of ${effect.dataset} may still run`);
+    }
     if (effect.type === 'TerminateInstance') observed.unterminated.delete(effect.instanceId);
     if (effect.type === 'SendCommand') {
       const ds = state.datasets.find((d) => d.name === effect.dataset);
@@ -114,7 +168,7 @@ function step(observed: Observed, event: JobEvent): JobEffect[] {
   }
   for (const ds of state.datasets) {
     const was = before.datasets.find((d) => d.name === ds.name);
-    if (ds.instanceId && !was?.instanceId && ds.machine !== 'terminated') observed.unterminated.add(ds.instanceId);
+    if (ds.instanceId && was?.instanceId !== ds.instanceId && ds.machine !== 'terminated') observed.unterminated.add(ds.instanceId);
     if (ds.machine === 'terminated' && ds.instanceId) observed.unterminated.delete(ds.instanceId);
   }
   observed.state = state;
@@ -123,7 +177,7 @@ function step(observed: Observed, event: JobEvent): JobEffect[] {
 }
 
 /** A world that finally behaves: answers launches, confirms terminations, lets time pass. */
-function settle(observed: Observed, fromMs: number): number {
+function settle(observed: Observed, fromMs: number, capacityShort = false): number {
   let now = fromMs;
   let pending: JobEffect[] = [];
   for (let round = 0; round < 50; round += 1) {
@@ -135,9 +189,21 @@ function settle(observed: Observed, fromMs: number): number {
     const current = pending;
     pending = [];
     for (const effect of current) {
-      if (effect.type === 'LaunchInstance') {
-        const i = effect.dataset.slice(1, -'.csv'.length);
-        pending.push(...step(observed, { type: 'InstanceLaunched', atMs: now, dataset: effect.dataset, instanceId: `i-${i}`, instanceType: effect.instanceType }));
+      const started = [...observed.live.values()].some((set) => set.has(instanceOf(effect.type === 'LaunchInstance' ? effect.clientToken : '')));
+      if (effect.type === 'LaunchInstance' && capacityShort && !started && !effect.clientToken.includes('-a')) {
+        pending.push(...step(observed, { type: 'InstanceLaunchFailed', atMs: now, dataset: effect.dataset, reason: 'InsufficientInstanceCapacity', clientToken: effect.clientToken, retryable: true }));
+      } else if (effect.type === 'LaunchInstance') {
+        pending.push(
+          ...step(observed, {
+            type: 'InstanceLaunched',
+            atMs: now,
+            dataset: effect.dataset,
+            instanceId: instanceOf(effect.clientToken),
+            instanceType: effect.instanceType,
+            clientToken: effect.clientToken,
+            ...(effect.market === 'spot' || effect.market === 'spot-then-on-demand' ? { market: 'spot' as const } : {}),
+          }),
+        );
       }
       if (effect.type === 'TerminateInstance') {
         pending.push(...step(observed, { type: 'InstanceStateChanged', atMs: now, instanceId: effect.instanceId, state: 'terminated' }));
@@ -148,30 +214,42 @@ function settle(observed: Observed, fromMs: number): number {
   return now;
 }
 
-function runScenario(input: { datasets: number; maxConcurrent: number; timeoutMinutes: number; steps: [WorldStep, number][] }): Observed {
+interface Scenario {
+  datasets: number;
+  maxConcurrent: number;
+  timeoutMinutes: number;
+  platformRetries: number;
+  capacityShort: boolean;
+  market: 'on-demand' | 'spot' | 'spot-then-on-demand';
+  steps: [WorldStep, number][];
+}
+
+function runScenario(input: Scenario): Observed {
   const blueprint = blueprintFixture({
-    limits: { timeoutMinutes: input.timeoutMinutes, maxConcurrentMachines: input.maxConcurrent, agentWaitMinutes: 10, maxDatasetsPerJob: 10 },
+    hardware: { instanceType: 'm5.xlarge', allowedInstanceTypes: ['m5.xlarge', 'm5.2xlarge'], volumeSizeGiB: 50, market: input.market },
+    limits: { timeoutMinutes: input.timeoutMinutes, maxConcurrentMachines: input.maxConcurrent, agentWaitMinutes: 10, maxDatasetsPerJob: 10, platformRetries: input.platformRetries },
+    pricing: { hourlyUsd: { 'm5.xlarge': 0.192, 'm5.2xlarge': 0.384 }, spotDiscount: 0.6 },
   });
   const plan = planFixture(input.datasets, blueprint);
-  const observed: Observed = { state: initialJobState('job1', plan.analysis, 'lab', T0), effects: [], unterminated: new Set(), violations: [] };
+  const observed: Observed = { state: initialJobState('job1', plan.analysis, 'lab', T0), effects: [], unterminated: new Set(), live: new Map(), violations: [] };
   let now = T0;
   step(observed, { type: 'SubmissionReceived', atMs: now, plan });
   for (const [worldStep, delayMs] of input.steps) {
     now += delayMs;
-    const event = toEvent(worldStep, now, input.datasets);
+    const event = toEvent(worldStep, now, observed.state);
     if (event) step(observed, event);
   }
-  settle(observed, now);
+  settle(observed, now, input.capacityShort);
   return observed;
 }
 
 const count = (effects: JobEffect[], type: JobEffect['type']) => effects.filter((e) => e.type === type).length;
 
 describe('job state machine under an adversarial world', () => {
-  it('never launches a second machine for a dataset', () => {
+  it('never launches a second machine for one attempt, nor more attempts than allowed, and tokens are never shared', () => {
     fc.assert(
       fc.property(scenario, (input) => {
-        const { effects } = runScenario(input);
+        const { effects, state } = runScenario(input);
         const tokens = new Map<string, Set<string>>();
         for (const effect of effects) {
           if (effect.type !== 'LaunchInstance') continue;
@@ -179,9 +257,33 @@ describe('job state machine under an adversarial world', () => {
           set.add(effect.clientToken);
           tokens.set(effect.dataset, set);
         }
-        for (const set of tokens.values()) expect(set.size).toBe(1);
+        // One token per attempt (a re-sent launch keeps it), at most 1 + platformRetries attempts.
+        for (const [dataset, set] of tokens) {
+          expect(set.size).toBeLessThanOrEqual(1 + input.platformRetries);
+          const ds = state.datasets.find((d) => d.name === dataset);
+          expect(set.size).toBeLessThanOrEqual(attemptOf(ds ?? { attempt: 1 }));
+        }
         const all = [...tokens.values()].flatMap((set) => [...set]);
         expect(new Set(all).size).toBe(all.length);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('the scenarios do retry: some datasets reach a second attempt', () => {
+    const runs = fc.sample(scenario, { numRuns: 300, seed: 7 }).map(runScenario);
+    const retried = runs.flatMap((run) => run.state.datasets).filter((ds) => attemptOf(ds) > 1);
+    expect(retried.length).toBeGreaterThan(10);
+  });
+
+  it('never has two live machines for one dataset, and retries only platform faults', () => {
+    fc.assert(
+      fc.property(scenario, (input) => {
+        const { state } = runScenario(input);
+        for (const ds of state.datasets) {
+          for (const earlier of ds.earlierAttempts ?? []) expect(earlier.failure.kind).toBe('platform');
+          expect(attemptOf(ds)).toBeLessThanOrEqual(1 + input.platformRetries);
+        }
       }),
       { numRuns: 400 },
     );
@@ -234,11 +336,13 @@ describe('job state machine under an adversarial world', () => {
         if (!settle || !state.plan) return;
         const hourly = state.plan.hourlyUsd + (state.plan.storageHourlyUsd ?? 0);
         let overrunUsd = 0;
-        for (const ds of state.datasets) {
-          if (ds.launchedAtMs === undefined || ds.terminatedAtMs === undefined || ds.deadlineAtMs === undefined) continue;
-          const allowedEnd = ds.deadlineAtMs + PAST_DEADLINE_MINUTES * MIN;
+        // Every attempt's machine, the earlier ones included (retries live inside the reservation).
+        const machines = state.datasets.flatMap((ds) => [ds, ...(ds.earlierAttempts ?? [])]);
+        for (const machine of machines) {
+          if (machine.launchedAtMs === undefined || machine.terminatedAtMs === undefined || machine.deadlineAtMs === undefined) continue;
+          const allowedEnd = machine.deadlineAtMs + PAST_DEADLINE_MINUTES * MIN;
           // Billing is per started second, so an overrun is counted in whole seconds.
-          overrunUsd += (hourly * Math.ceil(Math.max(0, ds.terminatedAtMs - allowedEnd) / 1000)) / 3600;
+          overrunUsd += (hourly * Math.ceil(Math.max(0, machine.terminatedAtMs - allowedEnd) / 1000)) / 3600;
         }
         expect(settle.spentUsd).toBeLessThanOrEqual(settle.reservedUsd + overrunUsd + 1e-6);
       }),
