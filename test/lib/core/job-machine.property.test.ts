@@ -137,6 +137,8 @@ interface Observed {
   /** Per dataset, the machines started for it that the world has not yet seen terminated. */
   live: Map<string, Set<string>>;
   violations: string[];
+  /** Launch tokens already sent: a re-send of one is the same attempt, never a second machine. */
+  sentTokens: Set<string>;
 }
 
 function step(observed: Observed, event: JobEvent): JobEffect[] {
@@ -144,14 +146,20 @@ function step(observed: Observed, event: JobEvent): JobEffect[] {
   const { state, effects } = reduceJob(before, event);
   // Shutting down is irrevocable and unbilled: the machine is on its way out.
   if (event.type === 'InstanceStateChanged' && (event.state === 'terminated' || event.state === 'shutting-down')) for (const set of observed.live.values()) set.delete(event.instanceId);
+  // The world confirmed the end (shutting down is irrevocable): the job need not ask to terminate
+  // it (a retry clears the dataset's instance fields when it records the attempt, so the check
+  // below cannot see it go).
+  if (event.type === 'InstanceStateChanged' && (event.state === 'terminated' || event.state === 'shutting-down')) observed.unterminated.delete(event.instanceId);
   if (event.type === 'InstanceLaunched') {
     const set = observed.live.get(event.dataset) ?? new Set();
     set.add(event.instanceId);
     observed.live.set(event.dataset, set);
   }
   for (const effect of effects) {
-    if (effect.type === 'LaunchInstance') {
+    if (effect.type === 'LaunchInstance' && !observed.sentTokens.has(effect.clientToken)) {
+      observed.sentTokens.add(effect.clientToken);
       // Never two machines for one dataset at once: a new attempt waits for the last one's end.
+      // Checked when a token is first sent; a re-send of it (same token) cannot add a machine.
       const others = [...(observed.live.get(effect.dataset) ?? [])].filter((id) => id !== instanceOf(effect.clientToken));
       if (others.length > 0) observed.violations.push(`LaunchInstance ${effect.clientToken} while ${others.join(', ')} of ${effect.dataset} may still run`);
     }
@@ -231,7 +239,7 @@ function runScenario(input: Scenario): Observed {
     pricing: { hourlyUsd: { 'm5.xlarge': 0.192, 'm5.2xlarge': 0.384 }, spotDiscount: 0.6 },
   });
   const plan = planFixture(input.datasets, blueprint);
-  const observed: Observed = { state: initialJobState('job1', plan.analysis, 'lab', T0), effects: [], unterminated: new Set(), live: new Map(), violations: [] };
+  const observed: Observed = { state: initialJobState('job1', plan.analysis, 'lab', T0), effects: [], unterminated: new Set(), live: new Map(), violations: [], sentTokens: new Set() };
   let now = T0;
   step(observed, { type: 'SubmissionReceived', atMs: now, plan });
   for (const [worldStep, delayMs] of input.steps) {
