@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IAMClient } from '@aws-sdk/client-iam';
@@ -10,12 +8,11 @@ import { ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fakeAwsCliDir, LocalRunnerStandIn } from '../../support/aws-runner-stand-in.js';
 import { DynamoLedger } from '../../../lib/aws/dynamo-ledger.js';
 import { parseScheduledAction } from '../../../lib/aws/sqs-scheduler.js';
 import { jobKeys } from '../../../lib/core/keys.js';
-import { runnerEnvironment, type RunnerSpec } from '../../../lib/core/runner-spec.js';
-import type { SsmCommandResult } from '../../../protocols/aws/command-outcome.js';
-import { createAwsPlatform, type AwsCommandRunner, type AwsPlatform } from '../../../protocols/aws/platform.js';
+import { createAwsPlatform, type AwsPlatform } from '../../../protocols/aws/platform.js';
 import { onCommandStatusChange, onInstanceStateChange, onScheduledAction, onSubmissionUploaded, reap } from '../../../protocols/aws/protocols.js';
 import { createBucket, createQueue, registerAnalysis, createTable, documentClientFor, dynamoClientFor, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from '../../support/moto.js';
 
@@ -28,49 +25,6 @@ const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const fixture = join(repo, 'test', 'fixtures', 'blueprints', 'test-workflow');
 const runnerScript = join(repo, 'lib', 'runner', 'ncap-runner.sh');
 
-/** Runs the runner on this machine as SSM would on the instance; remembers how it ended. */
-class LocalRunnerStandIn implements AwsCommandRunner {
-  readonly finished = new Map<string, Promise<number>>();
-  online = true;
-  constructor(
-    private readonly bucket: string,
-    private readonly s3Endpoint: string,
-    private readonly binDir: string,
-  ) {}
-  async isAgentOnline(): Promise<boolean> {
-    return this.online;
-  }
-  async sendCommand(instanceId: string, spec: RunnerSpec): Promise<{ commandId: string }> {
-    const commandId = `cmd-${instanceId}`;
-    const env = runnerEnvironment(spec, {
-      store: `s3://${this.bucket}`,
-      workdir: join(fixture, 'env'),
-      scratch: mkdtempSync(join(tmpdir(), 'ncap-aws-scratch-')),
-      instanceId,
-      instanceType: 't3.micro',
-    });
-    const child = spawn('bash', [runnerScript, '--machine', instanceId, '--', ...spec.command], {
-      env: { PATH: `${this.binDir}:${process.env['PATH']}`, NCAP_TEST_S3_ENDPOINT: this.s3Endpoint, NCAP_LOG_SHIP_SECONDS: '1', ...env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    this.finished.set(
-      commandId,
-      new Promise((resolve) =>
-        child.on('close', (code) => {
-          if (code !== 0) process.stderr.write(`runner stderr: ${stderr}\n`);
-          resolve(code ?? -1);
-        }),
-      ),
-    );
-    return { commandId };
-  }
-  async commandResult(commandId: string): Promise<SsmCommandResult> {
-    const code = await this.finished.get(commandId);
-    return { status: code === 0 ? 'Success' : 'Failed', exitCode: code ?? null, timedOut: false };
-  }
-}
 
 describe('the job-manager protocol on the AWS adapters', () => {
   let moto: MotoServer;
@@ -98,17 +52,13 @@ describe('the job-manager protocol on the AWS adapters', () => {
     const alice = { username: 'alice', group: 'lab', email: 'alice@example.org', budgetUsd: 5, budgetPeriod: 'monthly', allowedAnalyses: ['*'] };
     await doc.send(new PutCommand({ TableName: table, Item: { pk: 'USER#alice', sk: 'PROFILE', group: 'lab', profile: JSON.stringify(alice) } }));
 
-    const binDir = mkdtempSync(join(tmpdir(), 'ncap-fake-aws-'));
-    mkdirSync(binDir, { recursive: true });
-    const cli = join(repo, 'test', 'support', 'fake-aws-cli.mjs');
-    chmodSync(cli, 0o755);
-    symlinkSync(cli, join(binDir, 'aws'));
-    runner = new LocalRunnerStandIn(bucket, moto.endpoint, binDir);
+    runner = new LocalRunnerStandIn(moto.endpoint, fakeAwsCliDir(), () => join(fixture, 'env'));
     const clients = { s3, dynamo: doc, ec2, ssm: new SSMClient(config), sqs };
     platform = createAwsPlatform(clients, { tableName: table, agentQueueUrl: queueUrl, analysis: 'test-workflow', runnerScriptPath: runnerScript }, readFileSync(runnerScript, 'utf8'), {}, { runner });
   }, 15 * 60_000);
 
   afterAll(async () => {
+    await runner?.close();
     await moto?.stop();
   });
 
