@@ -20,6 +20,13 @@ export const UBUNTU_24_04_PARAMETER = '/aws/service/canonical/ubuntu/server/24.0
 /** The Deep Learning Base AMI (NVIDIA driver, Ubuntu 22.04) parameter: the base for GPU analyses. */
 export const DEEP_LEARNING_BASE_PARAMETER = '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id';
 
+/**
+ * Root volume of the Deep Learning Base AMIs on Ubuntu, GiB (their root snapshot: the NVIDIA
+ * driver and several CUDA toolkits fill about 50 GiB of it). EC2 refuses to boot an image on a
+ * smaller root volume, so a blueprint on that base needs hardware.volumeSizeGiB of at least this.
+ */
+export const DEEP_LEARNING_BASE_ROOT_GIB = 75;
+
 /** Where the analysis environment folder lands in the image: the workflow's NCAP_WORKDIR on aws. */
 export const IMAGE_WORKFLOW_DIR = '/opt/neurocaas/env';
 
@@ -116,15 +123,30 @@ export function parseImageRecipeText(text: string, source: string): ImageRecipe 
 
 /**
  * Problems between a blueprint and its recipe, one line each: machines boot the image with the
- * blueprint's root volume, which cannot be smaller than the image's own.
+ * blueprint's root volume, which cannot be smaller than the image's own (the recipe's
+ * build.volumeSizeGiB, else the base image's; only the Deep Learning Base AMI's is large).
  */
 export function recipeBlueprintProblems(blueprint: Blueprint, recipe: ImageRecipe, recipeLabel: string): string[] {
   const problems: string[] = [];
+  const machineGiB = blueprint.hardware.volumeSizeGiB;
   const imageGiB = recipe.build.volumeSizeGiB;
-  if (imageGiB !== undefined && imageGiB > blueprint.hardware.volumeSizeGiB) {
+  const deepLearning = baseImageFamily(recipe.baseImage.ssmParameter) === 'deep-learning';
+  if (imageGiB !== undefined && imageGiB > machineGiB) {
     problems.push(
-      `${recipeLabel}: build.volumeSizeGiB is ${imageGiB} but the blueprint's hardware.volumeSizeGiB is ${blueprint.hardware.volumeSizeGiB}; ` +
+      `${recipeLabel}: build.volumeSizeGiB is ${imageGiB} but the blueprint's hardware.volumeSizeGiB is ${machineGiB}; ` +
         'machines could not boot an image whose root volume is larger than theirs: raise hardware.volumeSizeGiB or lower build.volumeSizeGiB',
+    );
+  }
+  if (deepLearning && imageGiB !== undefined && imageGiB < DEEP_LEARNING_BASE_ROOT_GIB) {
+    problems.push(
+      `${recipeLabel}: build.volumeSizeGiB is ${imageGiB} but the Deep Learning Base AMI's root volume is ${DEEP_LEARNING_BASE_ROOT_GIB} GiB; ` +
+        `Image Builder cannot shrink it: raise build.volumeSizeGiB to at least ${DEEP_LEARNING_BASE_ROOT_GIB} or leave it out`,
+    );
+  }
+  if (deepLearning && imageGiB === undefined && machineGiB < DEEP_LEARNING_BASE_ROOT_GIB) {
+    problems.push(
+      `${recipeLabel}: the base image is a Deep Learning Base AMI, whose root volume is ${DEEP_LEARNING_BASE_ROOT_GIB} GiB, but the blueprint's hardware.volumeSizeGiB is ${machineGiB}; ` +
+        `EC2 would refuse every machine: raise hardware.volumeSizeGiB to at least ${DEEP_LEARNING_BASE_ROOT_GIB} (plus room for inputs and results)`,
     );
   }
   return problems;

@@ -1,7 +1,7 @@
 import { cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UBUNTU_24_04_PARAMETER } from '../../lib/core/image-recipe.js';
+import { DEEP_LEARNING_BASE_PARAMETER, UBUNTU_24_04_PARAMETER } from '../../lib/core/image-recipe.js';
 import { createSandbox, EXIT, repoBlueprintsDir, transcript, type Sandbox } from './helpers.js';
 
 /** A blueprints folder in the sandbox holding a copy of the repository's kalman-smoother (a recipe blueprint). */
@@ -64,6 +64,47 @@ describe('neurocaas validate with an image recipe', () => {
   });
 });
 
+describe('the Python sample blueprints and their recipes', () => {
+  const samples = [
+    { analysis: 'widefield-denoise', base: UBUNTU_24_04_PARAMETER, gpuCheck: false },
+    { analysis: 'widefield-demix', base: DEEP_LEARNING_BASE_PARAMETER, gpuCheck: true },
+    { analysis: 'ensemble-pose', base: DEEP_LEARNING_BASE_PARAMETER, gpuCheck: true },
+  ];
+
+  it.each(samples)('$analysis validates and plans an image on its base with Python and numpy from Ubuntu packages', async ({ analysis, base, gpuCheck }) => {
+    const sandbox = await createSandbox();
+    const blueprintsDir = path.join(sandbox.dir, 'blueprints');
+    // The widefield pair is one chain: validate checks both ends.
+    for (const name of new Set([analysis, 'widefield-denoise', 'widefield-demix'])) {
+      await cp(path.join(repoBlueprintsDir, name), path.join(blueprintsDir, name), { recursive: true });
+    }
+    const validated = await sandbox.cli(['validate', path.join(blueprintsDir, analysis)], { blueprintsDir });
+    expect(validated.code, transcript(validated)).toBe(0);
+    const planned = await sandbox.cli(['image', 'plan', analysis, '--json'], { blueprintsDir });
+    expect(planned.code, transcript(planned)).toBe(0);
+    const plan = JSON.parse(planned.stdout) as { baseImage: { ssmParameter: string }; components: { name: string; owner: string; phases: { name: string; steps: string[] }[] }[] };
+    expect(plan.baseImage.ssmParameter).toBe(base);
+    expect(plan.components.map((c) => c.owner)).toEqual(['platform', 'analysis']);
+    const [build, validate] = plan.components[1]?.phases ?? [];
+    expect(build?.steps).toEqual(['DownloadEnvironment', 'UnpackEnvironment', 'InstallPythonNumpy']);
+    expect(validate?.steps.includes('GpuDriverSeesTheGpu')).toBe(gpuCheck);
+  });
+
+  it('refuses a GPU sample whose machines are smaller than the Deep Learning Base AMI\'s root volume', async () => {
+    const sandbox = await createSandbox();
+    const blueprintsDir = path.join(sandbox.dir, 'blueprints');
+    const folder = path.join(blueprintsDir, 'ensemble-pose');
+    await cp(path.join(repoBlueprintsDir, 'ensemble-pose'), folder, { recursive: true });
+    const file = path.join(folder, 'blueprint.json');
+    const blueprint = JSON.parse(await readFile(file, 'utf8')) as { hardware: Record<string, unknown> };
+    blueprint.hardware['volumeSizeGiB'] = 50;
+    await writeFile(file, JSON.stringify(blueprint));
+    const result = await sandbox.cli(['validate', folder], { blueprintsDir });
+    expect(result.code, transcript(result)).toBe(EXIT.usage);
+    expect(result.stdout).toContain("the base image is a Deep Learning Base AMI, whose root volume is 75 GiB, but the blueprint's hardware.volumeSizeGiB is 50");
+  });
+});
+
 describe('neurocaas image plan', () => {
   it('prints the base image, the platform component then the analysis component with their steps, and the recipe hash', async () => {
     const sandbox = await createSandbox();
@@ -95,11 +136,14 @@ describe('neurocaas image plan', () => {
 
   it('says that an analysis with a literal AMI builds nothing', async () => {
     const sandbox = await createSandbox();
-    const blueprintsDir = path.join(sandbox.dir, 'blueprints');
-    await cp(path.join(repoBlueprintsDir, 'widefield-denoise'), path.join(blueprintsDir, 'widefield-denoise'), { recursive: true });
-    const result = await sandbox.cli(['image', 'plan', 'widefield-denoise'], { blueprintsDir });
+    const { blueprintsDir, folder } = await kalmanCopy(sandbox);
+    const file = path.join(folder, 'blueprint.json');
+    const blueprint = JSON.parse(await readFile(file, 'utf8')) as { environment: Record<string, unknown> };
+    blueprint.environment = { ami: 'ami-0123456789abcdef0', local: { dir: 'env' } };
+    await writeFile(file, JSON.stringify(blueprint));
+    const result = await sandbox.cli(['image', 'plan', 'kalman-smoother'], { blueprintsDir });
     expect(result.code, transcript(result)).toBe(0);
-    expect(result.stdout).toMatch(/names a literal AMI \(ami-[0-9a-f]+\): the deploy builds nothing/);
+    expect(result.stdout).toContain('names a literal AMI (ami-0123456789abcdef0): the deploy builds nothing');
   });
 
   it('refuses an unknown analysis, naming the available ones', async () => {

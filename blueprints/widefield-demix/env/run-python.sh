@@ -3,6 +3,8 @@
 # if set, then Debian's /usr/bin/python3 (python3-numpy), then whatever python3 is on PATH.
 # A python3 without numpy is common (pyenv, venvs), so each candidate is asked, not assumed.
 set -u
+# No __pycache__ next to the scripts: env/ is the image's content (its hash) and may be read-only there.
+export PYTHONDONTWRITEBYTECODE=1
 for candidate in "${NCAP_PYTHON:-}" /usr/bin/python3 python3; do
   [[ -n "$candidate" ]] || continue
   command -v "$candidate" >/dev/null 2>&1 || continue

@@ -5,6 +5,7 @@ import {
   analysisComponentDocument,
   baseImageFamily,
   DEEP_LEARNING_BASE_PARAMETER,
+  DEEP_LEARNING_BASE_ROOT_GIB,
   imagePlan,
   imageRecipeHash,
   parseImageRecipeText,
@@ -114,6 +115,24 @@ describe('blueprint and recipe together', () => {
       'k/image/recipe.json: build.volumeSizeGiB is 80 but the blueprint\'s hardware.volumeSizeGiB is 50; machines could not boot an image whose root volume is larger than theirs: raise hardware.volumeSizeGiB or lower build.volumeSizeGiB',
     ]);
     expect(recipeBlueprintProblems(blueprintFixture({ hardware: { instanceType: 'm5.xlarge', volumeSizeGiB: 80 } }), recipe, 'r')).toEqual([]);
+  });
+
+  it('refuses machines smaller than the Deep Learning Base AMI\'s root volume, which EC2 would refuse to boot', () => {
+    const recipe = parseImageRecipeText(recipeText({ baseImage: { ssmParameter: DEEP_LEARNING_BASE_PARAMETER } }), 'recipe.json');
+    const gpu = (volumeSizeGiB: number) => blueprintFixture({ hardware: { instanceType: 'g4dn.xlarge', volumeSizeGiB }, pricing: { hourlyUsd: { 'g4dn.xlarge': 0.526 } } });
+    expect(recipeBlueprintProblems(gpu(50), recipe, 'd/image/recipe.json')).toEqual([
+      `d/image/recipe.json: the base image is a Deep Learning Base AMI, whose root volume is ${DEEP_LEARNING_BASE_ROOT_GIB} GiB, but the blueprint's hardware.volumeSizeGiB is 50; ` +
+        `EC2 would refuse every machine: raise hardware.volumeSizeGiB to at least ${DEEP_LEARNING_BASE_ROOT_GIB} (plus room for inputs and results)`,
+    ]);
+    expect(recipeBlueprintProblems(gpu(DEEP_LEARNING_BASE_ROOT_GIB), recipe, 'd')).toEqual([]);
+    // An Ubuntu base is 8 GiB: the same small machines are fine.
+    expect(recipeBlueprintProblems(gpu(50), parseImageRecipeText(recipeText(), 'recipe.json'), 'u')).toEqual([]);
+  });
+
+  it('refuses an image volume below the Deep Learning Base AMI\'s root, which Image Builder cannot shrink', () => {
+    const recipe = parseImageRecipeText(recipeText({ baseImage: { ssmParameter: DEEP_LEARNING_BASE_PARAMETER }, build: { volumeSizeGiB: 60 } }), 'recipe.json');
+    const problems = recipeBlueprintProblems(blueprintFixture({ hardware: { instanceType: 'g4dn.xlarge', volumeSizeGiB: 100 }, pricing: { hourlyUsd: { 'g4dn.xlarge': 0.526 } } }), recipe, 'd');
+    expect(problems).toEqual([expect.stringContaining(`d: build.volumeSizeGiB is 60 but the Deep Learning Base AMI's root volume is ${DEEP_LEARNING_BASE_ROOT_GIB} GiB`)]);
   });
 });
 
