@@ -216,7 +216,7 @@ export function buildNeurocaasApp(app: App, options: NeurocaasAppOptions = {}): 
       analyses: analyses.map((stack, index) => {
         const source = blueprints[index] as BlueprintSource;
         const readmePath = join(dirname(source.path), 'README.md');
-        return { analysis: stack.analysis, bucket: stack.uploadBucket.bucket, blueprint: JSON.parse(source.text) as unknown, readme: existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : null };
+        return { analysis: stack.analysis, bucket: stack.uploadBucket.bucket, blueprint: source.blueprint, readme: existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : null };
       }),
     });
     webStack.addStackDependency(platform, 'imports the user pool and the researcher policy');

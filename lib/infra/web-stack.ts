@@ -8,6 +8,8 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3deploy from 'aws-cdk-lib/aws-s3-deployment';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import type { Construct } from 'constructs';
+import { buildWebCatalog } from '../client/web-catalog.js';
+import type { Blueprint } from '../core/blueprint.js';
 import { acknowledgeCdkSingletons } from './cdk-singletons.js';
 import { acknowledge, flattenReference } from './nag.js';
 import type { PlatformStack } from './platform-stack.js';
@@ -19,8 +21,11 @@ export interface WebAnalysis {
   readonly analysis: string;
   /** Its upload bucket (the analysis stack's). */
   readonly bucket: s3.IBucket;
-  /** What the Analyses page shows: the blueprint as deployed and its README (null without one). */
-  readonly blueprint: unknown;
+  /**
+   * The blueprint as deployed (parsed, defaults filled in) and its README (markdown, null
+   * without one): analyses.json carries both, with the Analyses page's view of them.
+   */
+  readonly blueprint: Blueprint;
   readonly readme: string | null;
 }
 
@@ -306,7 +311,8 @@ export class WebStack extends Stack {
       sources: [
         s3deploy.Source.asset(props.assetsDir, { exclude: ['config.json', 'analyses.json'] }),
         s3deploy.Source.jsonData('config.json', config),
-        s3deploy.Source.jsonData('analyses.json', props.analyses.map((a) => ({ analysis: a.analysis, blueprint: a.blueprint, readme: a.readme }))),
+        // The catalog is computed here, at synth time, with lib/client's own view and estimate code.
+        s3deploy.Source.jsonData('analyses.json', buildWebCatalog(props.analyses)),
       ],
       // Browsers revalidate every file (cheap 304s): a new deployment is seen at once.
       cacheControl: [s3deploy.CacheControl.noCache()],

@@ -1,9 +1,12 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Template } from 'aws-cdk-lib/assertions';
 import { UsageError } from '../../../lib/core/errors.js';
-import { buildNeurocaasApp, createNeurocaasApp } from '../../../lib/infra/app.js';
+import { describeAnalysis } from '../../../lib/client/analysis-catalog.js';
+import { estimateReservation } from '../../../lib/client/estimate.js';
+import { parseWebCatalog } from '../../../lib/client/web-catalog.js';
+import { buildNeurocaasApp, createNeurocaasApp, loadBlueprints } from '../../../lib/infra/app.js';
 import { contentSecurityPolicy, CSP_MAX_CHARS, s3ConnectSources, type WebStack } from '../../../lib/infra/web-stack.js';
 import { evaluate, isAllowed, type PolicyDocument } from '../../support/iam-policy-evaluator.js';
 import { BETA_AMI, cfnText, FIXTURES, removeSynthesized, resourceOf, synthesize, type Synthesized } from './synth.js';
@@ -139,11 +142,43 @@ describe('WebStack hosting', () => {
         return [];
       }
     });
-    const analyses = JSON.parse(analysesText[0] as string) as { analysis: string; blueprint: { name: string }; readme: string | null }[];
-    expect(analyses.map((a) => [a.analysis, a.blueprint.name])).toEqual([
-      ['alpha', 'alpha'],
-      ['beta', 'beta'],
+    expect(analysesText).toHaveLength(1);
+    const catalog = parseWebCatalog(JSON.parse(analysesText[0] as string), 'analyses.json');
+    expect(catalog.analyses.map((a) => [a.analysis, a.blueprint.name, a.view.name])).toEqual([
+      ['alpha', 'alpha', 'alpha'],
+      ['beta', 'beta', 'beta'],
     ]);
+  });
+
+  it('publishes the analyses catalog computed at synth time from the blueprints with the CLI\'s own view and estimate code', () => {
+    const asset = readdirSync(synth.outdir).map((dir) => join(synth.outdir, dir, 'analyses.json')).find((path) => existsSync(path)) as string;
+    const text = readFileSync(asset, 'utf8');
+    // Nothing left for the deployment to fill in: the catalog is plain data.
+    expect(text).not.toMatch(/<<marker:|\$\{Token\[/);
+    const catalog = parseWebCatalog(JSON.parse(text), 'analyses.json');
+    expect(catalog.schemaVersion).toBe(1);
+    const sources = loadBlueprints(join(FIXTURES, 'blueprints'));
+    for (const entry of catalog.analyses) {
+      const source = sources.find((s) => s.blueprint.name === entry.analysis);
+      expect(source, entry.analysis).toBeDefined();
+      const readmePath = join(FIXTURES, 'blueprints', entry.analysis, 'README.md');
+      const readme = existsSync(readmePath) ? readFileSync(readmePath, 'utf8') : null;
+      expect(entry.view).toEqual(describeAnalysis(source!.blueprint, readme));
+      expect(entry.blueprint).toEqual(JSON.parse(JSON.stringify(source!.blueprint)));
+    }
+    const [alpha, beta] = catalog.analyses;
+    expect(alpha?.view).toMatchObject({
+      name: 'alpha',
+      description: 'Infra test analysis with its own AMI and two instance types.',
+      hardware: { instanceType: 'm5.large', allowedInstanceTypes: ['m5.large', 'm5.xlarge'] },
+      readme: expect.stringContaining('Its **README** is shown'),
+      configSchema: { type: 'object' },
+    });
+    // One dataset reserves at least its 30 minutes of m5.large, as `neurocaas estimate` says.
+    expect(alpha?.view.perDatasetUsd).toBe(estimateReservation(alpha!.blueprint, 1).perDatasetUsd);
+    expect(alpha?.view.perDatasetUsd).toBeGreaterThanOrEqual(0.048);
+    expect(beta?.view).toMatchObject({ name: 'beta', readme: null, hardware: { instanceType: 'c5.xlarge', allowedInstanceTypes: ['c5.xlarge'] } });
+    expect(beta?.view.perDatasetUsd).toBeGreaterThanOrEqual(0.34);
   });
 
   it('sets CORS on every analysis bucket for the distribution\'s origin only, exposing ETag for multipart', () => {

@@ -10,12 +10,18 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  GetObjectCommand,
   ListPartsCommand,
   PutObjectCommand,
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { makeZip } from 'client-zip';
 import { NeuroCaasError } from '../../../lib/core/errors.js';
+import { ConfigInvalidError, MAX_CONFIG_BYTES, saveConfig, validateConfigText } from '../../../lib/client/configs.js';
+import { estimateReservation } from '../../../lib/client/estimate.js';
+import { listJobResults, readObjectChunks, resultFile } from '../../../lib/client/job-results.js';
+import { parseWebCatalog, type WebCatalog, type WebCatalogEntry } from '../../../lib/client/web-catalog.js';
 import { jobKeys } from '../../../lib/core/keys.js';
 import { translateAwsError } from '../../../lib/client/aws-errors.js';
 import { utf8Text } from '../../../lib/client/bytes.js';
@@ -27,6 +33,9 @@ import {
   BackendError,
   type BudgetView,
   type CancelView,
+  type ConfigValidation,
+  type Estimate,
+  type EstimateRequest,
   type ExistsView,
   type FollowEvent,
   type JobDetail,
@@ -38,6 +47,7 @@ import {
   type SubmitOutcome,
   type SubmitRequest,
   type UploadedPart,
+  type WebAnalysis,
   type WebObject,
   type WebSession,
 } from './types.ts';
@@ -51,13 +61,35 @@ export interface S3WebBackendOptions {
   pollMs?: number;
   /** How long a submission waits for its receipt, ms; default 120 000. */
   receiptTimeoutMs?: number;
+  /**
+   * The deployment's analyses catalog (analyses.json next to the app, lib/client/web-catalog.ts),
+   * as fetched: read once, on first use, and checked.
+   */
+  catalog: () => Promise<unknown>;
 }
+
+/** How long a presigned download link works, in seconds: 5 minutes (it is followed at once). */
+export const DOWNLOAD_URL_SECONDS = 300;
+
+/** HTTP status of lib/client's error codes, as the local server answers them (lib/ui). */
+const STATUS_OF_CODE: Record<string, number> = {
+  Usage: 400,
+  KeyInvalid: 400,
+  ConfigInvalid: 400,
+  InvalidName: 400,
+  AnalysisNotFound: 404,
+  ObjectNotFound: 404,
+  JobNotFound: 404,
+  ObjectExists: 409,
+  CatalogInvalid: 502,
+};
 
 /** A NeuroCaasError (or an SDK failure, translated) as the app's BackendError. */
 export function toBackendError(error: unknown, what: string): BackendError {
   if (error instanceof BackendError) return error;
   const translated = translateAwsError(error, what);
-  if (translated instanceof NeuroCaasError) return new BackendError(translated.code, translated.message, 0);
+  if (translated instanceof ConfigInvalidError) return new BackendError(translated.code, translated.message, 400, translated.fields);
+  if (translated instanceof NeuroCaasError) return new BackendError(translated.code, translated.message, STATUS_OF_CODE[translated.code] ?? 0);
   return new BackendError('Failed', `${what} failed: ${translated instanceof Error ? translated.message : String(translated)}`, 0);
 }
 
@@ -73,7 +105,9 @@ export class S3WebBackend {
   readonly kind = 'aws' as const;
   readonly useCases: ResearcherUseCases;
   private readonly objects: S3Objects;
+  private readonly backend: UseCaseBackend;
   private readonly uploads = new Map<string, { bucket: string; key: string }>();
+  private catalogRead: Promise<WebCatalog> | undefined;
 
   constructor(private readonly options: S3WebBackendOptions) {
     this.objects = new S3Objects(options.s3);
@@ -95,7 +129,27 @@ export class S3WebBackend {
       deliver: async () => {},
       budget: (who) => newestBudget(source, who),
     };
+    this.backend = backend;
     this.useCases = new ResearcherUseCases(backend);
+  }
+
+  /** The catalog, read once; a failed read is retried on the next call. */
+  private catalog(): Promise<WebCatalog> {
+    this.catalogRead ??= this.options.catalog().then(
+      (value) => parseWebCatalog(value, './analyses.json'),
+      (error: unknown) => {
+        this.catalogRead = undefined;
+        throw new BackendError('CatalogMissing', `the analyses catalog (./analyses.json next to the app) could not be read: ${error instanceof Error ? error.message : String(error)}; reload, or ask your admin to redeploy the web stack`, 502);
+      },
+    );
+    return this.catalogRead;
+  }
+
+  private async entryOf(analysis: string): Promise<WebCatalogEntry & { bucket: string }> {
+    const bucket = this.bucketOf(analysis);
+    const entry = (await this.catalog()).analyses.find((a) => a.analysis === analysis);
+    if (!entry) throw new BackendError('AnalysisNotFound', `analysis "${analysis}" is deployed but missing from ./analyses.json; ask your admin to redeploy the web stack`, 404);
+    return { ...entry, bucket };
   }
 
   async session(): Promise<WebSession> {
@@ -154,6 +208,42 @@ export class S3WebBackend {
         throw error;
       }
       return { key };
+    });
+  }
+
+  /** The deployed analyses as the Analyses page shows them: the catalog's views, in the deployment's order. */
+  analyses(): Promise<WebAnalysis[]> {
+    return this.guard('reading the analyses catalog', async () => {
+      const deployed = new Set(this.options.analyses.map((a) => a.analysis));
+      return (await this.catalog()).analyses.filter((a) => deployed.has(a.analysis)).map((a) => a.view);
+    });
+  }
+
+  /** lib/client's saveConfig: checked against the blueprint's config.jsonSchema, written create-only under `<group>/configs/`. */
+  saveConfig(analysis: string, name: string, config: unknown): Promise<{ key: string }> {
+    return this.guard(`saving config ${name}`, async () => {
+      const { bucket, blueprint } = await this.entryOf(analysis);
+      const { key } = await saveConfig(this.backend, bucket, this.options.identity.group, blueprint.config.jsonSchema, name, config);
+      return { key };
+    });
+  }
+
+  /** lib/client's validateConfigText (the local server's check), in the browser. */
+  validateConfig(analysis: string, text: string, format: 'json' | 'yaml'): Promise<ConfigValidation> {
+    return this.guard('checking the config', async () => {
+      const { blueprint } = await this.entryOf(analysis);
+      if (new TextEncoder().encode(text).length > MAX_CONFIG_BYTES) throw new BackendError('BodyTooLarge', `a config text may be at most ${MAX_CONFIG_BYTES} bytes`, 413);
+      return validateConfigText(blueprint.config.jsonSchema, text, format);
+    });
+  }
+
+  /** lib/client's estimateReservation on the deployed blueprint: what `neurocaas estimate` says. */
+  estimate(analysis: string, request: EstimateRequest): Promise<Estimate> {
+    return this.guard('estimating the reservation', async () => {
+      const { blueprint } = await this.entryOf(analysis);
+      if (!Array.isArray(request.datasets)) throw new BackendError('Usage', 'datasets must be a list of input names', 400);
+      const e = estimateReservation(blueprint, request.datasets.length, request.instanceType);
+      return { reservedUsd: e.reservedUsd, perDatasetUsd: e.perDatasetUsd, instanceType: e.instanceType, deadlineMinutes: e.deadlineMinutes, hourlyUsd: e.hourlyUsd, waves: e.waves };
     });
   }
 
@@ -273,16 +363,40 @@ export class S3WebBackend {
 
   cancelJob(jobId: string, reason: string): Promise<CancelView> {
     return this.guard(`cancelling job ${jobId}`, async () => {
-      const view = await this.useCases.cancel(jobId, reason);
-      return { job: view.job, alreadyFinished: view.alreadyFinished, ...(view.receipt ? { receipt: { outcome: view.receipt.outcome, ...(view.receipt.reasons ? { reasons: view.receipt.reasons } : {}) } } : {}) };
+      return await this.useCases.cancel(jobId, reason);
     });
   }
 
   results(jobId: string): Promise<ResultFile[]> {
-    return this.guard(`listing the results of job ${jobId}`, async () => {
-      const job = await this.useCases.job(jobId);
+    return this.guard(`listing the results of job ${jobId}`, async () => (await listJobResults(this.useCases, jobId)).files);
+  }
+
+  /**
+   * A presigned GET of one result (DOWNLOAD_URL_SECONDS), answered as an attachment: the
+   * browser's own download, streamed to disk, nothing held by the page. Signed with the
+   * session's credentials, so IAM decides as for any read of the user's.
+   */
+  resultDownloadUrl(jobId: string, path: string): Promise<string> {
+    return this.guard(`linking ${path} of job ${jobId}`, async () => {
+      const { job, key } = await resultFile(this.useCases, jobId, path);
+      const fileName = path.split('/').at(-1) as string;
+      return presignGet(this.options.s3, { Bucket: job.bucket, Key: key, ResponseContentDisposition: attachment(fileName) }, DOWNLOAD_URL_SECONDS);
+    });
+  }
+
+  /**
+   * Every result of the job as one zip stream (client-zip, stored entries `<jobId>/<path>` as
+   * the local server's results.zip): entries are read one after the other, in lib/client's
+   * 1 MiB ranged reads, only as fast as the stream is consumed, so memory does not grow with
+   * the job. The stream errors (the download fails) if a read fails.
+   */
+  resultsZip(jobId: string): Promise<{ fileName: string; stream: ReadableStream<Uint8Array> }> {
+    return this.guard(`zipping the results of job ${jobId}`, async () => {
+      const { job, files } = await listJobResults(this.useCases, jobId);
       const prefix = jobKeys(job.group, job.analysis, job.jobId).prefix;
-      return (await this.objects.list(job.bucket, prefix)).filter((o) => !o.key.endsWith('/')).map((o) => ({ path: o.key.slice(prefix.length), sizeBytes: o.size }));
+      const chunks = (path: string, sizeBytes: number) => readObjectChunks(this.useCases, job.bucket, `${prefix}${path}`, sizeBytes);
+      const entries = files.map((file) => ({ name: `${job.jobId}/${file.path}`, size: file.sizeBytes, input: chunks(file.path, file.sizeBytes) }));
+      return { fileName: resultsZipName(job.jobId), stream: makeZip(entries) };
     });
   }
 
@@ -302,4 +416,63 @@ export class S3WebBackend {
       return { user: view.user, group: view.group, budget: view.budget ?? null };
     });
   }
+}
+
+/** The local server's name for a job's zip (lib/ui/api.ts). */
+export function resultsZipName(jobId: string): string {
+  return `job-${jobId.replace(/[^A-Za-z0-9._-]/g, '_')}-results.zip`;
+}
+
+/** Content-Disposition of a download: an ASCII fallback and the UTF-8 name (RFC 6266). */
+function attachment(fileName: string): string {
+  const ascii = fileName.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(fileName)}`;
+}
+
+/** The signer the S3 client itself is configured with (SigV4, S3's multi-region variant). */
+interface PresigningSigner {
+  presign(request: unknown, options: { expiresIn: number; signingRegion?: string; signingService?: string }): Promise<SignedRequest>;
+}
+interface SignedRequest {
+  protocol: string;
+  hostname: string;
+  port?: number;
+  path: string;
+  query: Record<string, string | string[] | null>;
+}
+type SignerConstructor = new (options: Record<string, unknown>) => PresigningSigner;
+
+/** RFC 3986 escaping, as SigV4 canonicalises the query: the URL must carry exactly what was signed. */
+const escapeUri = (text: string) => encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+/**
+ * A presigned URL of a GetObject, without @aws-sdk/s3-request-presigner (not a dependency):
+ * the command runs through the client's own middleware up to signing (endpoint, path style,
+ * key encoding as the SDK does them), then the request is presigned (query-string SigV4) with
+ * the client's signer class, its credentials and region. Only `host` is signed: the browser
+ * sends nothing else with a plain navigation.
+ */
+export async function presignGet(s3: S3Client, input: ConstructorParameters<typeof GetObjectCommand>[0], expiresInSeconds: number): Promise<string> {
+  const config = s3.config as unknown as { signerConstructor: SignerConstructor; credentials: unknown; region: () => Promise<string>; sha256: unknown };
+  const region = await config.region();
+  const signer = new config.signerConstructor({ service: 's3', region, credentials: config.credentials, sha256: config.sha256, uriEscapePath: false, applyChecksum: false });
+  const command = new GetObjectCommand(input);
+  let signed: SignedRequest | undefined;
+  const stack = s3.middlewareStack.clone();
+  stack.addRelativeTo(
+    (() => async (args: { request: unknown }) => {
+      const request = args.request as { hostname: string; port?: number; headers: Record<string, string> };
+      request.headers = { host: `${request.hostname}${request.port ? `:${request.port}` : ''}`, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
+      signed = await signer.presign(request, { expiresIn: expiresInSeconds, signingRegion: region, signingService: 's3' });
+      return { response: {}, output: { $metadata: {} } };
+    }) as never,
+    { name: 'neurocaasPresign', relation: 'before', toMiddleware: 'awsAuthMiddleware', override: true },
+  );
+  await command.resolveMiddleware(stack as never, s3.config as never, {})({ input } as never);
+  if (!signed) throw new BackendError('PresignFailed', 'the download link could not be signed (the AWS SDK changed its middleware)', 500);
+  const query = Object.entries(signed.query)
+    .flatMap(([name, value]) => (Array.isArray(value) ? value.map((v) => [name, v] as const) : [[name, value] as const]))
+    .map(([name, value]) => (value === null ? escapeUri(name) : `${escapeUri(name)}=${escapeUri(value)}`))
+    .join('&');
+  return `${signed.protocol}//${signed.hostname}${signed.port ? `:${signed.port}` : ''}${signed.path}${query ? `?${query}` : ''}`;
 }

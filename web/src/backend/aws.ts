@@ -5,18 +5,23 @@
  * and talks to S3 directly through S3WebBackend (aws-s3.ts), over lib/client.
  *
  * The sign-in cannot run on the test machines (no Cognito there): aws-s3.ts is tested against
- * the emulator with static credentials instead (test/web/backend/aws-s3.test.ts).
+ * the emulator with static credentials instead (test/web/backend/aws-s3.test.ts), save-stream.ts
+ * in Chromium (test/web/backend/save-stream.test.ts).
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { fromCognitoIdentityPool } from '@aws-sdk/credential-providers';
 import { UserManager, WebStorageStateStore } from 'oidc-client-ts';
-import { S3WebBackend } from './aws-s3.ts';
+import { resultsZipName, S3WebBackend } from './aws-s3.ts';
+import { saveStream } from './save-stream.ts';
 import { BackendError, type RuntimeConfig, type WebBackend } from './types.ts';
 
 type AwsConfig = Extract<RuntimeConfig, { backend: 'aws' }>;
 
-function notOnAws(what: string): never {
-  throw new BackendError('NotAvailableOnAws', `${what} is not available in the web interface on AWS yet; use the CLI (neurocaas --backend aws)`, 501);
+/** analyses.json, written next to the app by the same deployment as config.json. */
+async function fetchCatalog(): Promise<unknown> {
+  const response = await fetch('./analyses.json', { cache: 'no-store' });
+  if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+  return response.json();
 }
 
 export async function createAwsBackend(config: AwsConfig): Promise<WebBackend> {
@@ -49,11 +54,11 @@ export async function createAwsBackend(config: AwsConfig): Promise<WebBackend> {
     region: config.region,
     credentials: fromCognitoIdentityPool({ clientConfig: { region: config.region }, identityPoolId: config.identityPoolId, logins: { [issuer]: idToken } }),
   });
-  const s3web = new S3WebBackend({ s3, identity: { user: name, group }, analyses: config.analyses });
+  const s3web = new S3WebBackend({ s3, identity: { user: name, group }, analyses: config.analyses, catalog: fetchCatalog });
   return {
     kind: 'aws',
     session: () => s3web.session(),
-    analyses: () => notOnAws('the analysis catalog'),
+    analyses: () => s3web.analyses(),
     listObjects: (a, kind) => s3web.listObjects(a, kind),
     objectExists: (a, kind, n, sha) => s3web.objectExists(a, kind, n, sha),
     putObject: (a, kind, n, body, options) => s3web.putObject(a, kind, n, body, options),
@@ -62,9 +67,9 @@ export async function createAwsBackend(config: AwsConfig): Promise<WebBackend> {
     listParts: (id) => s3web.listParts(id),
     completeUpload: (id, parts) => s3web.completeUpload(id, parts),
     abortUpload: (id) => s3web.abortUpload(id),
-    saveConfig: () => notOnAws('saving a config from the form'),
-    validateConfig: () => notOnAws('checking a config'),
-    estimate: () => notOnAws('the reservation estimate'),
+    saveConfig: (a, n, c) => s3web.saveConfig(a, n, c),
+    validateConfig: (a, text, format) => s3web.validateConfig(a, text, format),
+    estimate: (a, request) => s3web.estimate(a, request),
     submit: (a, request) => s3web.submit(a, request),
     jobs: (scope) => s3web.jobs(scope),
     job: (id) => s3web.job(id),
@@ -72,8 +77,12 @@ export async function createAwsBackend(config: AwsConfig): Promise<WebBackend> {
     cancelJob: (id, reason) => s3web.cancelJob(id, reason),
     results: (id) => s3web.results(id),
     resultBlob: (id, path, options) => s3web.resultBlob(id, path, options),
-    resultDownloadUrl: () => notOnAws('a download link'),
-    resultsZipUrl: () => notOnAws('the results zip'),
+    resultDownloadUrl: (id, path) => s3web.resultDownloadUrl(id, path),
+    // The zip is made here, streamed into the file the researcher picks (save-stream.ts): no URL to follow.
+    resultsZipUrl: async (id) => {
+      await saveStream(resultsZipName(id), 'application/zip', async () => (await s3web.resultsZip(id)).stream);
+      return undefined;
+    },
     budget: () => s3web.budget(),
   };
 }

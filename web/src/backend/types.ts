@@ -7,6 +7,24 @@
  * JSON so both implementations return the same thing.
  */
 
+import type { AnalysisView } from '../../../lib/client/analysis-catalog.js';
+import type { ConfigValidation as ClientConfigValidation, FieldError as ClientFieldError } from '../../../lib/client/configs.js';
+import type { ReservationEstimate } from '../../../lib/client/estimate.js';
+import type { GroupObjectView } from '../../../lib/client/group-objects.js';
+import type { ResultFileView } from '../../../lib/client/job-results.js';
+import type { ObjectKind as ClientObjectKind } from '../../../lib/client/object-names.js';
+import type { JobDetail as ClientJobDetail, JobView as ClientJobView } from '../../../lib/client/ports.js';
+import type { BudgetView as ClientBudgetView, CancelView as ClientCancelView, FollowEvent as ClientFollowEvent } from '../../../lib/client/researcher-use-cases.js';
+import type { JobPhase as CoreJobPhase } from '../../../lib/core/job-machine.js';
+import type { BudgetDocument as CoreBudgetDocument } from '../../../lib/core/researcher-documents.js';
+import type { DatasetPhase as CoreDatasetPhase } from '../../../lib/core/status.js';
+
+/*
+ * The shapes are lib/client's own (type imports only: nothing of lib/ enters the local bundle
+ * through this file), as JSON: what the local server sends and what aws.ts builds with the same
+ * use-cases. A field lib/client adds appears here by itself.
+ */
+
 /** Who the app acts as. `backend` names the implementation, for display only. */
 export interface WebSession {
   backend: 'local' | 'aws';
@@ -14,33 +32,13 @@ export interface WebSession {
   group: string;
 }
 
-/** One deployed analysis as the Analyses page shows it (GET /api/analyses). */
-export interface WebAnalysis {
-  name: string;
-  description: string;
-  hardware: { instanceType: string; allowedInstanceTypes: string[]; gpu?: unknown };
-  /** The reservation of one dataset on the default instance type, in USD. */
-  perDatasetUsd: number;
-  /** The blueprint's README (markdown), null when it has none. Rendered sanitized. */
-  readme: string | null;
-  /** The blueprint's config.jsonSchema (JSON Schema, draft 2020-12 or 07). */
-  configSchema: Record<string, unknown>;
-}
+/** One deployed analysis as the Analyses page shows it (GET /api/analyses; lib/client AnalysisView). */
+export type WebAnalysis = AnalysisView;
 
-export type ObjectKind = 'inputs' | 'configs';
+export type ObjectKind = ClientObjectKind;
 
-/** An object under `<group>/inputs/` or `<group>/configs/`. */
-export interface WebObject {
-  /** Full bucket key, e.g. `labA/inputs/reach-session1.csv`. */
-  key: string;
-  /** The part after `<group>/<kind>/` (may contain `/` for folder uploads). */
-  name: string;
-  sizeBytes: number;
-  /** ISO 8601. */
-  lastModified: string;
-  /** Hex sha256 when the backend knows it. */
-  sha256?: string;
-}
+/** An object under `<group>/inputs/` or `<group>/configs/` (lib/client GroupObjectView). */
+export type WebObject = GroupObjectView;
 
 /** GET /api/analyses/:a/objects/exists. */
 export interface ExistsView {
@@ -71,19 +69,11 @@ export interface UploadedPart {
   ETag: string;
 }
 
-/** A field-level problem: JSON pointer into the config and the schema's message. */
-export interface FieldError {
-  path: string;
-  message: string;
-}
+/** A field-level problem: JSON pointer into the config and the schema's message (lib/client configs.ts). */
+export type FieldError = ClientFieldError;
 
-/** POST /api/analyses/:a/configs/validate. */
-export interface ConfigValidation {
-  ok: boolean;
-  /** The parsed config when `ok`. */
-  config?: Record<string, unknown>;
-  fields?: FieldError[];
-}
+/** POST /api/analyses/:a/configs/validate (lib/client validateConfigText). */
+export type ConfigValidation = ClientConfigValidation;
 
 /** POST /api/analyses/:a/estimate. */
 export interface EstimateRequest {
@@ -92,13 +82,8 @@ export interface EstimateRequest {
   instanceType?: string;
 }
 
-export interface Estimate {
-  /** The whole job's reservation, in USD. */
-  reservedUsd: number;
-  perDatasetUsd: number;
-  instanceType: string;
-  deadlineMinutes: number;
-}
+/** lib/client estimateReservation's figures the app shows (USD, minutes). */
+export type Estimate = Pick<ReservationEstimate, 'reservedUsd' | 'perDatasetUsd' | 'instanceType' | 'deadlineMinutes' | 'hourlyUsd' | 'waves'>;
 
 export interface SubmitRequest extends EstimateRequest {
   /** A config name under `<group>/configs/`. */
@@ -108,73 +93,33 @@ export interface SubmitRequest extends EstimateRequest {
 /** Result of a submission: accepted with a job id, or refused with the protocol's reasons verbatim. */
 export type SubmitOutcome = { ok: true; jobId: string; submissionKey: string } | { ok: false; message: string; reasons: string[] };
 
-export type DatasetPhase = 'PENDING' | 'LAUNCHING' | 'BOOTING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'CANCELLED';
-export type JobPhase = 'NEW' | 'RESERVING' | 'ACTIVE' | 'REJECTED' | 'DONE';
-export type JobOutcome = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'REJECTED' | 'CANCELLED';
+export type DatasetPhase = CoreDatasetPhase;
+export type JobPhase = CoreJobPhase;
+export type JobOutcome = ClientJobView['outcome'];
 
-/** lib/client/ports.ts JobView, as JSON. */
-export interface JobView {
-  jobId: string;
-  analysis: string;
-  group: string;
-  user?: string;
-  phase: JobPhase;
-  outcome: JobOutcome;
-  createdAtMs: number;
-  updatedAtMs: number;
-  datasets: { name: string; phase: DatasetPhase }[];
-}
+/** lib/client/ports.ts JobView. */
+export type JobView = ClientJobView;
 
 /** lib/client/ports.ts JobDetail + the certificate (GET /api/jobs/:id). */
-export interface JobDetail extends JobView {
-  bucket: string;
-  rejection?: string[];
-  /** Final cost, or the cost so far, in USD. */
-  costUsd?: number;
-  reservedUsd?: number;
-  instanceType?: string;
-  hourlyUsd?: number;
-  datasets: { name: string; phase: DatasetPhase; reason?: string; exitCode?: number | null; instanceId?: string }[];
+export interface JobDetail extends ClientJobDetail {
   /** The job's certificate text, null while none is written. */
   certificate: string | null;
 }
 
-/** lib/client researcher-client.ts FollowEvent: log lines, certificate lines, then one end. */
-export type FollowEvent = { type: 'log'; dataset: string; line: string } | { type: 'certificate'; line: string } | { type: 'end'; job: Omit<JobDetail, 'certificate'> & { certificate?: string | null } };
+/** lib/client FollowEvent: log lines, certificate lines, then one end. */
+export type FollowEvent = ClientFollowEvent;
 
 /** lib/client CancelView. */
-export interface CancelView {
-  job: Omit<JobDetail, 'certificate'>;
-  alreadyFinished: boolean;
-  receipt?: { outcome: string; reasons?: string[] };
-}
+export type CancelView = ClientCancelView;
 
 /** One file of a job's results (GET /api/jobs/:id/results), path relative to the job folder. */
-export interface ResultFile {
-  path: string;
-  sizeBytes: number;
-}
+export type ResultFile = ResultFileView;
 
 /** D4 budget document. */
-export interface BudgetDocument {
-  schemaVersion: 1;
-  user: string;
-  group: string;
-  period: string;
-  budgetUsd: number;
-  reservedUsd: number;
-  spentUsd: number;
-  leftUsd: number;
-  updatedAt: string;
-  jobs: { jobId: string; analysis?: string; reservedUsd: number; spentUsd: number; settled: boolean }[];
-}
+export type BudgetDocument = CoreBudgetDocument;
 
 /** lib/client BudgetView: `budget` undefined (null in JSON) when nothing was reserved yet. */
-export interface BudgetView {
-  user: string;
-  group: string;
-  budget: BudgetDocument | null | undefined;
-}
+export type BudgetView = Omit<ClientBudgetView, 'budget'> & { budget: BudgetDocument | null | undefined };
 
 /** Stops a stream started by `followJob`. */
 export type Unsubscribe = () => void;
