@@ -11,7 +11,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { fromCognitoIdentityPool } from '@aws-sdk/credential-providers';
 import { UserManager, WebStorageStateStore } from 'oidc-client-ts';
-import { resultsZipName, S3WebBackend } from './aws-s3.ts';
+import { resultsZipName, S3WebBackend, toBackendError } from './aws-s3.ts';
 import { saveStream } from './save-stream.ts';
 import { BackendError, type RuntimeConfig, type WebBackend } from './types.ts';
 
@@ -80,7 +80,11 @@ export async function createAwsBackend(config: AwsConfig): Promise<WebBackend> {
     resultDownloadUrl: (id, path) => s3web.resultDownloadUrl(id, path),
     // The zip is made here, streamed into the file the researcher picks (save-stream.ts): no URL to follow.
     resultsZipUrl: async (id) => {
-      await saveStream(resultsZipName(id), 'application/zip', async () => (await s3web.resultsZip(id)).stream);
+      try {
+        await saveStream(resultsZipName(id), 'application/zip', async () => (await s3web.resultsZip(id)).stream);
+      } catch (error) {
+        throw toBackendError(error, `downloading the results of job ${id}`);
+      }
       return undefined;
     },
     budget: () => s3web.budget(),
