@@ -6,6 +6,7 @@ import { budgetDocument, type BudgetDocument } from '../core/researcher-document
 import { budgetPeriodOf, type UserProfile } from '../core/user.js';
 import type { LocalPlatform } from '../../protocols/local-shell.js';
 import type { ObjectInfo } from '../ports.js';
+import { linkJobStructures, type JobStructureFacts } from './job-structures.js';
 import type { ClientBackend, ClientObjects, Identity, IdentityRequest, JobDetail, JobListing, JobView, ProgressListener } from './ports.js';
 import { join } from 'node:path';
 
@@ -185,12 +186,29 @@ class LocalJobListing implements JobListing {
     const reaped = await this.platform.reap();
     const notices = reaped.jobsRecovered.map((jobId) => `job ${jobId} had lost its neurocaas process; it was cancelled and settled`);
     const jobs: JobView[] = [];
+    const facts = new Map<string, JobStructureFacts>();
+    const nowMs = Date.now();
     for (const summary of await this.platform.jobs.list()) {
       if (scope && summary.group !== scope.group) continue;
       const record = await this.platform.jobs.get(summary.jobId);
-      jobs.push({ ...summary, outcome: record ? jobOutcome(record.state) : 'RUNNING' });
+      if (!record) {
+        jobs.push({ ...summary, outcome: 'RUNNING' });
+        continue;
+      }
+      const { state } = record;
+      const view: JobView = { ...summary, outcome: jobOutcome(state), datasets: state.datasets.map(datasetView) };
+      if (state.plan) view.costUsd = state.spentUsd ?? jobSpentUsd(state, nowMs);
+      jobs.push(view);
+      const chain = state.plan?.chain;
+      if (chain || state.followOns) {
+        facts.set(state.jobId, {
+          ...(chain?.parent ? { parentJobId: chain.parent.jobId } : {}),
+          ...(chain ? { stage: chain.stage, plannedNext: chain.next.map((stage) => ({ analysis: stage.analysis, jobs: stage.jobs })) } : {}),
+          nextJobIds: (state.followOns ?? []).map((f) => f.jobId),
+        });
+      }
     }
-    return { jobs, notices };
+    return { jobs: linkJobStructures(jobs, facts), notices };
   }
 
   async get(jobId: string, scope: Identity | undefined): Promise<JobDetail> {
@@ -207,6 +225,10 @@ class LocalJobListing implements JobListing {
   }
 }
 
+function datasetView(ds: JobState['datasets'][number]): JobView['datasets'][number] {
+  return { name: ds.name, phase: ds.phase, ...(ds.role === undefined ? {} : { role: ds.role }), ...(ds.reason === undefined ? {} : { reason: ds.reason }) };
+}
+
 function detailOf(state: JobState, bucket: string, updatedAtMs: number, nowMs: number): JobDetail {
   const summary = summarizeJob(state, updatedAtMs);
   const detail: JobDetail = {
@@ -214,9 +236,7 @@ function detailOf(state: JobState, bucket: string, updatedAtMs: number, nowMs: n
     bucket,
     outcome: jobOutcome(state),
     datasets: state.datasets.map((ds) => ({
-      name: ds.name,
-      phase: ds.phase,
-      ...(ds.reason === undefined ? {} : { reason: ds.reason }),
+      ...datasetView(ds),
       ...(ds.exitCode === undefined ? {} : { exitCode: ds.exitCode }),
       ...(ds.instanceId === undefined ? {} : { instanceId: ds.instanceId }),
     })),

@@ -59,7 +59,55 @@ export interface JobView {
   outcome: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'REJECTED' | 'CANCELLED';
   createdAtMs: number;
   updatedAtMs: number;
-  datasets: { name: string; phase: DatasetPhase }[];
+  /** `role` and `reason` only where known (an ensemble's replicas and consensus on local; a failed dataset's reason). */
+  datasets: { name: string; phase: DatasetPhase; role?: 'replica' | 'consensus'; reason?: string }[];
+  /** Cost so far (final once the job is DONE), in USD; absent while nothing is known (a rejected job). */
+  costUsd?: number;
+  /** Present on every job of a chain: its place in it. */
+  chain?: JobChainLink;
+  /** Present on the first job of a chain (the one shown as the unit): every stage and the chain's outcome. */
+  chainSummary?: ChainSummary;
+  /** Present on an ensemble's job: its replicas and consensus at a glance. */
+  ensemble?: EnsembleSummary;
+}
+
+/** A job's place in a chain. */
+export interface JobChainLink {
+  /** 1 for the chain's first job, 2 for the stage after it, ... */
+  stage: number;
+  /** The chain's first job (this job's own id on the first). */
+  firstJobId: string;
+  /** The job this one continues; absent on the first. */
+  parentJobId?: string;
+  /** The next stage's jobs this one started, as far as the listing shows them. */
+  nextJobIds: string[];
+  /** The stages planned after this one and their job counts; absent when not known yet (aws: a job still being accepted). */
+  plannedNext?: { analysis: string; jobs: number }[];
+}
+
+/** A chain as one unit, on its first job. */
+export interface ChainSummary {
+  /** RUNNING while any stage runs or a hand-off is due; FAILED or CANCELLED at the stage that stopped it; SUCCEEDED when the last stage did. */
+  outcome: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+  /** Every stage's cost so far, summed, in USD. */
+  costUsd: number;
+  /** Stages known: started ones plus the ones still planned (while the chain runs). */
+  stages: number;
+  /** Every job of the chain, by stage, the first job first. */
+  jobs: { jobId: string; analysis: string; stage: number; parentJobId?: string; phase: JobPhase; outcome: JobView['outcome']; costUsd?: number; datasets: JobView['datasets'] }[];
+  /** Analyses of the stages not started yet (while RUNNING). */
+  pendingAnalyses?: string[];
+  /** Where a FAILED or CANCELLED chain stopped, with why. */
+  stoppedAt?: { jobId: string; analysis: string; stage: number; outcome: JobView['outcome']; reason: string };
+}
+
+/** An ensemble's replicas and consensus. */
+export interface EnsembleSummary {
+  replicas: number;
+  replicasSucceeded: number;
+  /** Replicas that ended without succeeding, by name. */
+  failedReplicas: string[];
+  consensusPhase: DatasetPhase;
 }
 
 /** What `status`, `run` and `cancel` report about one job. */
@@ -71,7 +119,7 @@ export interface JobDetail extends JobView {
   reservedUsd?: number;
   instanceType?: string;
   hourlyUsd?: number;
-  datasets: { name: string; phase: DatasetPhase; reason?: string; exitCode?: number | null; instanceId?: string }[];
+  datasets: { name: string; phase: DatasetPhase; role?: 'replica' | 'consensus'; reason?: string; exitCode?: number | null; instanceId?: string }[];
 }
 
 export interface JobListing {

@@ -1,11 +1,12 @@
 import { JobNotFoundError, NeuroCaasError } from '../core/errors.js';
 import type { JobPhase } from '../core/job-machine.js';
-import { jobFolderName, jobKeys } from '../core/keys.js';
+import { CHAIN_NAME_PREFIX, jobFolderName, jobKeys } from '../core/keys.js';
 import { BudgetDocumentSchema, parseDocument, ReceiptSchema, type BudgetDocument, type Receipt } from '../core/researcher-documents.js';
 import { DatasetStatusSchema, type DatasetStatusDocument } from '../core/status.js';
 import type { ObjectInfo } from '../ports.js';
 import { utf8Text } from './bytes.js';
 import type { ClientStore, Identity, JobDetail, JobListing, JobView } from './ports.js';
+import { linkJobStructures, type JobStructureFacts } from './job-structures.js';
 import { outcomeFromDocuments } from './views.js';
 
 /*
@@ -81,21 +82,26 @@ export class S3JobListing implements JobListing {
     const perBucket = await Promise.all(
       analyses.map(async ({ bucket }) => {
         const receipts = (await this.receipts(bucket, identity.group)).filter((r) => r.receipt.outcome !== 'duplicate' && r.receipt.jobId !== '');
-        return mapLimited(receipts, READ_CONCURRENCY, (entry) => this.detail(bucket, identity.group, entry));
+        return mapLimited(receipts, READ_CONCURRENCY, (entry) => this.detailWithFacts(bucket, identity.group, entry));
       }),
     );
-    const jobs: JobView[] = perBucket.flat().map((d) => ({
-      jobId: d.jobId,
-      analysis: d.analysis,
-      group: d.group,
-      ...(d.user === undefined ? {} : { user: d.user }),
-      phase: d.phase,
-      outcome: d.outcome,
-      createdAtMs: d.createdAtMs,
-      updatedAtMs: d.updatedAtMs,
-      datasets: d.datasets.map((ds) => ({ name: ds.name, phase: ds.phase })),
-    }));
-    return { jobs: jobs.sort((a, b) => (a.jobId < b.jobId ? 1 : a.jobId > b.jobId ? -1 : 0)), notices: [] };
+    const facts = new Map<string, JobStructureFacts>();
+    const jobs: JobView[] = perBucket.flat().map(({ detail: d, facts: f }) => {
+      if (f) facts.set(d.jobId, f);
+      return {
+        jobId: d.jobId,
+        analysis: d.analysis,
+        group: d.group,
+        ...(d.user === undefined ? {} : { user: d.user }),
+        phase: d.phase,
+        outcome: d.outcome,
+        createdAtMs: d.createdAtMs,
+        updatedAtMs: d.updatedAtMs,
+        datasets: d.datasets.map((ds) => ({ name: ds.name, phase: ds.phase, ...(ds.reason === undefined ? {} : { reason: ds.reason }) })),
+        ...(d.costUsd === undefined ? {} : { costUsd: d.costUsd }),
+      };
+    });
+    return { jobs: linkJobStructures(jobs.sort((a, b) => (a.jobId < b.jobId ? 1 : a.jobId > b.jobId ? -1 : 0)), facts), notices: [] };
   }
 
   async get(jobId: string, scope: Identity | undefined): Promise<JobDetail> {
@@ -146,6 +152,15 @@ export class S3JobListing implements JobListing {
   }
 
   private async detail(bucket: string, group: string, entry: ReceiptEntry, listed?: ObjectInfo[]): Promise<JobDetail> {
+    return (await this.detailWithFacts(bucket, group, entry, listed, false)).detail;
+  }
+
+  /**
+   * The job and, for a listing, its place in a chain: the job it continues from its hand-off
+   * submission's name (no read), the stages after it from its provenance once it ended (read
+   * anyway for the cost) or else from its certificate's first lines (one read per running job).
+   */
+  private async detailWithFacts(bucket: string, group: string, entry: ReceiptEntry, listed?: ObjectInfo[], withFacts = true): Promise<{ detail: JobDetail; facts?: JobStructureFacts }> {
     const { receipt } = entry;
     const keys = jobKeys(group, receipt.analysis, receipt.jobId);
     const objects = listed ?? (await this.backend.objects.list(bucket, keys.prefix));
@@ -184,14 +199,61 @@ export class S3JobListing implements JobListing {
     if (first?.instanceType !== undefined) detail.instanceType = first.instanceType;
     if (first?.hourlyUsd !== undefined) detail.hourlyUsd = first.hourlyUsd;
     if (statuses.some((s) => s.costUsd !== undefined)) detail.costUsd = Math.round(statuses.reduce((sum, s) => sum + (s.costUsd ?? 0), 0) * 1e6) / 1e6;
+    const facts: JobStructureFacts = {};
+    const parentJobId = chainParentOf(receipt.submissionKey);
+    if (parentJobId !== undefined) facts.parentJobId = parentJobId;
     if (ended && !rejected) {
       const provenance = await this.backend.objects.read(bucket, keys.provenance);
-      const cost = provenance ? (safeJson(utf8Text(provenance)) as { cost?: { reservedUsd?: number; spentUsd?: number } } | undefined)?.cost : undefined;
+      const parsed = provenance ? (safeJson(utf8Text(provenance)) as ProvenanceFacts | undefined) : undefined;
+      const cost = parsed?.cost;
       if (typeof cost?.reservedUsd === 'number') detail.reservedUsd = cost.reservedUsd;
       if (typeof cost?.spentUsd === 'number') detail.costUsd = cost.spentUsd;
+      if (parsed?.chain) {
+        facts.stage = parsed.chain.stage;
+        facts.plannedNext = (parsed.chain.next ?? []).map((stage) => ({ analysis: stage.analysis, jobs: stage.jobs }));
+      }
+    } else if (withFacts && !rejected && objects.some((o) => o.key === keys.certificate)) {
+      const certificate = await this.backend.objects.read(bucket, keys.certificate, 0, CERTIFICATE_HEAD_BYTES);
+      if (certificate) Object.assign(facts, chainFactsOfCertificate(utf8Text(certificate)));
     }
-    return detail;
+    return { detail, ...(withFacts && Object.keys(facts).length > 0 ? { facts } : {}) };
   }
+}
+
+/** The chain the provenance names (lib/core/provenance.ts), as far as the listing needs it. */
+interface ProvenanceFacts {
+  cost?: { reservedUsd?: number; spentUsd?: number };
+  chain?: { stage: number; next?: { analysis: string; jobs: number }[] };
+}
+
+/** The certificate's acceptance lines are at its start: this much of it is read while a job runs. */
+const CERTIFICATE_HEAD_BYTES = 16 * 1024;
+
+/** The job a chain hand-off submission continues: its name is `chain-<parent job>-<index>-submit.json` (chainKeys). */
+export function chainParentOf(submissionKey: string): string | undefined {
+  const name = submissionKey.slice(submissionKey.lastIndexOf('/') + 1);
+  const match = new RegExp(`^${CHAIN_NAME_PREFIX}(.+)-\\d+-submit\\.json$`).exec(name);
+  return match?.[1];
+}
+
+/**
+ * What a running job's certificate says of its chain at acceptance (job-machine.ts writes
+ * "chain: stage N, started by job X" and "chain: then A (n job(s), $..), then B ..."): the
+ * protocol writes no other document then that names the later stages.
+ */
+export function chainFactsOfCertificate(text: string): JobStructureFacts {
+  const facts: JobStructureFacts = {};
+  const stage = /chain: stage (\d+), started by job (\S+)/.exec(text);
+  if (stage) {
+    facts.stage = Number(stage[1]);
+    facts.parentJobId = stage[2] as string;
+  }
+  const then = /chain: then (.+); the whole chain is reserved now/.exec(text);
+  if (then) {
+    facts.plannedNext = [...(then[1] as string).matchAll(/(?:^|, then )(\S+) \((\d+) job\(s\)/g)].map((m) => ({ analysis: m[1] as string, jobs: Number(m[2]) }));
+    facts.stage ??= 1;
+  }
+  return facts;
 }
 
 function safeJson(text: string): unknown {

@@ -7,9 +7,9 @@ import { SubmissionRejectedError } from '../../core/errors.js';
 import { jobKeys } from '../../core/keys.js';
 import type { JobDetail } from '../../client/ports.js';
 import type { ResearcherClient, RunRequest } from '../../client/researcher-client.js';
-import { phaseCounts } from '../../client/views.js';
 import type { Reporter } from '../reporter.js';
 import { followChain } from './follow-chain.js';
+import { renderJobs } from './jobs.js';
 
 /** Exit codes: 0 all datasets succeeded, 1 a dataset failed / timed out / was cancelled, 2 usage, 3 rejected. */
 export const EXIT_FAILED = 1;
@@ -85,12 +85,11 @@ export function reportJobResult(client: ResearcherClient, job: JobDetail, report
   return EXIT_FAILED;
 }
 
-/** `neurocaas jobs`: newest first. */
+/** `neurocaas jobs`: newest first, a chain as one unit (see jobs.ts). */
 export async function listJobs(client: ResearcherClient, reporter: Reporter): Promise<number> {
   const { jobs, notices } = await client.jobs();
   for (const notice of notices) reporter.warn(notice);
-  const lines = jobs.map((job) => `${job.jobId}  ${job.analysis.padEnd(18)} ${job.group.padEnd(10)} ${job.phase.padEnd(9)} ${phaseCounts(job.datasets)}`);
-  reporter.result({ jobs }, lines.length > 0 ? lines.join('\n') : 'no jobs');
+  reporter.result({ jobs }, renderJobs(jobs));
   return 0;
 }
 
