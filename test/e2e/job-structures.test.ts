@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pythonWithNumpy } from '../support/python.js';
-import { createSharedSandbox, EXIT, JobFolder, repoBlueprintsDir, transcript, type CliResult, type Sandbox } from './helpers.js';
+import { createSandbox, createSharedSandbox, EXIT, JobFolder, repoBlueprintsDir, transcript, type CliResult, type Sandbox } from './helpers.js';
 
 describe('a run of the ensemble-pose sample', () => {
   const sampleDir = path.join(repoBlueprintsDir, 'ensemble-pose', 'sample');
@@ -48,6 +48,17 @@ describe('a run of the ensemble-pose sample', () => {
     expect(summary.consensusRmsePx).toBeLessThanOrEqual(summary.medianReplicaRmsePx);
     expect(job.has('process_results/consensus/ensemble-spread.svg')).toBe(true);
     expect(await job.certificate()).toContain('consensus: 3 of 3 replicas succeeded; combining replica-0, replica-1, replica-2');
+  });
+
+  it('jobs shows the ensemble as one job, with its replicas and consensus', async () => {
+    const listed = await sandbox.cli(['jobs', '--user', 'alice'], { blueprintsDir: repoBlueprintsDir });
+    const json = await sandbox.cli(['jobs', '--user', 'alice', '--json'], { blueprintsDir: repoBlueprintsDir });
+
+    expect(listed.code, transcript(listed)).toBe(0);
+    expect(listed.stdout.trim()).toMatch(new RegExp(`^${job.jobId}\\s+ensemble-pose\\s+lab\\s+DONE\\s+4 SUCCEEDED {2}\\[ensemble: 3 of 3 replicas SUCCEEDED; consensus SUCCEEDED\\]$`));
+    const [view] = (JSON.parse(json.stdout) as { jobs: { ensemble?: unknown; datasets: { role?: string }[] }[] }).jobs;
+    expect(view?.ensemble).toEqual({ replicas: 3, replicasSucceeded: 3, failedReplicas: [], consensusPhase: 'SUCCEEDED' });
+    expect(view?.datasets.map((ds) => ds.role)).toEqual(['replica', 'replica', 'replica', 'consensus']);
   });
 });
 
@@ -117,5 +128,63 @@ describe('a run of the widefield chain (denoise, then demix)', () => {
     expect(firstProvenance.chain?.next).toEqual([expect.objectContaining({ analysis: 'widefield-demix', jobs: 1 })]);
     expect(firstProvenance.cost.reservedUsd).toBeGreaterThan(firstProvenance.chain?.next[0]?.reservedUsd ?? Infinity);
     expect((await second.provenance()).cost.spentUsd).toBeGreaterThan(0);
+  });
+
+  it('jobs shows the chain as one unit: the first job, each stage indented with its state and cost, then the chain SUCCEEDED with its total cost', async () => {
+    const result = await sandbox.cli(['jobs', '--user', 'alice'], { blueprintsDir: repoBlueprintsDir });
+
+    expect(result.code, transcript(result)).toBe(0);
+    const lines = result.stdout.trimEnd().split('\n');
+    expect(lines).toEqual([
+      expect.stringMatching(new RegExp(`^${first.jobId}\\s+widefield-denoise\\s+lab\\s+DONE\\s+1 SUCCEEDED$`)),
+      expect.stringMatching(new RegExp(`^ {2}stage 1 {2}${first.jobId} {2}widefield-denoise\\s+SUCCEEDED\\s+1 SUCCEEDED {2}\\$\\d+\\.\\d+$`)),
+      expect.stringMatching(new RegExp(`^ {4}stage 2 {2}${second.jobId} {2}widefield-demix\\s+SUCCEEDED\\s+1 SUCCEEDED {2}\\$\\d+\\.\\d+$`)),
+      expect.stringMatching(/^ {2}chain SUCCEEDED, 2 stage\(s\), cost \$\d+\.\d+$/),
+    ]);
+  });
+
+  it('jobs --json gives both jobs, linked, and the chain on its first job', async () => {
+    const result = await sandbox.cli(['jobs', '--user', 'alice', '--json'], { blueprintsDir: repoBlueprintsDir });
+
+    expect(result.code, transcript(result)).toBe(0);
+    const { jobs } = JSON.parse(result.stdout) as { jobs: { jobId: string; costUsd?: number; chain?: unknown; chainSummary?: { outcome: string; costUsd: number; jobs: { jobId: string; stage: number }[] } }[] };
+    const head = jobs.find((j) => j.jobId === first.jobId);
+    const tail = jobs.find((j) => j.jobId === second.jobId);
+    expect(tail?.chain).toEqual({ stage: 2, firstJobId: first.jobId, parentJobId: first.jobId, nextJobIds: [], plannedNext: [] });
+    expect(head?.chainSummary?.outcome).toBe('SUCCEEDED');
+    expect(head?.chainSummary?.jobs.map((j) => [j.jobId, j.stage])).toEqual([
+      [first.jobId, 1],
+      [second.jobId, 2],
+    ]);
+    expect(head?.chainSummary?.costUsd).toBeCloseTo((head?.costUsd ?? 0) + (tail?.costUsd ?? 0), 6);
+  });
+});
+
+describe('validate on chains', () => {
+  it('rejects a follow-on to an analysis that does not exist, naming it, and exits 2', async () => {
+    const sandbox = await createSandbox();
+    const file = await sandbox.file(
+      'dangling/blueprint.json',
+      JSON.stringify({
+        schemaVersion: 1,
+        name: 'dangling',
+        description: 'x',
+        environment: { local: { dir: 'env' } },
+        workflow: { command: ['run'] },
+        hardware: { instanceType: 'm5.large' },
+        limits: { timeoutMinutes: 10 },
+        pricing: { hourlyUsd: { 'm5.large': 0.096 } },
+        config: { jsonSchema: { type: 'object' } },
+        followOn: { analysis: 'no-such-analysis', inputs: { file: 'out.npz' } },
+      }),
+    );
+
+    const result = await sandbox.cli(['validate', file, '--json']);
+
+    expect(result.code, transcript(result)).toBe(EXIT.usage);
+    const report = JSON.parse(result.stdout) as { checks: { file: string; ok: boolean; problem?: string }[] };
+    const chains = report.checks.find((check) => check.file.startsWith('chains in '));
+    expect(chains?.ok).toBe(false);
+    expect(chains?.problem).toContain('dangling: followOn.analysis "no-such-analysis" is not among the analyses');
   });
 });
