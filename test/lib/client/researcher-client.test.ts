@@ -59,7 +59,7 @@ describe.each(fixtures)('the researcher client on the %s backend', (_name, creat
     const { jobs } = await client.jobs();
     const status = await client.status(jobs[0]?.jobId as string);
 
-    expect(Object.keys(jobs[0] ?? {}).sort()).toEqual(['analysis', 'createdAtMs', 'datasets', 'group', 'jobId', 'outcome', 'phase', 'updatedAtMs', 'user']);
+    expect(Object.keys(jobs[0] ?? {}).sort()).toEqual(['analysis', 'costUsd', 'createdAtMs', 'datasets', 'group', 'jobId', 'outcome', 'phase', 'updatedAtMs', 'user']);
     expect(jobs.every((job) => job.group === 'lab')).toBe(true);
     expect(status.certificate).toMatch(/accepted[\s\S]*job finished/);
     expect(status.statuses[0]).toMatchObject({ schemaVersion: 1, status: 'SUCCEEDED', dataset: 'a.csv' });
