@@ -143,6 +143,18 @@ function JobResults(props: { jobId: string }) {
   const [selected, setSelected] = useState<ResultFile>();
   const [downloadError, setDownloadError] = useState<ReturnType<typeof asBackendError>>();
 
+  // On aws the zip is made in this page while it downloads (resultsZipUrl resolves when it is saved).
+  const [zipping, setZipping] = useState(false);
+
+  async function downloadZip() {
+    setZipping(true);
+    try {
+      await download(() => backend.resultsZipUrl(jobId));
+    } finally {
+      setZipping(false);
+    }
+  }
+
   async function download(getUrl: () => Promise<string | undefined>) {
     setDownloadError(undefined);
     try {
@@ -172,8 +184,8 @@ function JobResults(props: { jobId: string }) {
       <ErrorNote error={files.error} />
       <ErrorNote error={downloadError} />
       <p className="actions">
-        <button type="button" onClick={() => void download(() => backend.resultsZipUrl(jobId))} disabled={!files.data || files.data.length === 0}>
-          Download everything (.zip)
+        <button type="button" onClick={() => void downloadZip()} disabled={zipping || !files.data || files.data.length === 0} aria-busy={zipping}>
+          {zipping ? 'Making the zip…' : 'Download everything (.zip)'}
         </button>
         <a className="button secondary" href={`#/jobs/${encodeURIComponent(jobId)}`}>
           Back to the job
