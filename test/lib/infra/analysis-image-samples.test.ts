@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEEP_LEARNING_BASE_PARAMETER, UBUNTU_24_04_PARAMETER } from '../../../lib/core/image-recipe.js';
+import { STACK_NAMES } from '../../../lib/infra/app.js';
 import { packageRoot } from '../../../lib/infra/package-paths.js';
+import { synthesizeTemplates } from '../../../lib/sandbox/templates.js';
 import { cfnText, readableStatements, removeSynthesized, resourceOf, synthesize, type Synthesized } from './synth.js';
 
 afterAll(removeSynthesized);
@@ -93,4 +97,24 @@ describe("the repository's sample analyses build their images from recipes", () 
       expect(checks.includes('GpuDriverSeesTheGpu'), analysis).toBe(base === DEEP_LEARNING_BASE_PARAMETER);
     }
   });
+});
+
+describe("the sandbox's templates of the repository's samples", () => {
+  it('build no image (the emulator has no Image Builder) and launch the emulator\'s AMI in every analysis', () => {
+    const outdir = mkdtempSync(join(tmpdir(), 'neurocaas-sandbox-synth-'));
+    try {
+      const analyses = SAMPLES.map((s) => s.analysis);
+      const templates = synthesizeTemplates({ blueprintsDir: join(packageRoot(), 'blueprints'), usersDir: join(packageRoot(), 'users'), outdir, amiId: 'ami-0e0e0e0e0e0e0e0e0', analyses });
+      for (const analysis of analyses) {
+        const template = templates.find((t) => t.stackName === STACK_NAMES.analysis(analysis));
+        const resources = Object.values((template?.template as { Resources: Record<string, { Type: string; Properties?: Record<string, unknown> }> }).Resources);
+        expect(resources.filter((r) => r.Type.startsWith('AWS::ImageBuilder::')), analysis).toEqual([]);
+        const registry = resources.find((r) => r.Type === 'Custom::NeurocaasRegistryItem');
+        expect(JSON.stringify(registry?.Properties), analysis).toContain('ami-0e0e0e0e0e0e0e0e0');
+      }
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
+    // One whole synth: about 5 s alone, several times that on a shared machine.
+  }, 180_000);
 });
