@@ -24,6 +24,7 @@ import { benchSimulation } from './simulation.js';
 import { benchWebBundle } from './web-bundle.js';
 import { benchWebJobsTti } from './web-jobs-tti.js';
 import { benchRunnerResults } from './runner-results.js';
+import { benchRunnerResultsCli } from './runner-results-cli.js';
 import { benchUiUpload } from './ui-upload.js';
 import { benchJobStructures } from './job-structures.js';
 
@@ -166,6 +167,7 @@ async function main(): Promise<void> {
     await benchWebBundle(print);
     await benchWebJobsTti(print);
     await benchRunnerResults(print);
+    await benchRunnerResultsCli(print);
     await benchUiUpload(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
