@@ -6,9 +6,9 @@
  * multipart object keeps only what proves it arrived, so a 6 GB result costs no memory or disk:
  * its size, each part's size, and where its non-zero bytes are with those bytes (found at memcmp
  * speed: a sparse result is mostly zeros). For a sparse object that map is its whole content, so
- * at completion the stand-in computes the sha256 of exactly what arrived, in part order, from
- * it; parts may arrive in any order and in parallel, as the runner sends them. An object too
- * dense to map gets neither (this stand-in is for sparse results).
+ * the stand-in computes the sha256 of exactly what arrived, in part order, from it (when the
+ * test first reads it); parts may arrive in any order and in parallel, as the runner sends
+ * them. An object too dense to map gets neither (this stand-in is for sparse results).
  *
  * Everything it did is in `events`, every refused or replacing write in `refusals` and
  * `replaced`.
@@ -290,13 +290,21 @@ export async function startS3Sink(bucket: string): Promise<S3Sink> {
         start += part.sizeBytes;
       }
       const etag = `"${createHash('md5').update(`${uploadId}/${parts.length}`).digest('hex')}-${parts.length}"`;
+      const runs = nonZero;
+      let sha256: string | undefined;
       objects.set(key, {
         sizeBytes,
         etag,
         metadata: upload.metadata,
         parts,
         lastModified: new Date(),
-        ...(nonZero === undefined ? {} : { nonZero, sha256: sha256OfMapped(sizeBytes, nonZero) }),
+        ...(runs === undefined ? {} : { nonZero: runs }),
+        // Hashed when first read, not here: hashing gigabytes of zeros before answering could
+        // outlast the CLI's read timeout on a loaded machine, and the CLI would retry.
+        get sha256() {
+          if (runs !== undefined) sha256 ??= sha256OfMapped(sizeBytes, runs);
+          return sha256;
+        },
       });
       record({ op: 'CompleteMultipartUpload', status: 200 });
       response.writeHead(200, { 'content-type': 'application/xml' });
