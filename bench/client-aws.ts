@@ -4,9 +4,10 @@
  *   plus a cold in-process status (new clients: STS, IAM tags, deployment lookup, receipts,
  *   status objects). The deployment parameters come from aws-sdk-client-mock, because moto's
  *   SSM replies do not parse in this SDK; so the process cannot run `status` end to end here.
- * - upload of a 1 GiB sparse-ish file: the client's staging (sha256, head, multipart upload)
- *   against `aws s3 cp` (AWS CLI v2 of the same emulator tree) of the same file to the same
- *   emulator, in the same run.
+ * - upload of a 1 GiB sparse-ish file: the client's staging (sha256, head, multipart upload of
+ *   8 MiB parts, 10 at once, lib/client/s3-resumable-upload.ts) against `aws s3 cp` (AWS CLI v2
+ *   of the same emulator tree, also 8 MiB x 10) of the same file to the same emulator, in the
+ *   same run; ratio = CLI time / aws time.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync, ftruncateSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { GetParameterCommand, GetParametersByPathCommand, SSMClient } from '@aws
 import { STSClient } from '@aws-sdk/client-sts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { AwsClientBackend } from '../lib/client/aws-backend.js';
-import { ResearcherClient } from '../lib/client/researcher-client.js';
+import { ResearcherClient, sha256OfFile } from '../lib/client/researcher-client.js';
 import { jobKeys } from '../lib/core/keys.js';
 import { packageRoot } from '../protocols/local-shell.js';
 import { motoRoot, startEmulator } from './reaper-scale.js';
@@ -128,8 +129,13 @@ export async function benchClientAws(print: (line: string) => void): Promise<voi
     const stageStarted = performance.now();
     await client.stage(bucket, 'lab/inputs/by-neurocaas.bin', file);
     const ourMs = performance.now() - stageStarted;
+    // The part of it that is the sha256 of the whole file (needed before the upload: it is the object's metadata).
+    const hashStarted = performance.now();
+    await sha256OfFile(file);
+    const hashMs = performance.now() - hashStarted;
     print(
-      `upload 1 GiB sparse-ish file to the emulator: neurocaas stage (sha256 + multipart) ${(ourMs / 1000).toFixed(1)} s / aws s3 cp ${(awsMs / 1000).toFixed(1)} s = ${(ourMs / awsMs).toFixed(2)}   (target <= 1.0)`,
+      `upload 1 GiB sparse-ish file to the emulator (load average ${loadavg()[0]?.toFixed(1)}): neurocaas stage (sha256 ~${(hashMs / 1000).toFixed(1)} s + multipart 8 MiB x 10) ${(ourMs / 1000).toFixed(1)} s / ` +
+        `aws s3 cp ${(awsMs / 1000).toFixed(1)} s = ${(ourMs / awsMs).toFixed(2)}   (target <= 1.0)`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -1,3 +1,5 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { IAMClient } from '@aws-sdk/client-iam';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -28,5 +30,15 @@ export async function openAwsClientBackend(env: NodeJS.ProcessEnv, group: string
   }
   const clients = { s3, ssm: new SSMClient({ ...base, region }), sts: new STSClient({ ...base, region }), iam: new IAMClient({ ...base, region }) };
   const pollMs = Number(env['NEUROCAAS_POLL_MS'] ?? '') || undefined;
-  return new AwsClientBackend(clients, { region, ...(group ? { group } : {}), ...(pollMs ? { pollMs } : {}) });
+  return new AwsClientBackend(clients, { region, ...(group ? { group } : {}), ...(pollMs ? { pollMs } : {}), uploads: { stateDir: uploadStateDir(env) } });
+}
+
+/**
+ * Where interrupted uploads are remembered so the next run resumes them:
+ * NEUROCAAS_UPLOAD_STATE_DIR, else $XDG_STATE_HOME/neurocaas/uploads, else ~/.local/state/neurocaas/uploads.
+ */
+export function uploadStateDir(env: NodeJS.ProcessEnv): string {
+  if (env['NEUROCAAS_UPLOAD_STATE_DIR']) return env['NEUROCAAS_UPLOAD_STATE_DIR'];
+  const stateHome = env['XDG_STATE_HOME'] || join(env['HOME'] || homedir(), '.local', 'state');
+  return join(stateHome, 'neurocaas', 'uploads');
 }

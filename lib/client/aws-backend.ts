@@ -7,7 +7,6 @@ import { ListUserTagsCommand, type IAMClient } from '@aws-sdk/client-iam';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { GetParameterCommand, GetParametersByPathCommand, type GetParametersByPathCommandOutput, type SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
-import { Upload } from '@aws-sdk/lib-storage';
 import * as z from 'zod';
 import { AnalysisNotFoundError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { parseDocument, type BudgetDocument } from '../core/researcher-documents.js';
@@ -16,6 +15,7 @@ import { AwsAccessError, guarded, statusOf } from './aws-errors.js';
 import type { ClientBackend, ClientObjects, Identity, IdentityRequest, JobListing, ProgressListener } from './ports.js';
 import { S3Objects, SHA256_METADATA } from './s3-objects.js';
 import { newestBudget, S3JobListing } from './s3-job-listing.js';
+import { S3ResumableUploader, type ResumableUploadOptions } from './s3-resumable-upload.js';
 
 export { AwsAccessError, translateAwsError } from './aws-errors.js';
 export { S3Objects, SHA256_METADATA } from './s3-objects.js';
@@ -25,9 +25,6 @@ export const DEPLOYMENT_PARAMETER = '/neurocaas/deployment';
 export const ANALYSES_PARAMETER_PATH = '/neurocaas/analyses/';
 /** Principal tag naming an IAM user's group (D1). */
 export const GROUP_TAG = 'neurocaas-group';
-/** Multipart part size of uploads: 16 MiB (a 1 GiB file is 64 parts). */
-const PART_SIZE_BYTES = 16 * 1024 * 1024;
-const UPLOAD_QUEUE_SIZE = 4;
 
 const DeploymentSchema = z.object({ schemaVersion: z.literal(1), region: z.string().min(1), tableName: z.string().optional(), notificationsTopicArn: z.string().optional() });
 const AnalysisParameterSchema = z.object({ schemaVersion: z.literal(1), analysis: z.string().min(1), bucket: z.string().min(1), region: z.string().min(1) });
@@ -50,6 +47,8 @@ export interface AwsClientOptions {
   /** How long to wait for the protocol's receipt; default 120 000 ms. */
   receiptTimeoutMs?: number;
   clock?: Clock;
+  /** How file uploads are split and where their resume records live (s3-resumable-upload.ts); default: 8 MiB x 10, no resume. */
+  uploads?: ResumableUploadOptions;
 }
 
 interface Deployment {
@@ -76,7 +75,7 @@ export class AwsClientBackend implements ClientBackend {
     private readonly clients: AwsClientClients,
     private readonly options: AwsClientOptions,
   ) {
-    this.objects = new S3ClientObjects(clients.s3);
+    this.objects = new S3ClientObjects(clients.s3, options.uploads);
     this.jobs = new S3JobListing(this);
     this.pollMs = options.pollMs ?? 1_000;
     this.receiptTimeoutMs = options.receiptTimeoutMs ?? 120_000;
@@ -205,33 +204,24 @@ function parseJsonParameter<T>(schema: z.ZodType<T>, value: string | undefined, 
 
 /** The researcher's view of S3 with local files: S3Objects plus multipart file uploads and streamed downloads. */
 export class S3ClientObjects extends S3Objects implements ClientObjects {
+  private readonly uploader: S3ResumableUploader;
+
+  constructor(s3: S3Client, uploads: ResumableUploadOptions = {}) {
+    super(s3);
+    this.uploader = new S3ResumableUploader(s3, uploads);
+  }
+
   // Node callers have always had Buffers.
   override async read(bucket: string, key: string, fromByte = 0, maxBytes?: number): Promise<Buffer | undefined> {
     const bytes = await super.read(bucket, key, fromByte, maxBytes);
     return bytes === undefined ? undefined : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   }
 
-  async upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; onProgress?: ProgressListener }): Promise<void> {
+  async upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; mtimeMs?: number; onProgress?: ProgressListener }): Promise<void> {
     await guarded(`uploading ${file} to s3://${bucket}/${key}`, async () => {
-      // Multipart objects appear only when completed, and lib-storage aborts the upload on any
-      // failure (leavePartsOnError false), so a half-sent file never becomes an input.
-      const upload = new Upload({
-        client: this.s3,
-        params: { Bucket: bucket, Key: key, Body: createReadStream(file), Metadata: { [SHA256_METADATA]: options.sha256 }, IfNoneMatch: '*', ContentLength: options.sizeBytes },
-        partSize: PART_SIZE_BYTES,
-        queueSize: UPLOAD_QUEUE_SIZE,
-        leavePartsOnError: false,
-      });
-      upload.on('httpUploadProgress', (progress) => options.onProgress?.(progress.loaded ?? 0, options.sizeBytes));
-      try {
-        await upload.done();
-      } catch (error) {
-        if (statusOf(error) === 412 || (error as { name?: string }).name === 'PreconditionFailed') {
-          throw new ObjectExistsError(`s3://${bucket}/${key} was created by someone else while uploading; nothing was overwritten`);
-        }
-        throw error;
-      }
-      options.onProgress?.(options.sizeBytes, options.sizeBytes);
+      // Parts of an interrupted run stay stored (never an object) and the next run of the same
+      // file sends only the missing ones; the object appears only at completion, create-only.
+      await this.uploader.upload({ bucket, key, file, sizeBytes: options.sizeBytes, mtimeMs: options.mtimeMs ?? 0, sha256: options.sha256, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
     });
   }
 

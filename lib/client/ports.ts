@@ -41,9 +41,10 @@ export interface ClientStore {
 export interface ClientObjects extends ClientStore {
   /**
    * Uploads a file as a new object, all or nothing: an interrupted upload leaves no object
-   * (S3 multipart is only visible once completed, and is aborted on failure).
+   * (S3 multipart is only visible once completed; on aws its stored parts are reused when the
+   * same file, by size, `mtimeMs` and sha256, is uploaded to the same key again).
    */
-  upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; onProgress?: ProgressListener }): Promise<void>;
+  upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; mtimeMs?: number; onProgress?: ProgressListener }): Promise<void>;
   /** Downloads an object to `file` through a temporary file renamed at the end (never a half file). */
   download(bucket: string, key: string, file: string, options?: { onProgress?: ProgressListener }): Promise<void>;
 }

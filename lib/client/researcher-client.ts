@@ -92,7 +92,7 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
     }
     const onProgress: ProgressListener = (done, total) => listener.progress?.(file, done, total);
     try {
-      await objects.upload(bucket, key, file, { sha256: localSha, sizeBytes: info.size, onProgress });
+      await objects.upload(bucket, key, file, { sha256: localSha, sizeBytes: info.size, mtimeMs: info.mtimeMs, onProgress });
     } catch (error) {
       // Someone (a groupmate sharing a config) created it while this upload ran: fine if it is the same bytes.
       if (!(error instanceof ObjectExistsError) || (await objects.sha256(bucket, key)) !== localSha) throw error;

@@ -1,0 +1,238 @@
+/**
+ * Create-only file uploads to S3 that resume (Node only). A file larger than one part goes up
+ * as a multipart upload, `concurrency` parts at a time; its upload id is remembered in a small
+ * record in `stateDir` together with what identifies the file (size, mtime, sha256, part size).
+ * When the same file is uploaded to the same key again after an interruption (a killed
+ * process, a lost network), the record's upload is asked for its parts (ListParts) and only the
+ * missing ones are sent. An incomplete multipart upload is never an object, so a half-sent file
+ * never becomes an input; the object appears at CompleteMultipartUpload, create-only
+ * (If-None-Match: *), carrying its sha256 as metadata.
+ *
+ * Why a local record rather than ListMultipartUploads: that action is granted per bucket and
+ * IAM cannot narrow it to a key prefix, so allowing it would show every group the keys other
+ * groups are uploading; ListParts on one's own key is allowed already (researcher-access.ts).
+ * S3 does not return an upload's metadata either, so only the record can say which file and
+ * which sha256 an upload id was started for.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  ListPartsCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { ObjectExistsError } from '../core/errors.js';
+import { statusOf } from './aws-errors.js';
+import type { ProgressListener } from './ports.js';
+import { SHA256_METADATA } from './s3-objects.js';
+
+/** Part size: 8 MiB, as `aws s3 cp` (a 1 GiB file is 128 parts; S3 allows 10 000). */
+export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
+/** Parts in flight at once: 10, as `aws s3 cp` (memory: concurrency x part size, 80 MiB). */
+export const DEFAULT_CONCURRENCY = 10;
+const MAX_PARTS = 10_000;
+
+export interface ResumableUploadRequest {
+  bucket: string;
+  key: string;
+  file: string;
+  sizeBytes: number;
+  /** The file's modification time (ms): with size and sha256, what makes an earlier upload "the same file". */
+  mtimeMs: number;
+  sha256: string;
+  onProgress?: ProgressListener;
+  /** Called after each part S3 stored in this run (part number, 1-based); for progress and tests. */
+  onPartSent?: (partNumber: number) => void;
+}
+
+export interface ResumableUploadOptions {
+  /** Folder of the resume records; none: uploads do not resume (and nothing is written locally). */
+  stateDir?: string;
+  /** Default DEFAULT_PART_BYTES; grown when the file would need more than 10 000 parts. */
+  partSizeBytes?: number;
+  /** Default DEFAULT_CONCURRENCY. */
+  concurrency?: number;
+}
+
+export interface ResumableUploadResult {
+  /** Parts sent in this run and parts found stored from an interrupted run (0 and 0 for a single PUT). */
+  partsSent: number;
+  partsReused: number;
+  resumed: boolean;
+}
+
+interface ResumeRecord {
+  schemaVersion: 1;
+  bucket: string;
+  key: string;
+  uploadId: string;
+  sizeBytes: number;
+  mtimeMs: number;
+  sha256: string;
+  partSizeBytes: number;
+}
+
+export class S3ResumableUploader {
+  private readonly partSize: number;
+  private readonly concurrency: number;
+
+  constructor(
+    private readonly s3: S3Client,
+    private readonly options: ResumableUploadOptions = {},
+  ) {
+    this.partSize = options.partSizeBytes ?? DEFAULT_PART_BYTES;
+    this.concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
+  }
+
+  /** Uploads `request.file` to `request.key`; throws ObjectExistsError when the key exists (nothing overwritten). */
+  async upload(request: ResumableUploadRequest): Promise<ResumableUploadResult> {
+    const { bucket, key, sizeBytes } = request;
+    const partSize = Math.max(this.partSize, Math.ceil(sizeBytes / MAX_PARTS));
+    if (sizeBytes <= partSize) {
+      await this.putSingle(request);
+      return { partsSent: 0, partsReused: 0, resumed: false };
+    }
+    const partCount = Math.ceil(sizeBytes / partSize);
+    const sizeOf = (n: number) => (n < partCount ? partSize : sizeBytes - (partCount - 1) * partSize);
+    const recordFile = this.recordFile(bucket, key);
+    const stored = new Map<number, string>();
+    let uploadId: string | undefined;
+    const record = recordFile ? await readRecord(recordFile) : undefined;
+    if (
+      record &&
+      record.bucket === bucket &&
+      record.key === key &&
+      record.sizeBytes === sizeBytes &&
+      record.mtimeMs === request.mtimeMs &&
+      record.sha256 === request.sha256 &&
+      record.partSizeBytes === partSize
+    ) {
+      const parts = await this.storedParts(bucket, key, record.uploadId);
+      if (parts) {
+        uploadId = record.uploadId;
+        // A part S3 lists is whole; one of another size would come from a different split (not ours).
+        for (const part of parts) if (part.size === sizeOf(part.number)) stored.set(part.number, part.etag);
+      }
+    }
+    const resumed = uploadId !== undefined;
+    if (uploadId === undefined) {
+      const created = await this.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: { [SHA256_METADATA]: request.sha256 } }));
+      if (!created.UploadId) throw new Error(`S3 started no multipart upload for s3://${bucket}/${key}`);
+      uploadId = created.UploadId;
+      if (recordFile) await writeRecord(recordFile, { schemaVersion: 1, bucket, key, uploadId, sizeBytes, mtimeMs: request.mtimeMs, sha256: request.sha256, partSizeBytes: partSize });
+    }
+    const partsReused = stored.size;
+    let doneBytes = [...stored.keys()].reduce((sum, n) => sum + sizeOf(n), 0);
+    request.onProgress?.(doneBytes, sizeBytes);
+    const missing: number[] = [];
+    for (let n = 1; n <= partCount; n += 1) if (!stored.has(n)) missing.push(n);
+
+    const handle = await open(request.file, 'r');
+    try {
+      let next = 0;
+      let failed = false;
+      const worker = async () => {
+        for (let n = missing[next++]; n !== undefined && !failed; n = missing[next++]) {
+          const size = sizeOf(n);
+          // A buffer, not a stream: the SDK can then retry a part by itself.
+          const body = Buffer.allocUnsafe(size);
+          for (let read = 0; read < size; ) {
+            const { bytesRead } = await handle.read(body, read, size - read, (n - 1) * partSize + read);
+            if (bytesRead === 0) throw new Error(`${request.file} became shorter than ${sizeBytes} bytes while uploading; upload it again`);
+            read += bytesRead;
+          }
+          try {
+            const sent = await this.s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: n, Body: body, ContentLength: size }));
+            stored.set(n, sent.ETag ?? '');
+          } catch (error) {
+            failed = true;
+            throw error;
+          }
+          doneBytes += size;
+          request.onProgress?.(doneBytes, sizeBytes);
+          request.onPartSent?.(n);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.concurrency, Math.max(1, missing.length)) }, worker));
+    } finally {
+      await handle.close();
+    }
+
+    const parts = [...stored.entries()].sort((a, b) => a[0] - b[0]).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
+    try {
+      await this.s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' }));
+    } catch (error) {
+      if (isPreconditionFailed(error)) {
+        // Someone created the key meanwhile: these parts can never complete; drop them.
+        await this.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+        if (recordFile) await rm(recordFile, { force: true });
+        throw new ObjectExistsError(`s3://${bucket}/${key} was created by someone else while uploading; nothing was overwritten`);
+      }
+      throw error;
+    }
+    if (recordFile) await rm(recordFile, { force: true });
+    request.onProgress?.(sizeBytes, sizeBytes);
+    return { partsSent: missing.length, partsReused, resumed };
+  }
+
+  private async putSingle(request: ResumableUploadRequest): Promise<void> {
+    const body = await readFile(request.file);
+    if (body.length !== request.sizeBytes) throw new Error(`${request.file} changed size while uploading (${body.length} bytes, not ${request.sizeBytes}); upload it again`);
+    try {
+      await this.s3.send(new PutObjectCommand({ Bucket: request.bucket, Key: request.key, Body: body, ContentLength: body.length, Metadata: { [SHA256_METADATA]: request.sha256 }, IfNoneMatch: '*' }));
+    } catch (error) {
+      if (isPreconditionFailed(error)) throw new ObjectExistsError(`s3://${request.bucket}/${request.key} was created by someone else while uploading; nothing was overwritten`);
+      throw error;
+    }
+    request.onProgress?.(request.sizeBytes, request.sizeBytes);
+  }
+
+  /** The parts S3 holds for an upload; undefined when the upload is gone (completed, aborted, expired). */
+  private async storedParts(bucket: string, key: string, uploadId: string): Promise<{ number: number; size: number; etag: string }[] | undefined> {
+    const parts: { number: number; size: number; etag: string }[] = [];
+    let marker: string | undefined;
+    try {
+      do {
+        const page = await this.s3.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId, ...(marker ? { PartNumberMarker: marker } : {}) }));
+        for (const part of page.Parts ?? []) if (part.PartNumber !== undefined) parts.push({ number: part.PartNumber, size: part.Size ?? 0, etag: part.ETag ?? '' });
+        marker = page.IsTruncated ? page.NextPartNumberMarker : undefined;
+      } while (marker);
+    } catch (error) {
+      const name = (error as { name?: string }).name;
+      if (name === 'NoSuchUpload' || statusOf(error) === 404) return undefined;
+      throw error;
+    }
+    return parts;
+  }
+
+  private recordFile(bucket: string, key: string): string | undefined {
+    if (this.options.stateDir === undefined) return undefined;
+    return join(this.options.stateDir, `${createHash('sha256').update(`${bucket}\n${key}`).digest('hex').slice(0, 32)}.json`);
+  }
+}
+
+async function readRecord(file: string): Promise<ResumeRecord | undefined> {
+  try {
+    const value = JSON.parse(await readFile(file, 'utf8')) as Partial<ResumeRecord>;
+    return value.schemaVersion === 1 && typeof value.uploadId === 'string' ? (value as ResumeRecord) : undefined;
+  } catch {
+    // Missing or unreadable: start a new upload (the old one, if any, expires by the bucket's lifecycle rule).
+    return undefined;
+  }
+}
+
+async function writeRecord(file: string, record: ResumeRecord): Promise<void> {
+  await mkdir(join(file, '..'), { recursive: true, mode: 0o700 });
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, JSON.stringify(record), { mode: 0o600 });
+  await rename(temp, file);
+}
+
+function isPreconditionFailed(error: unknown): boolean {
+  return statusOf(error) === 412 || (error as { name?: string }).name === 'PreconditionFailed';
+}

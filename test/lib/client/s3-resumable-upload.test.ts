@@ -1,0 +1,110 @@
+/**
+ * Resumable create-only uploads against the S3 emulator (moto on 127.0.0.1): an upload that
+ * fails halfway leaves no object, and the next upload of the same file sends only the parts
+ * that are missing.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ObjectExistsError } from '../../../lib/core/errors.js';
+import { S3ResumableUploader } from '../../../lib/client/s3-resumable-upload.js';
+import { createBucket, MOTO_START_TIMEOUT_MS, s3ClientFor, startMoto, type MotoServer } from '../../support/moto.js';
+
+const PART = 5 * 1024 * 1024;
+const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/** An S3 client whose `failAt`-th UploadPart of this client fails as a dropped connection would. */
+function failingClient(moto: MotoServer, failAt: number): S3Client {
+  const s3 = s3ClientFor(moto);
+  let parts = 0;
+  s3.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'UploadPartCommand' && ++parts === failAt) throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+      return next(args);
+    },
+    { step: 'initialize', name: 'failNthPart' },
+  );
+  return s3;
+}
+
+describe('S3ResumableUploader on the emulator', () => {
+  let moto: MotoServer;
+  let s3: S3Client;
+  let dir: string;
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    s3 = s3ClientFor(moto);
+    dir = await mkdtemp(join(tmpdir(), 'ncap-resume-'));
+  }, MOTO_START_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await moto?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  async function sampleFile(name: string, bytes: Buffer): Promise<{ file: string; sizeBytes: number; mtimeMs: number; sha256: string }> {
+    const file = join(dir, name);
+    await writeFile(file, bytes);
+    await utimes(file, 1_700_000_000, 1_700_000_000);
+    return { file, sizeBytes: bytes.length, mtimeMs: 1_700_000_000_000, sha256: sha(bytes) };
+  }
+
+  const inputsOf = async (bucket: string) => ((await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'lab/inputs/' }))).Contents ?? []).map((o) => o.Key);
+
+  it('leaves no object after a failure halfway, then sends only the missing parts of the same file', async () => {
+    const bucket = await createBucket(s3, 'resume');
+    const bytes = randomBytes(5 * PART + 777);
+    const local = await sampleFile('session.bin', bytes);
+    const stateDir = join(dir, 'state-1');
+    const key = 'lab/inputs/session.bin';
+
+    const first = new S3ResumableUploader(failingClient(moto, 3), { stateDir, partSizeBytes: PART, concurrency: 1 });
+    await expect(first.upload({ bucket, key, ...local })).rejects.toThrow(/socket hang up/);
+    expect(await inputsOf(bucket)).toEqual([]);
+    expect(await readdir(stateDir)).toHaveLength(1);
+
+    const sent: number[] = [];
+    const again = new S3ResumableUploader(s3ClientFor(moto), { stateDir, partSizeBytes: PART, concurrency: 2 });
+    const result = await again.upload({ bucket, key, ...local, onPartSent: (n) => sent.push(n) });
+
+    expect(result).toEqual({ resumed: true, partsReused: 2, partsSent: 4 });
+    expect(sent.sort()).toEqual([3, 4, 5, 6]);
+    const stored = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    expect(sha(Buffer.from(await (stored.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray()))).toBe(local.sha256);
+    expect(stored.Metadata?.['sha256']).toBe(local.sha256);
+    expect(await readdir(stateDir)).toEqual([]);
+  });
+
+  it('starts over when the file under that name changed since the interrupted upload', async () => {
+    const bucket = await createBucket(s3, 'resume');
+    const stateDir = join(dir, 'state-2');
+    const key = 'lab/inputs/changed.bin';
+    const before = await sampleFile('changed.bin', randomBytes(3 * PART));
+    await expect(new S3ResumableUploader(failingClient(moto, 2), { stateDir, partSizeBytes: PART, concurrency: 1 }).upload({ bucket, key, ...before })).rejects.toThrow();
+
+    const after = await sampleFile('changed.bin', randomBytes(3 * PART));
+    const result = await new S3ResumableUploader(s3ClientFor(moto), { stateDir, partSizeBytes: PART }).upload({ bucket, key, ...after });
+
+    expect(result).toEqual({ resumed: false, partsReused: 0, partsSent: 3 });
+    expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.['sha256']).toBe(after.sha256);
+  });
+
+  it('never overwrites an object that appeared under the key, multipart or single', async () => {
+    const bucket = await createBucket(s3, 'resume');
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'lab/inputs/taken.bin', Body: 'theirs' }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'lab/inputs/small.txt', Body: 'theirs' }));
+    const uploader = new S3ResumableUploader(s3ClientFor(moto), { stateDir: join(dir, 'state-3'), partSizeBytes: PART });
+
+    await expect(uploader.upload({ bucket, key: 'lab/inputs/taken.bin', ...(await sampleFile('taken.bin', randomBytes(2 * PART))) })).rejects.toBeInstanceOf(ObjectExistsError);
+    await expect(uploader.upload({ bucket, key: 'lab/inputs/small.txt', ...(await sampleFile('small.txt', Buffer.from('mine'))) })).rejects.toBeInstanceOf(ObjectExistsError);
+
+    for (const key of ['lab/inputs/taken.bin', 'lab/inputs/small.txt']) {
+      const body = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      expect(await (body.Body as { transformToString(): Promise<string> }).transformToString()).toBe('theirs');
+    }
+  });
+});

@@ -1,0 +1,82 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LocalObjectStore } from '../../../lib/local/object-store.js';
+import { UploadManager } from '../../../lib/ui/uploads.js';
+
+const MIB = 1024 * 1024;
+const PART = 5 * MIB;
+const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/** A request body arriving in small chunks, as sockets deliver it. */
+async function* chunks(bytes: Buffer, size = 64 * 1024): AsyncGenerator<Buffer> {
+  for (let at = 0; at < bytes.length; at += size) yield bytes.subarray(at, at + size);
+}
+
+describe('UploadManager multipart uploads', () => {
+  let dir: string;
+  let objects: LocalObjectStore;
+  let uploads: UploadManager;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ncap-uploads-'));
+    objects = new LocalObjectStore(join(dir, 'buckets'));
+    uploads = new UploadManager(objects);
+  });
+
+  afterEach(async () => {
+    await uploads.abortAll();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const partOf = (bytes: Buffer, n: number) => bytes.subarray((n - 1) * PART, n * PART);
+
+  it('assembles parts sent out of order and in parallel into the declared bytes, hashed while they arrive', async () => {
+    const bytes = randomBytes(4 * PART + 12345);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/rec.bin', sizeBytes: bytes.length, partSizeBytes: PART, sha256: sha(bytes) });
+
+    await Promise.all([3, 5, 1, 4, 2].map((n) => uploads.putPart(uploadId, n, chunks(partOf(bytes, n)), partOf(bytes, n).length)));
+    const done = await uploads.complete(uploadId, undefined);
+
+    expect(done).toMatchObject({ key: 'lab/inputs/rec.bin', sizeBytes: bytes.length, sha256: sha(bytes), reused: false });
+    expect(sha(await readFile(objects.pathOf('b', 'lab/inputs/rec.bin')))).toBe(sha(bytes));
+  });
+
+  it('starts the running hash over when an already hashed part is sent again with other bytes', async () => {
+    const bytes = randomBytes(3 * PART);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/again.bin', sizeBytes: bytes.length, partSizeBytes: PART, sha256: sha(bytes) });
+    const wrong = randomBytes(PART);
+    await uploads.putPart(uploadId, 1, chunks(wrong), PART);
+    await uploads.putPart(uploadId, 2, chunks(partOf(bytes, 2)), PART);
+
+    await uploads.putPart(uploadId, 1, chunks(partOf(bytes, 1)), PART);
+    await uploads.putPart(uploadId, 3, chunks(partOf(bytes, 3)), PART);
+    const done = await uploads.complete(uploadId, undefined);
+
+    expect(done.sha256).toBe(sha(bytes));
+  });
+
+  it('refuses bytes that do not match the declared sha256 and keeps nothing visible under the key', async () => {
+    const bytes = randomBytes(2 * PART);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/bad.bin', sizeBytes: bytes.length, partSizeBytes: PART, sha256: 'a'.repeat(64) });
+    await uploads.putPart(uploadId, 1, chunks(partOf(bytes, 1)), PART);
+    await uploads.putPart(uploadId, 2, chunks(partOf(bytes, 2)), PART);
+
+    await expect(uploads.complete(uploadId, undefined)).rejects.toMatchObject({ code: 'ChecksumMismatch' });
+    expect(await objects.head('b', 'lab/inputs/bad.bin')).toBeUndefined();
+    await uploads.abort(uploadId);
+    expect((await readdir(join(dir, 'buckets', 'b'), { recursive: true })).filter((name) => name.includes(uploadId))).toEqual([]);
+  });
+
+  it('keeps a part that ended early out of the upload, so completion asks for it again', async () => {
+    const bytes = randomBytes(2 * PART);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/short.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    await uploads.putPart(uploadId, 1, chunks(partOf(bytes, 1)), PART);
+
+    await expect(uploads.putPart(uploadId, 2, chunks(partOf(bytes, 2).subarray(0, MIB)), undefined)).rejects.toThrow(/must be 5242880 bytes, 1048576 arrived/);
+    await expect(uploads.complete(uploadId, undefined)).rejects.toThrow(/lacks part\(s\) 2 of 2/);
+    expect(uploads.listParts(uploadId).map((p) => p.PartNumber)).toEqual([1]);
+  });
+});
