@@ -142,3 +142,5 @@ export async function benchClientAws(print: (line: string) => void): Promise<voi
     await moto.stop();
   }
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) await benchClientAws((line) => process.stdout.write(`${line}\n`));

@@ -147,7 +147,9 @@ export class S3ResumableUploader {
             read += bytesRead;
           }
           try {
-            const sent = await this.s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: n, Body: body, ContentLength: size }));
+            const command = new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: n, Body: body, ContentLength: size });
+            withUnsignedPayload(command);
+            const sent = await this.s3.send(command);
             stored.set(n, sent.ETag ?? '');
           } catch (error) {
             failed = true;
@@ -231,6 +233,23 @@ async function writeRecord(file: string, record: ResumeRecord): Promise<void> {
   const temp = `${file}.${process.pid}.tmp`;
   await writeFile(temp, JSON.stringify(record), { mode: 0o600 });
   await rename(temp, file);
+}
+
+/**
+ * Signs a part without hashing its bytes: the SDK would otherwise sha256 every part for the
+ * signature, a second pass over the whole file on the CLI's one thread (aws s3 cp does the
+ * same over HTTPS). The bytes stay protected by TLS, and by the part checksum (CRC32) the SDK
+ * adds when requestChecksumCalculation is on (the default against AWS).
+ */
+function withUnsignedPayload(command: UploadPartCommand): void {
+  command.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { headers?: Record<string, string> };
+      if (request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      return next(args);
+    },
+    { step: 'build', name: 'ncapUnsignedPartPayload' },
+  );
 }
 
 function isPreconditionFailed(error: unknown): boolean {

@@ -2,8 +2,10 @@
  * An Uppy uploader over WebBackend (D10's multipart routes locally, S3 on aws through aws.ts).
  * Per file: streamed sha256 (hash-wasm, 8 MiB at a time, never the whole file in memory), an
  * exists check that skips files already uploaded with the same sha256, then one create-only PUT
- * (small files) or an S3-shaped multipart upload whose parts can be paused, resumed (the parts
- * already stored are listed and not sent again) and retried.
+ * (small files) or an S3-shaped multipart upload, PARTS_AT_ONCE parts in flight, that can be
+ * paused (every part in flight is cut and sent again on resume), resumed and retried: a failed
+ * part is tried again PART_ATTEMPTS times, then the file fails and Retry continues it (the
+ * parts already stored are listed and not sent again).
  *
  * Why not @uppy/aws-s3: from version 6 it speaks S3's XML protocol over presigned URLs only;
  * the local server's D10 routes are JSON, and one uploader over WebBackend serves both backends.
@@ -16,7 +18,10 @@ import { BackendError, type ObjectKind, type WebBackend } from './backend/types.
 /** Part size of multipart uploads and the limit for a single PUT: 8 MiB (S3's minimum part is 5 MiB). */
 export const PART_SIZE_BYTES = 8 * 1024 * 1024;
 const HASH_CHUNK_BYTES = 8 * 1024 * 1024;
-const PART_ATTEMPTS = 3;
+/** Tries of one part before the file fails (and waits for the researcher's Retry). */
+export const PART_ATTEMPTS = 3;
+/** Parts of one file in flight at once (a part is at most 8 MiB in memory, as a Blob slice). */
+export const PARTS_AT_ONCE = 4;
 const FILES_AT_ONCE = 3;
 
 export interface NcapMeta extends Meta {
@@ -58,8 +63,10 @@ export async function sha256OfBlob(blob: Blob, signal?: AbortSignal): Promise<st
 type File = UppyFile<NcapMeta, Body>;
 
 export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string }, NcapMeta, Body> {
-  private readonly controllers = new Map<string, AbortController>();
-  private readonly waiting = new Map<string, () => void>();
+  /** The requests in flight per file: a pause cuts them all. */
+  private readonly controllers = new Map<string, Set<AbortController>>();
+  /** Who waits for a paused file to resume (one per part worker). */
+  private readonly waiting = new Map<string, (() => void)[]>();
 
   constructor(uppy: Uppy<NcapMeta, Body>, opts: NcapUploaderOptions) {
     super(uppy, opts);
@@ -90,12 +97,12 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
 
   private onPause = (file: File | undefined, isPaused: boolean) => {
     if (!file) return;
-    if (isPaused) this.controllers.get(file.id)?.abort();
+    if (isPaused) this.cut(file.id);
     else this.wake(file.id);
   };
 
   private onPauseAll = () => {
-    for (const controller of this.controllers.values()) controller.abort();
+    for (const id of [...this.controllers.keys()]) this.cut(id);
   };
 
   private onResumeAll = () => {
@@ -103,21 +110,25 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
   };
 
   private onRemoved = (file: File) => {
-    this.controllers.get(file.id)?.abort();
+    this.cut(file.id);
     this.wake(file.id);
     const uploadId = file.meta.uploadId;
     if (uploadId) void this.opts.backend.abortUpload(uploadId).catch(() => undefined);
   };
 
   private onCancelAll = () => {
-    for (const controller of this.controllers.values()) controller.abort();
+    for (const id of [...this.controllers.keys()]) this.cut(id);
     for (const id of [...this.waiting.keys()]) this.wake(id);
   };
 
+  private cut(id: string): void {
+    for (const controller of this.controllers.get(id) ?? []) controller.abort();
+  }
+
   private wake(id: string): void {
-    const resolve = this.waiting.get(id);
+    const waiters = this.waiting.get(id) ?? [];
     this.waiting.delete(id);
-    resolve?.();
+    for (const resolve of waiters) resolve();
   }
 
   private current(id: string): File | undefined {
@@ -130,7 +141,7 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
       const file = this.current(id);
       if (!file) return false;
       if (!file.isPaused) return true;
-      await new Promise<void>((resolve) => this.waiting.set(id, resolve));
+      await new Promise<void>((resolve) => this.waiting.set(id, [...(this.waiting.get(id) ?? []), resolve]));
     }
   }
 
@@ -203,11 +214,14 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
 
   private async withAbort<T>(id: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const controller = new AbortController();
-    this.controllers.set(id, controller);
+    const set = this.controllers.get(id) ?? new Set();
+    set.add(controller);
+    this.controllers.set(id, set);
     try {
       return await run(controller.signal);
     } finally {
-      if (this.controllers.get(id) === controller) this.controllers.delete(id);
+      set.delete(controller);
+      if (set.size === 0 && this.controllers.get(id) === set) this.controllers.delete(id);
     }
   }
 
@@ -217,32 +231,70 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
     const done = new Map<number, { ETag: string; Size: number }>();
     if (uploadId) {
       // A retry or a resume: the parts already stored are not sent again.
-      for (const part of await backend.listParts(uploadId).catch(() => [])) done.set(part.PartNumber, { ETag: part.ETag, Size: part.Size });
-    } else {
+      try {
+        for (const part of await backend.listParts(uploadId)) done.set(part.PartNumber, { ETag: part.ETag, Size: part.Size });
+      } catch (error) {
+        // The upload is gone (e.g. the server restarted): start a new one.
+        if (!(error instanceof BackendError) || (error.code !== 'UploadNotFound' && error.code !== 'NoSuchUpload')) throw error;
+        uploadId = undefined;
+      }
+    }
+    if (!uploadId) {
       uploadId = (await backend.startUpload(analysis, { kind, name, sizeBytes: blob.size, partSizeBytes: PART_SIZE_BYTES, sha256 })).uploadId;
       this.uppy.setFileMeta(id, { uploadId });
     }
     const partCount = Math.ceil(blob.size / PART_SIZE_BYTES);
-    const stored = () => [...done.values()].reduce((sum, p) => sum + p.Size, 0);
-    for (let n = 1; n <= partCount; n++) {
-      if (done.has(n)) continue;
+    const todo: number[] = [];
+    for (let n = 1; n <= partCount; n++) if (!done.has(n)) todo.push(n);
+    // Bytes of the parts in flight, for the file's progress.
+    const sending = new Map<number, number>();
+    const report = () => this.progress(id, [...done.values()].reduce((sum, p) => sum + p.Size, 0) + [...sending.values()].reduce((sum, b) => sum + b, 0));
+    let failure: unknown;
+    const sendPart = async (n: number) => {
       const body = blob.slice((n - 1) * PART_SIZE_BYTES, n * PART_SIZE_BYTES);
       for (let attempt = 1; ; attempt++) {
         if (!(await this.whilePaused(id))) throw new DOMException('removed', 'AbortError');
+        if (failure !== undefined) return;
         try {
-          const base = stored();
-          const { ETag } = await this.withAbort(id, (signal) => backend.uploadPart(uploadId as string, n, body, { signal, onProgress: (loaded) => this.progress(id, base + loaded) }));
+          const { ETag } = await this.withAbort(id, (signal) =>
+            backend.uploadPart(uploadId as string, n, body, {
+              signal,
+              onProgress: (loaded) => {
+                sending.set(n, loaded);
+                report();
+              },
+            }),
+          );
+          sending.delete(n);
           done.set(n, { ETag, Size: body.size });
-          this.progress(id, stored());
-          break;
+          report();
+          return;
         } catch (error) {
-          const paused = error instanceof DOMException && error.name === 'AbortError';
-          if (paused && this.current(id)?.isPaused) continue;
-          if (paused || attempt >= PART_ATTEMPTS) throw error;
+          sending.delete(n);
+          const aborted = error instanceof DOMException && error.name === 'AbortError';
+          // Paused: this part goes again on resume (whilePaused waits), without using up a try.
+          if (aborted && this.current(id)?.isPaused) {
+            attempt--;
+            continue;
+          }
+          if (aborted || attempt >= PART_ATTEMPTS) throw error;
           await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
         }
       }
-    }
+    };
+    let next = 0;
+    const worker = async () => {
+      for (let n = todo[next++]; n !== undefined && failure === undefined; n = todo[next++]) {
+        try {
+          await sendPart(n);
+        } catch (error) {
+          // The other parts in flight finish (and stay stored for Retry); no new part starts.
+          failure ??= error;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARTS_AT_ONCE, Math.max(1, todo.length)) }, worker));
+    if (failure !== undefined) throw failure;
     const parts = [...done.entries()].sort((a, b) => a[0] - b[0]).map(([PartNumber, p]) => ({ PartNumber, ETag: p.ETag }));
     const { key } = await backend.completeUpload(uploadId, parts);
     this.uppy.setFileMeta(id, { uploadId: undefined });
