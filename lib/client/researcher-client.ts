@@ -161,6 +161,7 @@ async function checkLocalFiles(request: RunRequest): Promise<void> {
 
 export async function sha256OfFile(path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  // 1 MiB reads: a sixteenth of the calls of the 64 KiB default, for a file read once at disk speed.
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }

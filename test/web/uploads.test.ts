@@ -202,9 +202,11 @@ describe('uploads in the web app', () => {
         items: [{ kind: 'file', type: '', webkitGetAsEntry: () => tree, getAsFile: () => null }],
         dropEffect: 'copy',
       };
-      const target = document.querySelector('.uppy-Dashboard') as HTMLElement;
+      // The page's DOM (this file is typed for Node, without the DOM library).
+      const dom = globalThis as unknown as { document: { querySelector(selector: string): { dispatchEvent(event: object): void } }; DragEvent: new (type: string, init: object) => object };
+      const target = dom.document.querySelector('.uppy-Dashboard');
       for (const type of ['dragenter', 'dragover', 'drop']) {
-        const event = new DragEvent(type, { bubbles: true, cancelable: true });
+        const event = new dom.DragEvent(type, { bubbles: true, cancelable: true });
         Object.defineProperty(event, 'dataTransfer', { value: dataTransfer });
         target.dispatchEvent(event);
       }
