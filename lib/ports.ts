@@ -105,6 +105,14 @@ export interface LaunchRequest {
    */
   deadlineAtMs: number;
   /**
+   * Absolute epoch ms from which this launch starts no machine at all (its launch window
+   * closes): a call at or after it only returns the machine an earlier try of the same token
+   * started, and otherwise throws LaunchWindowClosedError. Every RunInstances-like call is
+   * checked against it, so after it (plus the time one call can take) the token's machines are
+   * all known to `findLaunched`. Default (older outboxes): `deadlineAtMs`.
+   */
+  launchByMs?: number;
+  /**
    * Where to buy the machine. "spot-then-on-demand" tries spot first and, when spot has no
    * capacity anywhere, on demand within the same launch. Default "on-demand".
    */
@@ -138,6 +146,12 @@ export interface MachineDescription {
 export interface Machines {
   /** Throws MachineLaunchError when no machine could be had. */
   launch(request: LaunchRequest): Promise<LaunchResult>;
+  /**
+   * The machine a launch with this client token started, in any state (terminated ones while
+   * the cloud still lists them), or undefined when none did. Asked once the token's launch window
+   * has closed, it proves whether a failed launch left a machine behind.
+   */
+  findLaunched(clientToken: string): Promise<LaunchResult | undefined>;
   /** Terminates (idempotent) and returns the state it is in now. */
   terminate(instanceId: string): Promise<MachineState>;
   describe(instanceId: string): Promise<MachineDescription>;

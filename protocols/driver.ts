@@ -1,6 +1,6 @@
 import type { Blueprint } from '../lib/core/blueprint.js';
 import type { ImageFacts } from '../lib/core/image-recipe.js';
-import { CapacityExhaustedError, ConcurrentUpdateError, KeyInvalidError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError } from '../lib/core/errors.js';
+import { CapacityExhaustedError, ConcurrentUpdateError, KeyInvalidError, LaunchWindowClosedError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError } from '../lib/core/errors.js';
 import {
   initialJobState,
   isJobFinished,
@@ -650,6 +650,7 @@ export class JobDriver {
             instanceType: effect.instanceType,
             clientToken: effect.clientToken,
             deadlineAtMs: effect.deadlineAtMs,
+            ...(effect.launchByMs !== undefined ? { launchByMs: effect.launchByMs } : {}),
             ...(effect.market ? { market: effect.market } : {}),
           });
           return [{ type: 'InstanceLaunched', atMs: clock.nowMs(), dataset: effect.dataset, clientToken: effect.clientToken, ...launched }];
@@ -662,11 +663,21 @@ export class JobDriver {
               dataset: effect.dataset,
               reason: error.message,
               clientToken: effect.clientToken,
-              // No capacity anywhere: another attempt later may find some. Anything else would fail the same way.
-              ...(error instanceof CapacityExhaustedError ? { retryable: true } : {}),
+              // No capacity anywhere, or no answer within the launch window: another attempt later
+              // may get a machine. Anything else would fail the same way.
+              ...(error instanceof CapacityExhaustedError || error instanceof LaunchWindowClosedError ? { retryable: true } : {}),
             },
           ];
         }
+      }
+      case 'CheckLaunch': {
+        // Asked only once the token's launch window has closed: what it finds is all there is.
+        const found = await machines.findLaunched(effect.clientToken);
+        return [
+          found
+            ? { type: 'InstanceLaunched', atMs: clock.nowMs(), dataset: effect.dataset, clientToken: effect.clientToken, ...found }
+            : { type: 'LaunchTokenUnused', atMs: clock.nowMs(), dataset: effect.dataset, clientToken: effect.clientToken },
+        ];
       }
       case 'ScheduleAgentCheck':
         return this.checkAgentNow({ jobId: state.jobId, dataset: effect.dataset, instanceId: effect.instanceId, expiresAtMs: effect.expiresAtMs });

@@ -592,6 +592,7 @@ function crashHooks(crashAt: CrashPoint | undefined, ledger: Ledger, machines: M
           await machines.launch(request);
           return crashNow();
         },
+        findLaunched: (token) => machines.findLaunched(token),
         terminate: (id) => machines.terminate(id),
         describe: (id) => machines.describe(id),
         listExpired: (now) => machines.listExpired(now),

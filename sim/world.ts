@@ -5,7 +5,7 @@
  * same seed gives the same run, byte for byte.
  */
 import { decideReservation, settleEntry, type LedgerEntry } from '../lib/core/cost.js';
-import { CapacityExhaustedError, ConcurrentUpdateError, MachineLaunchError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError, pastDeadlineError } from '../lib/core/errors.js';
+import { CapacityExhaustedError, ConcurrentUpdateError, MachineLaunchError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError, launchCutoffMs, launchWindowClosedError, pastDeadlineError } from '../lib/core/errors.js';
 import { summarizeJob } from '../lib/core/job-machine.js';
 import { reaperDueAtMs } from '../lib/core/reaper-due.js';
 import type { DueJob } from '../lib/aws/dynamo-job-store.js';
@@ -235,6 +235,8 @@ export class World {
     }
     // EC2 itself would start it; the adapter refuses first (Ec2Machines.launch), as the port says.
     if (this.nowMs >= request.deadlineAtMs) throw pastDeadlineError(request);
+    const cutoffMs = launchCutoffMs(request);
+    if (this.nowMs >= cutoffMs) throw launchWindowClosedError({ dataset: request.dataset, clientToken: request.clientToken, launchByMs: cutoffMs });
     const f = this.faults;
     if (this.rng.chance(f.capacity)) {
       this.stats.capacityErrors += 1;
@@ -518,6 +520,13 @@ export class SimMachines implements Machines, AwsCommandRunner {
       throw new SimServiceError('EC2', 'RunInstances timed out (the machine may have started)');
     }
     return result;
+  }
+  async findLaunched(clientToken: string): Promise<LaunchResult | undefined> {
+    this.invocation.gate('EC2');
+    const instanceId = this.world.byToken.get(clientToken);
+    const instance = instanceId === undefined ? undefined : this.world.instances.get(instanceId);
+    if (!instance) return undefined;
+    return { instanceId: instance.instanceId, instanceType: instance.instanceType, launchedAtMs: instance.launchedAtMs, ...(instance.spot ? { market: 'spot' as const } : {}) };
   }
   async terminate(instanceId: string): Promise<MachineState> {
     this.invocation.gate('EC2');

@@ -14,7 +14,7 @@ import {
   type _InstanceType,
 } from '@aws-sdk/client-ec2';
 import type { Market, MarketChoice } from '../core/blueprint.js';
-import { CapacityExhaustedError, MachineLaunchError, pastDeadlineError } from '../core/errors.js';
+import { CapacityExhaustedError, launchCutoffMs, launchWindowClosedError, MachineLaunchError, pastDeadlineError } from '../core/errors.js';
 import type { LaunchRequest, LaunchResult, MachineDescription, Machines, MachineState } from '../ports.js';
 import { awsErrorCode, describeAwsError, isThrottlingError, withRetries } from './retry.js';
 
@@ -128,6 +128,9 @@ export class Ec2Machines implements Machines {
     const existing = await this.findLaunched(request.clientToken);
     if (existing) return existing;
     if (this.nowMs() >= request.deadlineAtMs) throw pastDeadlineError(request);
+    const cutoffMs = launchCutoffMs(request);
+    const closed = () => launchWindowClosedError({ dataset: request.dataset, clientToken: request.clientToken, launchByMs: cutoffMs });
+    if (this.nowMs() >= cutoffMs) throw closed();
     const rootDevice = await this.rootDeviceOf(placement.amiId);
 
     const tries = launchTries(request, placement);
@@ -146,7 +149,12 @@ export class Ec2Machines implements Machines {
       const clientToken = attemptClientToken(request.clientToken, index);
       const input = runInstancesInput(request, placement, instanceType, subnetId, clientToken, { market, rootDeviceName: rootDevice.deviceName });
       try {
-        const output = await this.retrying(() => this.ec2.send(new RunInstancesCommand(input)));
+        // Every send, throttling retries included, is checked against the window: once it has
+        // closed (plus one call's time), findLaunched knows every machine the token started.
+        const output = await this.retrying(() => {
+          if (this.nowMs() >= cutoffMs) throw closed();
+          return this.ec2.send(new RunInstancesCommand(input));
+        });
         const instance = output.Instances?.[0];
         const instanceId = instance?.InstanceId;
         if (!instanceId) throw new MachineLaunchError(`EC2 accepted the launch of ${instanceType} for ${request.dataset} but returned no instance id`);
@@ -261,7 +269,8 @@ export class Ec2Machines implements Machines {
   }
 
   /** The machine an earlier launch with this client token started, under any of its attempt tokens. */
-  private async findLaunched(clientToken: string): Promise<LaunchResult | undefined> {
+  /** The machine tagged with this launch token (any state EC2 still lists), oldest first. */
+  async findLaunched(clientToken: string): Promise<LaunchResult | undefined> {
     const instances = await this.describeAll({ Filters: [{ Name: `tag:${MACHINE_TAGS.launchToken}`, Values: [tagValue(clientToken)] }] });
     // Several only if something went wrong; the oldest is the one the first launch returned.
     const instance = instances

@@ -81,6 +81,24 @@ export class MachineLaunchError extends NeuroCaasError {
  */
 export class CapacityExhaustedError extends MachineLaunchError {}
 
+/**
+ * A launch asked for at or after its launch window closed (LaunchRequest.launchByMs): no machine
+ * is started for it. A platform fault the reducer may retry, once the token is proven unused.
+ */
+export class LaunchWindowClosedError extends MachineLaunchError {}
+
+/** The launch window of `request` has closed; every Machines adapter throws this. */
+export function launchWindowClosedError(request: { dataset: string; clientToken: string; launchByMs: number }): LaunchWindowClosedError {
+  return new LaunchWindowClosedError(
+    `the launch of dataset ${request.dataset} (token ${request.clientToken}) was not answered before its launch window closed at ${new Date(request.launchByMs).toISOString()}; no machine is started for it`,
+  );
+}
+
+/** When a launch stops starting machines: its window's end, never after its deadline. */
+export function launchCutoffMs(request: { deadlineAtMs: number; launchByMs?: number }): number {
+  return Math.min(request.deadlineAtMs, request.launchByMs ?? request.deadlineAtMs);
+}
+
 /** A conditional write lost a race; the caller reloads and retries. */
 export class ConcurrentUpdateError extends NeuroCaasError {
   constructor(message: string) {

@@ -17,6 +17,16 @@ export type MachinePhase = 'none' | 'requested' | 'up' | 'terminating' | 'termin
 
 /** Re-send a launch whose answer never came (same client token, so never a second machine). */
 export const LAUNCH_RETRY_MS = 60_000;
+/**
+ * How long one attempt's launch may start a machine, from its first send (never past its
+ * deadline): every re-send carries the same cutoff, and the adapters start nothing after it.
+ */
+export const LAUNCH_WINDOW_MS = 5 * 60_000;
+/**
+ * After a launch window closes, how long before the token is looked up: covers a call to the
+ * cloud that passed the cutoff check just before it, and the cloud's listing catching up.
+ */
+export const LAUNCH_SETTLE_MS = 60_000;
 /** Re-send a terminate that was not confirmed. */
 export const TERMINATE_RETRY_MS = 30_000;
 /** Re-send a reservation whose answer never came (idempotent per job). */
@@ -45,8 +55,26 @@ export interface StrayMachine {
   instanceType: string;
   market?: Market;
   launchedAtMs: number;
+  /** The deadline of the launch that started it (it shuts itself down then). */
+  deadlineAtMs?: number;
   terminateRequestedAtMs: number;
   terminatedAtMs?: number;
+}
+
+/**
+ * A launch that failed with a platform fault but may still have started a machine: another
+ * driver may have re-sent the same token and got one whose answer has not arrived. Until the
+ * token is proven (its window closed and a lookup found nothing, or its machine turned up), the
+ * dataset starts no new attempt and the job does not settle.
+ */
+export interface OpenLaunch {
+  clientToken: string;
+  /** From here no machine can start for the token (LaunchRequest.launchByMs). */
+  launchByMs: number;
+  deadlineAtMs: number;
+  instanceType: string;
+  /** When the lookup (CheckLaunch) was last asked for. */
+  checkRequestedAtMs?: number;
 }
 
 export interface DatasetState {
@@ -77,8 +105,12 @@ export interface DatasetState {
    * while one may still run.
    */
   strays?: StrayMachine[];
-  /** A retry after a launch failure waits until then, so a raced answer to that launch is seen first. */
+  /** Launches of this dataset not yet proven to have started no machine (oldest first). */
+  openLaunches?: OpenLaunch[];
+  /** Older states only: a retry waited until then. Kept so a stored job still honours it. */
   retryNotBeforeMs?: number;
+  /** The current attempt's launch window closes here (LAUNCH_WINDOW_MS, capped by the deadline). */
+  launchByMs?: number;
   instanceType?: string;
   instanceId?: string;
   launchRequestedAtMs?: number;
@@ -155,6 +187,8 @@ export type JobEvent =
       /** The cloud had no capacity or quota anywhere: a platform fault worth another attempt. */
       retryable?: boolean;
     }
+  /** A lookup after a launch window closed found no machine for the token (CheckLaunch). */
+  | { type: 'LaunchTokenUnused'; atMs: number; dataset: string; clientToken: string }
   | { type: 'AgentOnline'; atMs: number; dataset: string; instanceId: string }
   | { type: 'AgentWaitExpired'; atMs: number; dataset: string; instanceId: string }
   | { type: 'CommandStarted'; atMs: number; dataset: string; commandId: string }
@@ -190,7 +224,18 @@ export type JobEvent =
 export type JobEffect =
   | { type: 'Reject'; reasons: string[] }
   | { type: 'ReserveBudget'; user: string; period: string; amountUsd: number; budgetUsd: number }
-  | { type: 'LaunchInstance'; dataset: string; instanceType: string; clientToken: string; deadlineAtMs: number; market?: import('./blueprint.js').MarketChoice }
+  | {
+      type: 'LaunchInstance';
+      dataset: string;
+      instanceType: string;
+      clientToken: string;
+      deadlineAtMs: number;
+      /** No machine starts from here (absent in older outboxes: the deadline). */
+      launchByMs?: number;
+      market?: import('./blueprint.js').MarketChoice;
+    }
+  /** Looks up the machine a launch token started, once its window has closed: InstanceLaunched or LaunchTokenUnused. */
+  | { type: 'CheckLaunch'; dataset: string; clientToken: string }
   | { type: 'ScheduleAgentCheck'; dataset: string; instanceId: string; expiresAtMs: number }
   | { type: 'SendCommand'; dataset: string; instanceId: string; deadlineAtMs: number }
   | { type: 'TerminateInstance'; dataset: string; instanceId: string }
@@ -319,6 +364,9 @@ export function reduceJob(previous: JobState, event: JobEvent): Transition {
     case 'InstanceLaunchFailed':
       onInstanceLaunchFailed(state, event, out);
       break;
+    case 'LaunchTokenUnused':
+      onLaunchTokenUnused(state, event, out);
+      break;
     case 'AgentOnline':
       onAgentOnline(state, event, out);
       break;
@@ -349,6 +397,7 @@ export function reduceJob(previous: JobState, event: JobEvent): Transition {
       break;
   }
   if (state.phase === 'ACTIVE') {
+    checkOpenLaunches(state, event.atMs, out);
     launchPending(state, event.atMs, out);
     finalizeIfDone(state, event.atMs, out);
   }
@@ -506,7 +555,8 @@ function launchPending(state: JobState, atMs: number, out: Effects): void {
   for (const ds of state.datasets) {
     if (alive >= plan.maxConcurrentMachines) break;
     // A dataset whose earlier machine is still going waits for it: never two machines at once.
-    if (ds.phase !== 'PENDING' || ds.retrying || ds.machine !== 'none' || hasLiveStray(ds)) continue;
+    // So does one whose failed launch may still start a machine (until the token is proven).
+    if (ds.phase !== 'PENDING' || ds.retrying || ds.machine !== 'none' || hasLiveStray(ds) || hasOpenLaunch(ds)) continue;
     if (ds.retryNotBeforeMs !== undefined && atMs < ds.retryNotBeforeMs) continue;
     const attempt = attemptOf(ds);
     if (attempt === 1 && ds.role === 'consensus' && !consensusMayStart(state, ds, atMs, out)) continue;
@@ -524,12 +574,43 @@ function launchPending(state: JobState, atMs: number, out: Effects): void {
     ds.instanceType = plan.instanceType;
     ds.launchRequestedAtMs = atMs;
     ds.deadlineAtMs = machineDeadline(plan, atMs);
+    ds.launchByMs = Math.min(atMs + LAUNCH_WINDOW_MS, ds.deadlineAtMs);
     alive += 1;
     out.status(ds.name);
     const on = market === 'spot' ? ' spot' : market === 'spot-then-on-demand' ? ' spot (else on-demand)' : '';
     out.certificate(`${ds.name}: launching a${on} ${plan.instanceType} machine${attempt > 1 ? `, attempt ${attempt}` : ''} (deadline ${isoOf(ds.deadlineAtMs)})`);
     out.push(launchEffect(ds, market));
   }
+}
+
+function hasOpenLaunch(ds: DatasetState): boolean {
+  return (ds.openLaunches?.length ?? 0) > 0;
+}
+
+/**
+ * Asks, for every open launch whose window has closed (plus LAUNCH_SETTLE_MS), whether its
+ * token started a machine; asked again every LAUNCH_RETRY_MS until answered.
+ */
+function checkOpenLaunches(state: JobState, atMs: number, out: Effects): void {
+  for (const ds of state.datasets) {
+    for (const open of ds.openLaunches ?? []) {
+      if (atMs < open.launchByMs + LAUNCH_SETTLE_MS) continue;
+      if (open.checkRequestedAtMs !== undefined && open.checkRequestedAtMs + LAUNCH_RETRY_MS > atMs) continue;
+      open.checkRequestedAtMs = atMs;
+      out.push({ type: 'CheckLaunch', dataset: ds.name, clientToken: open.clientToken });
+    }
+  }
+}
+
+/** The lookup found no machine for a closed launch: the token is spent, nothing to wait for. */
+function onLaunchTokenUnused(state: JobState, event: Extract<JobEvent, { type: 'LaunchTokenUnused' }>, out: Effects): void {
+  const ds = findDataset(state, event.dataset);
+  const open = ds?.openLaunches?.find((o) => o.clientToken === event.clientToken);
+  // An answer from before the window closed proves nothing (only CheckLaunch asks, and only after).
+  if (!ds || !open || event.atMs < open.launchByMs) return;
+  ds.openLaunches = (ds.openLaunches ?? []).filter((o) => o !== open);
+  if (ds.openLaunches.length === 0) delete ds.openLaunches;
+  out.certificate(`${ds.name}: the failed launch ${event.clientToken} started no machine`);
 }
 
 function hasLiveStray(ds: DatasetState): boolean {
@@ -570,7 +651,10 @@ function committedUsd(state: JobState, retry: DatasetState): number {
     for (const earlier of ds.earlierAttempts ?? []) total += earlier.costUsd;
     // A stray still running is bounded by its own deadline, i.e. one share.
     for (const stray of ds.strays ?? []) total += stray.terminatedAtMs === undefined ? plan.machineReservedUsd : strayCostUsd(state, { ...ds, strays: [stray] });
+    // The retry's own open launches are not counted: it cannot start before they are proven.
     if (ds === retry) continue;
+    // A failed launch that may still start a machine: that machine's whole share.
+    total += (ds.openLaunches?.length ?? 0) * plan.machineReservedUsd;
     if (ds.machine === 'requested' || ds.machine === 'up' || ds.machine === 'terminating') total += plan.machineReservedUsd;
     else if (ds.machine === 'terminated') total += currentMachineCostUsd(state, ds);
     else if (!isTerminalPhase(ds.phase) && attemptOf(ds) === 1) total += plan.machineReservedUsd;
@@ -586,7 +670,9 @@ function retryFits(state: JobState, ds: DatasetState): boolean {
 
 /** Another machine of the job may still end cheaper than its share and so leave room for a retry. */
 function othersMayFreeRoom(state: JobState, ds: DatasetState): boolean {
-  return state.datasets.some((other) => hasLiveStray(other) || (other !== ds && (other.machine === 'requested' || other.machine === 'up' || other.machine === 'terminating')));
+  return state.datasets.some(
+    (other) => hasLiveStray(other) || (other !== ds && (hasOpenLaunch(other) || other.machine === 'requested' || other.machine === 'up' || other.machine === 'terminating')),
+  );
 }
 
 /**
@@ -663,6 +749,7 @@ function recordAttemptIfGone(state: JobState, ds: DatasetState): void {
     'instanceId',
     'launchRequestedAtMs',
     'deadlineAtMs',
+    'launchByMs',
     'launchedAtMs',
     'agentOnlineAtMs',
     'commandId',
@@ -715,6 +802,7 @@ function launchEffect(ds: DatasetState, market: import('./blueprint.js').MarketC
     instanceType: ds.instanceType as string,
     clientToken: ds.clientToken,
     deadlineAtMs: ds.deadlineAtMs as number,
+    ...(ds.launchByMs !== undefined ? { launchByMs: ds.launchByMs } : {}),
     // On demand is what an effect without a market means (and what older outboxes hold).
     ...(market === 'on-demand' ? {} : { market }),
   };
@@ -727,9 +815,17 @@ function onInstanceLaunched(state: JobState, event: Extract<JobEvent, { type: 'I
   if (ds.machine !== 'requested' || (event.clientToken !== undefined && event.clientToken !== ds.clientToken)) {
     // The answer to a launch this dataset no longer waits for (an earlier attempt's, re-sent by a
     // driver that raced the one that saw it fail): a machine nobody tracks must not stay.
+    const open = event.clientToken === undefined ? undefined : ds.openLaunches?.find((o) => o.clientToken === event.clientToken);
+    if (open) {
+      // The failed launch did start a machine: it is now a stray, counted until it is gone.
+      ds.openLaunches = (ds.openLaunches ?? []).filter((o) => o !== open);
+      if (ds.openLaunches.length === 0) delete ds.openLaunches;
+    }
     if (!known && !(ds.strays ?? []).some((stray) => stray.instanceId === event.instanceId)) {
       out.certificate(`${ds.name}: machine ${event.instanceId} was started by a launch no longer wanted; terminating it`);
       const stray: StrayMachine = { instanceId: event.instanceId, instanceType: event.instanceType, launchedAtMs: event.launchedAtMs ?? event.atMs, terminateRequestedAtMs: event.atMs };
+      const deadlineAtMs = open?.deadlineAtMs ?? ds.earlierAttempts?.find((a) => a.clientToken === event.clientToken)?.deadlineAtMs;
+      if (deadlineAtMs !== undefined) stray.deadlineAtMs = deadlineAtMs;
       if (event.market !== undefined) stray.market = event.market;
       ds.strays = [...(ds.strays ?? []), stray];
       out.push({ type: 'TerminateInstance', dataset: ds.name, instanceId: event.instanceId });
@@ -757,15 +853,28 @@ function onInstanceLaunchFailed(state: JobState, event: Extract<JobEvent, { type
   const ds = findDataset(state, event.dataset);
   if (!ds || ds.machine !== 'requested' || (event.clientToken !== undefined && event.clientToken !== ds.clientToken)) return;
   ds.machine = 'launch-failed';
+  if (event.retryable) {
+    // Another driver may have re-sent this launch (same token) and got a machine whose answer
+    // is still on its way, or lost. Until the token's window has closed and a lookup proves it
+    // started nothing (or its machine turns up, a stray), no new attempt starts and the job
+    // does not settle: never two machines for the dataset, and that machine's cost is known.
+    const open: OpenLaunch = {
+      clientToken: ds.clientToken,
+      launchByMs: ds.launchByMs ?? (ds.deadlineAtMs as number),
+      deadlineAtMs: ds.deadlineAtMs as number,
+      instanceType: ds.instanceType ?? state.plan?.instanceType ?? '',
+    };
+    ds.openLaunches = [...(ds.openLaunches ?? []), open];
+  }
   if (isTerminalPhase(ds.phase)) return;
   const reason = `machine could not be launched: ${event.reason}`;
   if (event.retryable) {
-    // Another driver may have re-sent this launch and got a machine; its answer comes within
-    // seconds, and the retry waits for it (then for that machine's end).
-    ds.retryNotBeforeMs = event.atMs + LAUNCH_RETRY_MS;
     platformFault(state, ds, reason, event.atMs, out);
-  }
-  else finishDataset(ds, 'FAILED', reason, event.atMs, out, 'platform');
+    if (!isTerminalPhase(ds.phase) && hasOpenLaunch(ds)) {
+      const at = Math.max(...(ds.openLaunches ?? []).map((o) => o.launchByMs)) + LAUNCH_SETTLE_MS;
+      out.certificate(`${ds.name}: the next attempt waits until ${isoOf(at)}, when the failed launch can no longer start a machine`);
+    }
+  } else finishDataset(ds, 'FAILED', reason, event.atMs, out, 'platform');
 }
 
 function onAgentOnline(state: JobState, event: Extract<JobEvent, { type: 'AgentOnline' }>, out: Effects): void {
@@ -951,7 +1060,7 @@ function requestTerminate(ds: DatasetState, atMs: number, out: Effects): void {
 
 /** True when no machine of the job can still be alive or appear. */
 function machinesSettled(state: JobState): boolean {
-  return state.datasets.every((ds) => !hasLiveStray(ds) && (ds.machine === 'none' || ds.machine === 'terminated' || ds.machine === 'launch-failed'));
+  return state.datasets.every((ds) => !hasLiveStray(ds) && !hasOpenLaunch(ds) && (ds.machine === 'none' || ds.machine === 'terminated' || ds.machine === 'launch-failed'));
 }
 
 /**
@@ -1157,6 +1266,9 @@ export function nextWakeAtMs(state: JobState): number | undefined {
     if (ds.machine === 'requested') times.push((ds.launchRequestedAtMs ?? 0) + LAUNCH_RETRY_MS);
     if (ds.machine === 'terminating') times.push((ds.terminateRequestedAtMs ?? 0) + TERMINATE_RETRY_MS);
     if (ds.phase === 'PENDING' && ds.retryNotBeforeMs !== undefined) times.push(ds.retryNotBeforeMs);
+    for (const open of ds.openLaunches ?? []) {
+      times.push(open.checkRequestedAtMs === undefined ? open.launchByMs + LAUNCH_SETTLE_MS : open.checkRequestedAtMs + LAUNCH_RETRY_MS);
+    }
     for (const stray of ds.strays ?? []) if (stray.terminatedAtMs === undefined) times.push(stray.terminateRequestedAtMs + TERMINATE_RETRY_MS);
   }
   return times.length > 0 ? Math.min(...times) : undefined;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MachineLaunchError, pastDeadlineError } from '../core/errors.js';
+import { launchCutoffMs, launchWindowClosedError, MachineLaunchError, pastDeadlineError } from '../core/errors.js';
 import { DatasetFailureSchema, type DatasetFailure } from '../core/status.js';
 import { runnerEnvironment, shellExports, shellQuote, type RunnerSpec } from '../core/runner-spec.js';
 import type {
@@ -93,6 +93,13 @@ export class LocalMachines implements Machines, CommandRunner {
 
   constructor(private readonly options: LocalMachinesOptions) {}
 
+  /** The machine the token file names, if a launch with this token started one. */
+  async findLaunched(clientToken: string): Promise<LaunchResult | undefined> {
+    const existing = await readJsonIfExists<{ instanceId: string }>(join(this.options.machinesDir, 'tokens', `${clientToken}.json`));
+    const record = existing && (await this.readRecord(existing.instanceId));
+    return record ? { instanceId: record.instanceId, instanceType: record.instanceType, launchedAtMs: record.launchedAtMs } : undefined;
+  }
+
   async launch(request: LaunchRequest): Promise<LaunchResult> {
     const tokenPath = join(this.options.machinesDir, 'tokens', `${request.clientToken}.json`);
     const instanceId = `i-0${randomBytes(8).toString('hex')}`;
@@ -106,6 +113,11 @@ export class LocalMachines implements Machines, CommandRunner {
     if (this.options.clock.nowMs() >= request.deadlineAtMs) {
       await unlink(tokenPath).catch(() => undefined);
       throw pastDeadlineError(request);
+    }
+    const cutoffMs = launchCutoffMs(request);
+    if (this.options.clock.nowMs() >= cutoffMs) {
+      await unlink(tokenPath).catch(() => undefined);
+      throw launchWindowClosedError({ dataset: request.dataset, clientToken: request.clientToken, launchByMs: cutoffMs });
     }
     const scratchDir = join(this.options.machinesDir, instanceId);
     await mkdir(scratchDir, { recursive: true });

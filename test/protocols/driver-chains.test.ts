@@ -23,6 +23,10 @@ class Cloud implements Machines, CommandRunner {
     this.tokens.set(request.clientToken, instanceId);
     return { instanceId, instanceType: request.instanceType };
   }
+  async findLaunched(clientToken: string) {
+    const instanceId = this.tokens.get(clientToken);
+    return instanceId === undefined ? undefined : { instanceId, instanceType: 'm5.xlarge' };
+  }
   async terminate(): Promise<MachineState> {
     return 'terminated';
   }

@@ -48,7 +48,7 @@ function setup(options: { maxDatasetsPerJob?: number } = {}) {
   const nothingLaunches = (): never => {
     throw new Error('a rejected submission must not reach the machines');
   };
-  const machines: Machines = { launch: async () => nothingLaunches(), terminate: async () => nothingLaunches(), describe: async () => nothingLaunches(), listExpired: async () => [] };
+  const machines: Machines = { launch: async () => nothingLaunches(), findLaunched: async () => nothingLaunches(), terminate: async () => nothingLaunches(), describe: async () => nothingLaunches(), listExpired: async () => [] };
   const state = new StateDb(join(root, 'state', 'neurocaas.db'));
   const jobs = new LocalJobStore(state);
   let n = 0;

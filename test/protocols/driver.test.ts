@@ -33,6 +33,10 @@ class FakeCloud implements Machines, CommandRunner {
     this.byToken.set(request.clientToken, instanceId);
     return { instanceId, instanceType: request.instanceType };
   }
+  async findLaunched(clientToken: string) {
+    const instanceId = this.byToken.get(clientToken);
+    return instanceId === undefined ? undefined : { instanceId, instanceType: 'm5.xlarge' };
+  }
   async terminate(instanceId: string): Promise<MachineState> {
     this.crashIf('terminate');
     this.terminated.add(instanceId);

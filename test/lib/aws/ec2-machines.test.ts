@@ -34,7 +34,7 @@ import {
   type MachinePlacement,
 } from '../../../lib/aws/ec2-machines.js';
 import { backoffDelayMs, describeAwsError, isThrottlingError, withRetries } from '../../../lib/aws/retry.js';
-import { CapacityExhaustedError, MachineLaunchError } from '../../../lib/core/errors.js';
+import { CapacityExhaustedError, LaunchWindowClosedError, MachineLaunchError } from '../../../lib/core/errors.js';
 import type { LaunchRequest } from '../../../lib/ports.js';
 import { startMoto, type MotoServer } from '../../support/moto.js';
 import { machineCostUsd } from '../../../lib/core/cost.js';
@@ -181,6 +181,46 @@ describe('EC2 machines: launch', () => {
       Reservations: [{ Instances: [instance('i-0earlier', 'running', { [MACHINE_TAGS.launchToken]: request.clientToken })] }],
     });
     expect(await late.launch(request)).toEqual({ instanceId: 'i-0earlier', instanceType: 'm5.xlarge' });
+  });
+
+  it('after its launch window closes, still returns the machine an earlier try started, but never starts one', async () => {
+    const { mock, machines } = setup();
+    mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0late' }] });
+    // setup's clock is an hour before the deadline; the window closed a second ago.
+    const closed = { ...request, launchByMs: DEADLINE_MS - 3_601_000 };
+
+    const refusal = machines.launch(closed);
+
+    await expect(refusal).rejects.toBeInstanceOf(LaunchWindowClosedError);
+    await expect(refusal).rejects.toThrow(/not answered before its launch window closed at 2026-11-22T16:15:32\.000Z; no machine is started for it/);
+    expect(mock.commandCalls(RunInstancesCommand)).toHaveLength(0);
+    mock.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [instance('i-0earlier', 'running', { [MACHINE_TAGS.launchToken]: request.clientToken })] }],
+    });
+    expect(await machines.launch(closed)).toEqual({ instanceId: 'i-0earlier', instanceType: 'm5.xlarge' });
+  });
+
+  it('checks the launch window before every send, so a throttled launch stops at the cutoff', async () => {
+    let nowMs = DEADLINE_MS - 3_600_000;
+    const client = new EC2Client({ region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    const mock = mockClient(client);
+    mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+    mock.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: placement.amiId, RootDeviceName: '/dev/xvda' }] });
+    mock.on(RunInstancesCommand).rejects(ec2Error('RequestLimitExceeded', 'Request limit exceeded.'));
+    // Each backoff wait moves the clock past the window's end (10 s after the first send).
+    const machines = new Ec2Machines(client, async () => placement, { sleep: async () => void (nowMs += 20_000), maxAttempts: 6, random: () => 0, nowMs: () => nowMs });
+
+    await expect(machines.launch({ ...request, launchByMs: nowMs + 10_000 })).rejects.toBeInstanceOf(LaunchWindowClosedError);
+    expect(mock.commandCalls(RunInstancesCommand)).toHaveLength(1);
+  });
+
+  it('finds the machine a launch token started, or nothing', async () => {
+    const { mock, machines } = setup();
+    expect(await machines.findLaunched(request.clientToken)).toBeUndefined();
+    mock.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [instance('i-0stray', 'terminated', { [MACHINE_TAGS.launchToken]: request.clientToken }, { InstanceLifecycle: 'spot' })] }],
+    });
+    expect(await machines.findLaunched(request.clientToken)).toEqual({ instanceId: 'i-0stray', instanceType: 'm5.xlarge', market: 'spot' });
   });
 
   it('sends exactly the same request when the same launch is repeated, so EC2 returns the same instance', async () => {
@@ -648,6 +688,14 @@ describe('EC2 machines against the moto emulator', () => {
     expect(volumes.Volumes?.[0]).toMatchObject({ Size: 64, VolumeType: 'gp3', Encrypted: true });
     const volumeTags = Object.fromEntries((volumes.Volumes?.[0]?.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
     expect(volumeTags).toMatchObject({ 'neurocaas:job': 'moto-launch', 'neurocaas:deadline': new Date(deadlineAtMs).toISOString() });
+  });
+
+  it('finds the machine of a launch token by its tag, and nothing for a token that launched none', async () => {
+    const launched = await machines.launch(motoRequest('moto-find', Date.now() + 3_600_000));
+
+    expect(await machines.findLaunched('ncap-moto-find-0')).toEqual(launched);
+    expect(await machines.findLaunched('ncap-moto-never-0')).toBeUndefined();
+    await machines.terminate(launched.instanceId);
   });
 
   it('describes, lists as expired and terminates a machine past its deadline', async () => {
