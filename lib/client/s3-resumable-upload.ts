@@ -26,8 +26,8 @@ import {
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { ObjectExistsError } from '../core/errors.js';
-import { statusOf } from './aws-errors.js';
+import { NeuroCaasError, ObjectExistsError } from '../core/errors.js';
+import { statusOf, translateAwsError } from './aws-errors.js';
 import type { ProgressListener } from './ports.js';
 import { SHA256_METADATA } from './s3-objects.js';
 
@@ -75,6 +75,16 @@ interface ResumeRecord {
   mtimeMs: number;
   sha256: string;
   partSizeBytes: number;
+}
+
+/**
+ * A multipart upload that stopped halfway: its parts stay stored (never an object) for the next
+ * run. The code is the cause's when it has one (e.g. CredentialsExpired), else UploadInterrupted.
+ */
+export class UploadInterruptedError extends NeuroCaasError {
+  constructor(code: string, message: string, cause: unknown) {
+    super(code, message, { cause });
+  }
 }
 
 export class S3ResumableUploader {
@@ -138,7 +148,17 @@ export class S3ResumableUploader {
       let failed = false;
       const worker = async () => {
         for (let n = missing[next++]; n !== undefined && !failed; n = missing[next++]) {
-          const size = sizeOf(n);
+          try {
+            await sendPart(n);
+          } catch (error) {
+            // The other parts in flight finish (they stay stored); no new part starts.
+            failed = true;
+            throw error;
+          }
+        }
+      };
+      const sendPart = async (n: number) => {
+        const size = sizeOf(n);
           // A buffer, not a stream: the SDK can then retry a part by itself.
           const body = Buffer.allocUnsafe(size);
           for (let read = 0; read < size; ) {
@@ -146,21 +166,25 @@ export class S3ResumableUploader {
             if (bytesRead === 0) throw new Error(`${request.file} became shorter than ${sizeBytes} bytes while uploading; upload it again`);
             read += bytesRead;
           }
-          try {
-            const command = new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: n, Body: body, ContentLength: size });
-            withUnsignedPayload(command);
-            const sent = await this.s3.send(command);
-            stored.set(n, sent.ETag ?? '');
-          } catch (error) {
-            failed = true;
-            throw error;
-          }
+          const command = new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: n, Body: body, ContentLength: size });
+          withUnsignedPayload(command);
+          const sent = await this.s3.send(command);
+          stored.set(n, sent.ETag ?? '');
           doneBytes += size;
           request.onProgress?.(doneBytes, sizeBytes);
           request.onPartSent?.(n);
-        }
       };
-      await Promise.all(Array.from({ length: Math.min(this.concurrency, Math.max(1, missing.length)) }, worker));
+      const results = await Promise.allSettled(Array.from({ length: Math.min(this.concurrency, Math.max(1, missing.length)) }, worker));
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure) {
+        const translated = translateAwsError(failure.reason, `uploading ${request.file} to s3://${bucket}/${key}`);
+        const why = translated instanceof Error ? translated.message : String(translated);
+        const next = recordFile
+          ? `${stored.size} of ${partCount} parts are stored (not an object yet): run the same command again to send only the rest`
+          : 'nothing became an object: run the same command again to upload it';
+        const code = translated instanceof NeuroCaasError ? translated.code : 'UploadInterrupted';
+        throw new UploadInterruptedError(code, `the upload stopped halfway (${why}); ${next}`, failure.reason);
+      }
     } finally {
       await handle.close();
     }
