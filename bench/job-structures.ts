@@ -8,11 +8,11 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { JobState } from '../lib/core/job-machine.js';
+import type { DatasetState, JobState } from '../lib/core/job-machine.js';
 import { LocalPlatform } from '../protocols/local-shell.js';
 
 const WRITE_OUT = "import { writeFileSync } from 'node:fs';\nwriteFileSync(process.env.NCAP_OUTPUT_DIR + '/out.txt', 'x');\n";
@@ -93,6 +93,46 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+/** Milliseconds from a job's creation until the slowest of `datasets` reached each step. */
+interface Phases {
+  launchRequested: number;
+  launched: number;
+  agentOnline: number;
+  workflowStarted: number;
+  workflowDone: number;
+}
+
+function phasesOf(datasets: readonly DatasetState[], createdAtMs: number): Phases {
+  const latest = (pick: (ds: DatasetState) => number | undefined) => Math.max(...datasets.map((ds) => (pick(ds) ?? Number.NaN) - createdAtMs));
+  return {
+    launchRequested: latest((ds) => ds.launchRequestedAtMs),
+    launched: latest((ds) => ds.launchedAtMs),
+    agentOnline: latest((ds) => ds.agentOnlineAtMs),
+    workflowStarted: latest((ds) => ds.startedAtMs),
+    workflowDone: latest((ds) => ds.finishedAtMs),
+  };
+}
+
+/** "submitted -> launch requested 30 ms, -> launched 12 ms, ..." with each step's median duration. */
+function phaseLine(all: readonly Phases[]): string {
+  const steps: [keyof Phases, string][] = [
+    ['launchRequested', 'launch requested'],
+    ['launched', 'launched'],
+    ['agentOnline', 'agent online'],
+    ['workflowStarted', 'workflow started'],
+    ['workflowDone', 'workflow done'],
+  ];
+  let previous = 0;
+  return steps
+    .map(([key, label]) => {
+      const at = median(all.map((p) => p[key]));
+      const text = `${label} +${(at - previous).toFixed(0)} ms`;
+      previous = at;
+      return text;
+    })
+    .join(', ');
+}
+
 const startOf = (state: JobState) => Math.min(...state.datasets.map((ds) => ds.startedAtMs ?? Number.POSITIVE_INFINITY));
 
 export async function benchJobStructures(print: (line: string) => void): Promise<void> {
@@ -104,11 +144,13 @@ export async function benchJobStructures(print: (line: string) => void): Promise
     const direct: number[] = [];
     const submitted: number[] = [];
     const started: number[] = [];
+    const seconds: JobState[] = [];
     for (let i = 0; i < 5; i += 1) {
       const alone = await submit(platform, 'chain-second', run++);
       direct.push(startOf(alone) - alone.createdAtMs);
       const first = await submit(platform, 'chain-first', run++);
       const second = await nextStage(platform, first.jobId);
+      seconds.push(second);
       submitted.push(second.createdAtMs - (first.endedAtMs as number));
       started.push(startOf(second) - (first.endedAtMs as number));
     }
@@ -118,21 +160,33 @@ export async function benchJobStructures(print: (line: string) => void): Promise
         `a job submitted directly starts its workflow ${base.toFixed(0)} ms after submission; hand-off / direct = ${(median(started) / base).toFixed(2)}   (target <= 300 ms)`,
     );
 
+    print(`  where the hand-off goes (median): ${phaseLine(seconds.map((s) => phasesOf([s.datasets[0] as DatasetState], s.createdAtMs)))}`);
+
     const one: number[] = [];
     const eight: number[] = [];
     const directEight: number[] = [];
+    const ensemblePhases: Phases[] = [];
+    const consensusStart: number[] = [];
     for (let i = 0; i < 3; i += 1) {
       const single = await submit(platform, 'sleep-two', run++);
       one.push((single.datasets[0]?.finishedAtMs as number) - single.createdAtMs);
       const ensemble = await submit(platform, 'ensemble-eight', run++);
       const replicas = ensemble.datasets.filter((ds) => ds.role === 'replica');
-      eight.push(Math.max(...replicas.map((ds) => ds.finishedAtMs as number)) - ensemble.createdAtMs);
+      const replicasDone = Math.max(...replicas.map((ds) => ds.finishedAtMs as number));
+      eight.push(replicasDone - ensemble.createdAtMs);
+      ensemblePhases.push(phasesOf(replicas, ensemble.createdAtMs));
+      const consensus = ensemble.datasets.find((ds) => ds.role === 'consensus');
+      consensusStart.push((consensus?.launchRequestedAtMs as number) - replicasDone);
       directEight.push(await runDirect(join(bench.blueprintsDir, 'sleep-two', 'env'), 8));
     }
     print(
       `ensemble of 8 replicas x 2 s (concurrency 16, median of 3): replicas done ${median(eight).toFixed(0)} ms / one run as a job ${median(one).toFixed(0)} ms = ${(median(eight) / median(one)).toFixed(3)}; ` +
         `/ 8 direct runs at once ${median(directEight).toFixed(0)} ms = ${(median(eight) / median(directEight)).toFixed(3)}   (target <= 1.1)`,
     );
+    // Where the ensemble's time goes beyond the workflow itself: each phase from the job's
+    // creation to the slowest replica reaching it, then the consensus hand-off.
+    print(`  where the ensemble's time goes (median, slowest replica): ${phaseLine(ensemblePhases)}; last replica done -> consensus launch requested ${median(consensusStart).toFixed(0)} ms`);
+    print(`  load average (1/5/15 min): ${loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
   } finally {
     await platform.close();
     rmSync(bench.root, { recursive: true, force: true });
