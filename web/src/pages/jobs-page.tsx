@@ -10,6 +10,39 @@ function Phase(props: { phase: string }) {
   return <span className={`phase phase-${props.phase.toLowerCase()}`}>{props.phase}</span>;
 }
 
+/** A chain as one unit under its first job: every stage, then the chain's state and total cost. */
+export function ChainStages(props: { summary: NonNullable<JobView['chainSummary']>; selected: string | undefined }) {
+  const { summary } = props;
+  const started = Math.max(...summary.jobs.map((stage) => stage.stage));
+  return (
+    <div className="chain">
+      <p className="hint">
+        Chain <Phase phase={summary.outcome} /> · {summary.stages} stage{summary.stages === 1 ? '' : 's'} · {usd(summary.costUsd)}
+        {summary.outcome === 'RUNNING' ? ' so far' : ''}
+        {summary.stoppedAt ? ` · stopped at stage ${summary.stoppedAt.stage}: ${summary.stoppedAt.reason}` : ''}
+      </p>
+      <ol className="jobs" aria-label="Stages of the chain">
+        {summary.jobs.map((stage) => (
+          <li key={stage.jobId} style={{ marginLeft: `${stage.stage - 1}em` }}>
+            <a href={`#/jobs/${encodeURIComponent(stage.jobId)}`} aria-current={stage.jobId === props.selected ? 'true' : undefined} className="job-link">
+              <span className="hint">stage {stage.stage}</span> <span className="job-id">{stage.jobId}</span> <Phase phase={stage.outcome} />
+              <span className="hint">
+                {stage.analysis} · {stage.datasets.length} dataset{stage.datasets.length === 1 ? '' : 's'}
+                {stage.costUsd === undefined ? '' : ` · ${usd(stage.costUsd)}`}
+              </span>
+            </a>
+          </li>
+        ))}
+        {(summary.pendingAnalyses ?? []).map((analysis, index) => (
+          <li key={`pending-${analysis}-${index}`} style={{ marginLeft: `${started + index}em` }} className="hint">
+            stage {started + index + 1} · {analysis} · not started yet
+          </li>
+        ))}
+      </ol>
+    </div>
+  );
+}
+
 function JobList(props: { selected: string | undefined }) {
   const { backend } = useApp();
   const [scope, setScope] = useState<'mine' | 'group'>('mine');
@@ -55,17 +88,28 @@ function JobList(props: { selected: string | undefined }) {
       {jobs && jobs.length === 0 && <p className="hint">No jobs yet. <a href="#/submit">Submit one</a>.</p>}
       {jobs && jobs.length > 0 && (
         <ul className="jobs" aria-label="Jobs, newest first">
-          {jobs.map((job) => (
-            <li key={job.jobId}>
-              <a href={`#/jobs/${encodeURIComponent(job.jobId)}`} aria-current={job.jobId === props.selected ? 'true' : undefined} className="job-link">
-                <span className="job-id">{job.jobId}</span>
-                <Phase phase={job.outcome} />
-                <span className="hint">
-                  {job.analysis} · {job.user ?? '?'} · {job.datasets.length} dataset{job.datasets.length === 1 ? '' : 's'} · {when(job.createdAtMs)}
-                </span>
-              </a>
-            </li>
-          ))}
+          {jobs
+            // A chain's later stage is shown under the chain's first job when that one is listed.
+            .filter((job) => !job.chain || job.chain.firstJobId === job.jobId || !jobs.some((other) => other.jobId === job.chain?.firstJobId))
+            .map((job) => (
+              <li key={job.jobId}>
+                <a href={`#/jobs/${encodeURIComponent(job.jobId)}`} aria-current={job.jobId === props.selected ? 'true' : undefined} className="job-link">
+                  <span className="job-id">{job.jobId}</span>
+                  <Phase phase={job.outcome} />
+                  <span className="hint">
+                    {job.analysis} · {job.user ?? '?'} · {job.datasets.length} dataset{job.datasets.length === 1 ? '' : 's'} · {when(job.createdAtMs)}
+                    {job.ensemble && (
+                      <>
+                        {' '}
+                        · ensemble: {job.ensemble.replicasSucceeded} of {job.ensemble.replicas} replicas succeeded
+                        {job.ensemble.failedReplicas.length > 0 ? ` (failed: ${job.ensemble.failedReplicas.join(', ')})` : ''}, consensus {job.ensemble.consensusPhase}
+                      </>
+                    )}
+                  </span>
+                </a>
+                {job.chainSummary && <ChainStages summary={job.chainSummary} selected={props.selected} />}
+              </li>
+            ))}
         </ul>
       )}
     </section>
