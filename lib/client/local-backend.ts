@@ -10,6 +10,9 @@ import { linkJobStructures, type JobStructureFacts } from './job-structures.js';
 import type { ClientBackend, ClientObjects, Identity, IdentityRequest, JobDetail, JobListing, JobView, ProgressListener } from './ports.js';
 import { join } from 'node:path';
 
+/** How long a job's view waits for the writes its end still has in flight (a failed write is retried later): 2 s. */
+const FINAL_WRITES_WAIT_MS = 2_000;
+
 /** How long a local `cancel` waits for the process running the job before the reaper settles it: 15 s. */
 const LOCAL_CANCEL_WAIT_MS = 15_000;
 
@@ -212,7 +215,14 @@ class LocalJobListing implements JobListing {
   }
 
   async get(jobId: string, scope: Identity | undefined): Promise<JobDetail> {
-    const record = await this.platform.jobs.get(jobId);
+    let record = await this.platform.jobs.get(jobId);
+    // A job's state says DONE a moment before its last writes (certificate, provenance, end.txt)
+    // land: wait for them, bounded, so whoever follows the job sees them all when it ends.
+    const until = Date.now() + FINAL_WRITES_WAIT_MS;
+    while (record && isJobFinished(record.state) && record.outbox.length > 0 && Date.now() < until) {
+      await sleep(20);
+      record = await this.platform.jobs.get(jobId);
+    }
     if (!record || (scope && record.state.group !== scope.group)) {
       const recent = (await this.platform.jobs.list())
         .filter((job) => !scope || job.group === scope.group)
