@@ -177,7 +177,7 @@ interface Observed {
   cutoffs: Map<string, number>;
   /** Per launch token, the machine the world started for it (reported or not). */
   started: Map<string, { instanceId: string; launchedAtMs: number }>;
-  /** Per dataset, tokens whose launch failed while the job waited for it (a raced re-send may still start one). */
+  /** Per dataset, tokens whose launch failed retryably while the job waited for it (a raced re-send may still start one). */
   failedTokens: Map<string, string[]>;
   effects: JobEffect[];
   /** Instances the job knew about that were neither asked to terminate nor seen terminated. */
@@ -198,7 +198,9 @@ function step(observed: Observed, event: JobEvent): JobEffect[] {
   // it (a retry clears the dataset's instance fields when it records the attempt, so the check
   // below cannot see it go).
   if (event.type === 'InstanceStateChanged' && (event.state === 'terminated' || event.state === 'shutting-down')) observed.unterminated.delete(event.instanceId);
-  if (event.type === 'InstanceLaunchFailed' && event.clientToken !== undefined) {
+  // Only a retryable failure (no capacity, window closed) can be raced by a re-send that gets a
+  // machine; the others (bad image, bad parameters, past the deadline) fail every send alike.
+  if (event.type === 'InstanceLaunchFailed' && event.retryable && event.clientToken !== undefined) {
     const was = before.datasets.find((d) => d.name === event.dataset);
     if (was?.machine === 'requested' && was.clientToken === event.clientToken) observed.failedTokens.set(event.dataset, [...(observed.failedTokens.get(event.dataset) ?? []), event.clientToken]);
   }
