@@ -32,6 +32,11 @@ export interface RunListener {
 export const FOLLOW_CHUNK_BYTES = 256 * 1024;
 /** Following waits while the shell's output holds more than this: 256 KiB. */
 export const FOLLOW_BACKLOG_BYTES = 256 * 1024;
+/**
+ * Following waits this long first, and again when a dataset has just started running (its
+ * runner ships its first lines at once), doubling each round up to the backend's pollMs: 250 ms.
+ */
+export const FOLLOW_FIRST_WAIT_MS = 250;
 
 export type FollowEvent = { type: 'log'; dataset: string; line: string } | { type: 'certificate'; line: string } | { type: 'end'; job: JobDetail };
 
@@ -161,9 +166,15 @@ export class ResearcherUseCases<B extends UseCaseBackend = UseCaseBackend> {
       const more = chunk !== undefined && chunk.length === FOLLOW_CHUNK_BYTES;
       return { lines: final && !more ? [...lines, ...splitter.flush()] : lines, more };
     };
+    const firstWaitMs = Math.min(FOLLOW_FIRST_WAIT_MS, this.backend.pollMs);
+    let waitMs = firstWaitMs;
+    let running = 0;
     for (;;) {
       const job = await this.backend.jobs.get(jobId, scope);
       const finished = job.phase === 'DONE' || job.phase === 'REJECTED';
+      const nowRunning = job.datasets.filter((ds) => ds.phase === 'RUNNING').length;
+      if (nowRunning > running) waitMs = firstWaitMs;
+      running = nowRunning;
       const keys = jobKeys(job.group, job.analysis, job.jobId);
       const certificate: string[] = [];
       for (let more = true; more; ) {
@@ -186,7 +197,8 @@ export class ResearcherUseCases<B extends UseCaseBackend = UseCaseBackend> {
         return;
       }
       if (signal?.aborted) return;
-      await sleep(this.backend.pollMs);
+      await sleep(waitMs);
+      waitMs = Math.min(this.backend.pollMs, waitMs * 2);
     }
   }
 

@@ -29,7 +29,8 @@
 #                         folder the workflow finds in NCAP_REPLICAS_DIR
 #   NCAP_EVENTS_FD        file descriptor for progress events (local backend)
 #   NCAP_LIFELINE=stdin   stdin closing means the launcher is gone: stop (local backend)
-#   NCAP_LOG_SHIP_SECONDS how often the log is shipped to S3 (default 5)
+#   NCAP_LOG_SHIP_SECONDS on S3, the log is shipped as soon as it has its first bytes, then at most
+#                         this often while it grows (seconds, decimals allowed; default 5)
 #   NCAP_KILL_GRACE_SECONDS  SIGTERM -> SIGKILL grace (default 2)
 #   NCAP_CONTAIN          how the workflow is contained: auto (default: the first that works of
 #                         pidns, userns-pidns, subreaper, group), or one of them (tests)
@@ -438,6 +439,38 @@ sweep_workflow() {
   done
 }
 
+# ---- log shipping (S3) --------------------------------------------------------------------
+# The first bytes go up as soon as they appear (a researcher following the job sees the workflow
+# start), then at most once per NCAP_LOG_SHIP_SECONDS while the log grows, so a chatty workflow
+# costs one PUT per interval and a quiet one none; after a quiet spell a new line goes at once.
+# Builtins only while waiting: `read -t` on a pipe nobody writes is the sleep, and whether the
+# log changed is its mtime against a stamp touched when a shipment starts (an equal mtime counts
+# as changed, so a write in the stamp's clock tick is never missed).
+ship_log() {
+  local every_us=5000000 tick stamp="$scratch/.log-shipped" shipped_us=0 now_us fraction
+  if [[ ${NCAP_LOG_SHIP_SECONDS:-} =~ ^([0-9]+)(\.([0-9]{1,6}))?$ ]]; then
+    fraction=${BASH_REMATCH[3]}000000
+    every_us=$((10#${BASH_REMATCH[1]} * 1000000 + 10#${fraction:0:6}))
+  fi
+  # TERM (the workflow ended) leaves between checks, or after the shipment under way.
+  trap 'exit 0' TERM
+  exec {tick}<> <(:)
+  while :; do
+    # A timeout (status above 128) is the normal way out; anything else must not spin.
+    read -r -t 0.2 -u "$tick" _
+    (($? > 128)) || sleep 0.2
+    [[ -s "$live_log" ]] || continue
+    now_us=${EPOCHREALTIME/[.,]/}
+    if ((shipped_us > 0)); then
+      [[ "$stamp" -nt "$live_log" ]] && continue
+      ((now_us - shipped_us < every_us)) && continue
+    fi
+    : >"$stamp"
+    shipped_us=$now_us
+    store_put "$live_log" "$NCAP_LOG_KEY" 2>/dev/null
+  done
+}
+
 # ---- stopping ---------------------------------------------------------------------------------
 stop_workflow() {
   [[ -n "$workflow_pid" ]] || return 0
@@ -458,13 +491,15 @@ shipper_pid=""
 lifeline_pid=""
 staging_dir=""
 staged_count=0
+status_pid=""
+fetch_pids=()
 copying=()
 copied=0
 # The runner's own helpers (watchdog, log shipper, lifeline) and its staging area end with it.
 # shellcheck disable=SC2317 # invoked by the trap below
 cleanup() {
   local pid
-  for pid in "$watchdog_pid" "$shipper_pid" "$lifeline_pid"; do
+  for pid in "$watchdog_pid" "$shipper_pid" "$lifeline_pid" "$status_pid" "${fetch_pids[@]}"; do
     [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null
   done
   [[ -n "$staging_dir" ]] && rm -rf -- "$staging_dir"
@@ -516,7 +551,15 @@ else
   live_log="$scratch/workflow.log"
 fi
 : >>"$live_log"
-write_status RUNNING "" ""
+if [[ $store_kind == s3 ]]; then
+  # Each AWS CLI call costs a second or so of start-up: the RUNNING status goes up while the
+  # inputs come down. It is waited for before anything else writes the status (below), so it
+  # can never land over a later one.
+  write_status RUNNING "" "" &
+  status_pid=$!
+else
+  write_status RUNNING "" ""
+fi
 emit "started $started_ms"
 
 # ---- GPU: checked before anything is fetched; a machine without is the platform's fault ------
@@ -542,22 +585,41 @@ input_path="$scratch/input/$(basename -- "$NCAP_INPUT_KEY")"
 config_path="$scratch/config.json"
 prepare_error=""
 replicas_dir=""
+# The fetches run at once (on S3 most of each is the CLI's start-up); each one's errors go to the
+# log, and a failed one names what could not be fetched (the last failure in this order wins).
+fetch_errors=()
+fetching() { # error-message: of the fetch just started in the background
+  fetch_pids+=("$!")
+  fetch_errors+=("$1")
+}
 if [[ -z "$gpu_error" ]]; then
   if [[ $NCAP_INPUT_KEY == */ ]]; then
-    store_get_folder "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the folder dataset $NCAP_INPUT_KEY"
+    store_get_folder "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" &
+    fetching "could not fetch the folder dataset $NCAP_INPUT_KEY"
   else
-    store_get "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" || prepare_error="could not fetch the dataset $NCAP_INPUT_KEY"
+    store_get "$NCAP_INPUT_KEY" "$input_path" 2>>"$live_log" &
+    fetching "could not fetch the dataset $NCAP_INPUT_KEY"
   fi
-  store_get "$NCAP_CONFIG_KEY" "$config_path" 2>>"$live_log" || prepare_error="could not fetch the config $NCAP_CONFIG_KEY"
+  store_get "$NCAP_CONFIG_KEY" "$config_path" 2>>"$live_log" &
+  fetching "could not fetch the config $NCAP_CONFIG_KEY"
   if [[ -n "${NCAP_REPLICAS_PREFIX:-}" ]]; then
     replicas_dir="$scratch/replicas"
     mkdir -p -- "$replicas_dir"
     if [[ $store_kind == local ]]; then
-      { [[ ! -d "$store_root/$NCAP_REPLICAS_PREFIX" ]] || cp -R -- "$store_root/$NCAP_REPLICAS_PREFIX." "$replicas_dir/"; } 2>>"$live_log"
+      { [[ ! -d "$store_root/$NCAP_REPLICAS_PREFIX" ]] || cp -R -- "$store_root/$NCAP_REPLICAS_PREFIX." "$replicas_dir/"; } 2>>"$live_log" &
     else
-      aws s3 cp --recursive --only-show-errors "s3://$store_root/$NCAP_REPLICAS_PREFIX" "$replicas_dir" 2>>"$live_log"
-    fi || prepare_error="could not fetch the replicas' results under $NCAP_REPLICAS_PREFIX"
+      aws s3 cp --recursive --only-show-errors "s3://$store_root/$NCAP_REPLICAS_PREFIX" "$replicas_dir" 2>>"$live_log" &
+    fi
+    fetching "could not fetch the replicas' results under $NCAP_REPLICAS_PREFIX"
   fi
+  for index in "${!fetch_pids[@]}"; do
+    wait "${fetch_pids[index]}" || prepare_error=${fetch_errors[index]}
+  done
+  fetch_pids=()
+fi
+if [[ -n "$status_pid" ]]; then
+  wait "$status_pid"
+  status_pid=""
 fi
 
 timed_out=0
@@ -595,17 +657,7 @@ else
     sleep "$((remaining_ms / 1000)).$(printf '%03d' $((remaining_ms % 1000)))" &
     watchdog_pid=$!
     if [[ $store_kind == s3 ]]; then
-      # Its sleep goes with it: an orphaned sleep would hold the runner's output open that long.
-      (
-        sleeper=""
-        trap '[[ -n "$sleeper" ]] && kill "$sleeper" 2>/dev/null; exit 0' TERM
-        while :; do
-          sleep "${NCAP_LOG_SHIP_SECONDS:-5}" &
-          sleeper=$!
-          wait "$sleeper"
-          store_put "$live_log" "$NCAP_LOG_KEY" 2>/dev/null
-        done
-      ) &
+      ship_log &
       shipper_pid=$!
     fi
     wait -n "$workflow_pid" "$watchdog_pid"
@@ -619,7 +671,12 @@ else
     exit_code=$?
     # Whatever the workflow left behind (a daemon, a `cmd &`) ends with it.
     sweep_workflow
-    [[ -n "$shipper_pid" ]] && kill "$shipper_pid" 2>/dev/null
+    if [[ -n "$shipper_pid" ]]; then
+      # A shipment under way ends first (the shipper leaves after it): an older copy of the log
+      # must not land after the final one below.
+      kill "$shipper_pid" 2>/dev/null
+      wait "$shipper_pid"
+    fi
     workflow_pid="" watchdog_pid="" shipper_pid=""
   fi
 fi

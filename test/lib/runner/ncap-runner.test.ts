@@ -412,6 +412,38 @@ describe('the runner fetches folder datasets', () => {
   });
 });
 
+describe('the runner ships the log to S3', () => {
+  it('ships the first log line as soon as it appears, long before the shipping interval', () => {
+    const s = setup();
+    const aws = onS3(s);
+    const shipped = join(aws.bucketDir, s.env['NCAP_LOG_KEY'] as string);
+    // The workflow itself waits (bounded) for its first line to arrive in the bucket; the interval is 60 s.
+    const script = `echo "first line"
+for _ in $(seq 100); do grep -qs "first line" ${JSON.stringify(shipped)} && { echo seen > "$NCAP_OUTPUT_DIR/seen.txt"; exit 0; }; sleep 0.1; done
+echo "the first line was not shipped within 10 s" >&2; exit 1
+`;
+    const result = runRunner(s, workflow(s, script), aws.env);
+    expect(result.code, result.stderr).toBe(0);
+    expect(s3Status(aws.bucketDir, s).status).toBe('SUCCEEDED');
+    expect(readFileSync(shipped, 'utf8')).toContain('first line');
+  });
+
+  it('ships while the log grows and not while it is quiet, and the final log is whole', () => {
+    const s = setup();
+    const aws = onS3(s);
+    const logKey = s.env['NCAP_LOG_KEY'] as string;
+    // One line, 3 s of silence, one line: every 0.5 s regardless would be about 8 shipments.
+    const result = runRunner(s, workflow(s, 'echo one; sleep 3; echo two\n'), { ...aws.env, NCAP_LOG_SHIP_SECONDS: '0.5' });
+    expect(result.code, result.stderr).toBe(0);
+    const shipments = aws.calls().filter((call) => call.startsWith('s3 cp') && call.endsWith(`s3://bucket/${logKey}`));
+    // The first line, the second (at once: the log was quiet for longer than the interval), the
+    // final copy; one more when a write fell in the same clock tick as a shipment's stamp.
+    expect(shipments.length).toBeGreaterThanOrEqual(3);
+    expect(shipments.length).toBeLessThanOrEqual(4);
+    expect(readFileSync(join(aws.bucketDir, logKey), 'utf8')).toMatch(/one\n(.*\n)*two\n/);
+  });
+});
+
 /** A result of `bytes` that is all hole: big on paper, nothing on disk. */
 const SPARSE_RESULT = (bytes: number) => `truncate -s ${bytes} "$NCAP_OUTPUT_DIR/big.bin"; echo small > "$NCAP_OUTPUT_DIR/small.txt"\n`;
 const MiB = 1024 * 1024;
