@@ -1,9 +1,6 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { IAMClient } from '@aws-sdk/client-iam';
 import { S3Client } from '@aws-sdk/client-s3';
-import { SSMClient } from '@aws-sdk/client-ssm';
-import { STSClient } from '@aws-sdk/client-sts';
 import { UsageError } from '../core/errors.js';
 import { AwsClientBackend, translateAwsError } from '../client/aws-backend.js';
 import type { ClientBackend } from '../client/ports.js';
@@ -28,7 +25,13 @@ export async function openAwsClientBackend(env: NodeJS.ProcessEnv, group: string
     if (translated !== error) throw translated;
     throw new UsageError('no AWS region configured: set AWS_REGION (or a region in your AWS_PROFILE) to the region your admin deployed to');
   }
-  const clients = { s3, ssm: new SSMClient({ ...base, region }), sts: new STSClient({ ...base, region }), iam: new IAMClient({ ...base, region }) };
+  // SSM, STS and IAM are loaded and made only when a command first asks them something.
+  const clients = {
+    s3,
+    ssm: async () => new (await import('@aws-sdk/client-ssm')).SSMClient({ ...base, region }),
+    sts: async () => new (await import('@aws-sdk/client-sts')).STSClient({ ...base, region }),
+    iam: async () => new (await import('@aws-sdk/client-iam')).IAMClient({ ...base, region }),
+  };
   const pollMs = Number(env['NEUROCAAS_POLL_MS'] ?? '') || undefined;
   return new AwsClientBackend(clients, { region, ...(group ? { group } : {}), ...(pollMs ? { pollMs } : {}), uploads: { stateDir: uploadStateDir(env) } });
 }

@@ -7,7 +7,6 @@ import { resolve } from 'node:path';
 import { ResearcherClient } from '../client/researcher-client.js';
 import { cancelJob, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
 import { registerCostCommands } from './commands/cost.js';
-import { estimateCost, planImage, validateFiles } from './commands/develop.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
 import type { SandboxCommandOptions } from './commands/sandbox.js';
 import { HumanReporter, JsonReporter, errorPayload, type OutputStreams, type Reporter } from './reporter.js';
@@ -151,12 +150,12 @@ export async function runCli(context: CliContext): Promise<number> {
 
   common(program.command('validate [paths...]'))
     .description('check blueprints (blueprint.json or its folder, with its image recipe) and user profiles; default: all of them')
-    .action(async (paths: string[], options: CommonOptions) => withPlatform(options, (platform) => validateFiles(platform, paths, reporter)));
+    .action(async (paths: string[], options: CommonOptions) => withPlatform(options, async (platform) => (await import('./commands/develop.js')).validateFiles(platform, paths, reporter)));
 
   const image = program.command('image').description('machine images built from blueprint recipes (aws)');
   common(image.command('plan <analysis>'))
     .description('show what the deploy would build from the analysis\'s image recipe: base image, components and steps, recipe hash')
-    .action(async (analysis: string, options: CommonOptions) => withPlatform(options, (platform) => planImage(platform, analysis, reporter)));
+    .action(async (analysis: string, options: CommonOptions) => withPlatform(options, async (platform) => (await import('./commands/develop.js')).planImage(platform, analysis, reporter)));
 
   common(program.command('estimate <analysis>'))
     .description('what a job would reserve from the budget and cost at most')

@@ -3,10 +3,12 @@ import { rename, rm } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { ListUserTagsCommand, type IAMClient } from '@aws-sdk/client-iam';
+// Only S3 is loaded with this module: the SSM, STS and IAM clients each take
+// tens to hundreds of ms of CPU to load, and most commands (or a cached discovery) need few of them.
+import type { IAMClient } from '@aws-sdk/client-iam';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { GetParameterCommand, GetParametersByPathCommand, type GetParametersByPathCommandOutput, type SSMClient } from '@aws-sdk/client-ssm';
-import { GetCallerIdentityCommand, type STSClient } from '@aws-sdk/client-sts';
+import type { GetParametersByPathCommandOutput, SSMClient } from '@aws-sdk/client-ssm';
+import type { STSClient } from '@aws-sdk/client-sts';
 import * as z from 'zod';
 import { AnalysisNotFoundError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { parseDocument, type BudgetDocument } from '../core/researcher-documents.js';
@@ -29,12 +31,30 @@ export const GROUP_TAG = 'neurocaas-group';
 const DeploymentSchema = z.object({ schemaVersion: z.literal(1), region: z.string().min(1), tableName: z.string().optional(), notificationsTopicArn: z.string().optional() });
 const AnalysisParameterSchema = z.object({ schemaVersion: z.literal(1), analysis: z.string().min(1), bucket: z.string().min(1), region: z.string().min(1) });
 
-/** The SDK clients the aws backend uses; created once by the shell and passed in. */
+/** A client, or how to make it when first needed (its SDK package loads then). */
+export type LazyClient<T> = T | (() => Promise<T>);
+
+/**
+ * The SDK clients the aws backend uses; created by the shell and passed in. SSM, STS and IAM
+ * may be factories: each is made (once) when a command first needs it.
+ */
 export interface AwsClientClients {
   s3: S3Client;
-  ssm: SSMClient;
-  sts: STSClient;
-  iam: IAMClient;
+  ssm: LazyClient<SSMClient>;
+  sts: LazyClient<STSClient>;
+  iam: LazyClient<IAMClient>;
+}
+
+function memoized<T>(client: LazyClient<T>): () => Promise<T> {
+  if (typeof client !== 'function') return () => Promise.resolve(client);
+  let made: Promise<T> | undefined;
+  return () => {
+    made ??= (client as () => Promise<T>)().catch((error: unknown) => {
+      made = undefined;
+      throw error;
+    });
+    return made;
+  };
 }
 
 export interface AwsClientOptions {
@@ -70,12 +90,18 @@ export class AwsClientBackend implements ClientBackend {
   readonly clock: Clock;
   private deployment: Promise<Deployment> | undefined;
   private caller: Promise<Identity> | undefined;
+  private readonly ssm: () => Promise<SSMClient>;
+  private readonly sts: () => Promise<STSClient>;
+  private readonly iam: () => Promise<IAMClient>;
 
   constructor(
     private readonly clients: AwsClientClients,
     private readonly options: AwsClientOptions,
   ) {
     this.objects = new S3ClientObjects(clients.s3, options.uploads);
+    this.ssm = memoized(clients.ssm);
+    this.sts = memoized(clients.sts);
+    this.iam = memoized(clients.iam);
     this.jobs = new S3JobListing(this);
     this.pollMs = options.pollMs ?? 1_000;
     this.receiptTimeoutMs = options.receiptTimeoutMs ?? 120_000;
@@ -134,7 +160,7 @@ export class AwsClientBackend implements ClientBackend {
   }
 
   private async readDeployment(): Promise<Deployment> {
-    const { ssm } = this.clients;
+    const [ssm, { GetParameterCommand, GetParametersByPathCommand }] = await Promise.all([this.ssm(), import('@aws-sdk/client-ssm')]);
     const region = this.options.region;
     const notFound = () =>
       new AwsAccessError(
@@ -173,15 +199,19 @@ export class AwsClientBackend implements ClientBackend {
   }
 
   private async loadIdentity(group: string | undefined): Promise<Identity> {
-    const caller = await guarded('asking AWS who you are (sts:GetCallerIdentity)', () => this.clients.sts.send(new GetCallerIdentityCommand({})));
+    const caller = await guarded('asking AWS who you are (sts:GetCallerIdentity)', async () => {
+      const [sts, { GetCallerIdentityCommand }] = await Promise.all([this.sts(), import('@aws-sdk/client-sts')]);
+      return sts.send(new GetCallerIdentityCommand({}));
+    });
     const user = userNameOfArn(caller.Arn ?? '');
     if (user === undefined) {
       throw new AwsAccessError('NotAResearcher', `your credentials are for ${caller.Arn}, not a NeuroCAAS researcher's IAM user; use the credentials your admin gave you (AWS_PROFILE)`);
     }
     if (group !== undefined) return { user, group };
-    const tags = await guarded(`reading the tags of IAM user ${user} (to know your group; or pass --group / set NEUROCAAS_GROUP)`, () =>
-      this.clients.iam.send(new ListUserTagsCommand({ UserName: user })),
-    );
+    const tags = await guarded(`reading the tags of IAM user ${user} (to know your group; or pass --group / set NEUROCAAS_GROUP)`, async () => {
+      const [iam, { ListUserTagsCommand }] = await Promise.all([this.iam(), import('@aws-sdk/client-iam')]);
+      return iam.send(new ListUserTagsCommand({ UserName: user }));
+    });
     const tagged = tags.Tags?.find((tag) => tag.Key === GROUP_TAG)?.Value;
     if (!tagged) throw new AwsAccessError('GroupUnknown', `IAM user ${user} has no "${GROUP_TAG}" tag, so its group is unknown; pass --group or set NEUROCAAS_GROUP, or ask your admin to redeploy the users stack`);
     return { user, group: tagged };

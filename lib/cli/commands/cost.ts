@@ -1,20 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import {
-  appStreamMonthlyCost,
-  breakEvenDatasetsPerWeek,
-  checkAppStreamInputs,
-  checkCrossoverInputs,
-  costCrossover,
-  costStats,
-  recordedDatasetCostsUsd,
-  renderCostPlotSvg,
-  WEEKS_PER_MONTH,
-  type AppStreamInputs,
-  type CostStats,
-  type CrossoverInputs,
-} from '../../core/cost-comparison.js';
+import type { AppStreamInputs, CostStats, CrossoverInputs } from '../../core/cost-comparison.js';
 import { formatUsd } from '../../core/cost.js';
 import { NeuroCaasError, UsageError } from '../../core/errors.js';
 import type { JobState } from '../../core/job-machine.js';
@@ -59,6 +46,9 @@ export interface PerDatasetCost {
   measured?: CostStats;
 }
 
+type CostComparison = typeof import('../../core/cost-comparison.js');
+const loadCostComparison = (): Promise<CostComparison> => import('../../core/cost-comparison.js');
+
 export function registerCostCommands(program: Command, host: CostCommandHost): void {
   const cost = program.command('cost').description('compare what analyses cost here with buying a machine or streaming a desktop app');
 
@@ -75,7 +65,7 @@ export function registerCostCommands(program: Command, host: CostCommandHost): v
     .option('--user <name>', 'with --analysis: only this user\'s jobs (default $NEUROCAAS_USER, else everyone\'s)')
     .option('--svg <file>', 'also write a plot of yearly cost against datasets per week (a new file)')
     .action(async (options: CloudCostOptions & { localPriceUsd: string; lifetimeYears: string; annualRate: string; supportUsdPerYear: string; localSecondsPerDataset?: string }) => {
-      await withCloudCost(host, options, async (perDataset, reporter) => {
+      await withCloudCost(host, options, async (perDataset, reporter, comparison) => {
         const inputs: CrossoverInputs = {
           localPriceUsd: numberFlag('--local-price-usd', options.localPriceUsd),
           lifetimeYears: numberFlag('--lifetime-years', options.lifetimeYears),
@@ -84,14 +74,14 @@ export function registerCostCommands(program: Command, host: CostCommandHost): v
           perDatasetUsd: perDataset.usd,
           ...(options.localSecondsPerDataset !== undefined ? { localSecondsPerDataset: numberFlag('--local-seconds-per-dataset', options.localSecondsPerDataset) } : {}),
         };
-        const problems = checkCrossoverInputs(inputs);
+        const problems = comparison.checkCrossoverInputs(inputs);
         if (problems.length > 0) throw new UsageError(problems.join('; '));
-        const result = costCrossover(inputs);
+        const result = comparison.costCrossover(inputs);
         if (options.svg) {
           const max = niceCeiling(result.lccDatasetsPerWeek * 2);
           await writeNewFile(
             options.svg,
-            renderCostPlotSvg({
+            comparison.renderCostPlotSvg({
               title: 'Yearly cost: local machine vs this platform',
               yLabel: 'USD per year',
               maxDatasetsPerWeek: max,
@@ -142,7 +132,7 @@ export function registerCostCommands(program: Command, host: CostCommandHost): v
     .option('--buffer-hourly-usd <usd>', 'rate of a buffer instance', '0.025')
     .option('--svg <file>', 'also write a plot of monthly cost against datasets per week (a new file)')
     .action(async (options: CloudCostOptions & Record<'datasetsPerMonth' | 'weekdayHours' | 'weekendHours' | 'fleetHourlyUsd' | 'perUserMonthlyUsd' | 'bufferInstances' | 'bufferHourlyUsd', string> & { streamingUsers: string }) => {
-      await withCloudCost(host, options, async (perDataset, reporter) => {
+      await withCloudCost(host, options, async (perDataset, reporter, comparison) => {
         const inputs: AppStreamInputs = {
           users: numberFlag('--streaming-users', options.streamingUsers),
           weekdayHours: numberFlag('--weekday-hours', options.weekdayHours),
@@ -153,23 +143,23 @@ export function registerCostCommands(program: Command, host: CostCommandHost): v
           bufferHourlyUsd: numberFlag('--buffer-hourly-usd', options.bufferHourlyUsd),
         };
         const datasetsPerMonth = numberFlag('--datasets-per-month', options.datasetsPerMonth);
-        const problems = checkAppStreamInputs(inputs);
+        const problems = comparison.checkAppStreamInputs(inputs);
         if (!(datasetsPerMonth >= 0)) problems.push(`--datasets-per-month must be a number >= 0, got ${datasetsPerMonth}`);
         if (problems.length > 0) throw new UsageError(problems.join('; '));
-        const appstream = appStreamMonthlyCost(inputs);
+        const appstream = comparison.appStreamMonthlyCost(inputs);
         const platformUsdPerMonth = datasetsPerMonth * perDataset.usd;
-        const breakEven = breakEvenDatasetsPerWeek(appstream.totalUsdPerMonth, perDataset.usd);
+        const breakEven = comparison.breakEvenDatasetsPerWeek(appstream.totalUsdPerMonth, perDataset.usd);
         if (options.svg) {
-          const max = niceCeiling(Math.max(breakEven * 2, (datasetsPerMonth / WEEKS_PER_MONTH) * 1.2));
+          const max = niceCeiling(Math.max(breakEven * 2, (datasetsPerMonth / comparison.WEEKS_PER_MONTH) * 1.2));
           await writeNewFile(
             options.svg,
-            renderCostPlotSvg({
+            comparison.renderCostPlotSvg({
               title: 'Monthly cost: AppStream 2.0 vs this platform',
               yLabel: 'USD per month',
               maxDatasetsPerWeek: max,
               series: [
                 { label: `AppStream 2.0, ${inputs.users} users (${formatUsd(appstream.totalUsdPerMonth)}/month)`, color: '#c0392b', costAt: () => appstream.totalUsdPerMonth },
-                { label: `here (${formatUsd(perDataset.usd)} per dataset)`, color: '#2471a3', costAt: (d) => d * WEEKS_PER_MONTH * perDataset.usd },
+                { label: `here (${formatUsd(perDataset.usd)} per dataset)`, color: '#2471a3', costAt: (d) => d * comparison.WEEKS_PER_MONTH * perDataset.usd },
               ],
               marker: { datasetsPerWeek: breakEven, label: `break-even ${breakEven.toFixed(1)}/week` },
             }),
@@ -208,20 +198,22 @@ export function registerCostCommands(program: Command, host: CostCommandHost): v
  * Finds the cost per dataset (a flag, or measured from recorded jobs) and runs `action` with it.
  * Without --analysis no local state is opened at all.
  */
-async function withCloudCost(host: CostCommandHost, options: CloudCostOptions, action: (perDataset: PerDatasetCost, reporter: Reporter) => Promise<number>): Promise<void> {
+async function withCloudCost(host: CostCommandHost, options: CloudCostOptions, action: (perDataset: PerDatasetCost, reporter: Reporter, comparison: CostComparison) => Promise<number>): Promise<void> {
+  // Loaded only for a cost command: it brings the job machine and blueprint validation along.
+  const comparison = await loadCostComparison();
   if ((options.perDatasetUsd === undefined) === (options.analysis === undefined)) {
     host.reporterFor(options.json ?? false);
     throw new UsageError('give the cost per dataset either as --per-dataset-usd <usd> or measured with --analysis <name> (exactly one of them)');
   }
   if (options.perDatasetUsd !== undefined) {
     const reporter = host.reporterFor(options.json ?? false);
-    host.setExitCode(await action({ usd: numberFlag('--per-dataset-usd', options.perDatasetUsd), source: 'flag' }, reporter));
+    host.setExitCode(await action({ usd: numberFlag('--per-dataset-usd', options.perDatasetUsd), source: 'flag' }, reporter, comparison));
     return;
   }
   const analysis = options.analysis as string;
   await host.withPlatform(options, async (platform, reporter, defaultUser) => {
     const perDataset = await measuredPerDatasetCost(platform, analysis, options.user ?? defaultUser);
-    return action(perDataset, reporter);
+    return action(perDataset, reporter, comparison);
   });
 }
 
@@ -234,7 +226,8 @@ export async function measuredPerDatasetCost(platform: LocalPlatform, analysis: 
     const record = await platform.jobs.get(summary.jobId);
     if (record) states.push(record.state);
   }
-  const stats = costStats(recordedDatasetCostsUsd(states, analysis, user));
+  const comparison = await loadCostComparison();
+  const stats = comparison.costStats(comparison.recordedDatasetCostsUsd(states, analysis, user));
   if (!stats) {
     throw new NeuroCaasError(
       'NoRecordedCost',
