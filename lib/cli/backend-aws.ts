@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { UsageError } from '../core/errors.js';
 import { AwsClientBackend, translateAwsError } from '../client/aws-backend.js';
+import { discoveryCacheFor } from './discovery-cache.js';
 import type { ClientBackend } from '../client/ports.js';
 
 /**
@@ -33,7 +34,15 @@ export async function openAwsClientBackend(env: NodeJS.ProcessEnv, group: string
     iam: async () => new (await import('@aws-sdk/client-iam')).IAMClient({ ...base, region }),
   };
   const pollMs = Number(env['NEUROCAAS_POLL_MS'] ?? '') || undefined;
-  return new AwsClientBackend(clients, { region, ...(group ? { group } : {}), ...(pollMs ? { pollMs } : {}), uploads: { stateDir: uploadStateDir(env) } });
+  // Keyed by the credentials S3 signs with: other credentials, endpoint or region never share an entry.
+  const discoveryCache = discoveryCacheFor(env, async () => `${(await s3.config.credentials()).accessKeyId}\n${endpoint ?? ''}\n${region}`);
+  return new AwsClientBackend(clients, {
+    region,
+    ...(group ? { group } : {}),
+    ...(pollMs ? { pollMs } : {}),
+    uploads: { stateDir: uploadStateDir(env) },
+    ...(discoveryCache ? { discoveryCache } : {}),
+  });
 }
 
 /**

@@ -57,11 +57,32 @@ function memoized<T>(client: LazyClient<T>): () => Promise<T> {
   };
 }
 
+/** What discovery found for one set of credentials: who they are and where the deployment is. */
+export interface CachedDiscovery {
+  user: string;
+  group: string;
+  region: string;
+  /** analysis -> bucket */
+  analyses: Record<string, string>;
+}
+
+/**
+ * Where an earlier command's discovery is kept for a short while (lib/cli/discovery-cache.ts: a
+ * file per credentials, endpoint and region), so a command need not ask STS, IAM and SSM again.
+ * Best effort: a read that fails is a miss, a write that fails is ignored.
+ */
+export interface DiscoveryCache {
+  read(): Promise<CachedDiscovery | undefined>;
+  write(found: CachedDiscovery): Promise<void>;
+}
+
 export interface AwsClientOptions {
   /** The region the clients talk to (AWS_REGION); checked against the deployment's. */
   region: string;
   /** The group, when the IAM user's tags cannot be read (--group, NEUROCAAS_GROUP). */
   group?: string;
+  /** Discovery of earlier commands (identity from STS and IAM tags, deployment from SSM); default none. */
+  discoveryCache?: DiscoveryCache;
   /** Poll interval for receipts, logs and job ends; default 1000 ms. */
   pollMs?: number;
   /** How long to wait for the protocol's receipt; default 120 000 ms. */
@@ -90,6 +111,10 @@ export class AwsClientBackend implements ClientBackend {
   readonly clock: Clock;
   private deployment: Promise<Deployment> | undefined;
   private caller: Promise<Identity> | undefined;
+  private cached: Promise<CachedDiscovery | undefined> | undefined;
+  /** The deployment came from the cache: a missing analysis is looked up again before it is an error. */
+  private deploymentFromCache = false;
+  private cacheable = false;
   private readonly ssm: () => Promise<SSMClient>;
   private readonly sts: () => Promise<STSClient>;
   private readonly iam: () => Promise<IAMClient>;
@@ -115,11 +140,39 @@ export class AwsClientBackend implements ClientBackend {
   async identity(request: IdentityRequest): Promise<Identity> {
     if (request.user !== undefined) throw new UsageError('--user is for the local backend; on aws you are the IAM user of your credentials (choose them with AWS_PROFILE)');
     if (this.caller === undefined) {
-      this.caller = this.loadIdentity(request.group ?? this.options.group);
+      const group = request.group ?? this.options.group;
+      this.caller = this.cachedDiscovery().then((cached) => {
+        if (cached && (group === undefined || group === cached.group)) return { user: cached.user, group: cached.group };
+        return this.loadIdentity(group);
+      });
       // Every command needs the deployment next: ask SSM while STS and IAM answer (its errors surface where it is awaited).
-      this.loadDeployment().catch(() => undefined);
+      const deployment = this.loadDeployment();
+      deployment.catch(() => undefined);
+      // What was found is kept for the next command (only a group the tags gave: --group is this command's own).
+      this.cacheable = group === undefined;
+      void this.cachedDiscovery().then((cached) => (cached ? undefined : this.remember()));
     }
     return this.caller;
+  }
+
+  /** Writes what this command found into the cache (best effort; never fails the command). */
+  private async remember(): Promise<void> {
+    const cache = this.options.discoveryCache;
+    if (!cache || !this.cacheable || !this.caller || !this.deployment) return;
+    try {
+      const [identity, found] = await Promise.all([this.caller, this.deployment]);
+      await cache.write({ user: identity.user, group: identity.group, region: found.region, analyses: Object.fromEntries(found.analyses) });
+    } catch {
+      // Not found, or not written: the next command discovers again.
+    }
+  }
+
+  private cachedDiscovery(): Promise<CachedDiscovery | undefined> {
+    this.cached ??= (this.options.discoveryCache?.read() ?? Promise.resolve(undefined)).then(
+      (found) => (found && found.region === this.options.region ? found : undefined),
+      () => undefined,
+    );
+    return this.cached;
   }
 
   scope(request: IdentityRequest): Promise<Identity> {
@@ -132,7 +185,15 @@ export class AwsClientBackend implements ClientBackend {
   }
 
   async bucketOf(analysis: string): Promise<string> {
-    const { analyses, region } = await this.loadDeployment();
+    let { analyses, region } = await this.loadDeployment();
+    if (!analyses.has(analysis) && this.deploymentFromCache) {
+      // Deployed since the cache was written? Ask SSM before saying it is not, and keep the answer.
+      this.deploymentFromCache = false;
+      this.deployment = undefined;
+      this.cached = Promise.resolve(undefined);
+      ({ analyses, region } = await this.loadDeployment());
+      await this.remember();
+    }
     const bucket = analyses.get(analysis);
     if (bucket === undefined) {
       throw new AnalysisNotFoundError(`analysis "${analysis}" is not deployed in region ${region}; deployed: ${[...analyses.keys()].sort().join(', ') || 'none'}`);
@@ -152,10 +213,16 @@ export class AwsClientBackend implements ClientBackend {
   async close(): Promise<void> {}
 
   private loadDeployment(): Promise<Deployment> {
-    this.deployment ??= this.readDeployment().catch((error: unknown) => {
-      this.deployment = undefined;
-      throw error;
-    });
+    this.deployment ??= this.cachedDiscovery()
+      .then((cached) => {
+        if (!cached) return this.readDeployment();
+        this.deploymentFromCache = true;
+        return { region: cached.region, analyses: new Map(Object.entries(cached.analyses)) };
+      })
+      .catch((error: unknown) => {
+        this.deployment = undefined;
+        throw error;
+      });
     return this.deployment;
   }
 
