@@ -499,9 +499,12 @@ copied=0
 # shellcheck disable=SC2317 # invoked by the trap below
 cleanup() {
   local pid
-  for pid in "$watchdog_pid" "$shipper_pid" "$lifeline_pid" "$status_pid" "${fetch_pids[@]}"; do
+  for pid in "$watchdog_pid" "$shipper_pid" "$lifeline_pid" "${fetch_pids[@]}"; do
     [[ -n "$pid" ]] && kill -KILL "$pid" 2>/dev/null
   done
+  # A RUNNING status under way is let finish (one short call): killed, its CLI process would
+  # still land it, maybe over the status the platform writes for a stopped machine.
+  [[ -n "$status_pid" ]] && wait "$status_pid" 2>/dev/null
   [[ -n "$staging_dir" ]] && rm -rf -- "$staging_dir"
   return 0
 }
@@ -553,8 +556,8 @@ fi
 : >>"$live_log"
 if [[ $store_kind == s3 ]]; then
   # Each AWS CLI call costs a second or so of start-up: the RUNNING status goes up while the
-  # inputs come down. It is waited for before anything else writes the status (below), so it
-  # can never land over a later one.
+  # inputs come down and the workflow starts. It is waited for before the final status is
+  # written (at the end), so it can never land over it.
   write_status RUNNING "" "" &
   status_pid=$!
 else
@@ -616,10 +619,6 @@ if [[ -z "$gpu_error" ]]; then
     wait "${fetch_pids[index]}" || prepare_error=${fetch_errors[index]}
   done
   fetch_pids=()
-fi
-if [[ -n "$status_pid" ]]; then
-  wait "$status_pid"
-  status_pid=""
 fi
 
 timed_out=0
@@ -722,6 +721,11 @@ else
 fi
 now_ms
 finished_ms=$REPLY
+if [[ -n "$status_pid" ]]; then
+  # The RUNNING status must be in place before this one replaces it, never after.
+  wait "$status_pid"
+  status_pid=""
+fi
 write_status "$status" "$exit_code" "$finished_ms" "$failure_kind" "$failure_detail"
 emit "finished ${exit_code:--} $timed_out $finished_ms ${failure_kind:--}"
 
