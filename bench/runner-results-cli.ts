@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { installInstanceTools } from '../lib/sandbox/aws-cli.js';
 import { motoRoot } from '../lib/sandbox/emulator.js';
+import { awsCliTestEnv, ONE_DATASET_PREFIX, ONE_DATASET_STATUS_KEY, oneDatasetRunnerEnv } from '../test/support/runner-env.js';
 import { startS3Sink } from '../test/support/s3-sink.js';
 import { packageRoot } from '../protocols/local-shell.js';
 
@@ -37,33 +38,18 @@ export async function benchRunnerResultsCli(print: (line: string) => void, bytes
     sink.put('lab/inputs/a.csv', 'x\n');
     sink.put('lab/configs/c.json', '{}');
     writeFileSync(join(root, 'wf.sh'), `truncate -s ${bytes} "$NCAP_OUTPUT_DIR/big.bin"\n`);
-    const prefix = 'lab/results/job__t_J1/';
+    const prefix = ONE_DATASET_PREFIX;
     const part = 1024 ** 3;
     const env = {
-      PATH: `${bin}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
-      HOME: root,
-      AWS_ENDPOINT_URL: sink.endpoint,
-      AWS_ACCESS_KEY_ID: 'bench',
-      AWS_SECRET_ACCESS_KEY: 'bench',
-      AWS_DEFAULT_REGION: 'us-east-1',
-      AWS_CONFIG_FILE: '/dev/null',
-      AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required',
-      AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
-      NCAP_STORE: 's3://bucket',
-      NCAP_JOB_ID: 'J1',
-      NCAP_ANALYSIS: 't',
-      NCAP_DATASET: 'a.csv',
-      NCAP_INPUT_KEY: 'lab/inputs/a.csv',
-      NCAP_CONFIG_KEY: 'lab/configs/c.json',
-      NCAP_LOG_KEY: `${prefix}logs/a.csv.log`,
-      NCAP_STATUS_KEY: `${prefix}logs/status.json`,
-      NCAP_RESULTS_PREFIX: `${prefix}process_results/a.csv/`,
-      NCAP_DEADLINE_EPOCH_MS: String(Date.now() + 30 * 60_000),
-      NCAP_WORKDIR: root,
-      NCAP_SCRATCH: join(root, 'scratch'),
-      NCAP_INSTANCE_ID: 'i-0benchcli',
+      ...awsCliTestEnv(sink.endpoint, root),
+      ...oneDatasetRunnerEnv({
+        store: 's3://bucket',
+        workdir: root,
+        scratch: join(root, 'scratch'),
+        instanceId: 'i-0benchcli',
+        deadlineInMs: 30 * 60_000,
+        path: `${bin}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
+      }),
       NCAP_LOG_SHIP_SECONDS: '600',
       NCAP_MULTIPART_PART_BYTES: String(part),
     };
@@ -78,7 +64,7 @@ export async function benchRunnerResultsCli(print: (line: string) => void, bytes
     const ownCpu = process.cpuUsage(ownCpuBefore);
     const runnerCpu = childrenCpuSeconds() - childCpuBefore;
     const stored = sink.objects.get(`${prefix}process_results/a.csv/big.bin`);
-    const status = (JSON.parse(sink.objects.get(env.NCAP_STATUS_KEY)?.body?.toString('utf8') ?? '{}') as { status?: string }).status ?? 'no status';
+    const status = (JSON.parse(sink.objects.get(ONE_DATASET_STATUS_KEY)?.body?.toString('utf8') ?? '{}') as { status?: string }).status ?? 'no status';
     const hashStarted = performance.now();
     spawnSync('openssl', ['dgst', '-sha256', join(root, 'scratch', 'output', 'big.bin')]);
     const hashMs = performance.now() - hashStarted;

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { packageRoot } from '../protocols/local-shell.js';
+import { ONE_DATASET_PREFIX, ONE_DATASET_STATUS_KEY, oneDatasetRunnerEnv } from '../test/support/runner-env.js';
 
 const repo = packageRoot();
 
@@ -29,30 +30,24 @@ export async function benchRunnerResults(print: (line: string) => void, bytes = 
     chmodSync(cli, 0o755);
     symlinkSync(cli, join(bin, 'aws'));
     writeFileSync(join(root, 'wf.sh'), `truncate -s ${bytes} "$NCAP_OUTPUT_DIR/big.bin"\n`);
-    const prefix = 'lab/results/job__t_J1/';
+    const prefix = ONE_DATASET_PREFIX;
     const env = {
-      PATH: `${bin}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
-      NCAP_STORE: 's3://bucket',
+      ...oneDatasetRunnerEnv({
+        store: 's3://bucket',
+        workdir: root,
+        scratch: join(root, 'scratch'),
+        instanceId: 'i-0bench',
+        deadlineInMs: 30 * 60_000,
+        path: `${bin}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
+      }),
       NCAP_TEST_S3_DIR: join(root, 's3'),
       NCAP_TEST_AWS_LOG: join(root, 'calls.log'),
-      NCAP_JOB_ID: 'J1',
-      NCAP_ANALYSIS: 't',
-      NCAP_DATASET: 'a.csv',
-      NCAP_INPUT_KEY: 'lab/inputs/a.csv',
-      NCAP_CONFIG_KEY: 'lab/configs/c.json',
-      NCAP_LOG_KEY: `${prefix}logs/a.csv.log`,
-      NCAP_STATUS_KEY: `${prefix}logs/status.json`,
-      NCAP_RESULTS_PREFIX: `${prefix}process_results/a.csv/`,
-      NCAP_DEADLINE_EPOCH_MS: String(Date.now() + 30 * 60_000),
-      NCAP_WORKDIR: root,
-      NCAP_SCRATCH: join(root, 'scratch'),
-      NCAP_INSTANCE_ID: 'i-0bench',
     };
     const started = performance.now();
     const run = spawnSync('bash', [join(repo, 'lib', 'runner', 'ncap-runner.sh'), '--', 'bash', join(root, 'wf.sh')], { env, encoding: 'utf8', timeout: 30 * 60_000 });
     const runnerMs = performance.now() - started;
     const stored = statSync(join(bucket, `${prefix}process_results/a.csv/big.bin`), { throwIfNoEntry: false });
-    const status = JSON.parse(readFileSync(join(bucket, env.NCAP_STATUS_KEY), 'utf8')) as { status: string };
+    const status = JSON.parse(readFileSync(join(bucket, ONE_DATASET_STATUS_KEY), 'utf8')) as { status: string };
     const parts = readFileSync(env.NCAP_TEST_AWS_LOG, 'utf8').split('\n').filter((line) => line.startsWith('s3api upload-part')).length;
     const sparse = join(root, 'hash-me.bin');
     spawnSync('truncate', ['-s', String(bytes), sparse]);

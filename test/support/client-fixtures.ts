@@ -33,7 +33,7 @@ import type { SsmCommandResult } from '../../protocols/aws/command-outcome.js';
 import { createAwsPlatform, type AwsCommandRunner, type AwsPlatform } from '../../protocols/aws/platform.js';
 import { onCancelUploaded, onCommandStatusChange, onInstanceStateChange, onSubmissionUploaded } from '../../protocols/aws/protocols.js';
 import { LocalPlatform } from '../../protocols/local-shell.js';
-import { createBucket, createQueue, registerAnalysis, createTable, documentClientFor, dynamoClientFor, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from './moto.js';
+import { createBucket, createPlatformOnMoto, createQueue, type MotoServer, registerAnalysis, startMoto } from './moto.js';
 
 export type FixtureUser = 'alice' | 'ann' | 'carol';
 
@@ -154,17 +154,11 @@ class RunnerStandIn implements AwsCommandRunner {
 export async function awsFixture(): Promise<ClientFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'ncap-client-aws-'));
   const moto: MotoServer = await startMoto();
-  const region = 'us-east-1';
-  const admin = { endpoint: moto.endpoint, region, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
-  const s3 = s3ClientFor(moto);
-  const doc = documentClientFor(moto);
-  const sqs = sqsClientFor(moto);
-  const ec2 = new EC2Client(admin);
+  const { admin, s3, doc, sqs, ec2, table, agentQueueUrl } = await createPlatformOnMoto(moto);
+  const { region } = admin;
   const iam = new IAMClient(admin);
   const sns = new SNSClient(admin);
   const bucket = await createBucket(s3, 'analysis');
-  const table = await createTable(dynamoClientFor(moto), 'platform');
-  const agentQueueUrl = await createQueue(sqs, 'agent');
   await registerAnalysis({ ec2, iam, doc }, { table, bucket, analysis: 'test-workflow', blueprintDir: fixtureDir });
   const keys = new Map<FixtureUser, { accessKeyId: string; secretAccessKey: string }>();
   for (const [name, p] of Object.entries(PROFILES) as [FixtureUser, Record<string, unknown>][]) {

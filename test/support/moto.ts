@@ -132,6 +132,28 @@ export async function createQueue(sqs: SQSClient, prefix = 'queue'): Promise<str
   return result.QueueUrl;
 }
 
+/** The platform stack's shared pieces on the emulator, with the clients the protocol tests use. */
+export interface PlatformOnMoto {
+  /** endpoint, region and credentials of the emulator's admin, for clients made here and in tests. */
+  admin: { endpoint: string; region: string; credentials: typeof FAKE_CREDENTIALS };
+  s3: S3Client;
+  doc: DynamoDBDocumentClient;
+  sqs: SQSClient;
+  ec2: EC2Client;
+  /** The job table (pk/sk and the reaper's index). */
+  table: string;
+  /** The agent-check queue. */
+  agentQueueUrl: string;
+}
+
+/** Creates what the platform stack deploys that every protocol test needs: its table and agent-check queue. */
+export async function createPlatformOnMoto(moto: Pick<MotoServer, 'endpoint'>): Promise<PlatformOnMoto> {
+  const admin = { endpoint: moto.endpoint, region: REGION, credentials: FAKE_CREDENTIALS };
+  const sqs = sqsClientFor(moto);
+  const [table, agentQueueUrl] = await Promise.all([createTable(dynamoClientFor(moto), 'platform'), createQueue(sqs, 'agent')]);
+  return { admin, s3: s3ClientFor(moto), doc: documentClientFor(moto), sqs, ec2: new EC2Client(admin), table, agentQueueUrl };
+}
+
 /**
  * What the analysis and users stacks write at deploy time for one analysis, on the emulator:
  * its registry item (blueprint, bucket, the emulator's first image, subnet and security group,

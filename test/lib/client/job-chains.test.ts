@@ -26,7 +26,7 @@ import { createAwsPlatform, type AwsPlatform } from '../../../protocols/aws/plat
 import { onCommandStatusChange, onInstanceStateChange, onSubmissionUploaded } from '../../../protocols/aws/protocols.js';
 import { LocalPlatform } from '../../../protocols/local-shell.js';
 import { fakeAwsCliDir, LocalRunnerStandIn } from '../../support/aws-runner-stand-in.js';
-import { createBucket, createQueue, createTable, documentClientFor, dynamoClientFor, MOTO_START_TIMEOUT_MS, registerAnalysis, s3ClientFor, sqsClientFor, startMoto } from '../../support/moto.js';
+import { createBucket, createPlatformOnMoto, MOTO_START_TIMEOUT_MS, registerAnalysis, startMoto } from '../../support/moto.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const testWorkflow = join(repo, 'test', 'fixtures', 'blueprints', 'test-workflow');
@@ -87,15 +87,9 @@ async function localBackend(dir: string): Promise<StructuresBackend> {
  */
 async function awsBackend(dir: string): Promise<StructuresBackend> {
   const moto = await startMoto();
-  const region = 'us-east-1';
-  const admin = { endpoint: moto.endpoint, region, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
-  const s3 = s3ClientFor(moto);
-  const doc = documentClientFor(moto);
-  const ec2 = new EC2Client(admin);
+  const { admin, s3, doc, ec2, sqs, table, agentQueueUrl: queueUrl } = await createPlatformOnMoto(moto);
+  const { region } = admin;
   const iam = new IAMClient(admin);
-  const table = await createTable(dynamoClientFor(moto), 'platform');
-  const sqs = sqsClientFor(moto);
-  const queueUrl = await createQueue(sqs, 'agent');
   const { blueprintsDir, env } = writeBlueprints(dir);
   const buckets = new Map<string, string>();
   for (const analysis of Object.keys(BLUEPRINTS)) {

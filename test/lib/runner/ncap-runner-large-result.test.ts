@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { installInstanceTools } from '../../../lib/sandbox/aws-cli.js';
 import { ensureEmulatorInstalled, motoRoot, SETUP_TIMEOUT_MS } from '../../../lib/sandbox/emulator.js';
+import { awsCliTestEnv, ONE_DATASET_PREFIX, ONE_DATASET_STATUS_KEY, oneDatasetRunnerEnv } from '../../support/runner-env.js';
 import { startS3Sink, type S3Sink } from '../../support/s3-sink.js';
 
 const runner = fileURLToPath(new URL('../../../lib/runner/ncap-runner.sh', import.meta.url));
@@ -23,9 +24,9 @@ const GiB = 1024 * MiB;
 /** 6 GB, not a whole number of parts, and above S3's 5 GiB single-PUT limit. */
 const SIZE = 6 * 1000 ** 3 + 4321;
 const PART = GiB;
-const PREFIX = 'lab/results/job__t_J1/';
+const PREFIX = ONE_DATASET_PREFIX;
 const RESULTS = `${PREFIX}process_results/a.csv/`;
-const STATUS_KEY = `${PREFIX}logs/DATASET_NAME-a.csv_STATUS.txt.json`;
+const STATUS_KEY = ONE_DATASET_STATUS_KEY;
 
 // The machine exports a CA bundle that breaks plain-HTTP clients to 127.0.0.1.
 delete process.env['AWS_CA_BUNDLE'];
@@ -71,31 +72,15 @@ function runRunner(script: string, extraEnv: Record<string, string>, timeoutMs: 
   const scratch = join(dir, 'scratch');
   writeFileSync(join(dir, 'wf.sh'), script);
   const env: Record<string, string> = {
-    PATH: `${binDir}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
-    HOME: dir,
-    LANG: 'C.UTF-8',
-    AWS_ENDPOINT_URL: sink.endpoint,
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
-    AWS_DEFAULT_REGION: 'us-east-1',
-    AWS_CONFIG_FILE: '/dev/null',
-    AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
-    AWS_EC2_METADATA_DISABLED: 'true',
-    AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required',
-    AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
-    NCAP_STORE: `s3://${sink.bucket}`,
-    NCAP_JOB_ID: 'J1',
-    NCAP_ANALYSIS: 't',
-    NCAP_DATASET: 'a.csv',
-    NCAP_INPUT_KEY: 'lab/inputs/a.csv',
-    NCAP_CONFIG_KEY: 'lab/configs/c.json',
-    NCAP_LOG_KEY: `${PREFIX}logs/a.csv.log`,
-    NCAP_STATUS_KEY: STATUS_KEY,
-    NCAP_RESULTS_PREFIX: RESULTS,
-    NCAP_DEADLINE_EPOCH_MS: String(Date.now() + timeoutMs),
-    NCAP_WORKDIR: dir,
-    NCAP_SCRATCH: scratch,
-    NCAP_INSTANCE_ID: `i-0large${process.pid.toString(16)}`,
+    ...awsCliTestEnv(sink.endpoint, dir),
+    ...oneDatasetRunnerEnv({
+      store: `s3://${sink.bucket}`,
+      workdir: dir,
+      scratch,
+      instanceId: `i-0large${process.pid.toString(16)}`,
+      deadlineInMs: timeoutMs,
+      path: `${binDir}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
+    }),
     NCAP_KILL_GRACE_SECONDS: '1',
     // One log shipment at the end: each is a CLI start.
     NCAP_LOG_SHIP_SECONDS: '600',

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { killMachineProcesses } from '../../../lib/local/machines.js';
+import { oneDatasetRunnerEnv } from '../../support/runner-env.js';
 
 const runner = fileURLToPath(new URL('../../../lib/runner/ncap-runner.sh', import.meta.url));
 const cleanups: (() => void)[] = [];
@@ -40,22 +41,8 @@ function setup(options: { store?: string; scratch?: string; deadlineMs?: number 
   mkdirSync(join(store, 'lab', 'configs'), { recursive: true });
   writeFileSync(join(store, 'lab', 'inputs', 'a.csv'), 'x,y\n1,2\n');
   writeFileSync(join(store, 'lab', 'configs', 'c.json'), '{}');
-  const prefix = 'lab/results/job__t_J1/';
   const env: Record<string, string> = {
-    PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-    NCAP_STORE: `local:${store}`,
-    NCAP_JOB_ID: 'J1',
-    NCAP_ANALYSIS: 't',
-    NCAP_DATASET: 'a.csv',
-    NCAP_INPUT_KEY: 'lab/inputs/a.csv',
-    NCAP_CONFIG_KEY: 'lab/configs/c.json',
-    NCAP_LOG_KEY: `${prefix}logs/a.csv.log`,
-    NCAP_STATUS_KEY: `${prefix}logs/DATASET_NAME-a.csv_STATUS.txt.json`,
-    NCAP_RESULTS_PREFIX: `${prefix}process_results/a.csv/`,
-    NCAP_DEADLINE_EPOCH_MS: String(Date.now() + (options.deadlineMs ?? 30_000)),
-    NCAP_WORKDIR: root,
-    NCAP_SCRATCH: scratch,
-    NCAP_INSTANCE_ID: instanceId,
+    ...oneDatasetRunnerEnv({ store: `local:${store}`, workdir: root, scratch, instanceId, deadlineInMs: options.deadlineMs ?? 30_000 }),
     NCAP_KILL_GRACE_SECONDS: '1',
   };
   return { root, store, scratch, instanceId, env };

@@ -14,7 +14,7 @@ import { parseScheduledAction } from '../../../lib/aws/sqs-scheduler.js';
 import { jobKeys } from '../../../lib/core/keys.js';
 import { createAwsPlatform, type AwsPlatform } from '../../../protocols/aws/platform.js';
 import { onCommandStatusChange, onInstanceStateChange, onScheduledAction, onSubmissionUploaded, reap } from '../../../protocols/aws/protocols.js';
-import { createBucket, createQueue, registerAnalysis, createTable, documentClientFor, dynamoClientFor, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from '../../support/moto.js';
+import { createBucket, createPlatformOnMoto, type MotoServer, registerAnalysis, startMoto } from '../../support/moto.js';
 
 /**
  * The whole job-manager protocol on the AWS adapters against the emulator: S3, DynamoDB, EC2 and
@@ -40,14 +40,10 @@ describe('the job-manager protocol on the AWS adapters', () => {
 
   beforeAll(async () => {
     moto = await startMoto();
-    const config = { endpoint: moto.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
-    s3 = s3ClientFor(moto);
-    doc = documentClientFor(moto);
-    sqs = sqsClientFor(moto);
-    ec2 = new EC2Client(config);
+    const shared = await createPlatformOnMoto(moto);
+    ({ s3, doc, sqs, ec2, table, agentQueueUrl: queueUrl } = shared);
+    const config = shared.admin;
     bucket = await createBucket(s3, 'analysis');
-    table = await createTable(dynamoClientFor(moto), 'platform');
-    queueUrl = await createQueue(sqs, 'agent');
     await registerAnalysis({ ec2, iam: new IAMClient(config), doc }, { table, bucket, analysis: 'test-workflow', blueprintDir: fixture });
     const alice = { username: 'alice', group: 'lab', email: 'alice@example.org', budgetUsd: 5, budgetPeriod: 'monthly', allowedAnalyses: ['*'] };
     await doc.send(new PutCommand({ TableName: table, Item: { pk: 'USER#alice', sk: 'PROFILE', group: 'lab', profile: JSON.stringify(alice) } }));

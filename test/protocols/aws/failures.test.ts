@@ -15,7 +15,7 @@ import type { Clock } from '../../../lib/ports.js';
 import { createAwsPlatform, type AwsClients, type AwsPlatform } from '../../../protocols/aws/platform.js';
 import { GIVE_UP_SUBMISSION_MS, onFailedSubmissionsMessage, onInstanceStateChange, onSubmissionUploaded, reap } from '../../../protocols/aws/protocols.js';
 import { fakeAwsCliDir, LocalRunnerStandIn } from '../../support/aws-runner-stand-in.js';
-import { createBucket, createQueue, createTable, documentClientFor, dynamoClientFor, registerAnalysis, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from '../../support/moto.js';
+import { createBucket, createPlatformOnMoto, type MotoServer, registerAnalysis, s3ClientFor, startMoto } from '../../support/moto.js';
 
 /**
  * Failures nobody caught still reach the researcher (issue 11), on the AWS adapters against
@@ -55,14 +55,10 @@ describe('failures of the protocol itself, on the AWS adapters', () => {
 
   beforeAll(async () => {
     moto = await startMoto();
-    const config = { endpoint: moto.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
-    s3 = s3ClientFor(moto);
-    doc = documentClientFor(moto);
-    sqs = sqsClientFor(moto);
-    ec2 = new EC2Client(config);
+    const shared = await createPlatformOnMoto(moto);
+    ({ s3, doc, sqs, ec2, table, agentQueueUrl: queueUrl } = shared);
+    const config = shared.admin;
     bucket = await createBucket(s3, 'analysis');
-    table = await createTable(dynamoClientFor(moto), 'platform');
-    queueUrl = await createQueue(sqs, 'agent');
     // test-workflow with a 16 GiB root: EC2 (and moto, whose images have 15 GiB roots) refuses a smaller one.
     blueprintDir = mkdtempSync(join(tmpdir(), 'ncap-aws-failures-'));
     const blueprint = JSON.parse(readFileSync(join(fixture, 'blueprint.json'), 'utf8')) as { hardware: Record<string, unknown> };

@@ -14,7 +14,7 @@ import { jobKeys } from '../../../lib/core/keys.js';
 import { createAwsPlatform, type AwsPlatform } from '../../../protocols/aws/platform.js';
 import { onCommandStatusChange, onInstanceStateChange, onSubmissionUploaded } from '../../../protocols/aws/protocols.js';
 import { fakeAwsCliDir, LocalRunnerStandIn } from '../../support/aws-runner-stand-in.js';
-import { createBucket, createQueue, createTable, documentClientFor, dynamoClientFor, registerAnalysis, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from '../../support/moto.js';
+import { createBucket, createPlatformOnMoto, type MotoServer, registerAnalysis, startMoto } from '../../support/moto.js';
 
 /**
  * Chains and ensembles on the AWS adapters against the emulator: each analysis has its own
@@ -48,13 +48,9 @@ describe('chains and ensembles on the AWS adapters', () => {
 
   beforeAll(async () => {
     moto = await startMoto();
-    const config = { endpoint: moto.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
-    s3 = s3ClientFor(moto);
-    doc = documentClientFor(moto);
-    ec2 = new EC2Client(config);
-    table = await createTable(dynamoClientFor(moto), 'platform');
-    const sqs = sqsClientFor(moto);
-    const queueUrl = await createQueue(sqs, 'agent');
+    const shared = await createPlatformOnMoto(moto);
+    ({ s3, doc, ec2, table } = shared);
+    const { sqs, agentQueueUrl: queueUrl, admin: config } = shared;
 
     dir = mkdtempSync(join(tmpdir(), 'ncap-aws-structures-'));
     const env = join(dir, 'env');

@@ -6,7 +6,6 @@ import { IAMClient } from '@aws-sdk/client-iam';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import type { SQSClient } from '@aws-sdk/client-sqs';
 import { PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoLedger } from '../../../lib/aws/dynamo-ledger.js';
@@ -16,7 +15,7 @@ import { machineHourlyUsdOf } from '../../../lib/core/plan.js';
 import { createAwsPlatform, type AwsPlatform } from '../../../protocols/aws/platform.js';
 import { onCommandStatusChange, onInstanceStateChange, onSpotInterruption, onSubmissionUploaded } from '../../../protocols/aws/protocols.js';
 import { fakeAwsCliDir, LocalRunnerStandIn } from '../../support/aws-runner-stand-in.js';
-import { createBucket, createQueue, createTable, documentClientFor, dynamoClientFor, registerAnalysis, s3ClientFor, sqsClientFor, startMoto, type MotoServer } from '../../support/moto.js';
+import { createBucket, createPlatformOnMoto, type MotoServer, registerAnalysis, startMoto } from '../../support/moto.js';
 
 /**
  * Issue 8: a spot interruption on a spot-then-on-demand analysis, through the AWS adapters
@@ -44,14 +43,10 @@ describe('a spot interruption on the AWS adapters', () => {
 
   beforeAll(async () => {
     moto = await startMoto();
-    const config = { endpoint: moto.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
-    s3 = s3ClientFor(moto);
-    doc = documentClientFor(moto);
-    const sqs: SQSClient = sqsClientFor(moto);
-    ec2 = new EC2Client(config);
+    const shared = await createPlatformOnMoto(moto);
+    ({ s3, doc, ec2, table } = shared);
+    const { sqs, agentQueueUrl: queueUrl, admin: config } = shared;
     bucket = await createBucket(s3, 'analysis');
-    table = await createTable(dynamoClientFor(moto), 'platform');
-    const queueUrl = await createQueue(sqs, 'agent');
     // test-workflow on spot first, on demand for every retry; a 16 GiB root (moto's images have 15).
     blueprintDir = mkdtempSync(join(tmpdir(), 'ncap-aws-spot-'));
     const blueprint = JSON.parse(readFileSync(join(fixture, 'blueprint.json'), 'utf8')) as Record<string, Record<string, unknown>>;
