@@ -92,6 +92,38 @@ export async function localFixture(): Promise<ClientFixture> {
   };
 }
 
+
+/**
+ * A researcher's client on the AWS backend against moto, as `--backend aws` builds it, with the
+ * deployment discovery (SSM, whose replies moto 5.1.1 cannot give the current SDK) answered by
+ * aws-sdk-client-mock from `deployment` (the `/neurocaas/deployment` JSON) and `analyses`.
+ */
+export function awsResearcherClient(options: {
+  endpoint: string;
+  region: string;
+  credentials: { accessKeyId: string; secretAccessKey: string };
+  deployment: string;
+  analyses: Iterable<readonly [analysis: string, bucket: string]>;
+}): ResearcherClient {
+  const { endpoint, region, credentials } = options;
+  const config = { endpoint, region, credentials, maxAttempts: 2 };
+  const ssm = new SSMClient(config);
+  mockClient(ssm)
+    .on(GetParameterCommand, { Name: '/neurocaas/deployment' })
+    .resolves({ Parameter: { Name: '/neurocaas/deployment', Value: options.deployment } })
+    .on(GetParametersByPathCommand)
+    .resolves({ Parameters: [...options.analyses].map(([analysis, bucket]) => ({ Name: `/neurocaas/analyses/${analysis}`, Value: JSON.stringify({ schemaVersion: 1, analysis, bucket, region }) })) });
+  const backend = new AwsClientBackend(
+    {
+      s3: new S3Client({ ...config, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }),
+      ssm,
+      sts: new STSClient(config),
+      iam: new IAMClient(config),
+    },
+    { region, pollMs: 150, receiptTimeoutMs: 20_000 },
+  );
+  return new ResearcherClient(backend);
+}
 /** Runs the runner on this machine as SSM would on the instance; killed when its instance is terminated. */
 class RunnerStandIn implements AwsCommandRunner {
   readonly children = new Map<string, ChildProcess>();
@@ -191,29 +223,9 @@ export async function awsFixture(): Promise<ClientFixture> {
   runner.onFinished = (commandId, instanceId) => pump.commandFinished(commandId, instanceId);
   pump.start();
 
-  const ssmParameters = {
-    deployment: JSON.stringify({ schemaVersion: 1, region, tableName: table, notificationsTopicArn: topicArn }),
-    analysis: JSON.stringify({ schemaVersion: 1, analysis: 'test-workflow', bucket, region }),
-  };
-  const clientFor = (user: FixtureUser): ResearcherClient => {
-    const config = { endpoint: moto.endpoint, region, credentials: keys.get(user) as { accessKeyId: string; secretAccessKey: string }, maxAttempts: 2 };
-    const ssm = new SSMClient(config);
-    mockClient(ssm)
-      .on(GetParameterCommand, { Name: '/neurocaas/deployment' })
-      .resolves({ Parameter: { Name: '/neurocaas/deployment', Value: ssmParameters.deployment } })
-      .on(GetParametersByPathCommand)
-      .resolves({ Parameters: [{ Name: '/neurocaas/analyses/test-workflow', Value: ssmParameters.analysis }] });
-    const backend = new AwsClientBackend(
-      {
-        s3: new S3Client({ ...config, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }),
-        ssm,
-        sts: new STSClient(config),
-        iam: new IAMClient(config),
-      },
-      { region, pollMs: 150, receiptTimeoutMs: 20_000 },
-    );
-    return new ResearcherClient(backend);
-  };
+  const deployment = JSON.stringify({ schemaVersion: 1, region, tableName: table, notificationsTopicArn: topicArn });
+  const clientFor = (user: FixtureUser): ResearcherClient =>
+    awsResearcherClient({ endpoint: moto.endpoint, region, credentials: keys.get(user) as { accessKeyId: string; secretAccessKey: string }, deployment, analyses: [['test-workflow', bucket]] });
   const seen: { user: string; jobId: string; outcome: string; body: string }[] = [];
   return {
     name: 'aws',

@@ -11,12 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, TagUserCommand } from '@aws-sdk/client-iam';
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { GetParameterCommand, GetParametersByPathCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { STSClient } from '@aws-sdk/client-sts';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
-import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AwsClientBackend } from '../../../lib/client/aws-backend.js';
 import { LocalClientBackend } from '../../../lib/client/local-backend.js';
 import type { JobView } from '../../../lib/client/ports.js';
 import { ResearcherClient } from '../../../lib/client/researcher-client.js';
@@ -26,6 +23,7 @@ import { createAwsPlatform, type AwsPlatform } from '../../../protocols/aws/plat
 import { onCommandStatusChange, onInstanceStateChange, onSubmissionUploaded } from '../../../protocols/aws/protocols.js';
 import { LocalPlatform } from '../../../protocols/local-shell.js';
 import { fakeAwsCliDir, LocalRunnerStandIn } from '../../support/aws-runner-stand-in.js';
+import { awsResearcherClient } from '../../support/client-fixtures.js';
 import { createBucket, createPlatformOnMoto, MOTO_START_TIMEOUT_MS, registerAnalysis, startMoto } from '../../support/moto.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
@@ -114,24 +112,8 @@ async function awsBackend(dir: string): Promise<StructuresBackend> {
   const pump = new Pump(platform, s3, ec2, buckets, runner);
   pump.start();
 
-  const config = { endpoint: moto.endpoint, region, credentials: { accessKeyId: key?.AccessKeyId as string, secretAccessKey: key?.SecretAccessKey as string }, maxAttempts: 2 };
-  const ssm = new SSMClient(config);
-  mockClient(ssm)
-    .on(GetParameterCommand, { Name: '/neurocaas/deployment' })
-    .resolves({ Parameter: { Name: '/neurocaas/deployment', Value: JSON.stringify({ schemaVersion: 1, region, tableName: table }) } })
-    .on(GetParametersByPathCommand)
-    .resolves({ Parameters: [...buckets].map(([analysis, bucket]) => ({ Name: `/neurocaas/analyses/${analysis}`, Value: JSON.stringify({ schemaVersion: 1, analysis, bucket, region }) })) });
-  const backend = new AwsClientBackend(
-    {
-      s3: new S3Client({ ...config, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' }),
-      ssm,
-      sts: new STSClient(config),
-      iam: new IAMClient(config),
-    },
-    { region, pollMs: 150, receiptTimeoutMs: 20_000 },
-  );
   return {
-    client: new ResearcherClient(backend),
+    client: awsResearcherClient({ endpoint: moto.endpoint, region, credentials: { accessKeyId: key?.AccessKeyId as string, secretAccessKey: key?.SecretAccessKey as string }, deployment: JSON.stringify({ schemaVersion: 1, region, tableName: table }), analyses: buckets }),
     close: async () => {
       await pump.stop();
       await runner.close();
