@@ -129,7 +129,9 @@ const routes: Route[] = [
     if (parts !== undefined && (!Array.isArray(parts) || !parts.every((p) => p && typeof p === 'object' && Number.isInteger((p as { PartNumber?: unknown }).PartNumber) && typeof (p as { ETag?: unknown }).ETag === 'string'))) {
       throw new UsageError('parts must be a list of {PartNumber, ETag} as the part uploads returned them');
     }
-    const done = await context.uploads.complete(params['uploadId'] as string, parts as { PartNumber: number; ETag: string }[] | undefined);
+    // A client that hashed while sending declares the sha256 here (verified like one given at the start).
+    const sha256 = checkSha256(body['sha256'], 'sha256');
+    const done = await context.uploads.complete(params['uploadId'] as string, parts as { PartNumber: number; ETag: string }[] | undefined, sha256);
     sendJson(res, done.reused ? 200 : 201, { key: done.key, sizeBytes: done.sizeBytes, sha256: done.sha256, reused: done.reused });
   }),
 

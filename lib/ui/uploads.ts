@@ -6,9 +6,12 @@
  * Nothing is visible under the key until the upload is whole (and its sha256 verified).
  *
  * The running sha256 of multipart uploads is kept by one worker thread per server (see
- * HashWorker): it re-reads each part from the page cache once the parts before it are there, so
- * hashing (the costliest step, about 600 MiB/s in Node) runs on another core than the one that
- * receives the bytes, and at completion only the tail is left to hash.
+ * HashWorker), so hashing (the costliest step per byte) runs on another core than the one that
+ * receives the bytes, and at completion only the tail is left to hash. Parts are handed to it in
+ * order, each once the parts before it are whole: a part's received chunks themselves (moved to
+ * the worker, not copied) while they are held, else (a part that waited too long behind a
+ * missing one, or more bytes waiting than HOLD_LIMIT_BYTES) the worker re-reads it from the
+ * staging file, which costs nearly as much again as the hash.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
@@ -20,8 +23,14 @@ import { RequestRefusedError } from './request-guard.js';
 
 /** Writes are gathered into buffers of this size: 1 MiB (few system calls, bounded memory). */
 const WRITE_BATCH_BYTES = 1024 * 1024;
-/** Parts are re-read for the running sha256 in chunks of this size: 4 MiB. */
-const HASH_READ_BYTES = 4 * 1024 * 1024;
+/** Parts are re-read for the running sha256 in chunks of this size: 1 MiB (fits the caches). */
+const HASH_READ_BYTES = 1024 * 1024;
+/**
+ * Received bytes one server keeps in memory for the hash worker while they wait for the parts
+ * before them: 64 MiB (the web app's 4 parts of 8 MiB in flight, twice over). Beyond it, parts
+ * are re-read from the staging file when their turn comes.
+ */
+const HOLD_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** S3's limits, so the same client code drives both backends. */
 export const UPLOAD_LIMITS = {
@@ -48,10 +57,11 @@ export function checkSha256(value: unknown, where: string): string | undefined {
 
 /**
  * Writes `source` at `position` of `handle`, at most `maxBytes` bytes (more is BodyTooLarge),
- * feeding `hash` when given; returns the bytes written. One batch is written while the next one
- * is received (at most two batches, 2 MiB, held at once).
+ * feeding `hash` when given and collecting the chunks into `keep` when given; returns the bytes
+ * written. One batch is written while the next one is received (without `keep`, at most two
+ * batches, 2 MiB, are held at once).
  */
-export async function writeStreamAt(source: AsyncIterable<Buffer>, handle: FileHandle, position: number, maxBytes: number, hash?: Hash): Promise<number> {
+export async function writeStreamAt(source: AsyncIterable<Buffer>, handle: FileHandle, position: number, maxBytes: number, hash?: Hash, keep?: Buffer[]): Promise<number> {
   let written = 0;
   let batch: Buffer[] = [];
   let batchBytes = 0;
@@ -73,6 +83,7 @@ export async function writeStreamAt(source: AsyncIterable<Buffer>, handle: FileH
     for await (const chunk of source) {
       if (written + chunk.length > maxBytes) throw new RequestRefusedError('BodyTooLarge', `the body is larger than the ${maxBytes} bytes expected`);
       hash?.update(chunk);
+      keep?.push(chunk);
       batch.push(chunk);
       batchBytes += chunk.length;
       written += chunk.length;
@@ -108,15 +119,16 @@ async function writeAllAt(handle: FileHandle, buffers: Buffer[], position: numbe
 
 /**
  * The worker thread's code (plain CommonJS, so it runs the same from the TypeScript sources in
- * tests and from dist/): one sha256 state per upload id, fed by reading the staging file through
- * the main thread's descriptor. Messages are handled in order, so a digest answers after every
- * extend sent before it.
+ * tests and from dist/): one sha256 state per upload id, fed either with chunks moved to it
+ * (`feed`, which must continue exactly where the hash stands) or by reading the staging file
+ * through the main thread's descriptor (`extend`). Messages are handled in order, so a digest
+ * answers after every feed and extend sent before it.
  */
 const HASH_WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { readSync } = require('node:fs');
 const { createHash } = require('node:crypto');
-const buffer = Buffer.allocUnsafe(workerData.chunkBytes);
+let buffer;
 const states = new Map();
 parentPort.on('message', (m) => {
   let state = states.get(m.upload);
@@ -125,13 +137,23 @@ parentPort.on('message', (m) => {
     states.set(m.upload, state);
   }
   if (m.type === 'forget') return void states.delete(m.upload);
-  if (m.type === 'extend' && state.error === undefined) {
+  if ((m.type === 'extend' || m.type === 'feed') && state.error === undefined) {
     try {
-      while (state.at < m.upTo) {
-        const n = readSync(m.fd, buffer, 0, Math.min(buffer.length, m.upTo - state.at), state.at);
-        if (n === 0) throw new Error('the staging file is shorter than the parts received (' + state.at + ' < ' + m.upTo + ')');
-        state.hash.update(buffer.subarray(0, n));
-        state.at += n;
+      if (m.type === 'feed') {
+        if (m.at !== state.at) throw new Error('bytes from ' + m.at + ' were handed while the hash stands at ' + state.at);
+        for (const chunk of m.chunks) {
+          state.hash.update(new Uint8Array(chunk));
+          state.at += chunk.byteLength;
+        }
+      }
+      if (m.type === 'extend') {
+        buffer = buffer || Buffer.allocUnsafe(workerData.chunkBytes);
+        while (state.at < m.upTo) {
+          const n = readSync(m.fd, buffer, 0, Math.min(buffer.length, m.upTo - state.at), state.at);
+          if (n === 0) throw new Error('the staging file is shorter than the parts received (' + state.at + ' < ' + m.upTo + ')');
+          state.hash.update(buffer.subarray(0, n));
+          state.at += n;
+        }
       }
     } catch (error) {
       state.error = String(error && error.message || error);
@@ -140,6 +162,13 @@ parentPort.on('message', (m) => {
   if (m.type === 'digest') parentPort.postMessage({ request: m.request, at: state.at, error: state.error, hex: state.error === undefined ? state.hash.copy().digest('hex') : undefined });
 });
 `;
+
+/** The chunk's own memory, movable to another thread: the chunk itself when it spans all of it, else a copy. */
+function movable(chunk: Buffer): ArrayBuffer {
+  const memory = chunk.buffer;
+  if (memory instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.byteLength === memory.byteLength) return memory;
+  return new Uint8Array(chunk).buffer;
+}
 
 /**
  * The running sha256s of one server's multipart uploads, on a worker thread (created on first
@@ -179,6 +208,21 @@ class HashWorker {
   /** Hashes the file from where this upload's hash stands up to byte `upTo` (exclusive). */
   extend(upload: string, fd: number, upTo: number): void {
     this.thread.postMessage({ type: 'extend', upload, fd, upTo });
+  }
+
+  /**
+   * Hashes `chunks`, the bytes from offset `at` on (where this upload's hash must stand), moving
+   * their memory to the worker: the chunks are unusable here afterwards. False when they could
+   * not be moved (nothing was sent; the caller extends from the file instead).
+   */
+  feed(upload: string, at: number, chunks: Buffer[]): boolean {
+    const memory = chunks.map(movable);
+    try {
+      this.thread.postMessage({ type: 'feed', upload, at, chunks: memory }, memory);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** The sha256 of the bytes hashed so far and how many they are. */
@@ -225,6 +269,8 @@ interface Upload {
    * whole); a part among them written again starts the running hash over.
    */
   extendedParts: number;
+  /** Whole parts past extendedParts whose received chunks are kept for the hash worker. */
+  held: Map<number, Buffer[]>;
   closed: boolean;
 }
 
@@ -240,6 +286,8 @@ export interface StartUpload {
 export class UploadManager {
   private readonly uploads = new Map<string, Upload>();
   private readonly hasher = new HashWorker();
+  /** Bytes kept (or reserved for parts being received) for the hash worker, all uploads. */
+  private heldBytes = 0;
 
   constructor(private readonly objects: LocalObjectStore) {}
 
@@ -301,6 +349,7 @@ export class UploadManager {
       parts: new Map(),
       busy: new Set(),
       extendedParts: 0,
+      held: new Map(),
       closed: false,
     });
     return { uploadId: id, key: request.key };
@@ -326,35 +375,73 @@ export class UploadManager {
     if (contentLength !== undefined && contentLength !== expected) throw new UsageError(`part ${partNumber} must be ${expected} bytes, the body is ${contentLength}`);
     if (upload.busy.has(partNumber)) throw new RequestRefusedError('UploadConflict', `part ${partNumber} is being uploaded by another request right now`);
     upload.busy.add(partNumber);
+    this.drop(upload, partNumber);
+    // Keep the chunks for the hash worker while there is room (reserved now, so parallel parts cannot overshoot).
+    const keep = this.heldBytes + expected <= HOLD_LIMIT_BYTES ? ([] as Buffer[]) : undefined;
+    if (keep) this.heldBytes += expected;
+    let stored = false;
     try {
       if (upload.parts.delete(partNumber) && partNumber <= upload.extendedParts) {
         // A hashed part is written again: the running hash starts over (whatever the worker read of it is dropped).
         this.hasher.reset(upload.id);
         upload.extendedParts = 0;
       }
-      const size = await writeStreamAt(body, upload.handle, (partNumber - 1) * upload.partSize, expected);
+      const size = await writeStreamAt(body, upload.handle, (partNumber - 1) * upload.partSize, expected, undefined, keep);
       if (size !== expected) throw new UsageError(`part ${partNumber} must be ${expected} bytes, ${size} arrived; send it again`);
       const etag = `"${partNumber}-${randomBytes(8).toString('hex')}"`;
       upload.parts.set(partNumber, { size, etag });
+      if (keep && !upload.closed && partNumber > upload.extendedParts) {
+        upload.held.set(partNumber, keep);
+        stored = true;
+      }
       return etag;
     } finally {
+      if (keep && !stored) this.heldBytes -= expected;
       upload.busy.delete(partNumber);
       this.advanceHash(upload);
     }
   }
 
-  /** Hands the worker, in order, the whole parts that follow the last one it was given. */
+  /** Forgets the chunks kept of a part (it is being sent again, or the upload ends). */
+  private drop(upload: Upload, partNumber: number): void {
+    const chunks = upload.held.get(partNumber);
+    if (!chunks) return;
+    upload.held.delete(partNumber);
+    this.heldBytes -= chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  }
+
+  private dropAll(upload: Upload): void {
+    for (const n of [...upload.held.keys()]) this.drop(upload, n);
+  }
+
+  /**
+   * Hands the worker, in order, the whole parts that follow the last one it was given: kept
+   * chunks are moved to it, the others it reads from the staging file (runs of them at once).
+   */
   private advanceHash(upload: Upload): void {
     if (upload.closed) return;
-    let upTo: number | undefined;
+    let readFrom: number | undefined;
+    let readTo = 0;
+    const flushReads = () => {
+      if (readFrom !== undefined) this.hasher.extend(upload.id, upload.handle.fd, readTo);
+      readFrom = undefined;
+    };
     for (;;) {
       const next = upload.extendedParts + 1;
       const part = upload.parts.get(next);
       if (!part || upload.busy.has(next)) break;
       upload.extendedParts = next;
-      upTo = (next - 1) * upload.partSize + part.size;
+      const at = (next - 1) * upload.partSize;
+      const chunks = upload.held.get(next);
+      this.drop(upload, next);
+      if (chunks) {
+        flushReads();
+        if (this.hasher.feed(upload.id, at, chunks)) continue;
+      }
+      readFrom ??= at;
+      readTo = at + part.size;
     }
-    if (upTo !== undefined) this.hasher.extend(upload.id, upload.handle.fd, upTo);
+    flushReads();
   }
 
   listParts(uploadId: string): { PartNumber: number; Size: number; ETag: string }[] {
@@ -365,11 +452,16 @@ export class UploadManager {
   }
 
   /**
-   * Checks every part is there (and matches `parts`' ETags when given), verifies the sha256,
-   * puts the file into place create-only and closes the upload.
+   * Checks every part is there (and matches `parts`' ETags when given), verifies the sha256
+   * declared at the start or here (`sha256`: a client that hashed while sending; both given must
+   * agree), puts the file into place create-only and closes the upload.
    */
-  async complete(uploadId: string, parts: { PartNumber: number; ETag: string }[] | undefined): Promise<{ key: string; sizeBytes: number; sha256: string; reused: boolean }> {
+  async complete(uploadId: string, parts: { PartNumber: number; ETag: string }[] | undefined, sha256Declared?: string): Promise<{ key: string; sizeBytes: number; sha256: string; reused: boolean }> {
     const upload = this.get(uploadId);
+    if (sha256Declared !== undefined && upload.sha256 !== undefined && sha256Declared !== upload.sha256) {
+      throw new UsageError(`the completion declares sha256 ${sha256Declared} but the upload was started with ${upload.sha256}; complete with the same one (or without sha256)`);
+    }
+    const declared = sha256Declared ?? upload.sha256;
     if (upload.busy.size > 0) throw new RequestRefusedError('UploadConflict', `parts ${[...upload.busy].join(', ')} are still being uploaded; complete after they finish`);
     const missing: number[] = [];
     for (let n = 1; n <= upload.partCount; n += 1) if (!upload.parts.has(n)) missing.push(n);
@@ -382,10 +474,11 @@ export class UploadManager {
     // The worker answers after every part handed to it; should it have failed, hash here.
     const running = await this.hasher.digest(upload.id).catch(() => undefined);
     const sha256 = running !== undefined && running.at === upload.sizeBytes ? running.hex : await hashFile(upload.handle, upload.sizeBytes);
-    if (upload.sha256 !== undefined && upload.sha256 !== sha256) {
-      throw new RequestRefusedError('ChecksumMismatch', `the uploaded bytes have sha256 ${sha256}, not ${upload.sha256} as declared at the start; nothing was stored (abort and upload again)`);
+    if (declared !== undefined && declared !== sha256) {
+      throw new RequestRefusedError('ChecksumMismatch', `the uploaded bytes have sha256 ${sha256}, not ${declared} as declared ${sha256Declared !== undefined ? 'at completion' : 'at the start'}; nothing was stored (abort and upload again)`);
     }
     upload.closed = true;
+    this.dropAll(upload);
     this.hasher.forget(upload.id);
     await upload.handle.close();
     try {
@@ -402,6 +495,7 @@ export class UploadManager {
     const upload = this.get(uploadId);
     this.uploads.delete(uploadId);
     upload.closed = true;
+    this.dropAll(upload);
     // Wait until the worker is done with the descriptor before it is closed (and its number reused).
     await this.hasher.digest(upload.id).catch(() => undefined);
     this.hasher.forget(upload.id);

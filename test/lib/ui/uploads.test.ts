@@ -15,6 +15,15 @@ async function* chunks(bytes: Buffer, size = 64 * 1024): AsyncGenerator<Buffer> 
   for (let at = 0; at < bytes.length; at += size) yield bytes.subarray(at, at + size);
 }
 
+/** A body whose chunks each own their memory, as node:http delivers them; they are recorded in `seen`. */
+async function* ownChunks(bytes: Buffer, seen: Buffer[], size = 64 * 1024): AsyncGenerator<Buffer> {
+  for (let at = 0; at < bytes.length; at += size) {
+    const chunk = Buffer.from(bytes.subarray(at, at + size));
+    seen.push(chunk);
+    yield chunk;
+  }
+}
+
 describe('UploadManager multipart uploads', () => {
   let dir: string;
   let objects: LocalObjectStore;
@@ -78,5 +87,45 @@ describe('UploadManager multipart uploads', () => {
     await expect(uploads.putPart(uploadId, 2, chunks(partOf(bytes, 2).subarray(0, MIB)), undefined)).rejects.toThrow(/must be 5242880 bytes, 1048576 arrived/);
     await expect(uploads.complete(uploadId, undefined)).rejects.toThrow(/lacks part\(s\) 2 of 2/);
     expect(uploads.listParts(uploadId).map((p) => p.PartNumber)).toEqual([1]);
+  });
+
+  it('hashes chunks that own their memory by moving them to the hash worker, in order, also past the memory kept for waiting parts', async () => {
+    // 16 parts of 5 MiB = 80 MiB: parts 2-16 wait for part 1, more than the 64 MiB kept in memory, so some are re-read from the file.
+    const bytes = randomBytes(16 * PART);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/moved.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    const seen: Buffer[] = [];
+    for (let n = 2; n <= 16; n++) await uploads.putPart(uploadId, n, ownChunks(partOf(bytes, n), seen), PART);
+
+    await uploads.putPart(uploadId, 1, ownChunks(partOf(bytes, 1), seen), PART);
+    const done = await uploads.complete(uploadId, undefined, sha(bytes));
+
+    expect(done.sha256).toBe(sha(bytes));
+    expect(sha(await readFile(objects.pathOf('b', 'lab/inputs/moved.bin')))).toBe(sha(bytes));
+    // Moved chunks are detached here (length 0); the parts beyond the limit were not moved.
+    const moved = seen.filter((chunk) => chunk.length === 0).length;
+    expect(moved).toBeGreaterThan(0);
+    expect(moved).toBeLessThan(seen.length);
+  });
+
+  it('verifies a sha256 declared only at completion (a client that hashed while sending) and stores nothing when it differs', async () => {
+    const bytes = randomBytes(2 * PART + 7);
+    const good = await uploads.start({ bucket: 'b', key: 'lab/inputs/late.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    const bad = await uploads.start({ bucket: 'b', key: 'lab/inputs/late-bad.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    for (const { uploadId } of [good, bad]) for (const n of [1, 2, 3]) await uploads.putPart(uploadId, n, chunks(partOf(bytes, n)), partOf(bytes, n).length);
+
+    await expect(uploads.complete(bad.uploadId, undefined, 'c'.repeat(64))).rejects.toMatchObject({ code: 'ChecksumMismatch', message: expect.stringContaining('declared at completion') });
+    const done = await uploads.complete(good.uploadId, undefined, sha(bytes));
+
+    expect(done).toMatchObject({ key: 'lab/inputs/late.bin', sha256: sha(bytes), reused: false });
+    expect(await objects.head('b', 'lab/inputs/late-bad.bin')).toBeUndefined();
+  });
+
+  it('refuses a completion whose sha256 differs from the one the upload was started with', async () => {
+    const bytes = randomBytes(PART);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/twice.bin', sizeBytes: bytes.length, partSizeBytes: PART, sha256: sha(bytes) });
+    await uploads.putPart(uploadId, 1, chunks(bytes), PART);
+
+    await expect(uploads.complete(uploadId, undefined, 'd'.repeat(64))).rejects.toThrow(/declares sha256 d{64} but the upload was started with/);
+    expect((await uploads.complete(uploadId, undefined, sha(bytes))).sha256).toBe(sha(bytes));
   });
 });
