@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, open, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { KeyInvalidError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { CHAIN_NAME_PREFIX, isChainReservedKey, jobKeys } from '../core/keys.js';
@@ -159,9 +158,30 @@ async function checkLocalFiles(request: RunRequest): Promise<void> {
   if (problems.length > 0) throw new UsageError(problems.join('\n'));
 }
 
+/** Bytes hashed per read by sha256OfFile: 4 MiB (two such buffers, reused). */
+export const HASH_READ_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The sha256 of a file (hex). Reads into two reused 4 MiB buffers, the next read in flight
+ * (on libuv's thread pool) while this thread hashes the current one: no stream, no buffer per
+ * chunk for the GC, no fresh pages to fault in, so the hash costs little more than the sha256.
+ */
 export async function sha256OfFile(path: string): Promise<string> {
   const hash = createHash('sha256');
-  // 1 MiB reads: a sixteenth of the calls of the 64 KiB default, for a file read once at disk speed.
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  const handle = await open(path, 'r');
+  try {
+    const buffers = [Buffer.allocUnsafe(HASH_READ_BYTES), Buffer.allocUnsafe(HASH_READ_BYTES)];
+    let position = 0;
+    let pending = handle.read(buffers[0] as Buffer, 0, HASH_READ_BYTES, position);
+    for (let turn = 0; ; turn += 1) {
+      const { bytesRead, buffer } = await pending;
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      pending = handle.read(buffers[(turn + 1) % 2] as Buffer, 0, HASH_READ_BYTES, position);
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
   return hash.digest('hex');
 }

@@ -128,6 +128,10 @@ export class S3ResumableUploader {
         // A part S3 lists is whole; one of another size would come from a different split (not ours).
         for (const part of parts) if (part.size === sizeOf(part.number)) stored.set(part.number, part.etag);
       }
+    } else if (record && record.bucket === bucket && record.key === key) {
+      // The file changed since: its stored parts can never complete this file, so they go now
+      // rather than at the bucket's lifecycle rule (best effort: the rule still catches them).
+      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: record.uploadId })).catch(() => undefined);
     }
     const resumed = uploadId !== undefined;
     if (uploadId === undefined) {
@@ -147,9 +151,13 @@ export class S3ResumableUploader {
       let next = 0;
       let failed = false;
       const worker = async () => {
+        // One buffer per worker, reused for every part it sends: a fresh buffer per part made the
+        // GC and the kernel's page faults (zeroing new pages) cost the CLI about as much CPU as
+        // sending the bytes, CPU the server (on one machine: the emulator) then lacks.
+        const buffer = Buffer.allocUnsafe(partSize);
         for (let n = missing[next++]; n !== undefined && !failed; n = missing[next++]) {
           try {
-            await sendPart(n);
+            await sendPart(n, buffer);
           } catch (error) {
             // The other parts in flight finish (they stay stored); no new part starts.
             failed = true;
@@ -157,22 +165,23 @@ export class S3ResumableUploader {
           }
         }
       };
-      const sendPart = async (n: number) => {
+      const sendPart = async (n: number, buffer: Buffer) => {
         const size = sizeOf(n);
-          // A buffer, not a stream: the SDK can then retry a part by itself.
-          const body = Buffer.allocUnsafe(size);
-          for (let read = 0; read < size; ) {
-            const { bytesRead } = await handle.read(body, read, size - read, (n - 1) * partSize + read);
-            if (bytesRead === 0) throw new Error(`${request.file} became shorter than ${sizeBytes} bytes while uploading; upload it again`);
-            read += bytesRead;
-          }
-          const command = new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: n, Body: body, ContentLength: size });
-          withUnsignedPayload(command);
-          const sent = await this.s3.send(command);
-          stored.set(n, sent.ETag ?? '');
-          doneBytes += size;
-          request.onProgress?.(doneBytes, sizeBytes);
-          request.onPartSent?.(n);
+        // A buffer, not a stream: the SDK can then retry a part by itself (the buffer is this
+        // part's until the send settles).
+        const body = buffer.subarray(0, size);
+        for (let read = 0; read < size; ) {
+          const { bytesRead } = await handle.read(body, read, size - read, (n - 1) * partSize + read);
+          if (bytesRead === 0) throw new Error(`${request.file} became shorter than ${sizeBytes} bytes while uploading; upload it again`);
+          read += bytesRead;
+        }
+        const command = new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: n, Body: body, ContentLength: size });
+        withUnsignedPayload(command);
+        const sent = await this.s3.send(command);
+        stored.set(n, sent.ETag ?? '');
+        doneBytes += size;
+        request.onProgress?.(doneBytes, sizeBytes);
+        request.onPartSent?.(n);
       };
       const results = await Promise.allSettled(Array.from({ length: Math.min(this.concurrency, Math.max(1, missing.length)) }, worker));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
