@@ -1,6 +1,6 @@
 import type { Blueprint } from '../lib/core/blueprint.js';
 import type { ImageFacts } from '../lib/core/image-recipe.js';
-import { CapacityExhaustedError, ConcurrentUpdateError, KeyInvalidError, LaunchWindowClosedError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError } from '../lib/core/errors.js';
+import { CapacityExhaustedError, ConcurrentUpdateError, KeyInvalidError, LaunchRefusedError, LaunchWindowClosedError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError } from '../lib/core/errors.js';
 import {
   initialJobState,
   isJobFinished,
@@ -663,9 +663,7 @@ export class JobDriver {
               dataset: effect.dataset,
               reason: error.message,
               clientToken: effect.clientToken,
-              // No capacity anywhere, or no answer within the launch window: another attempt later
-              // may get a machine. Anything else would fail the same way.
-              ...(error instanceof CapacityExhaustedError || error instanceof LaunchWindowClosedError ? { retryable: true } : {}),
+              ...launchFailureFacts(error),
             },
           ];
         }
@@ -884,6 +882,19 @@ function submissionTarget(submissionKey: string, analysis: string): { group: str
     return { group, problem: `the submission file ${JSON.stringify(submissionKey)} cannot be processed: ${keyCheck.reason}; rename it and submit again` };
   }
   throw new NeuroCaasError('SubmissionKeyInvalid', keyCheck.reason);
+}
+
+/**
+ * What a launch error tells the reducer. Only a refusal (EC2 refused the request as invalid, or
+ * the adapter found it unlaunchable before sending) proves that no send of the token can start
+ * a machine; no capacity and a closed window prove it only for this send (another invocation
+ * may have sent the same token); anything else may have started one (a transport error, a 5xx,
+ * a timeout, an answer nobody knows). Retryable: a platform fault a later attempt may not meet.
+ */
+export function launchFailureFacts(error: NeuroCaasError): Pick<Extract<JobEvent, { type: 'InstanceLaunchFailed' }>, 'retryable' | 'outcome'> {
+  if (error instanceof LaunchRefusedError) return { outcome: 'refused' };
+  if (error instanceof CapacityExhaustedError || error instanceof LaunchWindowClosedError) return { retryable: true };
+  return { retryable: true, outcome: 'unknown' };
 }
 
 /** The ledger entry a job reserves and settles: its own id, or the share a chain handed it. */

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import {
   DescribeImagesCommand,
@@ -14,7 +13,15 @@ import {
   type _InstanceType,
 } from '@aws-sdk/client-ec2';
 import type { Market, MarketChoice } from '../core/blueprint.js';
-import { CapacityExhaustedError, launchCutoffMs, launchWindowClosedError, MachineLaunchError, pastDeadlineError } from '../core/errors.js';
+import {
+  CapacityExhaustedError,
+  launchCutoffMs,
+  LaunchOutcomeUnknownError,
+  LaunchRefusedError,
+  launchWindowClosedError,
+  MachineLaunchError,
+  pastDeadlineError,
+} from '../core/errors.js';
 import type { LaunchRequest, LaunchResult, MachineDescription, Machines, MachineState } from '../ports.js';
 import { awsErrorCode, describeAwsError, isThrottlingError, withRetries } from './retry.js';
 
@@ -70,7 +77,23 @@ const REGIONAL_LIMIT_CODES = new Set(['VcpuLimitExceeded', 'InstanceLimitExceede
 
 const NOT_FOUND_CODES = new Set(['InvalidInstanceID.NotFound']);
 
-const MAX_CLIENT_TOKEN_CHARS = 64;
+/** Refusals EC2 answers before starting anything, and alike for every send of one request. */
+const REFUSAL_CODES = new Set(['UnauthorizedOperation', 'MissingParameter', 'AuthFailure', 'OptInRequired']);
+
+/**
+ * True when EC2 refused the request as invalid before starting anything (InvalidAMIID.*,
+ * InvalidParameter*, InvalidSubnetID.*, Unsupported* other than the capacity answer
+ * "Unsupported", UnauthorizedOperation, ...). Every other answer, a code this adapter does not
+ * know included, may have come after EC2 started a machine.
+ */
+export function isLaunchRefusal(code: string | undefined): boolean {
+  if (code === undefined || CAPACITY_ERROR_CODES.has(code)) return false;
+  return REFUSAL_CODES.has(code) || code.startsWith('Invalid') || code.startsWith('Unsupported');
+}
+
+/** Looks after IdempotentParameterMismatch: EC2 lists a new instance a moment after starting it. */
+const ADOPT_LOOKUP_WAITS_MS = [1_000, 2_000, 4_000];
+
 const MAX_TAG_VALUE_CHARS = 256;
 const LIVE_STATES = ['pending', 'running', 'stopping', 'stopped'];
 
@@ -118,12 +141,15 @@ export class Ec2Machines implements Machines {
 
   /**
    * Launches one machine, trying `request.instanceType` first and then the placement's other
-   * types (each in every subnet) while EC2 answers with a capacity error.
+   * types (each in every subnet) while EC2 answers with a capacity error. Fails with
+   * CapacityExhaustedError (no capacity anywhere), LaunchWindowClosedError, LaunchRefusedError
+   * (EC2 refused it as invalid: no machine can exist for the token), LaunchOutcomeUnknownError
+   * (EC2 may have started one) or the plain MachineLaunchError of a launch past its deadline.
    */
   async launch(request: LaunchRequest): Promise<LaunchResult> {
     const placement = await this.placementOf(request.analysis);
     if (placement.subnetIds.length === 0) {
-      throw new MachineLaunchError(`analysis "${request.analysis}" has no subnet to launch machines in; check its deployment (placement.subnetIds is empty)`);
+      throw new LaunchRefusedError(`analysis "${request.analysis}" has no subnet to launch machines in; check its deployment (placement.subnetIds is empty)`);
     }
     const existing = await this.findLaunched(request.clientToken);
     if (existing) return existing;
@@ -137,17 +163,16 @@ export class Ec2Machines implements Machines {
     const tried: string[] = [];
     const skipped = new Set<string>();
     let lastCapacityError: unknown;
-    for (const [index, { instanceType, subnetId, market }] of tries.entries()) {
-      // Each (market, type, subnet) try needs its own token: EC2 answers
-      // IdempotentParameterMismatch to a token reused with other parameters. This stays
-      // idempotent because the try sequence is a pure function of the request and the
-      // placement: a repeated launch of the same attempt sends the same tokens with the same
-      // parameters, so a try that had succeeded returns its instance again instead of a second
-      // one (decision record "one machine per attempt"). A try that had failed is not remembered
-      // by EC2; `findLaunched` above covers the case where a later try of a previous call won.
+    for (const { instanceType, subnetId, market } of tries) {
+      // Every try of one attempt sends the attempt's own client token. EC2 starts at most one
+      // machine per token: a send that succeeded binds the token, so any other send of it
+      // (a re-send, or a concurrent launch of the same attempt walking its tries in another
+      // invocation) returns that machine or, with other parameters, IdempotentParameterMismatch,
+      // never a second machine. Tries that failed do not bind it, so the walk may go on with other
+      // parameters (decision record "one client token per attempt").
       if (skipped.has(`${market}/${instanceType}`)) continue;
-      const clientToken = attemptClientToken(request.clientToken, index);
-      const input = runInstancesInput(request, placement, instanceType, subnetId, clientToken, { market, rootDeviceName: rootDevice.deviceName });
+      const input = runInstancesInput(request, placement, instanceType, subnetId, request.clientToken, { market, rootDeviceName: rootDevice.deviceName });
+      const label = market === 'spot' ? `spot ${instanceType}` : instanceType;
       try {
         // Every send, throttling retries included, is checked against the window: once it has
         // closed (plus one call's time), findLaunched knows every machine the token started.
@@ -157,7 +182,7 @@ export class Ec2Machines implements Machines {
         });
         const instance = output.Instances?.[0];
         const instanceId = instance?.InstanceId;
-        if (!instanceId) throw new MachineLaunchError(`EC2 accepted the launch of ${instanceType} for ${request.dataset} but returned no instance id`);
+        if (!instanceId) throw new LaunchOutcomeUnknownError(`EC2 accepted the launch of ${label} for ${request.dataset} but returned no instance id; the launch is looked up by its token`);
         const launchedAtMs = instance?.LaunchTime?.getTime();
         return {
           instanceId,
@@ -167,15 +192,17 @@ export class Ec2Machines implements Machines {
         };
       } catch (error) {
         if (error instanceof MachineLaunchError) throw error;
-        const code = awsErrorCode(error) ?? '';
-        if (!CAPACITY_ERROR_CODES.has(code)) {
-          throw new MachineLaunchError(
-            `could not launch ${market === 'spot' ? 'spot ' : ''}${instanceType} in ${subnetId} for dataset ${request.dataset}: ${describeAwsError(error)}`,
-            { cause: error },
-          );
+        const code = awsErrorCode(error);
+        const what = `could not launch ${label} in ${subnetId} for dataset ${request.dataset}: ${describeAwsError(error)}`;
+        // Another send of this attempt already started its machine (with other parameters).
+        if (code === 'IdempotentParameterMismatch') return this.adoptLaunched(request, what, error);
+        if (isLaunchRefusal(code)) throw new LaunchRefusedError(what, { cause: error });
+        if (!CAPACITY_ERROR_CODES.has(code ?? '')) {
+          // A transport error, a timeout, a 5xx, throttling that never stopped, or an answer this
+          // adapter does not know: EC2 may have started the machine, so it is not a "no".
+          throw new LaunchOutcomeUnknownError(`${what} (EC2 may have started it; the launch is re-sent with the same token, then looked up)`, { cause: error });
         }
-        if (REGIONAL_LIMIT_CODES.has(code)) skipped.add(`${market}/${instanceType}`);
-        const label = market === 'spot' ? `spot ${instanceType}` : instanceType;
+        if (REGIONAL_LIMIT_CODES.has(code ?? '')) skipped.add(`${market}/${instanceType}`);
         if (!tried.includes(label)) tried.push(label);
         lastCapacityError = error;
       }
@@ -185,6 +212,20 @@ export class Ec2Machines implements Machines {
         'Try again later, or allow more instance types for this analysis.',
       { cause: lastCapacityError },
     );
+  }
+
+  /**
+   * The machine another send of this attempt started, after EC2 answered
+   * IdempotentParameterMismatch: looked up by the launch-token tag a few times (EC2 lists a new
+   * instance with a delay). Not found yet: the outcome is unknown, never "no machine".
+   */
+  private async adoptLaunched(request: LaunchRequest, what: string, cause: unknown): Promise<LaunchResult> {
+    for (const waitMs of [0, ...ADOPT_LOOKUP_WAITS_MS]) {
+      if (waitMs > 0) await this.sleep(waitMs);
+      const found = await this.findLaunched(request.clientToken);
+      if (found) return found;
+    }
+    throw new LaunchOutcomeUnknownError(`${what} (token ${request.clientToken} already started a machine that EC2 does not list yet; it is looked up again)`, { cause });
   }
 
   /** The image's root device name and snapshot size, asked once per image (failures are asked again). */
@@ -208,11 +249,11 @@ export class Ec2Machines implements Machines {
     }
     const image = images.find((i) => i.ImageId === imageId);
     if (!image) {
-      throw new MachineLaunchError(`image ${imageId} does not exist in this region (DescribeImages found nothing); redeploy the analysis with an image that exists`);
+      throw new LaunchRefusedError(`image ${imageId} does not exist in this region (DescribeImages found nothing); redeploy the analysis with an image that exists`);
     }
     const deviceName = image.RootDeviceName;
     if (!deviceName) {
-      throw new MachineLaunchError(`image ${imageId} names no root device (RootDeviceName); use an EBS-backed image`);
+      throw new LaunchRefusedError(`image ${imageId} names no root device (RootDeviceName); use an EBS-backed image`);
     }
     // A root volume smaller than the image's snapshot is refused by EC2 itself (InvalidBlockDeviceMapping,
     // passed on with its message); the size is not checked here because emulators report made-up sizes.
@@ -268,7 +309,6 @@ export class Ec2Machines implements Machines {
       .filter((machine) => machine.deadlineAtMs === undefined || machine.deadlineAtMs <= nowMs);
   }
 
-  /** The machine an earlier launch with this client token started, under any of its attempt tokens. */
   /** The machine tagged with this launch token (any state EC2 still lists), oldest first. */
   async findLaunched(clientToken: string): Promise<LaunchResult | undefined> {
     const instances = await this.describeAll({ Filters: [{ Name: `tag:${MACHINE_TAGS.launchToken}`, Values: [tagValue(clientToken)] }] });
@@ -346,7 +386,7 @@ export interface LaunchTry {
 /**
  * Every try of one launch, in order: for each market the request allows (spot before on demand
  * for "spot-then-on-demand"), each type of launchOrder in each subnet. A pure function of the
- * request and the placement, which is what makes the per-try client tokens safe.
+ * request and the placement, so a re-send of one attempt walks the same tries in the same order.
  */
 export function launchTries(request: Pick<LaunchRequest, 'instanceType' | 'market'>, placement: Pick<MachinePlacement, 'instanceTypes' | 'hourlyUsd' | 'subnetIds'>): LaunchTry[] {
   const markets = marketsOf(request.market ?? 'on-demand');
@@ -358,19 +398,6 @@ function marketsOf(choice: MarketChoice): Market[] {
   if (choice === 'spot') return ['spot'];
   if (choice === 'spot-then-on-demand') return ['spot', 'on-demand'];
   return ['on-demand'];
-}
-
-/**
- * The client token of try `index` of a launch: the request's own token for the first, then
- * `<token>-<index>`. Tokens stay within EC2's 64 characters; a long token is shortened with a
- * hash of itself so that two different tokens never share try tokens.
- */
-export function attemptClientToken(clientToken: string, index: number): string {
-  if (index === 0) return clientToken;
-  const suffix = `-${index}`;
-  if (clientToken.length + suffix.length <= MAX_CLIENT_TOKEN_CHARS) return `${clientToken}${suffix}`;
-  const digest = createHash('sha256').update(clientToken).digest('hex').slice(0, 8);
-  return `${clientToken.slice(0, MAX_CLIENT_TOKEN_CHARS - suffix.length - digest.length - 1)}-${digest}${suffix}`;
 }
 
 /**

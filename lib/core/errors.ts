@@ -87,6 +87,22 @@ export class CapacityExhaustedError extends MachineLaunchError {}
  */
 export class LaunchWindowClosedError extends MachineLaunchError {}
 
+/**
+ * The cloud refused the launch as invalid before starting anything (an image that does not
+ * exist, a bad parameter, a permission the protocol lacks), or the adapter found it unlaunchable
+ * before sending it: every send of the same token is refused alike, so no machine can exist for
+ * it and the launch is closed at once.
+ */
+export class LaunchRefusedError extends MachineLaunchError {}
+
+/**
+ * The launch may have reached the cloud and started a machine, but no answer says so: a
+ * transport error, a timeout, a 5xx, throttling that outlasted the retries, an error code the
+ * adapter does not know. The launch stays open: it is re-sent with the same token within its
+ * window, and looked up once the window has closed (never taken as "no machine").
+ */
+export class LaunchOutcomeUnknownError extends MachineLaunchError {}
+
 /** The launch window of `request` has closed; every Machines adapter throws this. */
 export function launchWindowClosedError(request: { dataset: string; clientToken: string; launchByMs: number }): LaunchWindowClosedError {
   return new LaunchWindowClosedError(

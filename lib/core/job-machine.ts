@@ -184,8 +184,18 @@ export type JobEvent =
       dataset: string;
       reason: string;
       clientToken?: string;
-      /** The cloud had no capacity or quota anywhere: a platform fault worth another attempt. */
+      /** A platform fault worth another attempt (no capacity or quota anywhere, no answer in time). */
       retryable?: boolean;
+      /**
+       * What the failure proves about the token. 'refused': the cloud refused the request as
+       * invalid before starting anything, alike for every send (bad image or parameters): the
+       * launch closes at once. 'unknown': the send may have started a machine (transport error,
+       * 5xx, timeout, throttling that outlasted the retries, an unknown answer): within its window
+       * the launch stays requested and is re-sent with the same token; after it, it is an open
+       * launch. Absent: this send started nothing but another send of the token may have (no
+       * capacity, window closed): an open launch when `retryable`, else closed.
+       */
+      outcome?: 'refused' | 'unknown';
     }
   /** A lookup after a launch window closed found no machine for the token (CheckLaunch). */
   | { type: 'LaunchTokenUnused'; atMs: number; dataset: string; clientToken: string }
@@ -852,15 +862,25 @@ function onInstanceLaunched(state: JobState, event: Extract<JobEvent, { type: 'I
 function onInstanceLaunchFailed(state: JobState, event: Extract<JobEvent, { type: 'InstanceLaunchFailed' }>, out: Effects): void {
   const ds = findDataset(state, event.dataset);
   if (!ds || ds.machine !== 'requested' || (event.clientToken !== undefined && event.clientToken !== ds.clientToken)) return;
+  const cutoffMs = ds.launchByMs ?? (ds.deadlineAtMs as number);
+  if (event.outcome === 'unknown' && !isTerminalPhase(ds.phase) && event.atMs < cutoffMs) {
+    // No answer is not a "no": the machine may be starting. The launch stays requested and is
+    // re-sent with the same token (onTick, every LAUNCH_RETRY_MS), which returns that machine
+    // if there is one; a launch still unanswered when its window closes becomes an open launch.
+    out.certificate(`${ds.name}: the launch got no clear answer (${event.reason}); sending it again with the same token until ${isoOf(cutoffMs)}`);
+    return;
+  }
   ds.machine = 'launch-failed';
-  if (event.retryable) {
+  const mayHaveStarted = event.outcome === 'unknown' || (event.outcome === undefined && event.retryable === true);
+  if (mayHaveStarted) {
     // Another driver may have re-sent this launch (same token) and got a machine whose answer
-    // is still on its way, or lost. Until the token's window has closed and a lookup proves it
-    // started nothing (or its machine turns up, a stray), no new attempt starts and the job
-    // does not settle: never two machines for the dataset, and that machine's cost is known.
+    // is still on its way, or lost, or this very send started one. Until the token's window has
+    // closed and a lookup proves it started nothing (or its machine turns up, a stray), no new
+    // attempt starts and the job does not settle: never two machines for the dataset, and that
+    // machine's cost is known.
     const open: OpenLaunch = {
       clientToken: ds.clientToken,
-      launchByMs: ds.launchByMs ?? (ds.deadlineAtMs as number),
+      launchByMs: cutoffMs,
       deadlineAtMs: ds.deadlineAtMs as number,
       instanceType: ds.instanceType ?? state.plan?.instanceType ?? '',
     };

@@ -2,7 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MachineLaunchError } from '../../lib/core/errors.js';
+import { launchCutoffMs, LaunchOutcomeUnknownError, LaunchRefusedError, launchWindowClosedError, MachineLaunchError } from '../../lib/core/errors.js';
+import { LAUNCH_RETRY_MS } from '../../lib/core/job-machine.js';
 import { jobKeys } from '../../lib/core/keys.js';
 import type { JobState } from '../../lib/core/job-machine.js';
 import { LocalJobStore } from '../../lib/local/job-store.js';
@@ -21,14 +22,29 @@ class FakeCloud implements Machines, CommandRunner {
   terminated = new Set<string>();
   commands: RunnerSpec[] = [];
   failNext: string | undefined;
-  launchError: string | undefined;
+  launchError: string | MachineLaunchError | undefined;
+  /**
+   * Launches answered by a 5xx: 'started' ones after EC2 started the machine (once per token),
+   * 'nothing' ones before. Refused like every adapter once the launch window has closed.
+   */
+  unclear: 'started' | 'nothing' | undefined;
+  /** Every launch answer is lost, even one that would return the token's machine. */
+  answersLost = false;
   online = true;
+  constructor(private readonly nowMs: () => number = Date.now) {}
 
   async launch(request: LaunchRequest) {
     this.crashIf('launch');
-    if (this.launchError) throw new MachineLaunchError(this.launchError);
+    if (typeof this.launchError === 'string') throw new MachineLaunchError(this.launchError);
+    if (this.launchError) throw this.launchError;
     this.launches.push(request);
     const existing = this.byToken.get(request.clientToken);
+    if (this.answersLost && existing !== undefined) throw new LaunchOutcomeUnknownError('DescribeInstances: InternalError: An internal error has occurred');
+    if (existing === undefined && this.nowMs() >= launchCutoffMs(request)) throw launchWindowClosedError({ ...request, launchByMs: launchCutoffMs(request) });
+    if (this.unclear !== undefined && existing === undefined) {
+      if (this.unclear === 'started') this.byToken.set(request.clientToken, `i-${this.byToken.size}`);
+      throw new LaunchOutcomeUnknownError(`could not launch ${request.instanceType} in subnet-a for dataset ${request.dataset}: InternalError: An internal error has occurred`);
+    }
     const instanceId = existing ?? `i-${this.byToken.size}`;
     this.byToken.set(request.clientToken, instanceId);
     return { instanceId, instanceType: request.instanceType };
@@ -72,7 +88,8 @@ function setup(options: { budgetUsd?: number; imageFacts?: ImageFacts } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'ncap-driver-'));
   const objects = new LocalObjectStore(join(root, 'buckets'));
   const state = new StateDb(join(root, 'state', 'neurocaas.db'));
-  const cloud = new FakeCloud();
+  let now = Date.UTC(2026, 10, 22, 12);
+  const cloud = new FakeCloud(() => now);
   const scheduled: ScheduledAction[] = [];
   const blueprint = blueprintFixture();
   const catalog: Catalog = {
@@ -82,7 +99,6 @@ function setup(options: { budgetUsd?: number; imageFacts?: ImageFacts } = {}) {
     imageId: () => 'ami-0123456789abcdef0',
     ...(options.imageFacts ? { imageFacts: () => options.imageFacts } : {}),
   };
-  let now = Date.UTC(2026, 10, 22, 12);
   const ports: DriverPorts = {
     objects,
     jobs: new LocalJobStore(state),
@@ -99,7 +115,12 @@ function setup(options: { budgetUsd?: number; imageFacts?: ImageFacts } = {}) {
     await objects.put('kalman-smoother', key, JSON.stringify(body));
     return driver.submit('kalman-smoother', key);
   };
-  return { root, objects, cloud, driver, ports, submit, scheduled };
+  /** Lets virtual time pass and delivers a Tick, as the reaper does. */
+  const tick = async (jobId: string, ms: number) => {
+    now += ms;
+    return driver.dispatch(jobId, { type: 'Tick', atMs: now });
+  };
+  return { root, objects, cloud, driver, ports, submit, scheduled, tick };
 }
 
 async function stage(objects: LocalObjectStore, n: number) {
@@ -257,15 +278,67 @@ describe('job driver', () => {
     expect(new Set(cloud.launches.map((l) => l.clientToken)).size).toBe(1);
   });
 
-  it('turns a launch failure into a FAILED dataset with the reason and settles', async () => {
+  it('turns a refused launch into a FAILED dataset with the reason and settles at once', async () => {
     const { objects, cloud, submit, ports } = setup();
     await stage(objects, 1);
-    cloud.launchError = 'InsufficientInstanceCapacity for m5.xlarge and m5.2xlarge';
+    cloud.launchError = new LaunchRefusedError("could not launch m5.xlarge in subnet-a for dataset d0.csv: InvalidAMIID.NotFound: The image id '[ami-0bad]' does not exist");
     const { jobId } = await submit(submission(1));
     const state = (await ports.jobs.get(jobId))?.state;
     expect(state?.phase).toBe('DONE');
-    expect(state?.datasets[0]?.reason).toBe('machine could not be launched: InsufficientInstanceCapacity for m5.xlarge and m5.2xlarge');
+    expect(state?.datasets[0]?.reason).toBe("machine could not be launched: could not launch m5.xlarge in subnet-a for dataset d0.csv: InvalidAMIID.NotFound: The image id '[ami-0bad]' does not exist");
     expect((await ports.ledger.entries('alice', '2026-11'))[0]?.spentUsd).toBe(0);
+  });
+
+  it('sends a launch answered by a 5xx again with the same token and runs on the machine EC2 had started', async () => {
+    const { objects, cloud, submit, ports, tick } = setup();
+    await stage(objects, 1);
+    cloud.unclear = 'started';
+    const { jobId } = await submit(submission(1));
+    expect((await ports.jobs.get(jobId))?.state.datasets[0]).toMatchObject({ phase: 'LAUNCHING', machine: 'requested' });
+
+    cloud.unclear = undefined;
+    const state = await tick(jobId, LAUNCH_RETRY_MS);
+
+    expect(state.datasets[0]).toMatchObject({ phase: 'RUNNING', machine: 'up', instanceId: 'i-0' });
+    expect(cloud.machineCount).toBe(1);
+    expect(new Set(cloud.launches.map((l) => l.clientToken))).toEqual(new Set([state.datasets[0]?.clientToken]));
+  });
+
+  it('ends and settles a job whose launches only ever got 5xx answers, once the lookups prove no machine started', async () => {
+    const { objects, cloud, submit, ports, tick } = setup();
+    await stage(objects, 1);
+    cloud.unclear = 'nothing';
+    const { jobId } = await submit(submission(1));
+    let state = (await ports.jobs.get(jobId))?.state as JobState;
+    // Bounded: each attempt takes its window (5 min) and the settle time (1 min) at most.
+    for (let minute = 0; minute < 60 && state.phase !== 'DONE'; minute += 1) state = await tick(jobId, 61_000);
+
+    expect(state.phase).toBe('DONE');
+    expect(state.datasets[0]?.phase).toBe('FAILED');
+    expect(state.datasets[0]?.failure?.kind).toBe('platform');
+    expect(cloud.machineCount).toBe(0);
+    // Every attempt's token was sent and then looked up, never more attempts than allowed.
+    const attempts = new Set(cloud.launches.map((l) => l.clientToken));
+    expect(attempts.size).toBe(1 + (state.plan?.platformRetries ?? 0));
+    expect((await ports.ledger.entries('alice', '2026-11'))[0]?.spentUsd).toBe(0);
+  });
+
+  it('finds, terminates and pays for the machine a launch started when every answer was lost, and still ends', async () => {
+    const { objects, cloud, submit, ports, tick } = setup();
+    await stage(objects, 1);
+    cloud.unclear = 'started';
+    cloud.answersLost = true;
+    const { jobId } = await submit(submission(1));
+    let state = (await ports.jobs.get(jobId))?.state as JobState;
+    for (let minute = 0; minute < 20 && state.phase !== 'DONE'; minute += 1) state = await tick(jobId, 61_000);
+
+    expect(state.phase).toBe('DONE');
+    expect(state.datasets[0]?.phase).toBe('FAILED');
+    // The lookup after the window found it: a machine nobody had an answer for is not left running.
+    expect(state.datasets[0]?.strays?.map((stray) => stray.instanceId)).toEqual(['i-0']);
+    expect(cloud.terminated).toEqual(new Set(['i-0']));
+    expect((await ports.ledger.entries('alice', '2026-11'))[0]?.spentUsd).toBeGreaterThan(0);
+    expect(state.spentUsd).toBeGreaterThan(0);
   });
 
   it('keeps a failed effect in the outbox and retries it on the next event', async () => {

@@ -25,7 +25,6 @@ import {
   MACHINE_TAGS,
   parseStateTransitionTime,
   runInstancesInput,
-  attemptClientToken,
   expiredDeadlinePatterns,
   launchOrder,
   parseDeadlineTag,
@@ -34,7 +33,7 @@ import {
   type MachinePlacement,
 } from '../../../lib/aws/ec2-machines.js';
 import { backoffDelayMs, describeAwsError, isThrottlingError, withRetries } from '../../../lib/aws/retry.js';
-import { CapacityExhaustedError, LaunchWindowClosedError, MachineLaunchError } from '../../../lib/core/errors.js';
+import { CapacityExhaustedError, LaunchOutcomeUnknownError, LaunchRefusedError, LaunchWindowClosedError, MachineLaunchError } from '../../../lib/core/errors.js';
 import type { LaunchRequest } from '../../../lib/ports.js';
 import { startMoto, type MotoServer } from '../../support/moto.js';
 import { machineCostUsd } from '../../../lib/core/cost.js';
@@ -235,7 +234,7 @@ describe('EC2 machines: launch', () => {
     expect(b).toEqual(a);
   });
 
-  it('falls back through the instance types and subnets in order, with a distinct token per attempt', async () => {
+  it('falls back through the instance types and subnets in order, every try sending the attempt\'s one token', async () => {
     const { mock, machines } = setup({ subnetIds: ['subnet-a', 'subnet-b'], instanceTypes: ['m5.xlarge', 'm5.2xlarge', 'c5.2xlarge'] });
     mock.on(RunInstancesCommand).rejects(ec2Error('InsufficientInstanceCapacity', 'We currently do not have sufficient m5.xlarge capacity.'));
     mock.on(RunInstancesCommand, { InstanceType: 'm5.2xlarge', SubnetId: 'subnet-a' }).rejects(ec2Error('Unsupported', 'Your requested instance type is not supported in this Availability Zone.'));
@@ -246,9 +245,9 @@ describe('EC2 machines: launch', () => {
     expect(launched).toEqual({ instanceId: 'i-0fallback', instanceType: 'm5.2xlarge' });
     expect(runInputs(mock).map((input) => [input.InstanceType, input.SubnetId, input.ClientToken])).toEqual([
       ['m5.xlarge', 'subnet-a', 'ncap-20261122T151533Z-7f3a-0'],
-      ['m5.xlarge', 'subnet-b', 'ncap-20261122T151533Z-7f3a-0-1'],
-      ['m5.2xlarge', 'subnet-a', 'ncap-20261122T151533Z-7f3a-0-2'],
-      ['m5.2xlarge', 'subnet-b', 'ncap-20261122T151533Z-7f3a-0-3'],
+      ['m5.xlarge', 'subnet-b', 'ncap-20261122T151533Z-7f3a-0'],
+      ['m5.2xlarge', 'subnet-a', 'ncap-20261122T151533Z-7f3a-0'],
+      ['m5.2xlarge', 'subnet-b', 'ncap-20261122T151533Z-7f3a-0'],
     ]);
   });
 
@@ -274,14 +273,15 @@ describe('EC2 machines: launch', () => {
     expect(runInputs(mock)).toHaveLength(4);
   });
 
-  it('gives up at once on an error another type cannot fix', async () => {
+  it('gives up at once on an error another type cannot fix, as a refusal', async () => {
     const { mock, machines } = setup();
     mock.on(RunInstancesCommand).rejects(ec2Error('InvalidAMIID.NotFound', "The image id '[ami-0123456789abcdef0]' does not exist"));
 
+    await expect(machines.launch(request)).rejects.toThrow(LaunchRefusedError);
     await expect(machines.launch(request)).rejects.toThrow(
       "could not launch m5.xlarge in subnet-a for dataset a.csv: InvalidAMIID.NotFound: The image id '[ami-0123456789abcdef0]' does not exist",
     );
-    expect(runInputs(mock)).toHaveLength(1);
+    expect(runInputs(mock)).toHaveLength(2);
   });
 
   it('retries a throttled launch with backoff and the same token, then succeeds', async () => {
@@ -298,11 +298,13 @@ describe('EC2 machines: launch', () => {
     expect(new Set(runInputs(mock).map((input) => input.ClientToken))).toEqual(new Set([request.clientToken]));
   });
 
-  it('fails with MachineLaunchError when throttling never stops', async () => {
+  it('fails with an unknown outcome when throttling never stops (EC2 may have taken one of the sends)', async () => {
     const { mock, machines, sleeps } = setup();
     mock.on(RunInstancesCommand).rejects(ec2Error('RequestLimitExceeded', 'Request limit exceeded.'));
 
-    await expect(machines.launch(request)).rejects.toThrow('could not launch m5.xlarge in subnet-a for dataset a.csv: RequestLimitExceeded: Request limit exceeded.');
+    const failure = machines.launch(request);
+    await expect(failure).rejects.toThrow(LaunchOutcomeUnknownError);
+    await expect(failure).rejects.toThrow('could not launch m5.xlarge in subnet-a for dataset a.csv: RequestLimitExceeded: Request limit exceeded.');
     expect(sleeps).toHaveLength(3);
   });
 
@@ -311,10 +313,11 @@ describe('EC2 machines: launch', () => {
     await expect(machines.launch(request)).rejects.toThrow(/no subnet/);
   });
 
-  it('reports an answer without an instance id', async () => {
+  it('reports an answer without an instance id as an unknown outcome', async () => {
     const { mock, machines } = setup();
     mock.on(RunInstancesCommand).resolves({ Instances: [] });
     await expect(machines.launch(request)).rejects.toThrow(/returned no instance id/);
+    await expect(machines.launch(request)).rejects.toThrow(LaunchOutcomeUnknownError);
   });
 });
 
@@ -505,19 +508,7 @@ describe('expired deadline patterns', () => {
   });
 });
 
-describe('launch attempt tokens', () => {
-  it('keeps the request token for the first attempt and numbers the others', () => {
-    expect([0, 1, 2].map((i) => attemptClientToken('tok', i))).toEqual(['tok', 'tok-1', 'tok-2']);
-  });
-
-  it('stays within 64 characters and distinct for long tokens', () => {
-    const long = `ncap-${'x'.repeat(59)}`;
-    const other = `ncap-${'x'.repeat(58)}y`;
-    const tokens = [1, 2, 10, 11].flatMap((i) => [attemptClientToken(long, i), attemptClientToken(other, i)]);
-    expect(tokens.every((token) => token.length <= 64)).toBe(true);
-    expect(new Set(tokens).size).toBe(tokens.length);
-  });
-
+describe('launch orders and tags', () => {
   it('orders the requested type first and lists each type once', () => {
     const prices = { 'm5.xlarge': 0.192, 'm5.2xlarge': 0.384, 'c5.2xlarge': 0.34 };
     expect(launchOrder('m5.2xlarge', ['m5.xlarge', 'm5.2xlarge', 'c5.2xlarge'], prices)).toEqual(['m5.2xlarge', 'm5.xlarge', 'c5.2xlarge']);
@@ -849,8 +840,8 @@ describe('EC2 machines: capacity and quotas', () => {
     expect(await machines.launch(request)).toEqual({ instanceId: 'i-0other-family', instanceType: 'm5.2xlarge' });
     expect(runInputs(mock).map((input) => [input.InstanceType, input.SubnetId, input.ClientToken])).toEqual([
       ['m5.xlarge', 'subnet-a', request.clientToken],
-      // Tokens keep their position in the try sequence, so a repeated launch sends the same ones.
-      ['m5.2xlarge', 'subnet-a', `${request.clientToken}-3`],
+      // One token per attempt: whichever try starts the machine, EC2 binds the token to it.
+      ['m5.2xlarge', 'subnet-a', request.clientToken],
     ]);
   });
 
@@ -864,11 +855,12 @@ describe('EC2 machines: capacity and quotas', () => {
     await expect(failure).rejects.toThrow('no capacity for m5.xlarge, m5.2xlarge in subnet-a: InsufficientInstanceCapacity: none left.');
   });
 
-  it('fails with a plain MachineLaunchError (no retry would help) for an error of the request itself', async () => {
+  it('fails with a refusal (no retry would help, no machine can exist) for an error of the request itself', async () => {
     const { mock, machines } = setup();
     mock.on(RunInstancesCommand).rejects(ec2Error('InvalidParameterValue', 'bad'));
 
     const failure = machines.launch(request);
+    await expect(failure).rejects.toBeInstanceOf(LaunchRefusedError);
     await expect(failure).rejects.toBeInstanceOf(MachineLaunchError);
     await expect(failure).rejects.not.toBeInstanceOf(CapacityExhaustedError);
   });
@@ -889,7 +881,7 @@ describe('EC2 machines: spot', () => {
     expect(input?.TagSpecifications?.map((spec) => spec.ResourceType)).toEqual(['instance', 'volume', 'network-interface', 'spot-instances-request']);
   });
 
-  it('spot-then-on-demand: falls to on demand within the same launch when spot has no capacity or quota, with a token per try', async () => {
+  it('spot-then-on-demand: falls to on demand within the same launch when spot has no capacity or quota, with the attempt\'s one token', async () => {
     const { mock, machines } = setup({ instanceTypes: ['m5.xlarge'] });
     mock.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: 'i-0ondemand' }] });
     mock.on(RunInstancesCommand, { InstanceMarketOptions: { MarketType: 'spot' } }).rejects(ec2Error('MaxSpotInstanceCountExceeded', 'Max spot instance count exceeded'));
@@ -899,7 +891,7 @@ describe('EC2 machines: spot', () => {
     expect(launched).toEqual({ instanceId: 'i-0ondemand', instanceType: 'm5.xlarge' });
     expect(runInputs(mock).map((input) => [input.InstanceMarketOptions?.MarketType ?? 'on-demand', input.ClientToken])).toEqual([
       ['spot', request.clientToken],
-      ['on-demand', `${request.clientToken}-1`],
+      ['on-demand', request.clientToken],
     ]);
   });
 
