@@ -2,8 +2,10 @@
  * The upload page in real headless Chromium (Debian's, through playwright-core) against the
  * real `node dist/bin/neurocaas.js ui`: pausing and resuming a multipart upload, a failed part
  * retried by itself and a file that failed continued by Retry (the parts already stored are not
- * sent again), and a dropped folder keeping its layout under inputs/. Part requests are watched
- * (and slowed or failed) by the browser's request interception, the server is untouched.
+ * sent again), a new name sent at once and hashed on the way (the sha256 declared at completion)
+ * while an existing name is hashed first and compared, and a dropped folder keeping its layout
+ * under inputs/. Part requests are watched (and slowed or failed) by the browser's request
+ * interception, the server is untouched.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -53,6 +55,7 @@ async function onPart(route: Route): Promise<void> {
   const part = Number(match[2]);
   const record: PartRequest = { file: uploadNames.get(uploadId) ?? uploadId, part, outcome: 'pending' };
   parts.push(record);
+  timeline.push({ event: 'part', file: record.file, part });
   watched.set(route.request(), record);
   const decision = policy({ uploadId, part, nth: parts.filter((p) => p.file === record.file && p.part === part).length });
   if (decision === 'fail') {
@@ -76,8 +79,13 @@ function watchOutcomes(target: Page): void {
   });
 }
 
+/** The page's upload requests in order: starts (with the sha256 they declared) and completions. */
+let timeline: { event: 'start' | 'part' | 'complete'; file: string; part?: number; sha256?: string }[] = [];
+
 async function onStart(route: Route): Promise<void> {
-  const name = (route.request().postDataJSON() as { name?: string } | null)?.name ?? '?';
+  const started = route.request().postDataJSON() as { name?: string; sha256?: string } | null;
+  const name = started?.name ?? '?';
+  timeline.push({ event: 'start', file: name, ...(started?.sha256 ? { sha256: started.sha256 } : {}) });
   const response = await route.fetch();
   const body = (await response.json()) as { uploadId?: string };
   if (body.uploadId) uploadNames.set(body.uploadId, name);
@@ -105,6 +113,12 @@ beforeAll(async () => {
   watchOutcomes(page);
   await page.route('**/api/uploads/*/parts/*', onPart);
   await page.route('**/api/analyses/*/uploads', onStart);
+  await page.route('**/api/uploads/*/complete', async (route) => {
+    const uploadId = /\/api\/uploads\/([^/]+)\/complete$/.exec(new URL(route.request().url()).pathname)?.[1] ?? '?';
+    const body = route.request().postDataJSON() as { sha256?: string } | null;
+    timeline.push({ event: 'complete', file: uploadNames.get(uploadId) ?? uploadId, ...(body?.sha256 ? { sha256: body.sha256 } : {}) });
+    await route.continue();
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -115,6 +129,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   parts = [];
+  timeline = [];
   policy = () => 0;
   // A fresh document each time: no file of an earlier test stays on the dashboard.
   await page.goto('about:blank');
@@ -175,6 +190,42 @@ describe('uploads in the web app', () => {
     // Parts 1, 2 and 4 went once: Retry sent only the part that had failed.
     expect(storedPartsOf('flaky-long.bin')).toEqual([1, 2, 3, 4]);
     expect(sha(await readFile(storedPath('flaky-long.bin')))).toBe(sha(broken.bytes));
+  });
+
+  it('sends a new name at once, hashing on the way (sha256 declared at completion); an existing name is hashed first: same bytes are not sent, other bytes are refused', async () => {
+    const { path, bytes } = await sampleFile('hashed-on-the-way.bin', 5 * PART + 777);
+    // Parts 1-4 are held back on their way: part 6 cannot even be read (so the file cannot be
+    // hashed) before one of them is through, yet part 1 is already on the wire.
+    policy = ({ part }) => (part <= 4 ? 1_500 : 0);
+    await page.locator('.uppy-Dashboard-input').first().setInputFiles(path);
+    await results().getByText('stored: lab/inputs/hashed-on-the-way.bin').waitFor();
+
+    const events = timeline.filter((e) => e.file === 'hashed-on-the-way.bin');
+    expect(events[0]).toEqual({ event: 'start', file: 'hashed-on-the-way.bin' });
+    expect(events[1]).toMatchObject({ event: 'part' });
+    expect(events.at(-1)).toEqual({ event: 'complete', file: 'hashed-on-the-way.bin', sha256: sha(bytes) });
+    expect(events.filter((e) => e.event === 'part').map((e) => e.part).sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(sha(await readFile(storedPath('hashed-on-the-way.bin')))).toBe(sha(bytes));
+
+    // The same bytes again: hashed, found, not sent.
+    await page.goto('about:blank');
+    await openPage(page, server.url, 'upload');
+    await page.getByLabel('Analysis').selectOption('kalman-smoother');
+    timeline = [];
+    await page.locator('.uppy-Dashboard-input').first().setInputFiles(path);
+    await results().getByText('already there (same sha256, not sent again): lab/inputs/hashed-on-the-way.bin').waitFor();
+    expect(timeline).toEqual([]);
+
+    // Other bytes under that name: refused before any byte is sent, the stored file untouched.
+    await page.goto('about:blank');
+    await openPage(page, server.url, 'upload');
+    await page.getByLabel('Analysis').selectOption('kalman-smoother');
+    await writeFile(path, randomBytes(2 * PART));
+    await page.locator('.uppy-Dashboard-input').first().setInputFiles(path);
+    await expect.poll(() => page.locator('.uppy-Dashboard-Item-errorDetails').getAttribute('aria-label').catch(() => null), { timeout: STEP_TIMEOUT_MS }).toContain('already exists in your inputs with different content');
+    expect(timeline).toEqual([]);
+    expect(sha(await readFile(storedPath('hashed-on-the-way.bin')))).toBe(sha(bytes));
+    expect(pageErrors).toEqual([]);
   });
 
   it('keeps the layout of a dropped folder under inputs/', async () => {

@@ -1,11 +1,20 @@
 /**
  * An Uppy uploader over WebBackend (D10's multipart routes locally, S3 on aws through aws.ts).
- * Per file: streamed sha256 (hash-wasm, 8 MiB at a time, never the whole file in memory), an
- * exists check that skips files already uploaded with the same sha256, then one create-only PUT
- * (small files) or an S3-shaped multipart upload, PARTS_AT_ONCE parts in flight, that can be
- * paused (every part in flight is cut and sent again on resume), resumed and retried: a failed
- * part is tried again PART_ATTEMPTS times, then the file fails and Retry continues it (the
- * parts already stored are listed and not sent again).
+ * Per file: an exists check, then one create-only PUT (small files) or an S3-shaped multipart
+ * upload, PARTS_AT_ONCE parts in flight, that can be paused (every part in flight is cut and sent
+ * again on resume), resumed and retried: a failed part is tried again PART_ATTEMPTS times, then
+ * the file fails and Retry continues it (the parts already stored are listed and not sent again).
+ *
+ * The file's sha256 (hash-wasm, 8 MiB at a time, never the whole file in memory) is computed
+ * - while the parts are sent, when the backend takes it at completion (`hashWhileSending`: the
+ *   local server) and no object of that name exists yet: the first part goes at once, each part
+ *   is hashed in order from the very bytes sent, and the server verifies the sum at completion;
+ * - before anything is sent otherwise: when the name exists (same sha256: "already there", not
+ *   sent again; a different one: refused, nothing is ever overwritten), for files of one part
+ *   (milliseconds), and always on AWS, where the sha256 is the object's metadata, fixed at
+ *   CreateMultipartUpload (the protocol reads it for provenance and ensemble seeds).
+ * Two tabs sending the same new name both start; the create-only completion decides (the second
+ * finds the same bytes there, or is refused with the reason).
  *
  * Why not @uppy/aws-s3: from version 6 it speaks S3's XML protocol over presigned URLs only;
  * the local server's D10 routes are JSON, and one uploader over WebBackend serves both backends.
@@ -61,6 +70,83 @@ export async function sha256OfBlob(blob: Blob, signal?: AbortSignal): Promise<st
 }
 
 type File = UppyFile<NcapMeta, Body>;
+
+/**
+ * The sha256 of a file's parts taken in order 1..partCount, fed while they are sent: `offer`
+ * hands the bytes of a part being sent (in any order; they wait for the parts before them),
+ * parts stored earlier (`stored`) are read from the file when their turn comes.
+ */
+class InOrderPartHash {
+  private readonly pending = new Map<number, Uint8Array>();
+  private readonly waiters = new Map<number, { resolve: () => void; reject: (error: unknown) => void }[]>();
+  private next = 1;
+  private pumping = false;
+  private failure: unknown;
+
+  private constructor(
+    private readonly hasher: Awaited<ReturnType<typeof createSHA256>>,
+    private readonly blob: Blob,
+    private readonly partCount: number,
+    private readonly stored: ReadonlySet<number>,
+  ) {}
+
+  static async create(blob: Blob, partCount: number, stored: ReadonlySet<number>): Promise<InOrderPartHash> {
+    const hasher = await createSHA256();
+    hasher.init();
+    const hash = new InOrderPartHash(hasher, blob, partCount, stored);
+    void hash.pump();
+    return hash;
+  }
+
+  offer(n: number, bytes: Uint8Array): void {
+    if (n < this.next || this.failure !== undefined) return;
+    this.pending.set(n, bytes);
+    void this.pump();
+  }
+
+  /** Resolves once part n (and every part before it) is hashed. */
+  hashed(n: number): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (n < this.next) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.set(n, [...(this.waiters.get(n) ?? []), { resolve, reject }]));
+  }
+
+  async digest(): Promise<string> {
+    await this.hashed(this.partCount);
+    return this.hasher.digest('hex');
+  }
+
+  fail(error: unknown): void {
+    this.failure ??= error;
+    this.pending.clear();
+    for (const waiting of this.waiters.values()) for (const waiter of waiting) waiter.reject(this.failure);
+    this.waiters.clear();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.next <= this.partCount && this.failure === undefined) {
+        let bytes = this.pending.get(this.next);
+        if (!bytes) {
+          if (!this.stored.has(this.next)) break;
+          bytes = new Uint8Array(await this.blob.slice((this.next - 1) * PART_SIZE_BYTES, this.next * PART_SIZE_BYTES).arrayBuffer());
+          if (this.failure !== undefined) break;
+        }
+        this.pending.delete(this.next);
+        this.hasher.update(bytes);
+        for (const waiter of this.waiters.get(this.next) ?? []) waiter.resolve();
+        this.waiters.delete(this.next);
+        this.next += 1;
+      }
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      this.pumping = false;
+    }
+  }
+}
 
 export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string }, NcapMeta, Body> {
   /** The requests in flight per file: a pause cuts them all. */
@@ -168,6 +254,19 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
       if (!file) return;
       const blob = file.data as Blob;
       const name = objectNameOf(file);
+      if (backend.hashWhileSending && blob.size > PART_SIZE_BYTES && !file.meta.sha256) {
+        // The name is free: send at once, hash on the way (the server verifies at completion).
+        // Should another tab store the name meanwhile, the create-only completion decides.
+        const exists = await backend.objectExists(analysis, kind, name);
+        if (!exists.exists) {
+          const key = await this.multipart(id, blob, name, undefined);
+          if (!this.current(id)) return;
+          this.progress(id, blob.size);
+          this.succeed(id, key, false);
+          return;
+        }
+      }
+      // Hash first: the name exists (compare), a one-request file, or a backend that needs the sha256 at the start.
       const sha256 = file.meta.sha256 ?? (await sha256OfBlob(blob));
       this.uppy.setFileMeta(id, { sha256 });
       const exists = await backend.objectExists(analysis, kind, name, sha256);
@@ -225,7 +324,12 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
     }
   }
 
-  private async multipart(id: string, blob: Blob, name: string, sha256: string): Promise<string> {
+  /**
+   * Sends `blob` as a multipart upload. With `sha256` it is declared at the start; without, the
+   * parts are hashed in order while they are sent (each part read once into memory, hashed and
+   * sent from those bytes) and the sum is declared at completion.
+   */
+  private async multipart(id: string, blob: Blob, name: string, sha256: string | undefined): Promise<string> {
     const { backend, analysis, kind } = this.opts;
     let uploadId = this.current(id)?.meta.uploadId;
     const done = new Map<number, { ETag: string; Size: number }>();
@@ -240,18 +344,26 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
       }
     }
     if (!uploadId) {
-      uploadId = (await backend.startUpload(analysis, { kind, name, sizeBytes: blob.size, partSizeBytes: PART_SIZE_BYTES, sha256 })).uploadId;
+      uploadId = (await backend.startUpload(analysis, { kind, name, sizeBytes: blob.size, partSizeBytes: PART_SIZE_BYTES, ...(sha256 ? { sha256 } : {}) })).uploadId;
       this.uppy.setFileMeta(id, { uploadId });
     }
     const partCount = Math.ceil(blob.size / PART_SIZE_BYTES);
     const todo: number[] = [];
     for (let n = 1; n <= partCount; n++) if (!done.has(n)) todo.push(n);
+    // Parts stored before (a resume or Retry) are read again for the hash, not sent again.
+    const running = sha256 === undefined ? await InOrderPartHash.create(blob, partCount, new Set(done.keys())) : undefined;
     // Bytes of the parts in flight, for the file's progress.
     const sending = new Map<number, number>();
     const report = () => this.progress(id, [...done.values()].reduce((sum, p) => sum + p.Size, 0) + [...sending.values()].reduce((sum, b) => sum + b, 0));
     let failure: unknown;
     const sendPart = async (n: number) => {
-      const body = blob.slice((n - 1) * PART_SIZE_BYTES, n * PART_SIZE_BYTES);
+      let body = blob.slice((n - 1) * PART_SIZE_BYTES, n * PART_SIZE_BYTES);
+      if (running) {
+        // The bytes hashed are the bytes sent.
+        const bytes = new Uint8Array(await body.arrayBuffer());
+        running.offer(n, bytes);
+        body = new Blob([bytes]);
+      }
       for (let attempt = 1; ; attempt++) {
         if (!(await this.whilePaused(id))) throw new DOMException('removed', 'AbortError');
         if (failure !== undefined) return;
@@ -287,16 +399,22 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
       for (let n = todo[next++]; n !== undefined && failure === undefined; n = todo[next++]) {
         try {
           await sendPart(n);
+          // So at most PARTS_AT_ONCE parts are held in memory waiting for their turn in the hash.
+          await running?.hashed(n);
         } catch (error) {
           // The other parts in flight finish (and stay stored for Retry); no new part starts.
           failure ??= error;
+          running?.fail(error);
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARTS_AT_ONCE, Math.max(1, todo.length)) }, worker));
     if (failure !== undefined) throw failure;
     const parts = [...done.entries()].sort((a, b) => a[0] - b[0]).map(([PartNumber, p]) => ({ PartNumber, ETag: p.ETag }));
-    const { key } = await backend.completeUpload(uploadId, parts);
+    const declared = running ? await running.digest() : sha256;
+    if (running) this.uppy.setFileMeta(id, { sha256: declared });
+    // Declared again at completion where the backend takes it: an upload started while hashing is verified also when continued hash-first.
+    const { key } = await backend.completeUpload(uploadId, parts, backend.hashWhileSending && declared ? { sha256: declared } : {});
     this.uppy.setFileMeta(id, { uploadId: undefined });
     return key;
   }

@@ -57,6 +57,8 @@ export async function createAwsBackend(config: AwsConfig): Promise<WebBackend> {
   const s3web = new S3WebBackend({ s3, identity: { user: name, group }, analyses: config.analyses, catalog: fetchCatalog });
   return {
     kind: 'aws',
+    // The sha256 is metadata fixed at CreateMultipartUpload: the uploader hashes before sending.
+    hashWhileSending: false,
     session: () => s3web.session(),
     analyses: () => s3web.analyses(),
     listObjects: (a, kind) => s3web.listObjects(a, kind),

@@ -108,6 +108,7 @@ export function createLocalBackend(base = ''): WebBackend {
   const api = (path: string, init?: RequestInit & { json?: unknown }) => call<unknown>(base, `/api${path}`, init);
   return {
     kind: 'local',
+    hashWhileSending: true,
     session: () => api('/session') as Promise<WebSession>,
     analyses: () => api('/analyses') as Promise<WebAnalysis[]>,
     listObjects: (analysis, kind: ObjectKind) => api(`/analyses/${enc(analysis)}/objects?kind=${kind}`) as Promise<WebObject[]>,
@@ -123,7 +124,7 @@ export function createLocalBackend(base = ''): WebBackend {
       return { ETag: result.etag ?? '' };
     },
     listParts: (uploadId) => api(`/uploads/${enc(uploadId)}/parts`) as Promise<UploadedPart[]>,
-    completeUpload: (uploadId, parts) => api(`/uploads/${enc(uploadId)}/complete`, { method: 'POST', json: { parts } }) as Promise<{ key: string }>,
+    completeUpload: (uploadId, parts, options = {}) => api(`/uploads/${enc(uploadId)}/complete`, { method: 'POST', json: { parts, ...(options.sha256 ? { sha256: options.sha256 } : {}) } }) as Promise<{ key: string }>,
     abortUpload: async (uploadId) => {
       await api(`/uploads/${enc(uploadId)}`, { method: 'DELETE' });
     },

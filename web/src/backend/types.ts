@@ -143,6 +143,13 @@ export class BackendError extends Error {
 /** What every page needs, one method per D10 route (see the route in each comment). */
 export interface WebBackend {
   readonly kind: 'local' | 'aws';
+  /**
+   * True when a multipart upload may be started without its sha256 and given it at completion
+   * (`completeUpload(..., {sha256})`, verified there), so the browser hashes while sending: the
+   * local server. False on AWS: the sha256 is the object's metadata, fixed at
+   * CreateMultipartUpload, so the file is hashed before its first byte is sent.
+   */
+  readonly hashWhileSending: boolean;
   /** GET /api/session */
   session(): Promise<WebSession>;
   /** GET /api/analyses */
@@ -159,8 +166,8 @@ export interface WebBackend {
   uploadPart(uploadId: string, partNumber: number, body: Blob, options?: { signal?: AbortSignal; onProgress?: (loadedBytes: number) => void }): Promise<{ ETag: string }>;
   /** GET /api/uploads/:id/parts */
   listParts(uploadId: string): Promise<UploadedPart[]>;
-  /** POST /api/uploads/:id/complete */
-  completeUpload(uploadId: string, parts: { PartNumber: number; ETag: string }[]): Promise<{ key: string }>;
+  /** POST /api/uploads/:id/complete `{parts, sha256?}` (create-only; `sha256` only where `hashWhileSending`, verified by the server). */
+  completeUpload(uploadId: string, parts: { PartNumber: number; ETag: string }[], options?: { sha256?: string }): Promise<{ key: string }>;
   /** DELETE /api/uploads/:id */
   abortUpload(uploadId: string): Promise<void>;
   /** POST /api/analyses/:a/configs: throws BackendError with `fields` when invalid. */
