@@ -3,7 +3,7 @@ import { mkdir, open, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { KeyInvalidError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { CHAIN_NAME_PREFIX, isChainReservedKey, jobKeys } from '../core/keys.js';
-import type { ClientBackend, JobDetail, ProgressListener } from './ports.js';
+import type { ClientBackend, Identity, JobDetail, ProgressListener } from './ports.js';
 import { rejectedDetail, ResearcherUseCases, type RunListener } from './researcher-use-cases.js';
 
 export {
@@ -48,12 +48,25 @@ const RESULTS_CONCURRENCY = 4;
 export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
   /** Stages the files, submits them, waits for the receipt and follows the job to its end. */
   async run(request: RunRequest, listener: RunListener = {}): Promise<JobDetail> {
-    const bucket = await this.backend.bucketOf(request.analysis);
-    const identity = await this.identity();
-    await checkLocalFiles(request);
+    // Each file's sha256 must be known before its upload starts (it is the object's metadata, set
+    // when the upload is created), so every file is hashed from the start, one after another:
+    // the first while discovery runs, each next one while the one before it uploads.
+    const hashing = new AbortController();
+    const hashes = hashInTurn([...request.data, request.config], hashing.signal);
     const dataKeys: string[] = [];
-    for (const file of request.data) dataKeys.push(await this.stage(bucket, `${identity.group}/inputs/${basename(file)}`, file, listener));
-    const configKey = await this.stage(bucket, `${identity.group}/configs/${basename(request.config)}`, request.config, listener);
+    let configKey: string;
+    let bucket: string;
+    let identity: Identity;
+    try {
+      bucket = await this.backend.bucketOf(request.analysis);
+      identity = await this.identity();
+      await checkLocalFiles(request);
+      for (const [index, file] of request.data.entries()) dataKeys.push(await this.stage(bucket, `${identity.group}/inputs/${basename(file)}`, file, listener, hashes[index]));
+      configKey = await this.stage(bucket, `${identity.group}/configs/${basename(request.config)}`, request.config, listener, hashes[request.data.length]);
+    } finally {
+      // A failed staging leaves no hash running on (the command would wait for it to end).
+      hashing.abort();
+    }
     // Only now, with every upload complete, does the submission appear (the protocol reads the inputs at once).
     const { key, receipt } = await this.submit(bucket, identity, { dataname: dataKeys.length === 1 ? (dataKeys[0] as string) : dataKeys, configname: configKey, ...(request.instanceType ? { instance_type: request.instanceType } : {}) }, listener);
     listener.jobId?.(receipt.jobId);
@@ -66,8 +79,12 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
     return last ?? this.backend.jobs.get(receipt.jobId, identity);
   }
 
-  /** Uploads a local file unless the same bytes (sha256) are there already; never replaces different ones. */
-  async stage(bucket: string, key: string, file: string, listener: RunListener = {}): Promise<string> {
+  /**
+   * Uploads a local file unless the same bytes (sha256) are there already; never replaces
+   * different ones. `sha256`: the file's hash when it is already being computed (run hashes
+   * ahead); else it is computed here, while S3 is asked whether the key exists.
+   */
+  async stage(bucket: string, key: string, file: string, listener: RunListener = {}, sha256?: Promise<string>): Promise<string> {
     const { objects } = this.backend;
     if (isChainReservedKey(key)) {
       // On aws IAM refuses these names to researchers: they are how a chain hands results on.
@@ -76,8 +93,19 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
           `rename ${file} (e.g. ${basename(file).replace(new RegExp(`^${CHAIN_NAME_PREFIX}`), '')}) and run again`,
       );
     }
-    const [localSha, info] = await Promise.all([sha256OfFile(file), stat(file)]);
-    if (await objects.head(bucket, key)) {
+    const own = sha256 === undefined ? new AbortController() : undefined;
+    const hashing = sha256 ?? sha256OfFile(file, own?.signal);
+    hashing.catch(() => undefined);
+    let localSha: string;
+    let info: Awaited<ReturnType<typeof stat>>;
+    let exists: boolean;
+    try {
+      [info, exists] = await Promise.all([stat(file), objects.head(bucket, key).then((found) => found !== undefined)]);
+      localSha = await hashing;
+    } finally {
+      own?.abort();
+    }
+    if (exists) {
       const stored = await objects.sha256(bucket, key);
       if (stored !== localSha) {
         const why = stored === undefined ? 'and no sha256 recorded to compare with' : 'with different content';
@@ -165,8 +193,10 @@ export const HASH_READ_BYTES = 4 * 1024 * 1024;
  * The sha256 of a file (hex). Reads into two reused 4 MiB buffers, the next read in flight
  * (on libuv's thread pool) while this thread hashes the current one: no stream, no buffer per
  * chunk for the GC, no fresh pages to fault in, so the hash costs little more than the sha256.
+ * `signal`: stops reading (the promise rejects) once aborted.
  */
-export async function sha256OfFile(path: string): Promise<string> {
+export async function sha256OfFile(path: string, signal?: AbortSignal): Promise<string> {
+  signal?.throwIfAborted();
   const hash = createHash('sha256');
   const handle = await open(path, 'r');
   try {
@@ -176,6 +206,7 @@ export async function sha256OfFile(path: string): Promise<string> {
     for (let turn = 0; ; turn += 1) {
       const { bytesRead, buffer } = await pending;
       if (bytesRead === 0) break;
+      signal?.throwIfAborted();
       position += bytesRead;
       pending = handle.read(buffers[(turn + 1) % 2] as Buffer, 0, HASH_READ_BYTES, position);
       hash.update(buffer.subarray(0, bytesRead));
@@ -184,4 +215,18 @@ export async function sha256OfFile(path: string): Promise<string> {
     await handle.close();
   }
   return hash.digest('hex');
+}
+
+/**
+ * The sha256 of each file, computed one after another (one pass over the disk at a time), each
+ * started when the one before it ends, failed or not. Every promise has a handler attached, so
+ * one that is never awaited (a run that failed earlier) is no unhandled rejection.
+ */
+export function hashInTurn(files: readonly string[], signal?: AbortSignal): Promise<string>[] {
+  let previous: Promise<unknown> = Promise.resolve();
+  return files.map((file) => {
+    const hash = previous.then(() => sha256OfFile(file, signal));
+    previous = hash.catch(() => undefined);
+    return hash;
+  });
 }

@@ -35,7 +35,35 @@ import { SHA256_METADATA } from './s3-objects.js';
 export const DEFAULT_PART_BYTES = 8 * 1024 * 1024;
 /** Parts in flight at once: 10, as `aws s3 cp` (memory: concurrency x part size, 80 MiB). */
 export const DEFAULT_CONCURRENCY = 10;
+const MIB = 1024 * 1024;
+/** S3's limits: at most 10 000 parts, each 5 MiB to 5 GiB (the last one may be smaller). */
 const MAX_PARTS = 10_000;
+const MIN_PART_BYTES = 5 * MIB;
+/** File bytes the part buffers may hold at once: 256 MiB (fewer parts in flight when parts are big). */
+export const MAX_BUFFERED_BYTES = 256 * MIB;
+
+export interface PartPlan {
+  partSizeBytes: number;
+  partCount: number;
+  /** Parts in flight at once. */
+  concurrency: number;
+}
+
+/**
+ * How a file of `sizeBytes` is split: parts of the preferred size unless that would exceed
+ * S3's 10 000 parts, then the smallest whole number of MiB that fits (a 100 GiB file: 11 MiB
+ * parts; 5 TiB, S3's largest object: 525 MiB); as many in flight as asked while their buffers
+ * stay within MAX_BUFFERED_BYTES, but always two (the next part is read while one is sent).
+ */
+export function planParts(sizeBytes: number, preferredPartBytes = DEFAULT_PART_BYTES, concurrency = DEFAULT_CONCURRENCY): PartPlan {
+  const fitting = Math.ceil(sizeBytes / MAX_PARTS / MIB) * MIB;
+  const partSizeBytes = Math.max(MIN_PART_BYTES, preferredPartBytes, fitting);
+  return {
+    partSizeBytes,
+    partCount: Math.max(1, Math.ceil(sizeBytes / partSizeBytes)),
+    concurrency: Math.max(Math.min(2, concurrency), Math.min(concurrency, Math.floor(MAX_BUFFERED_BYTES / partSizeBytes))),
+  };
+}
 
 export interface ResumableUploadRequest {
   bucket: string;
@@ -102,12 +130,11 @@ export class S3ResumableUploader {
   /** Uploads `request.file` to `request.key`; throws ObjectExistsError when the key exists (nothing overwritten). */
   async upload(request: ResumableUploadRequest): Promise<ResumableUploadResult> {
     const { bucket, key, sizeBytes } = request;
-    const partSize = Math.max(this.partSize, Math.ceil(sizeBytes / MAX_PARTS));
+    const { partSizeBytes: partSize, partCount, concurrency } = planParts(sizeBytes, this.partSize, this.concurrency);
     if (sizeBytes <= partSize) {
       await this.putSingle(request);
       return { partsSent: 0, partsReused: 0, resumed: false };
     }
-    const partCount = Math.ceil(sizeBytes / partSize);
     const sizeOf = (n: number) => (n < partCount ? partSize : sizeBytes - (partCount - 1) * partSize);
     const recordFile = this.recordFile(bucket, key);
     const stored = new Map<number, string>();
@@ -183,7 +210,7 @@ export class S3ResumableUploader {
         request.onProgress?.(doneBytes, sizeBytes);
         request.onPartSent?.(n);
       };
-      const results = await Promise.allSettled(Array.from({ length: Math.min(this.concurrency, Math.max(1, missing.length)) }, worker));
+      const results = await Promise.allSettled(Array.from({ length: Math.min(concurrency, Math.max(1, missing.length)) }, worker));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure) {
         const translated = translateAwsError(failure.reason, `uploading ${request.file} to s3://${bucket}/${key}`);

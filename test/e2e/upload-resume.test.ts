@@ -193,7 +193,7 @@ describe('neurocaas run on aws, killed in the middle of an upload', () => {
   it('sends only the missing parts when run again, and the object is the same bytes with their sha256', async () => {
     const file = join(dir, 'session.bin');
     // Large enough for several parts of whatever part size the CLI picks, plus a short last part.
-    const size = 6 * 16 * MIB + 123_457;
+    const size = 5 * 8 * MIB + 123_457;
     sampleFile(file, size);
     const localSha = sha256Of(await readFile(file));
 
@@ -217,7 +217,7 @@ describe('neurocaas run on aws, killed in the middle of an upload', () => {
 
   it('starts over when the file changed after the kill, and drops the parts of the old upload', async () => {
     const file = join(dir, 'changed.bin');
-    const size = 4 * 16 * MIB + 1;
+    const size = 3 * 8 * MIB + 1;
     sampleFile(file, size);
 
     proxy.reset(1);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ObjectExistsError } from '../../../lib/core/errors.js';
-import { S3ResumableUploader } from '../../../lib/client/s3-resumable-upload.js';
+import { DEFAULT_PART_BYTES, MAX_BUFFERED_BYTES, planParts, S3ResumableUploader } from '../../../lib/client/s3-resumable-upload.js';
 import { createBucket, MOTO_START_TIMEOUT_MS, s3ClientFor, startMoto, type MotoServer } from '../../support/moto.js';
 
 const PART = 5 * 1024 * 1024;
@@ -106,5 +106,29 @@ describe('S3ResumableUploader on the emulator', () => {
       const body = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       expect(await (body.Body as { transformToString(): Promise<string> }).transformToString()).toBe('theirs');
     }
+  });
+});
+
+describe('how a file is split into parts', () => {
+  const GIB = 1024 * 1024 * 1024;
+
+  it('keeps the preferred part size while S3 allows it, and grows it to whole MiB past 10 000 parts', () => {
+    expect(planParts(GIB)).toEqual({ partSizeBytes: DEFAULT_PART_BYTES, partCount: 128, concurrency: 10 });
+    for (const size of [100 * GIB, 5 * 1024 * GIB]) {
+      const plan = planParts(size);
+      expect(plan.partCount).toBeLessThanOrEqual(10_000);
+      expect(plan.partSizeBytes % (1024 * 1024)).toBe(0);
+      expect(plan.partSizeBytes).toBeLessThanOrEqual(5 * GIB);
+      expect((plan.partCount - 1) * plan.partSizeBytes).toBeLessThan(size);
+    }
+    expect(planParts(100 * GIB).partSizeBytes).toBe(11 * 1024 * 1024);
+  });
+
+  it('holds at most MAX_BUFFERED_BYTES of parts in memory, but keeps two in flight', () => {
+    const huge = planParts(5 * 1024 * GIB);
+    expect(huge.concurrency).toBe(2);
+    const big = planParts(1024 * GIB);
+    expect(big.concurrency * big.partSizeBytes).toBeLessThanOrEqual(MAX_BUFFERED_BYTES);
+    expect(planParts(GIB, PART, 1).concurrency).toBe(1);
   });
 });
