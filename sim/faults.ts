@@ -11,6 +11,11 @@ export interface FaultProfile {
   maxEventDelayMs: number;
   /** RunInstances succeeds but its answer is lost. */
   launchTimeout: number;
+  /**
+   * The adapter reports a launch whose outcome it cannot know (a 5xx or reset connection that
+   * outlasted its retries, LaunchOutcomeUnknownError); EC2 had started the machine half the time.
+   */
+  launchUnclear: number;
   capacity: number;
   quota: number;
   /** A machine dies at a random moment. */
@@ -38,6 +43,7 @@ const calm: FaultProfile = {
   eventDelay: 0,
   maxEventDelayMs: 1_000,
   launchTimeout: 0,
+  launchUnclear: 0,
   capacity: 0,
   quota: 0,
   instanceDeath: 0,
@@ -59,6 +65,7 @@ const hostile: FaultProfile = {
   eventDelay: 0.1,
   maxEventDelayMs: 90_000,
   launchTimeout: 0.03,
+  launchUnclear: 0.02,
   capacity: 0.03,
   quota: 0.01,
   instanceDeath: 0.02,
@@ -80,6 +87,7 @@ const brutal: FaultProfile = {
   eventDuplicate: 0.1,
   eventDelay: 0.3,
   launchTimeout: 0.1,
+  launchUnclear: 0.05,
   instanceDeath: 0.05,
   agentNeverOnline: 0.1,
   selfStopFails: 0.1,

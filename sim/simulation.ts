@@ -347,7 +347,9 @@ function check(
   const perDataset = new Map<string, import('./world.js').InstanceRecord[]>();
   const spendByPeriod = new Map<string, number>();
   const spendByJob = new Map<string, number>();
+  const machinesByJob = new Map<string, string[]>();
   for (const instance of world.instances.values()) {
+    machinesByJob.set(instance.request.jobId, [...(machinesByJob.get(instance.request.jobId) ?? []), instance.instanceId]);
     const end = instance.endedAtMs ?? endMs;
     const overrun = end - instance.request.deadlineAtMs;
     if (overrun > maxOverrunMs) maxOverrunMs = overrun;
@@ -392,6 +394,7 @@ function check(
   let endNotOnce = 0;
   let reservedOverrun = 0;
   let unsettled = 0;
+  let unaccounted = 0;
   let rejected = 0;
   let done = 0;
   let datasets = 0;
@@ -419,6 +422,14 @@ function check(
       if (endNotOnce <= 5) violations.push(`job ${jobId}: end.txt written ${ends} times`);
     }
     const certificate = world.buckets.get(record.bucket)?.has(keys.certificate) ?? false;
+    // Every machine EC2 started for the job is one the job knows (and so terminated and paid for):
+    // its current machine, an earlier attempt's, or a stray of a launch it no longer waited for.
+    const known = new Set(state.datasets.flatMap((ds) => [ds.instanceId, ...(ds.earlierAttempts ?? []).map((a) => a.instanceId), ...(ds.strays ?? []).map((m) => m.instanceId)]));
+    for (const instanceId of machinesByJob.get(jobId) ?? []) {
+      if (known.has(instanceId)) continue;
+      unaccounted += 1;
+      if (unaccounted <= 5) violations.push(`job ${jobId} ended without accounting for machine ${instanceId}`);
+    }
     if (state.phase === 'REJECTED') {
       rejected += 1;
       if (!certificate || !(state.rejection ?? []).some((r) => r.trim().length > 0)) {
@@ -458,6 +469,7 @@ function check(
   }
   if (notTerminal > 5) violations.push(`... ${notTerminal} jobs not terminal in all`);
   if (leaked > 5) violations.push(`... ${leaked} machines leaked in all`);
+  if (unaccounted > 5) violations.push(`... ${unaccounted} machines no job accounted for in all`);
 
   let budgetOverruns = 0;
   let tightestLeftUsd = Number.POSITIVE_INFINITY;
@@ -490,6 +502,7 @@ function check(
     ['faults: lambda deaths', s.lambdaDeaths],
     ['faults: events lost / duplicated', `${s.eventsLost} / ${s.eventsDuplicated}`],
     ['faults: launch timeouts / capacity', `${s.launchTimeouts} / ${s.capacityErrors}`],
+    ['faults: launches unclear (machine started)', `${s.launchesUnclear} (${s.launchesUnclearStarted})`],
     ['faults: machines died / spot interruptions', `${s.instancesDied} / ${s.spotInterruptions}`],
     ['faults: agents never online / completions lost', `${s.agentsNeverOnline} / ${s.completionsLost}`],
     ['tightest budget left USD', Number.isFinite(tightestLeftUsd) ? tightestLeftUsd.toFixed(6) : 'n/a'],
@@ -498,6 +511,7 @@ function check(
     ['allowed overrun s', allowanceMs / 1000],
     ['budget overruns (user, period)', budgetOverruns],
     ['jobs over their reservation', reservedOverrun],
+    ['machines no job accounted for', unaccounted],
     ['duplicate machines per attempt', duplicates],
     ['datasets retried (platform faults)', retriedDatasets],
     ['two live machines for one dataset', overlapping],

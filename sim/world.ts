@@ -5,7 +5,7 @@
  * same seed gives the same run, byte for byte.
  */
 import { decideReservation, settleEntry, type LedgerEntry } from '../lib/core/cost.js';
-import { CapacityExhaustedError, ConcurrentUpdateError, MachineLaunchError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError, launchCutoffMs, launchWindowClosedError, pastDeadlineError } from '../lib/core/errors.js';
+import { CapacityExhaustedError, ConcurrentUpdateError, LaunchOutcomeUnknownError, MachineLaunchError, NeuroCaasError, ObjectExistsError, ObjectNotFoundError, launchCutoffMs, launchWindowClosedError, pastDeadlineError } from '../lib/core/errors.js';
 import { summarizeJob } from '../lib/core/job-machine.js';
 import { reaperDueAtMs } from '../lib/core/reaper-due.js';
 import type { DueJob } from '../lib/aws/dynamo-job-store.js';
@@ -130,6 +130,9 @@ export interface WorldStats {
   eventsLost: number;
   eventsDuplicated: number;
   launchTimeouts: number;
+  /** Launches the adapter reported as of unknown outcome, and how many of those had started a machine. */
+  launchesUnclear: number;
+  launchesUnclearStarted: number;
   capacityErrors: number;
   instancesDied: number;
   spotInterruptions: number;
@@ -150,6 +153,8 @@ export class World {
     eventsLost: 0,
     eventsDuplicated: 0,
     launchTimeouts: 0,
+    launchesUnclear: 0,
+    launchesUnclearStarted: 0,
     capacityErrors: 0,
     instancesDied: 0,
     spotInterruptions: 0,
@@ -513,6 +518,17 @@ export class SimMachines implements Machines, AwsCommandRunner {
   ) {}
   async launch(request: LaunchRequest): Promise<LaunchResult> {
     this.invocation.gate('EC2');
+    if (this.world.rng.chance(this.world.faults.launchUnclear)) {
+      // A 5xx (or a reset connection) that outlasted the adapter's retries, before or after EC2
+      // started the machine; a send past the window or deadline is still refused as such.
+      const started = this.world.rng.chance(0.5) && !this.world.byToken.has(request.clientToken);
+      if (started) {
+        this.world.launchInstance(request);
+        this.world.stats.launchesUnclearStarted += 1;
+      }
+      this.world.stats.launchesUnclear += 1;
+      throw new LaunchOutcomeUnknownError(`could not launch ${request.instanceType} for dataset ${request.dataset}: InternalError: An internal error has occurred (EC2 may have started it)`);
+    }
     const result = this.world.launchInstance(request);
     // The answer is lost after EC2 started the machine (timeout, connection reset).
     if (this.world.rng.chance(this.world.faults.launchTimeout)) {

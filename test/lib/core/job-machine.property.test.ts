@@ -17,6 +17,10 @@ const MIN = 60_000;
 type WorldStep =
   | { kind: 'launched'; i: number }
   | { kind: 'launchFailed'; i: number; retryable: boolean }
+  /** A 5xx or a reset connection: EC2 may have started the machine (`started`) all the same. */
+  | { kind: 'launchUnclear'; i: number; started: boolean }
+  /** EC2 refused the launch as invalid: no send of its token ever starts a machine. */
+  | { kind: 'launchRefused'; i: number }
   | { kind: 'spotWarning'; i: number }
   | { kind: 'stale'; i: number; state: 'terminated' | 'running' }
   /** A raced re-send of a failed launch started a machine whose answer is lost: only a lookup finds it. */
@@ -35,6 +39,8 @@ const datasetIndex = fc.integer({ min: 0, max: 3 });
 const worldStep: fc.Arbitrary<WorldStep> = fc.oneof(
   { arbitrary: fc.record({ kind: fc.constant('launched' as const), i: datasetIndex }), weight: 4 },
   { arbitrary: fc.record({ kind: fc.constant('launchFailed' as const), i: datasetIndex, retryable: fc.boolean() }), weight: 2 },
+  { arbitrary: fc.record({ kind: fc.constant('launchUnclear' as const), i: datasetIndex, started: fc.boolean() }), weight: 2 },
+  { arbitrary: fc.record({ kind: fc.constant('launchRefused' as const), i: datasetIndex }), weight: 1 },
   { arbitrary: fc.record({ kind: fc.constant('spotWarning' as const), i: datasetIndex }), weight: 1 },
   { arbitrary: fc.record({ kind: fc.constant('stale' as const), i: datasetIndex, state: fc.constantFrom('terminated' as const, 'running' as const) }), weight: 1 },
   { arbitrary: fc.record({ kind: fc.constant('strayLost' as const), i: datasetIndex }), weight: 1 },
@@ -87,6 +93,7 @@ const instanceOf = (clientToken: string) => `i-${clientToken}`;
 function worldStart(observed: Observed, dataset: string, clientToken: string, atMs: number): { instanceId: string; launchedAtMs: number } | undefined {
   const started = observed.started.get(clientToken);
   if (started) return started;
+  if (observed.refusedTokens.has(clientToken)) return undefined;
   const cutoffMs = observed.cutoffs.get(clientToken);
   if (cutoffMs === undefined || atMs >= cutoffMs) return undefined;
   const machine = { instanceId: instanceOf(clientToken), launchedAtMs: atMs };
@@ -121,6 +128,16 @@ function toEvent(step: WorldStep, atMs: number, observed: Observed): JobEvent | 
       // A launch that started a machine cannot also fail.
       if (ds && observed.started.has(ds.clientToken)) return undefined;
       return { type: 'InstanceLaunchFailed', atMs, dataset, reason: 'InsufficientInstanceCapacity', clientToken: ds?.clientToken as string, ...(step.retryable ? { retryable: true } : {}) };
+    case 'launchUnclear':
+      if (ds?.machine !== 'requested') return undefined;
+      // The send reached EC2 before its answer was lost: the machine may be there.
+      if (step.started) worldStart(observed, dataset, ds.clientToken, atMs);
+      return { type: 'InstanceLaunchFailed', atMs, dataset, reason: 'InternalError: An internal error has occurred', clientToken: ds.clientToken, retryable: true, outcome: 'unknown' };
+    case 'launchRefused':
+      // A refusal is the same for every send of a token, so it comes only before any machine.
+      if (ds?.machine !== 'requested' || observed.started.has(ds.clientToken)) return undefined;
+      observed.refusedTokens.add(ds.clientToken);
+      return { type: 'InstanceLaunchFailed', atMs, dataset, reason: 'InvalidParameterValue', clientToken: ds.clientToken, outcome: 'refused' };
     case 'spotWarning':
       return { type: 'SpotInterruptionWarned', atMs, instanceId };
     case 'stale': {
@@ -179,6 +196,8 @@ interface Observed {
   started: Map<string, { instanceId: string; launchedAtMs: number }>;
   /** Per dataset, tokens whose launch failed retryably while the job waited for it (a raced re-send may still start one). */
   failedTokens: Map<string, string[]>;
+  /** Tokens EC2 refused as invalid: the world starts no machine for them. */
+  refusedTokens: Set<string>;
   effects: JobEffect[];
   /** Instances the job knew about that were neither asked to terminate nor seen terminated. */
   unterminated: Set<string>;
@@ -198,11 +217,16 @@ function step(observed: Observed, event: JobEvent): JobEffect[] {
   // it (a retry clears the dataset's instance fields when it records the attempt, so the check
   // below cannot see it go).
   if (event.type === 'InstanceStateChanged' && (event.state === 'terminated' || event.state === 'shutting-down')) observed.unterminated.delete(event.instanceId);
-  // Only a retryable failure (no capacity, window closed) can be raced by a re-send that gets a
-  // machine; the others (bad image, bad parameters, past the deadline) fail every send alike.
-  if (event.type === 'InstanceLaunchFailed' && event.retryable && event.clientToken !== undefined) {
+  // Only a failure that is not a refusal (no capacity, window closed, no clear answer) can be
+  // raced by a re-send that gets a machine; a refusal (bad image, bad parameters) fails every send alike.
+  const mayHaveStarted = event.type === 'InstanceLaunchFailed' && (event.outcome === 'unknown' || (event.outcome === undefined && event.retryable === true));
+  if (event.type === 'InstanceLaunchFailed' && mayHaveStarted && event.clientToken !== undefined) {
     const was = before.datasets.find((d) => d.name === event.dataset);
-    if (was?.machine === 'requested' && was.clientToken === event.clientToken) observed.failedTokens.set(event.dataset, [...(observed.failedTokens.get(event.dataset) ?? []), event.clientToken]);
+    const now = state.datasets.find((d) => d.name === event.dataset);
+    // An unclear answer within the window leaves the launch requested: it is not failed (yet).
+    if (was?.machine === 'requested' && was.clientToken === event.clientToken && now?.machine !== 'requested') {
+      observed.failedTokens.set(event.dataset, [...(observed.failedTokens.get(event.dataset) ?? []), event.clientToken]);
+    }
   }
   for (const effect of effects) {
     if (effect.type === 'LaunchInstance' && !observed.cutoffs.has(effect.clientToken)) observed.cutoffs.set(effect.clientToken, Math.min(effect.deadlineAtMs, effect.launchByMs ?? effect.deadlineAtMs));
@@ -301,6 +325,7 @@ function runScenario(input: Scenario): Observed {
     cutoffs: new Map(),
     started: new Map(),
     failedTokens: new Map(),
+    refusedTokens: new Set(),
     effects: [],
     unterminated: new Set(),
     live: new Map(),
@@ -531,6 +556,50 @@ describe('job state machine under an adversarial world', () => {
       }),
       { numRuns: 400 },
     );
+  });
+
+  it('holds every invariant when launches get unclear answers or refusals (fixed seeds, so a failure replays)', () => {
+    // Worlds with many unclear and refused launches: an unclear answer whose machine started,
+    // then ticks past the window, must end with that machine found, terminated and paid for.
+    const unclearHeavy = scenario.map((input) => ({
+      ...input,
+      steps: input.steps.flatMap(([s, delay]): [WorldStep, number][] => (s.kind === 'launched' ? [[{ kind: 'launchUnclear', i: s.i, started: delay % 2 === 0 }, delay], [s, delay]] : [[s, delay]])),
+    }));
+    for (const seed of [1, 2, 3]) {
+      fc.assert(
+        fc.property(unclearHeavy, (input) => {
+          const observed = runScenario(input);
+          expect(observed.violations).toEqual([]);
+          expect(overspentUsd(observed)).toBe(0);
+          // Every machine the world started, reported or not, ended, and the job knows it.
+          expect([...observed.live.values()].flatMap((set) => [...set])).toEqual([]);
+          expect(['DONE', 'REJECTED']).toContain(observed.state.phase);
+          const known = new Set(observed.state.datasets.flatMap((ds) => [ds.instanceId, ...(ds.earlierAttempts ?? []).map((a) => a.instanceId), ...(ds.strays ?? []).map((m) => m.instanceId)]));
+          for (const machine of observed.started.values()) expect(known).toContain(machine.instanceId);
+          for (const ds of observed.state.datasets) expect(attemptOf(ds)).toBeLessThanOrEqual(1 + input.platformRetries);
+        }),
+        { numRuns: 50, seed },
+      );
+    }
+    // By hand: the unclear send started the machine, every later answer was lost, the window
+    // closed; the lookup found the machine before anything settled.
+    const lost = runScenario({
+      datasets: 1,
+      maxConcurrent: 1,
+      timeoutMinutes: 30,
+      platformRetries: 0,
+      capacityShort: false,
+      market: 'on-demand',
+      steps: [
+        [{ kind: 'reserved' }, 0],
+        [{ kind: 'launchUnclear', i: 0, started: true }, 1_000],
+        [{ kind: 'launchUnclear', i: 0, started: false }, 6 * MIN],
+      ],
+    });
+    expect(lost.violations).toEqual([]);
+    expect(lost.state.datasets[0]?.strays?.map((stray) => stray.instanceId)).toEqual(['i-ncap-job1-0']);
+    expect(lost.state.phase).toBe('DONE');
+    expect(overspentUsd(lost)).toBe(0);
   });
 
   it('never spends more than it reserved, except for time the world kept a machine past its deadline', () => {
