@@ -4,7 +4,7 @@ import type { LocalPlatform } from '../../protocols/local-shell.js';
 import { packageRoot } from '../infra/package-paths.js';
 import type { DriverObserver } from '../../protocols/driver.js';
 import { resolve } from 'node:path';
-import { ResearcherClient } from '../client/researcher-client.js';
+import { ResearcherClient, startRunHashes } from '../client/researcher-client.js';
 import { cancelJob, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
 import { registerCostCommands } from './commands/cost.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
@@ -105,11 +105,17 @@ export async function runCli(context: CliContext): Promise<number> {
     .requiredOption('--data <file...>', 'dataset file(s); several run as parallel machines')
     .requiredOption('--config <file>', 'analysis config (.json or .yaml)')
     .option('--instance-type <type>', 'instance type to run on (must be allowed by the blueprint)')
-    .action(async (analysis: string, options: CommonOptions & { data: string[]; config: string; instanceType?: string }) =>
-      withClient(options, (client) =>
-        runAnalysis(client, { analysis, data: options.data, config: options.config, ...(options.instanceType ? { instanceType: options.instanceType } : {}) }, reporter),
-      ),
-    );
+    .action(async (analysis: string, options: CommonOptions & { data: string[]; config: string; instanceType?: string }) => {
+      // Each upload needs its file's sha256 first: hashing starts now, beside opening the backend.
+      const hashing = startRunHashes(options.data, options.config);
+      try {
+        await withClient(options, (client) =>
+          runAnalysis(client, { analysis, data: options.data, config: options.config, hashing, ...(options.instanceType ? { instanceType: options.instanceType } : {}) }, reporter),
+        );
+      } finally {
+        hashing.abort();
+      }
+    });
 
   researcher(program.command('jobs'))
     .description("list jobs, newest first (on aws: your group's)")

@@ -1,11 +1,12 @@
-import { createHash } from 'node:crypto';
-import { mkdir, open, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { KeyInvalidError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { CHAIN_NAME_PREFIX, isChainReservedKey, jobKeys } from '../core/keys.js';
+import { hashFile, hashInTurn } from './file-hash.js';
 import type { ClientBackend, Identity, JobDetail, ProgressListener } from './ports.js';
 import { rejectedDetail, ResearcherUseCases, type RunListener } from './researcher-use-cases.js';
 
+export { HASH_READ_BYTES, hashInTurn, sha256OfFile } from './file-hash.js';
 export {
   CancelRefusedError,
   FOLLOW_BACKLOG_BYTES,
@@ -27,6 +28,24 @@ export interface RunRequest {
   data: string[];
   config: string;
   instanceType?: string;
+  /** The files' hashes when they were started earlier (startRunHashes: the CLI starts them before it opens the backend). */
+  hashing?: RunHashes;
+}
+
+/** A run's file hashes under way: one per data file, then the config's. */
+export interface RunHashes {
+  hashes: Promise<string>[];
+  /** Stops the hashes still running (a run that failed before it needed them). */
+  abort(): void;
+}
+
+/**
+ * Starts hashing a run's files (data files in order, then the config), one after another:
+ * large ones on a worker thread, so the first runs while the caller loads and discovers.
+ */
+export function startRunHashes(data: readonly string[], config: string): RunHashes {
+  const controller = new AbortController();
+  return { hashes: hashInTurn([...data, config], controller.signal), abort: () => controller.abort() };
 }
 
 export interface ResultsView {
@@ -51,8 +70,8 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
     // Each file's sha256 must be known before its upload starts (it is the object's metadata, set
     // when the upload is created), so every file is hashed from the start, one after another:
     // the first while discovery runs, each next one while the one before it uploads.
-    const hashing = new AbortController();
-    const hashes = hashInTurn([...request.data, request.config], hashing.signal);
+    const hashing = request.hashing ?? startRunHashes(request.data, request.config);
+    const { hashes } = hashing;
     const dataKeys: string[] = [];
     let configKey: string;
     let bucket: string;
@@ -94,7 +113,7 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
       );
     }
     const own = sha256 === undefined ? new AbortController() : undefined;
-    const hashing = sha256 ?? sha256OfFile(file, own?.signal);
+    const hashing = sha256 ?? hashFile(file, own?.signal);
     hashing.catch(() => undefined);
     let localSha: string;
     let info: Awaited<ReturnType<typeof stat>>;
@@ -184,49 +203,4 @@ async function checkLocalFiles(request: RunRequest): Promise<void> {
     }
   }
   if (problems.length > 0) throw new UsageError(problems.join('\n'));
-}
-
-/** Bytes hashed per read by sha256OfFile: 4 MiB (two such buffers, reused). */
-export const HASH_READ_BYTES = 4 * 1024 * 1024;
-
-/**
- * The sha256 of a file (hex). Reads into two reused 4 MiB buffers, the next read in flight
- * (on libuv's thread pool) while this thread hashes the current one: no stream, no buffer per
- * chunk for the GC, no fresh pages to fault in, so the hash costs little more than the sha256.
- * `signal`: stops reading (the promise rejects) once aborted.
- */
-export async function sha256OfFile(path: string, signal?: AbortSignal): Promise<string> {
-  signal?.throwIfAborted();
-  const hash = createHash('sha256');
-  const handle = await open(path, 'r');
-  try {
-    const buffers = [Buffer.allocUnsafe(HASH_READ_BYTES), Buffer.allocUnsafe(HASH_READ_BYTES)];
-    let position = 0;
-    let pending = handle.read(buffers[0] as Buffer, 0, HASH_READ_BYTES, position);
-    for (let turn = 0; ; turn += 1) {
-      const { bytesRead, buffer } = await pending;
-      if (bytesRead === 0) break;
-      signal?.throwIfAborted();
-      position += bytesRead;
-      pending = handle.read(buffers[(turn + 1) % 2] as Buffer, 0, HASH_READ_BYTES, position);
-      hash.update(buffer.subarray(0, bytesRead));
-    }
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
-
-/**
- * The sha256 of each file, computed one after another (one pass over the disk at a time), each
- * started when the one before it ends, failed or not. Every promise has a handler attached, so
- * one that is never awaited (a run that failed earlier) is no unhandled rejection.
- */
-export function hashInTurn(files: readonly string[], signal?: AbortSignal): Promise<string>[] {
-  let previous: Promise<unknown> = Promise.resolve();
-  return files.map((file) => {
-    const hash = previous.then(() => sha256OfFile(file, signal));
-    previous = hash.catch(() => undefined);
-    return hash;
-  });
 }

@@ -1,15 +1,15 @@
 /**
- * The file hashing behind staging (lib/client/researcher-client.ts): the sha256 of a file read
- * through two reused buffers is the sha256 of its bytes whatever its size against the buffers;
- * `run` hashes its files in turn, a file that cannot be read fails only its own hash, and an
- * aborted run stops hashing.
+ * The file hashing behind staging (lib/client/file-hash.ts): the sha256 of a file read through
+ * two reused buffers is the sha256 of its bytes whatever its size against the buffers, on this
+ * thread or a worker; `run` hashes its files in turn, a file that cannot be read fails only its
+ * own hash, and an aborted run stops hashing (the worker too).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HASH_READ_BYTES, hashInTurn, sha256OfFile } from '../../../lib/client/researcher-client.js';
+import { HASH_READ_BYTES, hashInTurn, sha256OfFile, sha256OfFileInWorker, WORKER_HASH_MIN_BYTES } from '../../../lib/client/file-hash.js';
 
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
@@ -28,7 +28,15 @@ describe('hashing local files before they are staged', () => {
       const file = join(dir, `f-${size}.bin`);
       await writeFile(file, bytes);
       expect(await sha256OfFile(file), `${size} bytes`).toBe(sha(bytes));
+      expect(await sha256OfFileInWorker(file), `${size} bytes on a worker`).toBe(sha(bytes));
     }
+  });
+
+  it('hashes a large file on a worker thread, and says which file was missing', async () => {
+    const bytes = randomBytes(WORKER_HASH_MIN_BYTES + 5);
+    await writeFile(join(dir, 'large.bin'), bytes);
+    expect(await hashInTurn([join(dir, 'large.bin')])[0]).toBe(sha(bytes));
+    await expect(sha256OfFileInWorker(join(dir, 'gone.bin'))).rejects.toMatchObject({ code: 'ENOENT', message: expect.stringContaining('gone.bin') });
   });
 
   it('hashes files in turn, and a file that cannot be read fails only its own hash', async () => {
@@ -42,11 +50,17 @@ describe('hashing local files before they are staged', () => {
     expect(await third).toBe(sha(c));
   });
 
-  it('stops hashing once the run that asked for it is aborted', async () => {
+  it('stops hashing once the run that asked for it is aborted, on this thread or a worker', async () => {
     await writeFile(join(dir, 'big.bin'), randomBytes(3 * HASH_READ_BYTES));
+    await writeFile(join(dir, 'large-2.bin'), randomBytes(WORKER_HASH_MIN_BYTES));
     const controller = new AbortController();
-    const [hash] = hashInTurn([join(dir, 'big.bin')], controller.signal);
+    const [small, large] = hashInTurn([join(dir, 'big.bin'), join(dir, 'large-2.bin')], controller.signal);
     controller.abort();
-    await expect(hash).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(small).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(large).rejects.toMatchObject({ name: 'AbortError' });
+    const worker = new AbortController();
+    const hashing = sha256OfFileInWorker(join(dir, 'large-2.bin'), worker.signal);
+    worker.abort();
+    await expect(hashing).rejects.toMatchObject({ name: 'AbortError' });
   });
 });
