@@ -196,8 +196,11 @@ export class Ec2Machines implements Machines {
         const what = `could not launch ${label} in ${subnetId} for dataset ${request.dataset}: ${describeAwsError(error)}`;
         // Another send of this attempt already started its machine (with other parameters).
         if (code === 'IdempotentParameterMismatch') return this.adoptLaunched(request, what, error);
-        if (isLaunchRefusal(code)) throw new LaunchRefusedError(what, { cause: error });
-        if (!CAPACITY_ERROR_CODES.has(code ?? '')) {
+        // A refusal proves that no send of the token starts a machine only when nothing before it
+        // depended on luck: every send walks the same tries, so all stop at the same first try.
+        // After a try that found no capacity, another send may have found that capacity.
+        if (isLaunchRefusal(code) && tried.length === 0) throw new LaunchRefusedError(what, { cause: error });
+        if (!isLaunchRefusal(code) && !CAPACITY_ERROR_CODES.has(code ?? '')) {
           // A transport error, a timeout, a 5xx, throttling that never stopped, or an answer this
           // adapter does not know: EC2 may have started the machine, so it is not a "no".
           throw new LaunchOutcomeUnknownError(`${what} (EC2 may have started it; the launch is re-sent with the same token, then looked up)`, { cause: error });

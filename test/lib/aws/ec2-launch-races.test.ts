@@ -113,6 +113,14 @@ describe('EC2 launch failures: what they prove', () => {
     expect(isLaunchRefusal(undefined)).toBe(false);
   });
 
+  it('takes a refusal after a try that found no capacity as no capacity: another send may have found that capacity', async () => {
+    const { mock, machines } = mocked();
+    mock.on(RunInstancesCommand, { SubnetId: 'subnet-a' }).rejects(ec2Error('InsufficientInstanceCapacity'));
+    mock.on(RunInstancesCommand, { SubnetId: 'subnet-b' }).rejects(ec2Error('InvalidParameterValue'));
+
+    await expect(machines.launch(request)).rejects.toThrow(CapacityExhaustedError);
+  });
+
   it('refuses a missing image before sending anything', async () => {
     const { mock, machines } = mocked();
     mock.on(DescribeImagesCommand).resolves({ Images: [] });
