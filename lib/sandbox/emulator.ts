@@ -78,6 +78,8 @@ export interface StartEmulatorOptions {
   env?: Record<string, string>;
   /** Default: motoRoot(). */
   root?: string;
+  /** How long the server may take to answer HTTP, in ms. Default 20000. */
+  readyTimeoutMs?: number;
 }
 
 export interface EmulatorProcess {
@@ -161,13 +163,14 @@ async function launch(root: string, port: number, options: StartEmulatorOptions)
   });
 
   const endpoint = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + READY_TIMEOUT_MS;
+  const readyTimeoutMs = options.readyTimeoutMs ?? READY_TIMEOUT_MS;
+  const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
     if (gone !== undefined) throw new EmulatorUnavailableError(`the moto emulator ${gone} before answering on ${endpoint}; its stderr:\n${stderr}`);
     if (await answers(endpoint)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new EmulatorUnavailableError(`the moto emulator did not answer on ${endpoint} within ${READY_TIMEOUT_MS / 1000} s; its stderr:\n${stderr}`);
+      throw new EmulatorUnavailableError(`the moto emulator did not answer on ${endpoint} within ${readyTimeoutMs / 1000} s; its stderr:\n${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -273,6 +273,7 @@ class ProtocolPump {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private stopped = false;
+  private roundQueued = false;
   constructor(
     private readonly platform: AwsPlatform,
     private readonly s3: S3Client,
@@ -282,7 +283,14 @@ class ProtocolPump {
   ) {}
   start(): void {
     this.timer = setInterval(() => {
-      this.running = this.running.then(() => this.round()).catch(reportPumpError);
+      // One round at a time: on a loaded machine a round outlasts the 150 ms, and queueing one
+      // per tick piled up a backlog of emulator calls that delayed every delivery behind it.
+      if (this.roundQueued) return;
+      this.roundQueued = true;
+      this.running = this.running
+        .then(() => this.round())
+        .catch(reportPumpError)
+        .finally(() => (this.roundQueued = false));
     }, 150);
   }
   async stop(): Promise<void> {

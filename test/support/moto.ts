@@ -48,7 +48,10 @@ export interface StartMotoOptions {
 export async function startMoto(options: StartMotoOptions = {}): Promise<MotoServer> {
   const root = motoRoot();
   await ensureEmulatorInstalled(root);
-  const server = await startEmulator({ root, serializeRequests: options.serializeRequests ?? true });
+  // vitest starts several files at once, so several servers may be importing moto together on
+  // a loaded machine: its Python start-up then outlasts the default 20 s (the hook's own
+  // timeout, MOTO_START_TIMEOUT_MS, still bounds it).
+  const server = await startEmulator({ root, serializeRequests: options.serializeRequests ?? true, readyTimeoutMs: 90_000 });
   return { endpoint: server.endpoint, startupMs: server.startupMs, stop: () => server.stop() };
 }
 

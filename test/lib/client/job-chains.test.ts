@@ -130,6 +130,8 @@ class Pump {
   private readonly finishedCommands = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
+  private roundQueued = false;
+  private stopped = false;
   constructor(
     private readonly platform: AwsPlatform,
     private readonly s3: S3Client,
@@ -139,14 +141,23 @@ class Pump {
   ) {}
   start(): void {
     this.timer = setInterval(() => {
-      this.running = this.running.then(() => this.round()).catch((error: unknown) => void process.stderr.write(`protocol pump: ${String(error)}\n`));
+      // One round at a time: on a loaded machine a round outlasts the 150 ms, and queueing one
+      // per tick piled up a backlog that stop() then had to work through (past the hook timeout).
+      if (this.roundQueued) return;
+      this.roundQueued = true;
+      this.running = this.running
+        .then(() => this.round())
+        .catch((error: unknown) => void process.stderr.write(`protocol pump: ${String(error)}\n`))
+        .finally(() => (this.roundQueued = false));
     }, 150);
   }
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.running;
   }
   private async round(): Promise<void> {
+    if (this.stopped) return;
     for (const [analysis, bucket] of this.buckets) {
       const listed = await this.s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'lab/submissions/' }));
       for (const object of listed.Contents ?? []) {
