@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -11,6 +11,7 @@ import type { GetParametersByPathCommandOutput, SSMClient } from '@aws-sdk/clien
 import type { STSClient } from '@aws-sdk/client-sts';
 import * as z from 'zod';
 import { AnalysisNotFoundError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
+import { placeCreateOnly } from './place-file.js';
 import { parseDocument, type BudgetDocument } from '../core/researcher-documents.js';
 import type { Clock } from '../ports.js';
 import { AwsAccessError, guarded, statusOf } from './aws-errors.js';
@@ -337,11 +338,12 @@ export class S3ClientObjects extends S3Objects implements ClientObjects {
       });
       try {
         await pipeline(result.Body as Readable, counter, createWriteStream(temp));
-        await rename(temp, file);
       } catch (error) {
         await rm(temp, { force: true });
         throw error;
       }
+      // Create-only: a file that appeared at `file` meanwhile is never replaced.
+      await placeCreateOnly(temp, file);
     });
   }
 

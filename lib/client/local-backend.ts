@@ -1,6 +1,7 @@
-import { copyFile, open, rename, rm } from 'node:fs/promises';
+import { copyFile, open, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AnalysisNotFoundError, JobNotFoundError, UsageError } from '../core/errors.js';
+import { placeCreateOnly } from './place-file.js';
 import { isJobFinished, jobOutcome, jobSpentUsd, summarizeJob, type JobState } from '../core/job-machine.js';
 import { budgetDocument, type BudgetDocument } from '../core/researcher-documents.js';
 import { budgetPeriodOf, type UserProfile } from '../core/user.js';
@@ -171,11 +172,12 @@ class LocalClientObjects implements ClientObjects {
     const temp = `${file}.ncap-part`;
     try {
       await copyFile(this.platform.objects.pathOf(bucket, key), temp);
-      await rename(temp, file);
     } catch (error) {
       await rm(temp, { force: true });
       throw error;
     }
+    // Create-only: a file that appeared at `file` meanwhile is never replaced.
+    await placeCreateOnly(temp, file);
     const info = await this.platform.objects.head(bucket, key);
     options.onProgress?.(info?.size ?? 0, info?.size ?? 0);
   }

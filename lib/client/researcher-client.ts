@@ -1,8 +1,8 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { KeyInvalidError, ObjectExistsError, UsageError } from '../core/errors.js';
+import { KeyInvalidError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { CHAIN_NAME_PREFIX, isChainReservedKey, jobKeys } from '../core/keys.js';
-import { hashFile, hashInTurn } from './file-hash.js';
+import { hashFile, hashInTurn, sha256OfFile } from './file-hash.js';
 import type { ClientBackend, Identity, JobDetail, ProgressListener } from './ports.js';
 import { rejectedDetail, ResearcherUseCases, type RunListener } from './researcher-use-cases.js';
 
@@ -150,9 +150,11 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
   }
 
   /**
-   * Copies the job folder to `outDir`: several files at once, each through a temporary file;
-   * a file already there with the same size is complete and skipped (so an interrupted copy
-   * resumes); a different file there is never overwritten.
+   * Copies the job folder to `outDir`: several files at once, each through a temporary file
+   * placed create-only; a file already there with the same bytes (sha256) is complete and
+   * skipped (so an interrupted copy resumes); a different file there is never overwritten nor
+   * called complete. A full disk or a file where a folder must go is a `ResultsCopyError`
+   * naming the file and what to do.
    */
   async results(jobId: string, outDir: string, options: { concurrency?: number; onProgress?: (file: string, doneBytes: number, totalBytes: number) => void } = {}): Promise<ResultsView> {
     const job = await this.job(jobId);
@@ -160,30 +162,60 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
     const objects = (await this.backend.objects.list(job.bucket, prefix)).filter((o) => !o.key.endsWith('/'));
     const skipped: string[] = [];
     const todo: { key: string; relative: string; target: string; size: number }[] = [];
+    const refuse = (target: string, copied: number) =>
+      new ObjectExistsError(`${target} already exists with different content; choose an empty --out folder (nothing was overwritten; ${copied} file(s) copied before this one)`);
     for (const object of objects) {
       const relative = object.key.slice(prefix.length);
       const target = join(outDir, ...relative.split('/'));
-      const existing = await stat(target).catch(() => undefined);
+      const existing = await lstat(target).catch(() => undefined);
       if (existing) {
-        if (existing.isFile() && existing.size === object.size) {
+        if (existing.isFile() && existing.size === object.size && (await this.holdsSameBytes(job.bucket, object.key, target))) {
           skipped.push(relative);
           continue;
         }
-        throw new ObjectExistsError(`${target} already exists; choose an empty --out folder (nothing was overwritten; 0 file(s) copied before this one)`);
+        throw refuse(target, 0);
       }
       todo.push({ key: object.key, relative, target, size: object.size });
     }
     let next = 0;
+    let copied = 0;
+    let failure: unknown;
     const worker = async () => {
-      for (let item = todo[next++]; item; item = todo[next++]) {
+      // After a failure no new file starts; the ones under way finish (or fail) before the error is told.
+      for (let item = todo[next++]; item && failure === undefined; item = todo[next++]) {
         const current = item;
-        await mkdir(dirname(current.target), { recursive: true });
-        await this.backend.objects.download(job.bucket, current.key, current.target, { onProgress: (done, total) => options.onProgress?.(current.relative, done, total) });
+        try {
+          await mkdirForResults(outDir, dirname(current.target));
+          try {
+            await this.backend.objects.download(job.bucket, current.key, current.target, { onProgress: (done, total) => options.onProgress?.(current.relative, done, total) });
+          } catch (error) {
+            // Created meanwhile (another `results` into the same folder): fine only if it holds the same bytes.
+            if (!(error instanceof ObjectExistsError)) throw error;
+            if (!(await this.holdsSameBytes(job.bucket, current.key, current.target))) throw refuse(current.target, copied);
+          }
+          copied += 1;
+        } catch (error) {
+          failure ??= resultsCopyError(error, outDir, current.relative, current.size, copied + skipped.length);
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(options.concurrency ?? RESULTS_CONCURRENCY, Math.max(1, todo.length)) }, worker));
+    if (failure !== undefined) throw failure;
     const files = objects.map((o) => o.key.slice(prefix.length)).sort();
     return { jobId, outDir, files, skipped: skipped.sort(), finished: job.phase === 'DONE' || job.phase === 'REJECTED' };
+  }
+
+  /** Whether the local `file` holds exactly the object's bytes: by its recorded sha256, else by downloading it aside. */
+  private async holdsSameBytes(bucket: string, key: string, file: string): Promise<boolean> {
+    const [stored, local] = await Promise.all([this.backend.objects.sha256(bucket, key), sha256OfFile(file)]);
+    if (stored !== undefined) return stored === local;
+    const aside = join(dirname(file), `.${basename(file)}.ncap-compare-${process.pid}`);
+    try {
+      await this.backend.objects.download(bucket, key, aside);
+      return (await sha256OfFile(aside)) === local;
+    } finally {
+      await rm(aside, { force: true });
+    }
   }
 
 }
@@ -203,4 +235,45 @@ async function checkLocalFiles(request: RunRequest): Promise<void> {
     }
   }
   if (problems.length > 0) throw new UsageError(problems.join('\n'));
+}
+
+/** A results copy that could not go on, with the file and what the researcher can do. */
+export class ResultsCopyError extends NeuroCaasError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ResultsCopyFailed', message, options);
+  }
+}
+
+/** mkdir -p below `outDir`, saying which path is a file where a folder must go. */
+async function mkdirForResults(outDir: string, dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
+    // The first path from outDir down that exists and is not a folder.
+    let blocker = dir;
+    for (let at = dir; at.length >= outDir.length && at !== dirname(at); at = dirname(at)) {
+      const info = await lstat(at).catch(() => undefined);
+      if (info && !info.isDirectory()) blocker = at;
+    }
+    throw new ObjectExistsError(`${blocker} is a file, where the results need a folder; choose an empty --out folder (nothing was overwritten)`);
+  }
+}
+
+function resultsCopyError(error: unknown, outDir: string, relative: string, sizeBytes: number, complete: number): unknown {
+  if (error instanceof NeuroCaasError) return error;
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const mib = (sizeBytes / (1024 * 1024)).toFixed(1);
+  const resume = `${complete} file(s) are complete there and no part of ${relative} was kept`;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new ResultsCopyError(
+      `no space left on the disk of ${outDir} while copying ${relative} (${mib} MiB); ${resume}: free space (or choose an --out folder on another disk) and run the same command again: it resumes`,
+      { cause: error },
+    );
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new ResultsCopyError(`cannot write ${relative} into ${outDir} (${code === 'EROFS' ? 'read-only file system' : 'permission denied'}); ${resume}: choose an --out folder you can write to`, { cause: error });
+  }
+  return error;
 }

@@ -126,7 +126,7 @@ describe('commands on a finished job', () => {
     const second = await sandbox.cli(['results', job.jobId, '--out', out]);
 
     expect(second.code, transcript(second)).toBe(EXIT.usage);
-    expect(second.stderr).toMatch(/^error \[ObjectExists\]: .* already exists; choose an empty --out folder \(nothing was overwritten; 0 file\(s\) copied before this one\)\n$/);
+    expect(second.stderr).toMatch(/^error \[ObjectExists\]: .* already exists with different content; choose an empty --out folder \(nothing was overwritten; 0 file\(s\) copied before this one\)\n$/);
     expect(await readFile(path.join(out, 'end.txt'), 'utf8')).toBe('my own notes\n');
   });
 
