@@ -433,9 +433,14 @@ export class LocalPlatform {
     }
     await this.machines.terminateOwned();
     await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => setTimeout(r, 500).unref())]);
-    this.state.releaseAll(this.owner);
-    this.leased.clear();
-    this.state.close();
+    try {
+      // On a full disk this write fails; the leases then expire with this process (its pid is dead).
+      this.state.releaseAll(this.owner);
+    } finally {
+      this.leased.clear();
+      // Closed whatever happened: a follower still polling the store must fail, not poll forever.
+      this.state.close();
+    }
   }
 
   private holdLease(jobId: string): void {

@@ -8,6 +8,7 @@ import { ResearcherClient, startRunHashes } from '../client/researcher-client.js
 import { cancelJob, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
 import { registerCostCommands } from './commands/cost.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
+import { DiskFullError, DiskFullWatch } from './disk-full.js';
 import type { SandboxCommandOptions } from './commands/sandbox.js';
 import { HumanReporter, JsonReporter, errorPayload, type OutputStreams, type Reporter } from './reporter.js';
 import { resolveSettings, type CliSettings, type GlobalOptions } from './settings.js';
@@ -62,18 +63,24 @@ export async function runCli(context: CliContext): Promise<number> {
     reporter = options.json ? new JsonReporter(context.streams) : new HumanReporter(context.streams);
     const name = backendNameOf(options.backend ?? (program.opts() as { backend?: string }).backend, context.env);
     const group = options.group ?? (context.env['NEUROCAAS_GROUP'] || undefined);
-    const backend =
-      name === 'aws'
-        ? await openAwsBackend(context.env, group)
-        : await openLocalBackend(resolveSettings(options, context.env, context.cwd, packageRoot()), observerFor(reporter));
+    const settings = name === 'aws' ? undefined : resolveSettings(options, context.env, context.cwd, packageRoot());
+    const diskFull = settings ? new DiskFullWatch(settings.root) : undefined;
+    const backend = settings ? await openLocalBackend(settings, observerFor(reporter, diskFull)) : await openAwsBackend(context.env, group);
     const client = new ResearcherClient(backend, { ...(options.user ? { user: options.user } : {}), ...(group ? { group } : {}) });
     const stopSignals = installSignalHandlers(backend, reporter, false);
+    let failed = false;
     try {
-      exitCode = await action(client);
+      exitCode = await (diskFull ? Promise.race([action(client), diskFull.tripped]) : action(client));
       if (stopSignals.interrupted) exitCode = EXIT_INTERRUPTED;
+    } catch (error) {
+      failed = true;
+      throw error;
     } finally {
       stopSignals.remove();
-      await backend.close();
+      // On a full disk closing cannot record anything either: its own errors must not hide why.
+      await backend.close().catch((error: unknown) => {
+        if (!failed) throw error;
+      });
     }
   };
 
@@ -251,6 +258,8 @@ export async function runCli(context: CliContext): Promise<number> {
       return error.exitCode === 0 ? 0 : EXIT_USAGE;
     }
     reporter.error(error);
+    // A full disk stopped a job that was submitted: not a usage error.
+    if (error instanceof DiskFullError) return 1;
     return error instanceof UsageError || (error instanceof NeuroCaasError && error.code !== 'Internal') ? EXIT_USAGE : 1;
   } finally {
     reporter.flush?.();
@@ -258,10 +267,14 @@ export async function runCli(context: CliContext): Promise<number> {
 }
 
 /** Certificate lines reach the researcher by following the certificate object (the client layer); the observer only warns. */
-function observerFor(reporter: Reporter): DriverObserver {
+function observerFor(reporter: Reporter, diskFull?: DiskFullWatch): DriverObserver {
   return {
-    effectFailed: (jobId, effect, error) => reporter.warn(`job ${jobId}: ${effect.type} failed, will retry: ${errorPayload(error).message}`),
-    backgroundError: (jobId, error) => reporter.warn(`job ${jobId}: ${errorPayload(error).message}`),
+    effectFailed: (jobId, effect, error) => {
+      if (!diskFull?.check(jobId, error)) reporter.warn(`job ${jobId}: ${effect.type} failed, will retry: ${errorPayload(error).message}`);
+    },
+    backgroundError: (jobId, error) => {
+      if (!diskFull?.check(jobId, error)) reporter.warn(`job ${jobId}: ${errorPayload(error).message}`);
+    },
   };
 }
 

@@ -13,10 +13,11 @@ function tempPathFor(path: string): string {
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const temp = tempPathFor(path);
-  await writeFile(temp, data);
   try {
+    await writeFile(temp, data);
     await rename(temp, path);
   } catch (error) {
+    // A full disk fails the write itself: its temp must not stay behind either.
     await rm(temp, { force: true });
     throw error;
   }
@@ -29,8 +30,8 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
 export async function createFileExclusive(path: string, data: string | Uint8Array): Promise<boolean> {
   await mkdir(dirname(path), { recursive: true });
   const temp = tempPathFor(path);
-  await writeFile(temp, data);
   try {
+    await writeFile(temp, data);
     await link(temp, path);
     return true;
   } catch (error) {

@@ -290,7 +290,8 @@ export class LocalMachines implements Machines, CommandRunner {
         break;
       case 'workflow':
         machine.record.workflowPid = Number(fields[0]);
-        void writeFileAtomic(this.recordPath(instanceId), JSON.stringify(machine.record, null, 2));
+        // Best effort (a full disk): terminate still kills the workflow's group through the machine's own.
+        void writeFileAtomic(this.recordPath(instanceId), JSON.stringify(machine.record, null, 2)).catch(() => undefined);
         break;
       case 'finished': {
         machine.reported = true;
@@ -327,9 +328,11 @@ export class LocalMachines implements Machines, CommandRunner {
     // runner did not get to contain its workflow itself, any process that still carries its id.
     signalMachine(machine.record, 'SIGKILL');
     if (!machine.reported) await killMachineProcesses(machine.record.instanceId);
-    await this.markTerminated(machine.record);
+    // A registry that cannot be written (a full disk) must not stop the job from learning that
+    // its machine is gone: the record on disk then says running, and its dead pid says otherwise.
+    await this.markTerminated(machine.record).catch(() => undefined);
     // Inputs and outputs were copied to the bucket; keep machine.json, command.sh and console.log.
-    await rm(join(this.options.machinesDir, machine.record.instanceId, 'work'), { recursive: true, force: true });
+    await rm(join(this.options.machinesDir, machine.record.instanceId, 'work'), { recursive: true, force: true }).catch(() => undefined);
     const { instanceId, jobId, dataset } = machine.record;
     if (machine.commandId && !machine.reported) {
       // The machine died mid-run: no result will ever come, so say so rather than wait for one.
