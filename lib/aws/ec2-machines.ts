@@ -91,7 +91,7 @@ export function isLaunchRefusal(code: string | undefined): boolean {
   return REFUSAL_CODES.has(code) || code.startsWith('Invalid') || code.startsWith('Unsupported');
 }
 
-/** Looks after IdempotentParameterMismatch: EC2 lists a new instance a moment after starting it. */
+/** Waits (ms) between the look-ups after IdempotentParameterMismatch: EC2 lists a new instance a moment after starting it. */
 const ADOPT_LOOKUP_WAITS_MS = [1_000, 2_000, 4_000];
 
 const MAX_TAG_VALUE_CHARS = 256;
@@ -169,7 +169,7 @@ export class Ec2Machines implements Machines {
       // (a re-send, or a concurrent launch of the same attempt walking its tries in another
       // invocation) returns that machine or, with other parameters, IdempotentParameterMismatch,
       // never a second machine. Tries that failed do not bind it, so the walk may go on with other
-      // parameters (decision record "one client token per attempt").
+      // parameters (decision 46).
       if (skipped.has(`${market}/${instanceType}`)) continue;
       const input = runInstancesInput(request, placement, instanceType, subnetId, request.clientToken, { market, rootDeviceName: rootDevice.deviceName });
       const label = market === 'spot' ? `spot ${instanceType}` : instanceType;
