@@ -502,7 +502,8 @@ describe('job state machine under an adversarial world', () => {
       }),
       SHARED_RUNS,
     );
-  });
+    // The first property runs the shared worlds (about 15 s on an idle core); the others reuse them.
+  }, 180_000);
 
   it('keeps a stray of a failed launch inside the reservation and never beside the retry (the seeds that found it)', () => {
     for (const example of strayCounterexamples) {
