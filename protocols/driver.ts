@@ -13,7 +13,7 @@ import {
   type JobState,
 } from '../lib/core/job-machine.js';
 import { budgetKey, chainKeys, isFolderKey, isValidObjectKey, jobKeys, parseCancelKey, parseSubmissionKey, receiptKey } from '../lib/core/keys.js';
-import { checkDatasetCount, checkSubmissionSize, folderFactsOf, planJob, rejectionDatasetNames, type ChainParent, type ObjectFacts } from '../lib/core/plan.js';
+import { checkDatasetCount, checkSubmissionSize, folderFactsOf, planJob, SUBMISSION_LIMITS, rejectionDatasetNames, type ChainParent, type ObjectFacts } from '../lib/core/plan.js';
 import { buildProvenance } from '../lib/core/provenance.js';
 import { buildRunnerSpec } from '../lib/core/runner-spec.js';
 import { datanames, parseSubmissionText, type Submission } from '../lib/core/submission.js';
@@ -370,12 +370,15 @@ export class JobDriver {
       }
       if (!info) continue;
       const facts: ObjectFacts = { size: info.size, etag: info.etag };
-      const sha = await this.ports.sha256?.(bucket, key);
+      // A config over the limit is rejected by its size: hashing gigabytes would only delay that.
+      const tooLargeConfig = key === submission.configname && info.size > SUBMISSION_LIMITS.maxConfigBytes && !datanames(submission).includes(key);
+      const sha = tooLargeConfig ? undefined : await this.ports.sha256?.(bucket, key);
       if (sha) facts.sha256 = sha;
       objectsFacts.set(key, facts);
     }
     const configFacts = objectsFacts.get(submission.configname);
-    const configText = configFacts && configFacts.unreadable === undefined ? (await objects.get(bucket, submission.configname)).toString('utf8') : undefined;
+    // Never read a config over the limit into memory: the plan rejects it by its size.
+    const configText = configFacts && configFacts.unreadable === undefined && configFacts.size <= SUBMISSION_LIMITS.maxConfigBytes ? (await objects.get(bucket, submission.configname)).toString('utf8') : undefined;
 
     const claim = parseChainClaim(submission);
     let parent: ChainParent | undefined;

@@ -5,7 +5,7 @@ import { packageRoot } from '../infra/package-paths.js';
 import type { DriverObserver } from '../../protocols/driver.js';
 import { resolve } from 'node:path';
 import { ResearcherClient, startRunHashes } from '../client/researcher-client.js';
-import { cancelJob, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
+import { cancelJob, checkConfigSize, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
 import { registerCostCommands } from './commands/cost.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
 import { DiskFullError, DiskFullWatch } from './disk-full.js';
@@ -113,6 +113,7 @@ export async function runCli(context: CliContext): Promise<number> {
     .requiredOption('--config <file>', 'analysis config (.json or .yaml)')
     .option('--instance-type <type>', 'instance type to run on (must be allowed by the blueprint)')
     .action(async (analysis: string, options: CommonOptions & { data: string[]; config: string; instanceType?: string }) => {
+      await checkConfigSize(options.config);
       // Each upload needs its file's sha256 first: hashing starts now, beside opening the backend.
       const hashing = startRunHashes(options.data, options.config);
       try {

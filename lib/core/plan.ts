@@ -161,6 +161,8 @@ export const SUBMISSION_LIMITS = {
   maxSubmissionBytes: 1_048_576,
   /** Most datasets one submission may name, whatever the blueprint allows. */
   maxDatasetsPerJob: 1_000,
+  /** Largest config read, bytes (1 MiB: a config is settings, not data; the web API's limit too). */
+  maxConfigBytes: 1_048_576,
 } as const;
 
 /** How many reasons a rejected dataset's own status repeats; the certificate has them all. */
@@ -346,6 +348,12 @@ export function planJob(input: PlanInput): PlanResult {
     reasons.push(`configname: ${configArea.reason}`);
   } else if (configFacts?.unreadable !== undefined) {
     reasons.push(`configname: ${configFacts.unreadable}`);
+  } else if (configFacts && configFacts.size > SUBMISSION_LIMITS.maxConfigBytes) {
+    // The shell does not read a config this large, so this comes before "does not exist".
+    reasons.push(
+      `configname: config ${JSON.stringify(submission.configname)} is ${formatBytes(configFacts.size)}; a config may be at most 1 MiB ` +
+        '(it holds settings, not data): put data under <group>/inputs/ and name it in "dataname"',
+    );
   } else if (!configFacts || input.configText === undefined) {
     reasons.push(`configname: config "${submission.configname}" does not exist; upload it first`);
   } else {
@@ -602,4 +610,11 @@ export function followOnConfigProblems(blueprints: readonly Blueprint[]): string
     problems.push(...checkConfig(next.config.jsonSchema, followOn.config, `followOn.config of "${blueprint.name}", checked against the config schema of "${next.name}"`));
   }
   return problems;
+}
+
+/** Bytes for people: "3.0 GiB", "2.5 MiB", "900 bytes". */
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${bytes} bytes`;
 }

@@ -3,7 +3,9 @@
  * renders its result through the reporter. The same code runs on both backends.
  */
 import { formatUsd } from '../../core/cost.js';
-import { SubmissionRejectedError } from '../../core/errors.js';
+import { SubmissionRejectedError, UsageError } from '../../core/errors.js';
+import { formatBytes, SUBMISSION_LIMITS } from '../../core/plan.js';
+import { stat } from 'node:fs/promises';
 import { jobKeys } from '../../core/keys.js';
 import type { JobDetail } from '../../client/ports.js';
 import type { ResearcherClient, RunRequest } from '../../client/researcher-client.js';
@@ -17,6 +19,19 @@ export const EXIT_USAGE = 2;
 export const EXIT_REJECTED = 3;
 
 /** `neurocaas run`: stage, submit, follow to the end, report. */
+/**
+ * Refuses a --config over the platform's limit (1 MiB) before it is hashed or uploaded: the
+ * protocol would reject it anyway, after a copy of however many gigabytes it is.
+ */
+export async function checkConfigSize(config: string): Promise<void> {
+  const info = await stat(config).catch(() => undefined);
+  if (!info?.isFile() || info.size <= SUBMISSION_LIMITS.maxConfigBytes) return; // Missing files are named by run itself.
+  throw new UsageError(
+    `--config ${config} is ${formatBytes(info.size)}; a config may be at most 1 MiB (it holds the analysis's settings, not data): ` +
+      'give data files with --data; nothing was uploaded',
+  );
+}
+
 export async function runAnalysis(client: ResearcherClient, request: RunRequest, reporter: Reporter): Promise<number> {
   let jobId = '';
   const job = await client.run(request, {
