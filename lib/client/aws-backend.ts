@@ -11,7 +11,7 @@ import type { GetParametersByPathCommandOutput, SSMClient } from '@aws-sdk/clien
 import type { STSClient } from '@aws-sdk/client-sts';
 import * as z from 'zod';
 import { AnalysisNotFoundError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
-import { placeCreateOnly } from './place-file.js';
+import { downloadTempFor, placeCreateOnly, removeStaleTemps } from './place-file.js';
 import { parseDocument, type BudgetDocument } from '../core/researcher-documents.js';
 import type { Clock } from '../ports.js';
 import { AwsAccessError, guarded, statusOf } from './aws-errors.js';
@@ -324,7 +324,9 @@ export class S3ClientObjects extends S3Objects implements ClientObjects {
   }
 
   async download(bucket: string, key: string, file: string, options: { onProgress?: ProgressListener } = {}): Promise<void> {
-    const temp = `${file}.ncap-part`;
+    // Per process: two downloads to one file never write the same temp (one could truncate the other's).
+    const temp = downloadTempFor(file);
+    await removeStaleTemps(file);
     await guarded(`downloading s3://${bucket}/${key}`, async () => {
       const result = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       const total = result.ContentLength ?? 0;

@@ -1,7 +1,7 @@
 import { copyFile, open, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AnalysisNotFoundError, JobNotFoundError, UsageError } from '../core/errors.js';
-import { placeCreateOnly } from './place-file.js';
+import { downloadTempFor, placeCreateOnly, removeStaleTemps } from './place-file.js';
 import { isJobFinished, jobOutcome, jobSpentUsd, summarizeJob, type JobState } from '../core/job-machine.js';
 import { budgetDocument, type BudgetDocument } from '../core/researcher-documents.js';
 import { budgetPeriodOf, type UserProfile } from '../core/user.js';
@@ -169,7 +169,9 @@ class LocalClientObjects implements ClientObjects {
   }
 
   async download(bucket: string, key: string, file: string, options: { onProgress?: ProgressListener } = {}): Promise<void> {
-    const temp = `${file}.ncap-part`;
+    // Per process: two downloads to one file never write the same temp (one could truncate the other's).
+    const temp = downloadTempFor(file);
+    await removeStaleTemps(file);
     try {
       await copyFile(this.platform.objects.pathOf(bucket, key), temp);
     } catch (error) {

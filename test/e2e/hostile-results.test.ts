@@ -96,6 +96,17 @@ describe('neurocaas results --out killed midway, then run again', () => {
   });
 });
 
+describe('two neurocaas results into one --out folder at once', () => {
+  it('both end well, every file byte-identical, no temp file left', async () => {
+    const out = path.join(sandbox.work, 'twice-at-once');
+    const [one, two] = await Promise.all([0, 1].map(() => sandbox.cli(['results', job.jobId, '--out', out, '--user', 'alice'])));
+
+    expect(one?.code, one && transcript(one)).toBe(0);
+    expect(two?.code, two && transcript(two)).toBe(0);
+    await expectIdenticalToJob(out);
+  });
+});
+
 describe('neurocaas results --out on a full disk', () => {
   it('says the disk is full, naming the file and what to do, presents no part of it, and resumes once there is room', async () => {
     if (process.getuid?.() !== 0) {
