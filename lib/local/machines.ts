@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { launchCutoffMs, launchWindowClosedError, MachineLaunchError, pastDeadlineError } from '../core/errors.js';
+import { LaunchRefusedError, launchCutoffMs, launchWindowClosedError, MachineLaunchError, pastDeadlineError } from '../core/errors.js';
 import { DatasetFailureSchema, type DatasetFailure } from '../core/status.js';
 import { runnerEnvironment, shellExports, shellQuote, type RunnerSpec } from '../core/runner-spec.js';
 import type {
@@ -135,13 +135,20 @@ export class LocalMachines implements Machines, CommandRunner {
           NCAP_EVENTS_FD: '3',
         },
       });
+      // A spawn that fails (no bash) emits 'error' on the next tick: with no listener it would
+      // crash the whole process. Its outcome is read from the missing pid just below.
+      child.on('error', () => undefined);
     } catch (error) {
-      throw new MachineLaunchError(`could not start a local machine: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      await unlink(tokenPath).catch(() => undefined);
+      // Nothing started: unlike a cloud call, a failed spawn is certain (decision 46), so the
+      // dataset fails now instead of after the launch window and a lookup.
+      throw new LaunchRefusedError(`could not start a local machine for ${request.dataset}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     } finally {
       closeSync(consoleFd);
     }
     if (child.pid === undefined) {
-      throw new MachineLaunchError(`could not start a local machine for ${request.dataset}: is bash installed and on PATH?`);
+      await unlink(tokenPath).catch(() => undefined);
+      throw new LaunchRefusedError(`could not start a local machine for ${request.dataset}: is bash installed and on PATH?`);
     }
     const record: MachineRecord = {
       instanceId,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalMachines, type LocalMachineEvent } from '../../../lib/local/machines.js';
+import { LaunchRefusedError } from '../../../lib/core/errors.js';
 import { isProcessAlive } from '../../../lib/local/fs-util.js';
 import { runnerScripts } from '../../../protocols/local-shell.js';
 import type { RunnerSpec } from '../../../lib/ports.js';
@@ -179,5 +180,19 @@ describe('local machines', () => {
     const instanceId = /ID (i-[0-9a-f]+)/.exec(output)?.[1] as string;
     const record = JSON.parse(readFileSync(join(root, 'machines', instanceId, 'machine.json'), 'utf8'));
     await waitFor(() => !isProcessAlive(record.pid) || undefined, 5_000);
+  });
+
+  it('reports a machine that cannot start as a refusal, so the dataset fails at once instead of waiting for a lookup', async () => {
+    const { machines } = setup('');
+    const path = process.env['PATH'];
+    process.env['PATH'] = '/nonexistent-neurocaas-test';
+    try {
+      const failure = await machines.launch(launchRequest(Date.now() + 60_000, 'tok-nobash')).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(LaunchRefusedError);
+      expect((failure as Error).message).toMatch(/could not start a local machine for a\.csv: is bash installed/);
+    } finally {
+      process.env['PATH'] = path;
+    }
+    expect(await machines.findLaunched('tok-nobash')).toBeUndefined();
   });
 });
