@@ -10,8 +10,8 @@
  * receives the bytes, and at completion only the tail is left to hash. Parts are handed to it in
  * order, each once the parts before it are whole: a part's received chunks themselves (moved to
  * the worker, not copied) while they are held, else (a part that waited too long behind a
- * missing one, or more bytes waiting than HOLD_LIMIT_BYTES) the worker re-reads it from the
- * staging file, which costs nearly as much again as the hash.
+ * missing one, or more bytes waiting or queued unhashed at the worker than HOLD_LIMIT_BYTES)
+ * the worker re-reads it from the staging file, which costs nearly as much again as the hash.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
@@ -26,9 +26,10 @@ const WRITE_BATCH_BYTES = 1024 * 1024;
 /** Parts are re-read for the running sha256 in chunks of this size: 1 MiB (fits the caches). */
 const HASH_READ_BYTES = 1024 * 1024;
 /**
- * Received bytes one server keeps in memory for the hash worker while they wait for the parts
- * before them: 64 MiB (the web app's 4 parts of 8 MiB in flight, twice over). Beyond it, parts
- * are re-read from the staging file when their turn comes.
+ * Received bytes one server keeps in memory for the hash worker: parts waiting for the parts
+ * before them, plus chunks moved to the worker that it has not acknowledged hashing yet (its
+ * queue grows when hashing is slower than arrival): 64 MiB (the web app's 4 parts of 8 MiB in
+ * flight, twice over). Beyond it, parts are re-read from the staging file when their turn comes.
  */
 const HOLD_LIMIT_BYTES = 64 * 1024 * 1024;
 
@@ -147,7 +148,9 @@ async function writeAllAt(handle: FileHandle, buffers: Buffer[], position: numbe
  * tests and from dist/): one sha256 state per upload id, fed either with chunks moved to it
  * (`feed`, which must continue exactly where the hash stands) or by reading the staging file
  * through the main thread's descriptor (`extend`). Messages are handled in order, so a digest
- * answers after every feed and extend sent before it.
+ * answers after every feed and extend sent before it. Every feed is acknowledged with its byte
+ * count once hashed (also when it failed), so the main thread knows how many moved bytes still
+ * wait in this thread's message queue.
  */
 const HASH_WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -184,6 +187,7 @@ parentPort.on('message', (m) => {
       state.error = String(error && error.message || error);
     }
   }
+  if (m.type === 'feed') parentPort.postMessage({ type: 'ack', bytes: m.chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0) });
   if (m.type === 'digest') parentPort.postMessage({ request: m.request, at: state.at, error: state.error, hex: state.error === undefined ? state.hash.copy().digest('hex') : undefined });
 });
 `;
@@ -203,20 +207,28 @@ function movable(chunk: Buffer): ArrayBuffer {
 class HashWorker {
   private worker: Worker | undefined;
   private nextRequest = 0;
+  private unacked = 0;
   private readonly waiting = new Map<number, { resolve: (value: { at: number; hex: string }) => void; reject: (error: Error) => void }>();
 
   private get thread(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(HASH_WORKER_SOURCE, { eval: true, workerData: { chunkBytes: HASH_READ_BYTES } });
     worker.unref();
-    worker.on('message', (reply: { request: number; at: number; error?: string; hex?: string }) => {
+    worker.on('message', (reply: { type: 'ack'; bytes: number } | { type?: undefined; request: number; at: number; error?: string; hex?: string }) => {
+      if (reply.type === 'ack') {
+        this.unacked -= reply.bytes;
+        return;
+      }
       const waiter = this.waiting.get(reply.request);
       this.waiting.delete(reply.request);
       if (reply.error !== undefined || reply.hex === undefined) waiter?.reject(new Error(reply.error ?? 'no digest'));
       else waiter?.resolve({ at: reply.at, hex: reply.hex });
     });
     const fail = (error: Error) => {
-      if (this.worker === worker) this.worker = undefined;
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      // Its queue died with it: the bytes fed to it are no longer held anywhere.
+      this.unacked = 0;
       for (const waiter of this.waiting.values()) waiter.reject(error);
       this.waiting.clear();
     };
@@ -226,31 +238,36 @@ class HashWorker {
     return worker;
   }
 
+  get unackedBytes(): number {
+    return this.unacked;
+  }
+
   reset(upload: string): void {
     this.thread.postMessage({ type: 'reset', upload });
   }
 
-  /** Hashes the file from where this upload's hash stands up to byte `upTo` (exclusive). */
   extend(upload: string, fd: number, upTo: number): void {
     this.thread.postMessage({ type: 'extend', upload, fd, upTo });
   }
 
-  /**
-   * Hashes `chunks`, the bytes from offset `at` on (where this upload's hash must stand), moving
-   * their memory to the worker: the chunks are unusable here afterwards. False when they could
-   * not be moved (nothing was sent; the caller extends from the file instead).
-   */
+  /** Moves the chunks' memory to the worker (transferred, not copied); acknowledged once hashed. */
   feed(upload: string, at: number, chunks: Buffer[]): boolean {
     const memory = chunks.map(movable);
+    // Counted before the transfer: it detaches the buffers here (their byteLength becomes 0).
+    const bytes = memory.reduce((sum, buffer) => sum + buffer.byteLength, 0);
     try {
       this.thread.postMessage({ type: 'feed', upload, at, chunks: memory }, memory);
-      return true;
     } catch {
+      // Expected: a DataCloneError when a buffer cannot be transferred (already detached by
+      // another owner), or the worker thread cannot be started. Nothing was sent and the hash
+      // stands where it stood, so the caller hashes these bytes by re-reading them from the
+      // staging file (extend); should that fail too, completion hashes the whole file itself.
       return false;
     }
+    this.unacked += bytes;
+    return true;
   }
 
-  /** The sha256 of the bytes hashed so far and how many they are. */
   digest(upload: string): Promise<{ at: number; hex: string }> {
     const request = this.nextRequest++;
     return new Promise((resolve, reject) => {
@@ -266,8 +283,40 @@ class HashWorker {
   async stop(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
+    this.unacked = 0;
     await worker?.terminate();
   }
+}
+
+/**
+ * Keeps the running sha256 of each open multipart upload, fed in order. UploadManager uses one
+ * HashWorker per server; tests pass another (e.g. one that acknowledges late).
+ */
+export interface RunningHashes {
+  /**
+   * Bytes handed over with `feed` whose hashing is not acknowledged yet: memory still held in
+   * the hasher's queue, counted against the manager's hold limit.
+   */
+  readonly unackedBytes: number;
+  /** Starts `upload`'s hash over at byte 0. */
+  reset(upload: string): void;
+  /** Hashes the file behind descriptor `fd` from where `upload`'s hash stands up to byte `upTo` (exclusive). */
+  extend(upload: string, fd: number, upTo: number): void;
+  /**
+   * Hashes `chunks`, the bytes from offset `at` on (where the hash must stand), taking their
+   * memory: the chunks are unusable for the caller afterwards. False when nothing was sent
+   * (the caller extends from the file instead).
+   */
+  feed(upload: string, at: number, chunks: Buffer[]): boolean;
+  /** The sha256 of the bytes hashed so far and how many they are (after every feed and extend sent before). */
+  digest(upload: string): Promise<{ at: number; hex: string }>;
+  forget(upload: string): void;
+  stop(): Promise<void>;
+}
+
+/** A hash worker thread of its own (as each UploadManager starts by default), e.g. for a test to wrap. */
+export function startHashWorker(): RunningHashes {
+  return new HashWorker();
 }
 
 interface Part {
@@ -309,14 +358,37 @@ export interface StartUpload {
   sha256?: string;
 }
 
+export interface UploadManagerOptions {
+  /** Received bytes kept in memory for the hash worker, held and unacknowledged together; default 64 MiB. */
+  holdLimitBytes?: number;
+  /** Keeps the running sha256s; default a worker thread of this manager's own (HashWorker). */
+  hashes?: RunningHashes;
+}
+
 /** The open multipart uploads of one server and its single PUTs. */
 export class UploadManager {
   private readonly uploads = new Map<string, Upload>();
-  private readonly hasher = new HashWorker();
+  private readonly hasher: RunningHashes;
+  private readonly holdLimitBytes: number;
   /** Bytes kept (or reserved for parts being received) for the hash worker, all uploads. */
   private heldBytes = 0;
 
-  constructor(private readonly objects: LocalObjectStore) {}
+  constructor(
+    private readonly objects: LocalObjectStore,
+    options: UploadManagerOptions = {},
+  ) {
+    this.hasher = options.hashes ?? new HashWorker();
+    this.holdLimitBytes = options.holdLimitBytes ?? HOLD_LIMIT_BYTES;
+  }
+
+  /**
+   * Received bytes this manager holds in memory for hashing, bytes: kept parts (and reservations
+   * for parts being received) plus fed chunks the hasher has not acknowledged. Never more than
+   * the hold limit.
+   */
+  get bytesInMemory(): number {
+    return this.heldBytes + this.hasher.unackedBytes;
+  }
 
   /** Streams one request body into `key`, create-only; verifies `sha256` when given. */
   async putObject(bucket: string, key: string, body: AsyncIterable<Buffer>, options: { sha256?: string; contentLength?: number }): Promise<{ key: string; sizeBytes: number; sha256: string; reused: boolean }> {
@@ -404,8 +476,10 @@ export class UploadManager {
     if (upload.busy.has(partNumber)) throw new RequestRefusedError('UploadConflict', `part ${partNumber} is being uploaded by another request right now`);
     upload.busy.add(partNumber);
     this.drop(upload, partNumber);
-    // Keep the chunks for the hash worker while there is room (reserved now, so parallel parts cannot overshoot).
-    const keep = this.heldBytes + expected <= HOLD_LIMIT_BYTES ? ([] as Buffer[]) : undefined;
+    // Keep the chunks for the hash worker while there is room (reserved now, so parallel parts
+    // cannot overshoot). Chunks the worker was given but has not hashed yet still take room: a
+    // worker slower than the arrivals would otherwise queue the whole file in memory.
+    const keep = this.bytesInMemory + expected <= this.holdLimitBytes ? ([] as Buffer[]) : undefined;
     if (keep) this.heldBytes += expected;
     let stored = false;
     try {
@@ -445,6 +519,9 @@ export class UploadManager {
   /**
    * Hands the worker, in order, the whole parts that follow the last one it was given: kept
    * chunks are moved to it, the others it reads from the staging file (runs of them at once).
+   * Moving a part's chunks turns held bytes into unacknowledged ones, the same bytes counted
+   * once (drop, then feed), so bytesInMemory never grows here; it was reserved within the limit
+   * when the part arrived, and parts without room were not kept, so they are re-read.
    */
   private advanceHash(upload: Upload): void {
     if (upload.closed) return;

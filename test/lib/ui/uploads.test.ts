@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalObjectStore } from '../../../lib/local/object-store.js';
-import { UploadManager } from '../../../lib/ui/uploads.js';
+import { startHashWorker, UploadManager, type RunningHashes } from '../../../lib/ui/uploads.js';
 
 const MIB = 1024 * 1024;
 const PART = 5 * MIB;
@@ -21,6 +21,45 @@ async function* ownChunks(bytes: Buffer, seen: Buffer[], size = 64 * 1024): Asyn
     const chunk = Buffer.from(bytes.subarray(at, at + size));
     seen.push(chunk);
     yield chunk;
+  }
+}
+
+/**
+ * A hasher that hashes at once (on a real worker) but acknowledges nothing until `release()`,
+ * as a worker falling behind the arrivals would: its own count of bytes fed and not released.
+ */
+class LateAcks implements RunningHashes {
+  readonly inner = startHashWorker();
+  fedBytes = 0;
+  releasedBytes = 0;
+  peakUnacked = 0;
+  get unackedBytes(): number {
+    return this.fedBytes - this.releasedBytes;
+  }
+  release(): void {
+    this.releasedBytes = this.fedBytes;
+  }
+  reset(upload: string): void {
+    this.inner.reset(upload);
+  }
+  extend(upload: string, fd: number, upTo: number): void {
+    this.inner.extend(upload, fd, upTo);
+  }
+  feed(upload: string, at: number, chunks: Buffer[]): boolean {
+    const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+    if (!this.inner.feed(upload, at, chunks)) return false;
+    this.fedBytes += bytes;
+    this.peakUnacked = Math.max(this.peakUnacked, this.unackedBytes);
+    return true;
+  }
+  digest(upload: string): Promise<{ at: number; hex: string }> {
+    return this.inner.digest(upload);
+  }
+  forget(upload: string): void {
+    this.inner.forget(upload);
+  }
+  stop(): Promise<void> {
+    return this.inner.stop();
   }
 }
 
@@ -105,6 +144,39 @@ describe('UploadManager multipart uploads', () => {
     const moved = seen.filter((chunk) => chunk.length === 0).length;
     expect(moved).toBeGreaterThan(0);
     expect(moved).toBeLessThan(seen.length);
+    // Every moved chunk was acknowledged before the digest answered: nothing is held any more.
+    expect(uploads.bytesInMemory).toBe(0);
+  });
+
+  it('keeps no more than the hold limit in memory when the hash worker falls behind, re-reading the rest from the file', async () => {
+    const hashes = new LateAcks();
+    const limit = 3 * PART;
+    const slow = new UploadManager(objects, { hashes, holdLimitBytes: limit });
+    try {
+      // 8 full parts in order, each handed to the hasher as it ends; the hasher acknowledges none of them.
+      const bytes = randomBytes(8 * PART + 999);
+      const { uploadId } = await slow.start({ bucket: 'b', key: 'lab/inputs/slow.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+      const seen: Buffer[] = [];
+      let peak = 0;
+      for (let n = 1; n <= 8; n++) {
+        await slow.putPart(uploadId, n, ownChunks(partOf(bytes, n), seen), partOf(bytes, n).length);
+        peak = Math.max(peak, slow.bytesInMemory);
+      }
+
+      expect(hashes.peakUnacked).toBe(limit);
+      expect(peak).toBeLessThanOrEqual(limit);
+      hashes.release();
+      // Room again: the last part is moved, not re-read.
+      const fedBefore = hashes.fedBytes;
+      await slow.putPart(uploadId, 9, ownChunks(partOf(bytes, 9), seen), partOf(bytes, 9).length);
+      expect(hashes.fedBytes - fedBefore).toBe(999);
+      const done = await slow.complete(uploadId, undefined, sha(bytes));
+
+      expect(done.sha256).toBe(sha(bytes));
+      expect(sha(await readFile(objects.pathOf('b', 'lab/inputs/slow.bin')))).toBe(sha(bytes));
+    } finally {
+      await slow.abortAll();
+    }
   });
 
   it('verifies a sha256 declared only at completion (a client that hashed while sending) and stores nothing when it differs', async () => {
