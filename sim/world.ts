@@ -232,16 +232,20 @@ export class World {
 
   // ---- EC2 ----
 
+  /** EC2 itself would start it; the adapter refuses a late send first (Ec2Machines.launch), as the port says. */
+  refuseLateLaunch(request: LaunchRequest): void {
+    if (this.nowMs >= request.deadlineAtMs) throw pastDeadlineError(request);
+    const cutoffMs = launchCutoffMs(request);
+    if (this.nowMs >= cutoffMs) throw launchWindowClosedError({ dataset: request.dataset, clientToken: request.clientToken, launchByMs: cutoffMs });
+  }
+
   launchInstance(request: LaunchRequest): LaunchResult {
     const existing = this.byToken.get(request.clientToken);
     if (existing) {
       const instance = this.instances.get(existing) as InstanceRecord;
       return { instanceId: instance.instanceId, instanceType: instance.instanceType, launchedAtMs: instance.launchedAtMs, ...(instance.spot ? { market: 'spot' as const } : {}) };
     }
-    // EC2 itself would start it; the adapter refuses first (Ec2Machines.launch), as the port says.
-    if (this.nowMs >= request.deadlineAtMs) throw pastDeadlineError(request);
-    const cutoffMs = launchCutoffMs(request);
-    if (this.nowMs >= cutoffMs) throw launchWindowClosedError({ dataset: request.dataset, clientToken: request.clientToken, launchByMs: cutoffMs });
+    this.refuseLateLaunch(request);
     const f = this.faults;
     if (this.rng.chance(f.capacity)) {
       this.stats.capacityErrors += 1;
@@ -520,12 +524,13 @@ export class SimMachines implements Machines, AwsCommandRunner {
     this.invocation.gate('EC2');
     if (this.world.rng.chance(this.world.faults.launchUnclear)) {
       // A 5xx (or a reset connection) that outlasted the adapter's retries, before or after EC2
-      // started the machine; a send past the window or deadline is still refused as such.
+      // started the machine.
       const started = this.world.rng.chance(0.5) && !this.world.byToken.has(request.clientToken);
-      if (started) {
-        this.world.launchInstance(request);
-        this.world.stats.launchesUnclearStarted += 1;
-      }
+      // Either half passes the adapter's own checks first (a refusal there is no unclear launch),
+      // and a try that found no capacity is no unclear launch either: counted only past them.
+      if (started) this.world.launchInstance(request);
+      else this.world.refuseLateLaunch(request);
+      if (started) this.world.stats.launchesUnclearStarted += 1;
       this.world.stats.launchesUnclear += 1;
       throw new LaunchOutcomeUnknownError(`could not launch ${request.instanceType} for dataset ${request.dataset}: InternalError: An internal error has occurred (EC2 may have started it)`);
     }

@@ -161,6 +161,7 @@ export class Ec2Machines implements Machines {
 
     const tries = launchTries(request, placement);
     const tried: string[] = [];
+    const refused: string[] = [];
     const skipped = new Set<string>();
     let lastCapacityError: unknown;
     for (const { instanceType, subnetId, market } of tries) {
@@ -205,13 +206,20 @@ export class Ec2Machines implements Machines {
           // adapter does not know: EC2 may have started the machine, so it is not a "no".
           throw new LaunchOutcomeUnknownError(`${what} (EC2 may have started it; the launch is re-sent with the same token, then looked up)`, { cause: error });
         }
+        if (isLaunchRefusal(code)) {
+          // Not proof after a capacity miss (above), but not a capacity answer either: named as
+          // what it was, so the reason does not blame capacity for a bad parameter.
+          refused.push(`${label} in ${subnetId} refused: ${describeAwsError(error).replace(/\.$/, '')}`);
+          continue;
+        }
         if (REGIONAL_LIMIT_CODES.has(code ?? '')) skipped.add(`${market}/${instanceType}`);
         if (!tried.includes(label)) tried.push(label);
         lastCapacityError = error;
       }
     }
+    const refusals = refused.length > 0 ? ` Refused after that: ${refused.join('; ')}.` : '';
     throw new CapacityExhaustedError(
-      `no capacity for ${tried.join(', ')} in ${placement.subnetIds.join(', ')}: ${describeAwsError(lastCapacityError).replace(/\.$/, '')}. ` +
+      `no capacity for ${tried.join(', ')} in ${placement.subnetIds.join(', ')}: ${describeAwsError(lastCapacityError).replace(/\.$/, '')}.${refusals} ` +
         'Try again later, or allow more instance types for this analysis.',
       { cause: lastCapacityError },
     );

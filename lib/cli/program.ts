@@ -8,7 +8,7 @@ import { ResearcherClient, startRunHashes } from '../client/researcher-client.js
 import { cancelJob, checkConfigSize, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
 import { registerCostCommands } from './commands/cost.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
-import { DiskFullError, DiskFullWatch } from './disk-full.js';
+import { DiskFullError, DiskFullWatch, isDiskFull } from './disk-full.js';
 import type { SandboxCommandOptions } from './commands/sandbox.js';
 import { HumanReporter, JsonReporter, errorPayload, type OutputStreams, type Reporter } from './reporter.js';
 import { resolveSettings, type CliSettings, type GlobalOptions } from './settings.js';
@@ -77,9 +77,11 @@ export async function runCli(context: CliContext): Promise<number> {
       throw error;
     } finally {
       stopSignals.remove();
-      // On a full disk closing cannot record anything either: its own errors must not hide why.
+      // Closing stops this command's machines. After a failure its own error must not hide the
+      // first one; on a full disk it is expected (nothing can be recorded), otherwise it is said.
       await backend.close().catch((error: unknown) => {
         if (!failed) throw error;
+        if (!isDiskFull(error)) reporter.warn(`while stopping after the error below, closing the backend failed too: ${error instanceof Error ? error.message : String(error)}`);
       });
     }
   };

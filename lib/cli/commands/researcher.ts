@@ -18,10 +18,10 @@ export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_REJECTED = 3;
 
-/** `neurocaas run`: stage, submit, follow to the end, report. */
 /**
- * Refuses a --config over the platform's limit (1 MiB) before it is hashed or uploaded: the
- * protocol would reject it anyway, after a copy of however many gigabytes it is.
+ * Refuses a --config over the platform's limit (`SUBMISSION_LIMITS.maxConfigBytes`, 1 MiB)
+ * before it is hashed or uploaded: the protocol would reject it anyway, after a copy of however
+ * many gigabytes it is.
  */
 export async function checkConfigSize(config: string): Promise<void> {
   const info = await stat(config).catch(() => undefined);
@@ -32,6 +32,7 @@ export async function checkConfigSize(config: string): Promise<void> {
   );
 }
 
+/** `neurocaas run`: stage, submit, follow to the end, report. */
 export async function runAnalysis(client: ResearcherClient, request: RunRequest, reporter: Reporter): Promise<number> {
   let jobId = '';
   const job = await client.run(request, {

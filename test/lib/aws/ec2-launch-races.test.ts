@@ -118,7 +118,11 @@ describe('EC2 launch failures: what they prove', () => {
     mock.on(RunInstancesCommand, { SubnetId: 'subnet-a' }).rejects(ec2Error('InsufficientInstanceCapacity'));
     mock.on(RunInstancesCommand, { SubnetId: 'subnet-b' }).rejects(ec2Error('InvalidParameterValue'));
 
-    await expect(machines.launch(request)).rejects.toThrow(CapacityExhaustedError);
+    const failure = await machines.launch(request).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(CapacityExhaustedError);
+    // The reason names the refusal as one, not as a capacity miss of subnet-b.
+    expect((failure as Error).message).toMatch(/^no capacity for m5\.xlarge in subnet-a, subnet-b: InsufficientInstanceCapacity/);
+    expect((failure as Error).message).toMatch(/Refused after that: .*subnet-b refused: .*InvalidParameterValue/);
   });
 
   it('refuses a missing image before sending anything', async () => {
