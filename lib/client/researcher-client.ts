@@ -2,11 +2,11 @@ import { lstat, mkdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { KeyInvalidError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { CHAIN_NAME_PREFIX, isChainReservedKey, jobKeys } from '../core/keys.js';
-import { hashFile, hashInTurn, sha256OfFile } from './file-hash.js';
+import { type FileHash, FileChangedWhileHashingError, HASH_ATTEMPTS, hashFile, hashInTurn, sha256OfFile } from './file-hash.js';
 import type { ClientBackend, Identity, JobDetail, ProgressListener } from './ports.js';
 import { rejectedDetail, ResearcherUseCases, type RunListener } from './researcher-use-cases.js';
 
-export { HASH_READ_BYTES, hashInTurn, sha256OfFile } from './file-hash.js';
+export { type FileHash, HASH_READ_BYTES, hashInTurn, sha256OfFile } from './file-hash.js';
 export {
   CancelRefusedError,
   FOLLOW_BACKLOG_BYTES,
@@ -34,7 +34,7 @@ export interface RunRequest {
 
 /** A run's file hashes under way: one per data file, then the config's. */
 export interface RunHashes {
-  hashes: Promise<string>[];
+  hashes: Promise<FileHash>[];
   /** Stops the hashes still running (a run that failed before it needed them). */
   abort(): void;
 }
@@ -100,10 +100,13 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
 
   /**
    * Uploads a local file unless the same bytes (sha256) are there already; never replaces
-   * different ones. `sha256`: the file's hash when it is already being computed (run hashes
-   * ahead); else it is computed here, while S3 is asked whether the key exists.
+   * different ones. `hashed`: the file's hash when it is already being computed (run hashes
+   * ahead, possibly long before this upload); else it is computed here, while S3 is asked
+   * whether the key exists. Either way the file is stat'ed again right before it is compared and
+   * uploaded, and hashed again if its size or mtime is no longer the hash's: a file regenerated
+   * since its early hash must not be stored under the old sha256 (provenance and seeds read it).
    */
-  async stage(bucket: string, key: string, file: string, listener: RunListener = {}, sha256?: Promise<string>): Promise<string> {
+  async stage(bucket: string, key: string, file: string, listener: RunListener = {}, hashed?: Promise<FileHash>): Promise<string> {
     const { objects } = this.backend;
     if (isChainReservedKey(key)) {
       // On aws IAM refuses these names to researchers: they are how a chain hands results on.
@@ -112,18 +115,25 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
           `rename ${file} (e.g. ${basename(file).replace(new RegExp(`^${CHAIN_NAME_PREFIX}`), '')}) and run again`,
       );
     }
-    const own = sha256 === undefined ? new AbortController() : undefined;
-    const hashing = sha256 ?? hashFile(file, own?.signal);
+    const own = new AbortController();
+    const hashing = hashed ?? hashFile(file, own.signal);
     hashing.catch(() => undefined);
-    let localSha: string;
-    let info: Awaited<ReturnType<typeof stat>>;
+    let local: FileHash;
     let exists: boolean;
     try {
-      [info, exists] = await Promise.all([stat(file), objects.head(bucket, key).then((found) => found !== undefined)]);
-      localSha = await hashing;
+      [exists, local] = await Promise.all([objects.head(bucket, key).then((found) => found !== undefined), hashing]);
+      for (let rehashes = 0; ; rehashes += 1) {
+        const info = await stat(file);
+        if (info.size === local.sizeBytes && info.mtimeMs === local.mtimeMs) break;
+        if (rehashes === HASH_ATTEMPTS) throw new FileChangedWhileHashingError(file);
+        listener.step?.(`${file} changed since it was hashed; hashing it again`);
+        local = await hashFile(file, own.signal);
+      }
     } finally {
-      own?.abort();
+      own.abort();
     }
+    const localSha = local.sha256;
+    const info = { size: local.sizeBytes, mtimeMs: local.mtimeMs };
     if (exists) {
       const stored = await objects.sha256(bucket, key);
       if (stored !== localSha) {

@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
   AbortMultipartUploadCommand,
@@ -103,6 +104,16 @@ interface ResumeRecord {
   mtimeMs: number;
   sha256: string;
   partSizeBytes: number;
+  /**
+   * The process sending this upload's parts (written when it starts or resumes the upload).
+   * Absent in records written before owners were recorded.
+   */
+  owner?: RecordOwner;
+}
+
+interface RecordOwner {
+  pid: number;
+  hostname: string;
 }
 
 /**
@@ -154,10 +165,15 @@ export class S3ResumableUploader {
         uploadId = record.uploadId;
         // A part S3 lists is whole; one of another size would come from a different split (not ours).
         for (const part of parts) if (part.size === sizeOf(part.number)) stored.set(part.number, part.etag);
+        if (recordFile) await writeRecord(recordFile, { ...record, owner: thisProcess() });
       }
-    } else if (record && record.bucket === bucket && record.key === key) {
-      // The file changed since: its stored parts can never complete this file, so they go now
-      // rather than at the bucket's lifecycle rule (best effort: the rule still catches them).
+    } else if (record && record.bucket === bucket && record.key === key && ownerIsGone(record.owner)) {
+      // Another file's upload whose sender died: its parts can never complete this file, so they
+      // go now rather than at the bucket's lifecycle rule (best effort: the rule still catches
+      // them). One whose sender may still be sending (another terminal uploading a different file
+      // to this name, or the run this file was touched under) is left alone: aborting it would
+      // break that run. This run starts its own upload; the create-only completion decides which
+      // file becomes the object, and the lifecycle rule aborts the loser's parts after 7 days.
       await this.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: record.uploadId })).catch(() => undefined);
     }
     const resumed = uploadId !== undefined;
@@ -165,7 +181,7 @@ export class S3ResumableUploader {
       const created = await this.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: { [SHA256_METADATA]: request.sha256 } }));
       if (!created.UploadId) throw new Error(`S3 started no multipart upload for s3://${bucket}/${key}`);
       uploadId = created.UploadId;
-      if (recordFile) await writeRecord(recordFile, { schemaVersion: 1, bucket, key, uploadId, sizeBytes, mtimeMs: request.mtimeMs, sha256: request.sha256, partSizeBytes: partSize });
+      if (recordFile) await writeRecord(recordFile, { schemaVersion: 1, bucket, key, uploadId, sizeBytes, mtimeMs: request.mtimeMs, sha256: request.sha256, partSizeBytes: partSize, owner: thisProcess() });
     }
     const partsReused = stored.size;
     let doneBytes = [...stored.keys()].reduce((sum, n) => sum + sizeOf(n), 0);
@@ -215,9 +231,14 @@ export class S3ResumableUploader {
       if (failure) {
         const translated = translateAwsError(failure.reason, `uploading ${request.file} to s3://${bucket}/${key}`);
         const why = translated instanceof Error ? translated.message : String(translated);
-        const next = recordFile
+        // The record may name another run's upload by now (a different file sent to this name
+        // meanwhile): then the rerun cannot resume this one, and must not be promised it.
+        const stillOurs = recordFile !== undefined && (await readRecord(recordFile))?.uploadId === uploadId;
+        const next = stillOurs
           ? `${stored.size} of ${partCount} parts are stored (not an object yet): run the same command again to send only the rest`
-          : 'nothing became an object: run the same command again to upload it';
+          : recordFile
+            ? `nothing became an object, and another upload to ${key} started meanwhile (so this one cannot resume): run the same command again to upload it from the start`
+            : 'nothing became an object: run the same command again to upload it';
         const code = translated instanceof NeuroCaasError ? translated.code : 'UploadInterrupted';
         throw new UploadInterruptedError(code, `the upload stopped halfway (${why}); ${next}`, failure.reason);
       }
@@ -232,12 +253,12 @@ export class S3ResumableUploader {
       if (isPreconditionFailed(error)) {
         // Someone created the key meanwhile: these parts can never complete; drop them.
         await this.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
-        if (recordFile) await rm(recordFile, { force: true });
+        if (recordFile) await removeRecordOf(recordFile, uploadId);
         throw new ObjectExistsError(`s3://${bucket}/${key} was created by someone else while uploading; nothing was overwritten`);
       }
       throw error;
     }
-    if (recordFile) await rm(recordFile, { force: true });
+    if (recordFile) await removeRecordOf(recordFile, uploadId);
     request.onProgress?.(sizeBytes, sizeBytes);
     return { partsSent: missing.length, partsReused, resumed };
   }
@@ -285,6 +306,33 @@ async function readRecord(file: string): Promise<ResumeRecord | undefined> {
   } catch {
     // Missing or unreadable: start a new upload (the old one, if any, expires by the bucket's lifecycle rule).
     return undefined;
+  }
+}
+
+/** Removes the record only while it names `uploadId`: another run's record (a later upload to this name) stays for its resume. */
+async function removeRecordOf(file: string, uploadId: string): Promise<void> {
+  if ((await readRecord(file))?.uploadId === uploadId) await rm(file, { force: true });
+}
+
+function thisProcess(): RecordOwner {
+  return { pid: process.pid, hostname: hostname() };
+}
+
+/**
+ * True only when the upload's sender is certainly not sending any more: it ran on this host and
+ * its pid is no process now (ESRCH). Another host's, this process's own (an earlier upload in
+ * this process may still be running) and a live or unknowable pid (EPERM: another user's) count
+ * as possibly sending. A record from before owners were recorded counts as possibly sending too:
+ * aborting a live run breaks it, while leaving a dead one's parts costs only their storage until
+ * the bucket's lifecycle rule aborts them (7 days); such records are gone after one upgrade.
+ */
+function ownerIsGone(owner: RecordOwner | undefined): boolean {
+  if (owner === undefined || owner.hostname !== hostname() || owner.pid === process.pid || !Number.isInteger(owner.pid) || owner.pid <= 0) return false;
+  try {
+    process.kill(owner.pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 

@@ -201,7 +201,7 @@ function movable(chunk: Buffer): ArrayBuffer {
 
 /**
  * The running sha256s of one server's multipart uploads, on a worker thread (created on first
- * use, unref'd so it never keeps the process alive). If the worker fails, digests reject and
+ * use and unref'd, but its 'message' listener refs its port again: it lives as long as the server). If the worker fails, digests reject and
  * the caller hashes the file itself.
  */
 class HashWorker {

@@ -5,11 +5,12 @@
  * own hash, and an aborted run stops hashing (the worker too).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HASH_READ_BYTES, hashInTurn, sha256OfFile, sha256OfFileInWorker, WORKER_HASH_MIN_BYTES } from '../../../lib/client/file-hash.js';
+import { Worker } from 'node:worker_threads';
+import { HASH_READ_BYTES, hashFileHere, hashFileInWorker, hashInTurn, settleWorkerHash, sha256OfFile, sha256OfFileInWorker, WORKER_HASH_MIN_BYTES } from '../../../lib/client/file-hash.js';
 
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
@@ -35,7 +36,7 @@ describe('hashing local files before they are staged', () => {
   it('hashes a large file on a worker thread, and says which file was missing', async () => {
     const bytes = randomBytes(WORKER_HASH_MIN_BYTES + 5);
     await writeFile(join(dir, 'large.bin'), bytes);
-    expect(await hashInTurn([join(dir, 'large.bin')])[0]).toBe(sha(bytes));
+    expect((await hashInTurn([join(dir, 'large.bin')])[0])?.sha256).toBe(sha(bytes));
     await expect(sha256OfFileInWorker(join(dir, 'gone.bin'))).rejects.toMatchObject({ code: 'ENOENT', message: expect.stringContaining('gone.bin') });
   });
 
@@ -45,9 +46,9 @@ describe('hashing local files before they are staged', () => {
     await writeFile(join(dir, 'a.bin'), a);
     await writeFile(join(dir, 'c.bin'), c);
     const [first, missing, third] = hashInTurn([join(dir, 'a.bin'), join(dir, 'nope.bin'), join(dir, 'c.bin')]);
-    expect(await first).toBe(sha(a));
+    expect((await first)?.sha256).toBe(sha(a));
     await expect(missing).rejects.toMatchObject({ code: 'ENOENT' });
-    expect(await third).toBe(sha(c));
+    expect((await third)?.sha256).toBe(sha(c));
   });
 
   it('stops hashing once the run that asked for it is aborted, on this thread or a worker', async () => {
@@ -63,4 +64,19 @@ describe('hashing local files before they are staged', () => {
     worker.abort();
     await expect(hashing).rejects.toMatchObject({ name: 'AbortError' });
   });
+
+  it('gives each hash the size and mtime the file had while it was read, on this thread or a worker', async () => {
+    const bytes = randomBytes(HASH_READ_BYTES + 9);
+    const file = join(dir, 'stat.bin');
+    await writeFile(file, bytes);
+    const info = await stat(file);
+    const expected = { sha256: sha(bytes), sizeBytes: bytes.length, mtimeMs: info.mtimeMs };
+    expect(await hashFileHere(file)).toEqual(expected);
+    expect(await hashFileInWorker(file)).toEqual(expected);
+  });
+
+  it('rejects, naming the file, when the hashing worker exits without an answer', async () => {
+    const worker = new Worker('process.exit(3)', { eval: true });
+    await expect(settleWorkerHash(worker, '/data/session.bin')).rejects.toThrow(/hashing \/data\/session\.bin stopped \(exit code 3\) before it gave a sha256/);
+  }, 10_000);
 });

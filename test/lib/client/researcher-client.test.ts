@@ -2,10 +2,11 @@
  * One suite, two fixtures: every researcher use-case behaves the same on the local backend and
  * on the aws backend (moto + the real protocol handlers). See test/support/client-fixtures.ts.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelRefusedError, type FollowEvent } from '../../../lib/client/researcher-client.js';
+import { CancelRefusedError, type FollowEvent, hashInTurn } from '../../../lib/client/researcher-client.js';
 import { JobNotFoundError, ObjectExistsError } from '../../../lib/core/errors.js';
 import { jobKeys } from '../../../lib/core/keys.js';
 import { awsFixture, localFixture, type ClientFixture } from '../../support/client-fixtures.js';
@@ -77,6 +78,23 @@ describe.each(fixtures)('the researcher client on the %s backend', (_name, creat
 
     expect(steps).toEqual(['using lab/inputs/a.csv (already uploaded, identical)']);
     await expect(client.stage(bucket, 'lab/inputs/a.csv', other)).rejects.toThrow(ObjectExistsError);
+  });
+
+  it('stores the sha256 of the bytes it uploads when the file was regenerated after its early hash', async () => {
+    const client = fx.clientFor('alice');
+    const bucket = await client.backend.bucketOf(fx.analysis);
+    const file = join(fx.dir, 'regenerated.csv');
+    await writeFile(file, 'frame,x\n1,2\n');
+    const [early] = hashInTurn([file]);
+    await early;
+    const now = 'frame,x\n1,2\n3,4\n5,6\n';
+    await writeFile(file, now);
+    const steps: string[] = [];
+
+    await client.stage(bucket, 'lab/inputs/regenerated.csv', file, { step: (s) => steps.push(s) }, early);
+
+    expect(await client.backend.objects.sha256(bucket, 'lab/inputs/regenerated.csv')).toBe(createHash('sha256').update(now).digest('hex'));
+    expect(steps[0]).toContain('changed since it was hashed; hashing it again');
   });
 
   it('refuses to upload an input named like a chain hand-off, saying the name is reserved', async () => {

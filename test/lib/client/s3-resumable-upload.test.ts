@@ -4,10 +4,11 @@
  * that are missing.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ObjectExistsError } from '../../../lib/core/errors.js';
 import { DEFAULT_PART_BYTES, MAX_BUFFERED_BYTES, planParts, S3ResumableUploader } from '../../../lib/client/s3-resumable-upload.js';
@@ -91,6 +92,57 @@ describe('S3ResumableUploader on the emulator', () => {
 
     expect(result).toEqual({ resumed: false, partsReused: 0, partsSent: 3 });
     expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.['sha256']).toBe(after.sha256);
+  });
+
+  /** Interrupts an upload of a fresh 3-part file to `key`, then sets its record's owner as given; returns the upload id. */
+  async function interruptedUploadOwnedBy(bucket: string, stateDir: string, key: string, owner: { pid: number; hostname: string } | undefined): Promise<string> {
+    const before = await sampleFile(`${key.split('/').pop()}`, randomBytes(3 * PART));
+    await expect(new S3ResumableUploader(failingClient(moto, 2), { stateDir, partSizeBytes: PART, concurrency: 1 }).upload({ bucket, key, ...before })).rejects.toThrow();
+    const [name] = await readdir(stateDir);
+    const recordFile = join(stateDir, name as string);
+    const record = JSON.parse(await readFile(recordFile, 'utf8')) as { uploadId: string; owner?: unknown };
+    expect(record.owner).toEqual({ pid: process.pid, hostname: hostname() });
+    if (owner) record.owner = owner;
+    else delete record.owner;
+    await writeFile(recordFile, JSON.stringify(record));
+    return record.uploadId;
+  }
+
+  const uploadExists = (bucket: string, key: string, uploadId: string) =>
+    s3.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).then(
+      () => true,
+      (error: { name?: string }) => (error.name === 'NoSuchUpload' ? false : Promise.reject(error)),
+    );
+
+  it("leaves another file's upload to the same name alone while its sender may be alive (or is not known)", async () => {
+    const bucket = await createBucket(s3, 'resume');
+    const owners = [undefined, { pid: process.pid, hostname: hostname() }, { pid: 1, hostname: hostname() }, { pid: 4_000_000, hostname: `not-${hostname()}` }];
+    for (const [index, owner] of owners.entries()) {
+      const key = `lab/inputs/shared-name-${index}.bin`;
+      const stateDir = join(dir, `state-live-${index}`);
+      const theirs = await interruptedUploadOwnedBy(bucket, stateDir, key, owner);
+
+      const mine = await sampleFile('mine.bin', randomBytes(2 * PART + 1));
+      const result = await new S3ResumableUploader(s3ClientFor(moto), { stateDir, partSizeBytes: PART }).upload({ bucket, key, ...mine });
+
+      expect(result).toEqual({ resumed: false, partsReused: 0, partsSent: 3 });
+      expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.['sha256']).toBe(mine.sha256);
+      expect(await uploadExists(bucket, key, theirs), `owner ${JSON.stringify(owner)}`).toBe(true);
+    }
+  });
+
+  it('aborts the upload a changed file left behind when its sender on this host has exited', async () => {
+    const bucket = await createBucket(s3, 'resume');
+    const key = 'lab/inputs/dead-owner.bin';
+    const exited = spawnSync(process.execPath, ['-e', '']);
+    const stateDir = join(dir, 'state-dead');
+    const old = await interruptedUploadOwnedBy(bucket, stateDir, key, { pid: exited.pid as number, hostname: hostname() });
+
+    const changed = await sampleFile('dead-owner.bin', randomBytes(2 * PART + 1));
+    await new S3ResumableUploader(s3ClientFor(moto), { stateDir, partSizeBytes: PART }).upload({ bucket, key, ...changed });
+
+    expect(await uploadExists(bucket, key, old)).toBe(false);
+    expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.['sha256']).toBe(changed.sha256);
   });
 
   it('never overwrites an object that appeared under the key, multipart or single', async () => {
