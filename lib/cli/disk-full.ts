@@ -1,19 +1,10 @@
-import { NeuroCaasError } from '../core/errors.js';
+import { isDiskFull, NeuroCaasError } from '../core/errors.js';
 
 /** The local root's disk is full: the job's state can no longer be written. */
 export class DiskFullError extends NeuroCaasError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('DiskFull', message, options);
   }
-}
-
-/** Whether `error` (or what it wraps) says a disk or the state database is out of space. */
-export function isDiskFull(error: unknown): boolean {
-  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = (at as { cause?: unknown }).cause, depth += 1) {
-    const code = (at as { code?: unknown }).code;
-    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') return true;
-  }
-  return false;
 }
 
 /**
@@ -36,7 +27,7 @@ export class DiskFullWatch {
 
   /** Returns true (and trips, once) when `error` is a full disk. */
   check(jobId: string, error: unknown): boolean {
-    if (!isDiskFull(error)) return false;
+    if (!isDiskFull(error, { database: true })) return false;
     const job = jobId === '-' ? 'the running job' : `job ${jobId}`;
     this.reject?.(
       new DiskFullError(

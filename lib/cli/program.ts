@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { NeuroCaasError, UsageError } from '../core/errors.js';
+import { isDiskFull, NeuroCaasError, UsageError } from '../core/errors.js';
 import type { LocalPlatform } from '../../protocols/local-shell.js';
 import { packageRoot } from '../infra/package-paths.js';
 import type { DriverObserver } from '../../protocols/driver.js';
@@ -8,7 +8,7 @@ import { ResearcherClient, startRunHashes } from '../client/researcher-client.js
 import { cancelJob, checkConfigSize, EXIT_USAGE, fetchResults, listJobs, runAnalysis, showBudget, showLogs, showStatus } from './commands/researcher.js';
 import { registerCostCommands } from './commands/cost.js';
 import { backendNameOf, openAwsBackend, openLocalBackend } from './backend.js';
-import { DiskFullError, DiskFullWatch, isDiskFull } from './disk-full.js';
+import { DiskFullError, DiskFullWatch } from './disk-full.js';
 import type { SandboxCommandOptions } from './commands/sandbox.js';
 import { HumanReporter, JsonReporter, errorPayload, type OutputStreams, type Reporter } from './reporter.js';
 import { resolveSettings, type CliSettings, type GlobalOptions } from './settings.js';
@@ -81,7 +81,7 @@ export async function runCli(context: CliContext): Promise<number> {
       // first one; on a full disk it is expected (nothing can be recorded), otherwise it is said.
       await backend.close().catch((error: unknown) => {
         if (!failed) throw error;
-        if (!isDiskFull(error)) reporter.warn(`while stopping after the error below, closing the backend failed too: ${error instanceof Error ? error.message : String(error)}`);
+        if (!isDiskFull(error, { database: true })) reporter.warn(`while stopping after the error below, closing the backend failed too: ${error instanceof Error ? error.message : String(error)}`);
       });
     }
   };

@@ -1,5 +1,4 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -11,7 +10,7 @@ import type { GetParametersByPathCommandOutput, SSMClient } from '@aws-sdk/clien
 import type { STSClient } from '@aws-sdk/client-sts';
 import * as z from 'zod';
 import { AnalysisNotFoundError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
-import { downloadTempFor, placeCreateOnly, removeStaleTemps } from './place-file.js';
+import { downloadCreateOnly } from './place-file.js';
 import { parseDocument, type BudgetDocument } from '../core/researcher-documents.js';
 import type { Clock } from '../ports.js';
 import { AwsAccessError, guarded, statusOf } from './aws-errors.js';
@@ -324,9 +323,6 @@ export class S3ClientObjects extends S3Objects implements ClientObjects {
   }
 
   async download(bucket: string, key: string, file: string, options: { onProgress?: ProgressListener } = {}): Promise<void> {
-    // Per process: two downloads to one file never write the same temp (one could truncate the other's).
-    const temp = downloadTempFor(file);
-    await removeStaleTemps(file);
     await guarded(`downloading s3://${bucket}/${key}`, async () => {
       const result = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       const total = result.ContentLength ?? 0;
@@ -338,14 +334,8 @@ export class S3ClientObjects extends S3Objects implements ClientObjects {
           callback(null, chunk);
         },
       });
-      try {
-        await pipeline(result.Body as Readable, counter, createWriteStream(temp));
-      } catch (error) {
-        await rm(temp, { force: true });
-        throw error;
-      }
-      // Create-only: a file that appeared at `file` meanwhile is never replaced.
-      await placeCreateOnly(temp, file);
+      // Create-only through this process's temp: a file that appeared at `file` meanwhile is never replaced.
+      await downloadCreateOnly(file, (temp) => pipeline(result.Body as Readable, counter, createWriteStream(temp)));
     });
   }
 

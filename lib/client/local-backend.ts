@@ -1,7 +1,7 @@
-import { copyFile, open, rm } from 'node:fs/promises';
+import { copyFile, open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AnalysisNotFoundError, JobNotFoundError, UsageError } from '../core/errors.js';
-import { downloadTempFor, placeCreateOnly, removeStaleTemps } from './place-file.js';
+import { downloadCreateOnly } from './place-file.js';
 import { isJobFinished, jobOutcome, jobSpentUsd, summarizeJob, type JobState } from '../core/job-machine.js';
 import { budgetDocument, type BudgetDocument } from '../core/researcher-documents.js';
 import { budgetPeriodOf, type UserProfile } from '../core/user.js';
@@ -169,17 +169,8 @@ class LocalClientObjects implements ClientObjects {
   }
 
   async download(bucket: string, key: string, file: string, options: { onProgress?: ProgressListener } = {}): Promise<void> {
-    // Per process: two downloads to one file never write the same temp (one could truncate the other's).
-    const temp = downloadTempFor(file);
-    await removeStaleTemps(file);
-    try {
-      await copyFile(this.platform.objects.pathOf(bucket, key), temp);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    }
-    // Create-only: a file that appeared at `file` meanwhile is never replaced.
-    await placeCreateOnly(temp, file);
+    // Create-only through this process's temp: a file that appeared at `file` meanwhile is never replaced.
+    await downloadCreateOnly(file, (temp) => copyFile(this.platform.objects.pathOf(bucket, key), temp));
     const info = await this.platform.objects.head(bucket, key);
     options.onProgress?.(info?.size ?? 0, info?.size ?? 0);
   }

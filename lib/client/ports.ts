@@ -45,7 +45,7 @@ export interface ClientObjects extends ClientStore {
    * same file, by size, `mtimeMs` and sha256, is uploaded to the same key again).
    */
   upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; mtimeMs?: number; onProgress?: ProgressListener }): Promise<void>;
-  /** Downloads an object to `file` through a temporary file renamed at the end (never a half file). */
+  /** Downloads an object to a new `file` through this process's temp, placed create-only (never a half file, never a replaced one: ObjectExistsError). */
   download(bucket: string, key: string, file: string, options?: { onProgress?: ProgressListener }): Promise<void>;
 }
 

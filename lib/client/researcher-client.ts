@@ -1,8 +1,9 @@
 import { lstat, mkdir, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { KeyInvalidError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
+import { isDiskFull, KeyInvalidError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { CHAIN_NAME_PREFIX, isChainReservedKey, jobKeys } from '../core/keys.js';
 import { type FileHash, FileChangedWhileHashingError, HASH_ATTEMPTS, hashFile, hashInTurn, sha256OfFile } from './file-hash.js';
+import { removeStaleTemps } from './place-file.js';
 import type { ClientBackend, Identity, JobDetail, ProgressListener } from './ports.js';
 import { rejectedDetail, ResearcherUseCases, type RunListener } from './researcher-use-cases.js';
 
@@ -163,7 +164,8 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
    * Copies the job folder to `outDir`: several files at once, each through a temporary file
    * placed create-only; a file already there with the same bytes (sha256) is complete and
    * skipped (so an interrupted copy resumes); a different file there is never overwritten nor
-   * called complete. A full disk or a file where a folder must go is a `ResultsCopyError`
+   * called complete. Temps that killed copies of these files left are removed first (each
+   * folder listed once). A full disk or a file where a folder must go is a `ResultsCopyError`
    * naming the file and what to do.
    */
   async results(jobId: string, outDir: string, options: { concurrency?: number; onProgress?: (file: string, doneBytes: number, totalBytes: number) => void } = {}): Promise<ResultsView> {
@@ -187,6 +189,7 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
       }
       todo.push({ key: object.key, relative, target, size: object.size });
     }
+    await removeLeftovers(objects.map((object) => join(outDir, ...object.key.slice(prefix.length).split('/'))));
     let next = 0;
     let copied = 0;
     let failure: unknown;
@@ -254,6 +257,20 @@ export class ResultsCopyError extends NeuroCaasError {
   }
 }
 
+/**
+ * Removes the temps that killed copies of these result files left (removeStaleTemps), listing
+ * each folder once: once per file made a copy of 10,000 files into one folder quadratic.
+ */
+async function removeLeftovers(targets: string[]): Promise<void> {
+  const byDir = new Map<string, Set<string>>();
+  for (const target of targets) {
+    const names = byDir.get(dirname(target)) ?? new Set<string>();
+    names.add(basename(target));
+    byDir.set(dirname(target), names);
+  }
+  for (const [dir, names] of byDir) await removeStaleTemps(dir, names);
+}
+
 /** mkdir -p below `outDir`, saying which path is a file where a folder must go. */
 async function mkdirForResults(outDir: string, dir: string): Promise<void> {
   try {
@@ -276,7 +293,7 @@ function resultsCopyError(error: unknown, outDir: string, relative: string, size
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const mib = (sizeBytes / (1024 * 1024)).toFixed(1);
   const resume = `${complete} file(s) are complete there and no part of ${relative} was kept`;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
+  if (isDiskFull(error)) {
     return new ResultsCopyError(
       `no space left on the disk of ${outDir} while copying ${relative} (${mib} MiB); ${resume}: free space (or choose an --out folder on another disk) and run the same command again: it resumes`,
       { cause: error },

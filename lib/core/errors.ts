@@ -147,3 +147,16 @@ export function pastDeadlineError(request: { dataset: string; deadlineAtMs: numb
     `the deadline of dataset ${request.dataset} (${new Date(request.deadlineAtMs).toISOString()}) has passed; no machine is started for it`,
   );
 }
+
+/**
+ * Whether `error`, or an error it wraps (its `cause`, up to 5 deep), says a disk is out of
+ * space: ENOSPC, EDQUOT (the user's quota), and with `database` also SQLITE_FULL (the state
+ * database's disk). Pure: it reads only the error's `code`.
+ */
+export function isDiskFull(error: unknown, options: { database?: boolean } = {}): boolean {
+  for (let at: unknown = error, depth = 0; at instanceof Error && depth < 5; at = (at as { cause?: unknown }).cause, depth += 1) {
+    const code = (at as { code?: unknown }).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT' || (options.database === true && code === 'SQLITE_FULL')) return true;
+  }
+  return false;
+}
