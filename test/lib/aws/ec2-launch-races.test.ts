@@ -17,6 +17,7 @@ import { Ec2Machines, isLaunchRefusal, MACHINE_TAGS, type MachinePlacement } fro
 import { CapacityExhaustedError, LaunchOutcomeUnknownError, LaunchRefusedError } from '../../../lib/core/errors.js';
 import type { LaunchRequest } from '../../../lib/ports.js';
 import { startMoto, type MotoServer } from '../../support/moto.js';
+import { ec2Placement, LAUNCH_DEADLINE_MS, LAUNCH_REQUEST } from '../../support/ec2-fixtures.js';
 
 /**
  * The two launch races decision 42 left open, at the EC2 adapter: (1) an EC2 answer that is
@@ -25,29 +26,11 @@ import { startMoto, type MotoServer } from '../../support/moto.js';
  * start one machine, because every try sends the attempt's one client token.
  */
 
-const DEADLINE_MS = Date.parse('2026-11-22T17:15:33.000Z');
+const DEADLINE_MS = LAUNCH_DEADLINE_MS;
 
-const placement: MachinePlacement = {
-  analysis: 'an-alysis',
-  bucket: 'an-alysis-bucket',
-  amiId: 'ami-0123456789abcdef0',
-  instanceProfileArn: 'arn:aws:iam::123456789012:instance-profile/ncap-an-alysis',
-  securityGroupId: 'sg-0aaa',
-  subnetIds: ['subnet-a', 'subnet-b'],
-  volumeSizeGiB: 64,
-  instanceTypes: ['m5.xlarge'],
-  hourlyUsd: { 'm5.xlarge': 0.192 },
-};
+const placement: MachinePlacement = ec2Placement({ subnetIds: ['subnet-a', 'subnet-b'] });
 
-const request: LaunchRequest = {
-  jobId: '20261122T151533Z-7f3a',
-  analysis: 'an-alysis',
-  group: 'lab',
-  dataset: 'a.csv',
-  instanceType: 'm5.xlarge',
-  clientToken: 'ncap-20261122T151533Z-7f3a-0',
-  deadlineAtMs: DEADLINE_MS,
-};
+const request: LaunchRequest = { ...LAUNCH_REQUEST };
 
 function ec2Error(name: string, fault: 'client' | 'server' = 'client', status = 400): EC2ServiceException {
   return new EC2ServiceException({ name, message: `${name} happened`, $fault: fault, $metadata: { httpStatusCode: status } });

@@ -39,31 +39,17 @@ import { startMoto, type MotoServer } from '../../support/moto.js';
 import { machineCostUsd } from '../../../lib/core/cost.js';
 import { datasetCostUsd, initialJobState, reduceJob } from '../../../lib/core/job-machine.js';
 import { planFixture } from '../../support/core-fixtures.js';
+import { ec2Placement, LAUNCH_DEADLINE_MS, LAUNCH_REQUEST } from '../../support/ec2-fixtures.js';
 
-const DEADLINE_MS = Date.parse('2026-11-22T17:15:33.000Z');
+const DEADLINE_MS = LAUNCH_DEADLINE_MS;
 
-const placement: MachinePlacement = {
-  analysis: 'an-alysis',
-  bucket: 'an-alysis-bucket',
-  amiId: 'ami-0123456789abcdef0',
-  instanceProfileArn: 'arn:aws:iam::123456789012:instance-profile/ncap-an-alysis',
-  securityGroupId: 'sg-0aaa',
-  subnetIds: ['subnet-a'],
-  volumeSizeGiB: 64,
+const placement: MachinePlacement = ec2Placement({
   instanceTypes: ['m5.xlarge', 'm5.2xlarge'],
   // Priced alike so the fallback tests may fall back; the price rule has its own test.
   hourlyUsd: { 'm5.xlarge': 0.384, 'm5.2xlarge': 0.384, 'c5.2xlarge': 0.384 },
-};
+});
 
-const request: LaunchRequest = {
-  jobId: '20261122T151533Z-7f3a',
-  analysis: 'an-alysis',
-  group: 'lab',
-  dataset: 'a.csv',
-  instanceType: 'm5.xlarge',
-  clientToken: 'ncap-20261122T151533Z-7f3a-0',
-  deadlineAtMs: DEADLINE_MS,
-};
+const request: LaunchRequest = { ...LAUNCH_REQUEST };
 
 function ec2Error(name: string, message: string, fault: 'client' | 'server' = 'client'): EC2ServiceException {
   return new EC2ServiceException({ name, message, $fault: fault, $metadata: { httpStatusCode: 400 } });
