@@ -82,3 +82,14 @@ export function applyAll(events: JobEvent[], start?: JobState): Run {
 export function effectsOf<T extends JobEffect['type']>(effects: JobEffect[], type: T): Extract<JobEffect, { type: T }>[] {
   return effects.filter((effect): effect is Extract<JobEffect, { type: T }> => effect.type === type);
 }
+
+/** A submitted one-dataset job with its budget reserved, one machine at a time. */
+export function oneDatasetJob(platformRetries = 2, timeoutMinutes = 60): JobEvent[] {
+  const blueprint = blueprintFixture({
+    limits: { timeoutMinutes, maxConcurrentMachines: 1, agentWaitMinutes: 10, maxDatasetsPerJob: 10, platformRetries },
+  });
+  return [
+    { type: 'SubmissionReceived', atMs: T0, plan: planFixture(1, blueprint) },
+    { type: 'BudgetReserved', atMs: T0 },
+  ];
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LAUNCH_RETRY_MS, LAUNCH_SETTLE_MS, LAUNCH_WINDOW_MS, nextWakeAtMs, type JobEvent } from '../../../lib/core/job-machine.js';
-import { T0, applyAll, blueprintFixture, effectsOf, planFixture } from '../../support/core-fixtures.js';
+import { T0, applyAll, effectsOf, oneDatasetJob } from '../../support/core-fixtures.js';
 
 /**
  * What a failed launch proves about its token. Only a refusal (EC2 refused the request as
@@ -13,15 +13,6 @@ const MIN = 60_000;
 const dataset = 'd0.csv';
 const token = 'ncap-job1-0';
 
-function oneDatasetJob(platformRetries = 2): JobEvent[] {
-  const blueprint = blueprintFixture({
-    limits: { timeoutMinutes: 60, maxConcurrentMachines: 1, agentWaitMinutes: 10, maxDatasetsPerJob: 10, platformRetries },
-  });
-  return [
-    { type: 'SubmissionReceived', atMs: T0, plan: planFixture(1, blueprint) },
-    { type: 'BudgetReserved', atMs: T0 },
-  ];
-}
 
 const unclear = (atMs: number, clientToken = token): JobEvent => ({
   type: 'InstanceLaunchFailed',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LAUNCH_SETTLE_MS, LAUNCH_WINDOW_MS, nextWakeAtMs, type JobEvent, type JobState } from '../../../lib/core/job-machine.js';
-import { T0, applyAll, blueprintFixture, effectsOf, planFixture } from '../../support/core-fixtures.js';
+import { T0, applyAll, blueprintFixture, effectsOf, oneDatasetJob, planFixture } from '../../support/core-fixtures.js';
 
 /**
  * A retry after a launch failure (decision 42): the failed token may still start a machine
@@ -13,15 +13,6 @@ const dataset = 'd0.csv';
 const firstToken = 'ncap-job1-0';
 const secondToken = 'ncap-job1-0-a2';
 
-function oneDatasetJob(platformRetries = 2, timeoutMinutes = 60): JobEvent[] {
-  const blueprint = blueprintFixture({
-    limits: { timeoutMinutes, maxConcurrentMachines: 1, agentWaitMinutes: 10, maxDatasetsPerJob: 10, platformRetries },
-  });
-  return [
-    { type: 'SubmissionReceived', atMs: T0, plan: planFixture(1, blueprint) },
-    { type: 'BudgetReserved', atMs: T0 },
-  ];
-}
 
 const noCapacity = (atMs: number, clientToken = firstToken): JobEvent => ({
   type: 'InstanceLaunchFailed',
