@@ -202,10 +202,10 @@ export class LocalPlatform {
       });
     } catch (error) {
       if (claimed === undefined) throw error;
-      // Claimed but not evaluated: the job must still end, with the reason.
-      const message = error instanceof Error ? error.message : String(error);
-      await this.dispatch(claimed, { type: 'SubmissionRejected', atMs: this.clock.nowMs(), reasons: [`the submission could not be evaluated: ${message}`], datasets: [] });
+      // Claimed but its evaluation threw: the job must still end, with the reason, and the
+      // submitter (a CLI or the web app waiting for it) must get its receipt now, not a timeout.
       started = { jobId: claimed, duplicate: false };
+      await this.rejectUnevaluated(bucket, key, claimed, error, username);
     }
     if (started.duplicate) return started;
     // Claimed while this process was being stopped: it must not run on unattended.
@@ -213,6 +213,25 @@ export class LocalPlatform {
     const record = await this.jobs.get(started.jobId);
     if (record) this.afterDispatch(record.state);
     return started;
+  }
+
+  /**
+   * A claimed submission whose evaluation threw (not a refusal: a fault of the platform or of
+   * the analysis's set-up) is rejected with the error's message verbatim and what to do, in its
+   * certificate, end.txt and receipt. If even that cannot be written (the disk is full), the
+   * original error is thrown: the caller says it, and the reaper ends the job later.
+   */
+  private async rejectUnevaluated(bucket: string, key: string, jobId: string, error: unknown, username: string | undefined): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error);
+    const reason =
+      `the submission could not be evaluated: ${message}. This is a fault of the platform or of the analysis's set-up, not of the submission; ` +
+      'nothing was reserved or run, and your inputs and configs are untouched: tell the analysis developer or your admin, then submit it again (under a new name)';
+    try {
+      await this.driver.rejectUnprocessable(bucket, key, reason, username === undefined ? {} : { username });
+    } catch (rejectionError) {
+      this.report(jobId, rejectionError);
+      throw error;
+    }
   }
 
   /** Resolves when the job is finished (DONE or REJECTED), or with its last known state when this platform closes. */

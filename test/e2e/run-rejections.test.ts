@@ -3,7 +3,7 @@
  * command lines that are wrong before anything is submitted (exit 2, nothing staged).
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -161,6 +161,32 @@ describe('neurocaas run rejects a submission it must not run', () => {
       rejection: ['user "bob" may not run "test-workflow" (allowed: kalman-smoother); ask an admin'],
       datasets: [expect.objectContaining({ name: 'a.csv', status: 'FAILED' })],
     });
+  });
+
+  it('answers at once, with the error and what to do, a submission whose evaluation throws', async () => {
+    const sandbox = await createSandbox();
+    // The chain's next stage names a file as its environment folder: planning the job throws.
+    const blueprints = path.join(sandbox.dir, 'blueprints');
+    const fixture = JSON.parse(await readFile(path.join(fixtureBlueprintsDir, 'test-workflow', 'blueprint.json'), 'utf8')) as Record<string, unknown>;
+    for (const [name, extra] of [
+      ['chained', { followOn: { analysis: 'broken-next', inputs: { file: 'result.json' } } }],
+      ['broken-next', { environment: { local: { dir: 'env/work.mjs' } } }],
+    ] as const) {
+      await cp(path.join(fixtureBlueprintsDir, 'test-workflow', 'env'), path.join(blueprints, name, 'env'), { recursive: true });
+      await writeFile(path.join(blueprints, name, 'blueprint.json'), JSON.stringify({ ...fixture, name, ...extra }));
+    }
+    const data = await sandbox.file('a.csv', 'frame,x\n1,2\n');
+    const config = await sandbox.config('config.json', { mode: 'succeed' });
+
+    const result = await sandbox.cli(['run', 'chained', '--data', data, '--config', config, '--user', 'alice'], { blueprintsDir: blueprints });
+
+    expect(result.code, transcript(result)).toBe(EXIT.rejected);
+    expect(result.durationMs, transcript(result)).toBeLessThan(15_000);
+    expect(result.stderr, transcript(result)).toContain(`the submission could not be evaluated: ENOTDIR: not a directory, scandir '${path.join(blueprints, 'broken-next', 'env', 'work.mjs')}'`);
+    expect(result.stderr, transcript(result)).toMatch(/tell the analysis developer or your admin, then submit it again/);
+    expect(result.stderr, transcript(result)).not.toMatch(/did not answer|ReceiptTimeout/);
+    expect(await readFile(sandbox.bucketPath('chained', 'lab/inputs/a.csv'), 'utf8')).toBe('frame,x\n1,2\n');
+    expect(await launchedMachineFolders(sandbox.root)).toEqual([]);
   });
 });
 

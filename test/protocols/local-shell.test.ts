@@ -1,9 +1,9 @@
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { jobKeys } from '../../lib/core/keys.js';
+import { jobKeys, receiptKey } from '../../lib/core/keys.js';
 import { LocalPlatform } from '../../protocols/local-shell.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/', import.meta.url));
@@ -12,8 +12,8 @@ afterEach(async () => {
   await Promise.all(platforms.splice(0).map((p) => p.close()));
 });
 
-function platformOn(root: string): LocalPlatform {
-  const platform = new LocalPlatform({ root, blueprintsDir: join(fixtures, 'blueprints'), usersDir: join(fixtures, 'users') });
+function platformOn(root: string, blueprintsDir = join(fixtures, 'blueprints')): LocalPlatform {
+  const platform = new LocalPlatform({ root, blueprintsDir, usersDir: join(fixtures, 'users') });
   platforms.push(platform);
   return platform;
 }
@@ -97,5 +97,46 @@ describe('local platform', () => {
     const state = await platform.waitForJob(jobId);
     expect(state.phase).toBe('REJECTED');
     expect(state.datasets[0]?.reason).toContain('lab/inputs/linked is a link (or lies under a linked folder) leading outside the bucket');
+  });
+
+  it('answers a submission whose evaluation throws with a rejected receipt (the error verbatim, what to do) and goes on serving', async () => {
+    // A real developer mistake: the chain's next stage names a file as its local environment
+    // folder, so reading that blueprint's environment throws (ENOTDIR) while the plan is made.
+    const blueprints = mkdtempSync(join(tmpdir(), 'ncap-shell-bp-'));
+    const fixture = JSON.parse(readFileSync(join(fixtures, 'blueprints', 'test-workflow', 'blueprint.json'), 'utf8')) as Record<string, unknown>;
+    for (const name of ['chained', 'broken-next', 'plain']) cpSync(join(fixtures, 'blueprints', 'test-workflow', 'env'), join(blueprints, name, 'env'), { recursive: true });
+    const write = (name: string, extra: Record<string, unknown>) => writeFileSync(join(blueprints, name, 'blueprint.json'), JSON.stringify({ ...fixture, name, ...extra }));
+    write('chained', { followOn: { analysis: 'broken-next', inputs: { file: 'result.json' } } });
+    write('broken-next', { environment: { local: { dir: 'env/work.mjs' } } });
+    write('plain', {});
+    const thrown = (() => {
+      try {
+        readdirSync(join(blueprints, 'broken-next', 'env', 'work.mjs'));
+      } catch (error) {
+        return (error as Error).message;
+      }
+      throw new Error('expected the broken environment to be unreadable as a folder');
+    })();
+    const platform = platformOn(mkdtempSync(join(tmpdir(), 'ncap-shell-')), blueprints);
+    for (const analysis of ['chained', 'plain']) {
+      await platform.objects.put(analysis, 'lab/inputs/a.csv', 'x\n');
+      await platform.objects.put(analysis, 'lab/configs/c.json', JSON.stringify({ mode: 'succeed' }));
+      await platform.objects.put(analysis, 'lab/submissions/alice/t-submit.json', JSON.stringify({ dataname: 'lab/inputs/a.csv', configname: 'lab/configs/c.json' }));
+    }
+
+    const { jobId } = await platform.startSubmission('chained', 'lab/submissions/alice/t-submit.json');
+
+    const receipt = JSON.parse((await platform.objects.get('chained', receiptKey('lab', 'alice', 't-submit.json'))).toString('utf8')) as { jobId: string; outcome: string; reasons: string[] };
+    expect(receipt).toMatchObject({ jobId, outcome: 'rejected' });
+    expect(receipt.reasons).toHaveLength(1);
+    expect(receipt.reasons[0]).toContain(thrown);
+    expect(receipt.reasons[0]).toMatch(/submit it again/);
+    const state = await platform.waitForJob(jobId);
+    expect(state.phase).toBe('REJECTED');
+    expect((await platform.objects.get('chained', jobKeys('lab', 'chained', jobId).certificate)).toString('utf8')).toContain(thrown);
+    // The researcher's files are untouched, and the next submission runs.
+    expect((await platform.objects.get('chained', 'lab/configs/c.json')).toString('utf8')).toBe(JSON.stringify({ mode: 'succeed' }));
+    const next = await platform.startSubmission('plain', 'lab/submissions/alice/t-submit.json');
+    expect((await platform.waitForJob(next.jobId)).datasets[0]?.phase).toBe('SUCCEEDED');
   });
 });
