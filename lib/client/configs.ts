@@ -7,6 +7,7 @@ import type { ErrorObject } from 'ajv';
 import { dump as dumpYaml, load as parseYaml } from 'js-yaml';
 import { NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { compileJsonSchema } from '../core/json-schema.js';
+import { SUBMISSION_LIMITS } from '../core/plan.js';
 import type { UseCaseBackend } from './ports.js';
 import { groupObjectKey, printable } from './object-names.js';
 
@@ -26,8 +27,8 @@ export class ConfigInvalidError extends NeuroCaasError {
   }
 }
 
-/** Largest config text accepted: 1 MiB (a config is settings, not data). */
-export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Largest config text accepted: the platform's config limit (a config is settings, not data). */
+export const MAX_CONFIG_BYTES = SUBMISSION_LIMITS.maxConfigBytes;
 
 /** Every violation of `schema` by `value`, one per field, in the schema's words. */
 export function configFieldErrors(schema: Record<string, unknown>, value: unknown): FieldError[] {

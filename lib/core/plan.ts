@@ -157,11 +157,11 @@ export interface PlanInput {
  * refused without reading it). A blueprint's own `limits.maxDatasetsPerJob` may only be lower.
  */
 export const SUBMISSION_LIMITS = {
-  /** Largest submission file read, bytes (1 MiB: a thousand dataset keys fit many times over). */
+  /** Largest submission file read, bytes (a thousand dataset keys fit many times over). */
   maxSubmissionBytes: 1_048_576,
   /** Most datasets one submission may name, whatever the blueprint allows. */
   maxDatasetsPerJob: 1_000,
-  /** Largest config read, bytes (1 MiB: a config is settings, not data; the web API's limit too). */
+  /** Largest config read, bytes (a config is settings, not data; the web API's limit too). */
   maxConfigBytes: 1_048_576,
 } as const;
 
@@ -351,7 +351,7 @@ export function planJob(input: PlanInput): PlanResult {
   } else if (configFacts && configFacts.size > SUBMISSION_LIMITS.maxConfigBytes) {
     // The shell does not read a config this large, so this comes before "does not exist".
     reasons.push(
-      `configname: config ${JSON.stringify(submission.configname)} is ${formatBytes(configFacts.size)}; a config may be at most 1 MiB ` +
+      `configname: config ${JSON.stringify(submission.configname)} is ${formatBytes(configFacts.size)}; a config may be at most ${formatByteLimit(SUBMISSION_LIMITS.maxConfigBytes)} ` +
         '(it holds settings, not data): put data under <group>/inputs/ and name it in "dataname"',
     );
   } else if (!configFacts || input.configText === undefined) {
@@ -616,5 +616,17 @@ export function followOnConfigProblems(blueprints: readonly Blueprint[]): string
 export function formatBytes(bytes: number): string {
   if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
   if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${bytes} bytes`;
+}
+
+/**
+ * A limit as people write it, exactly: the largest binary unit it is a whole number of
+ * (1_048_576 -> "1 MiB", 512 -> "512 bytes"). Messages quote limits through this, so the text
+ * can never disagree with the constant it names.
+ */
+export function formatByteLimit(bytes: number): string {
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
+  }
   return `${bytes} bytes`;
 }

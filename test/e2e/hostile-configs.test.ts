@@ -6,7 +6,11 @@
 import { mkdir, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { formatByteLimit, SUBMISSION_LIMITS } from '../../lib/core/plan.js';
 import { createSandbox, EXIT, JobFolder, transcript, waitFor } from './helpers.js';
+
+/** The limit as the messages state it (test/lib/core/plan.test.ts checks that it is the enforced one). */
+const limit = formatByteLimit(SUBMISSION_LIMITS.maxConfigBytes);
 
 const analysis = 'test-workflow';
 
@@ -20,7 +24,7 @@ describe('a config far larger than a config can be', () => {
     const result = await sandbox.cli(['run', analysis, '--data', data, '--config', config, '--user', 'alice']);
 
     expect(result.code, transcript(result)).toBe(EXIT.usage);
-    expect(result.stderr).toContain(`--config ${config} is 3.0 GiB; a config may be at most 1 MiB`);
+    expect(result.stderr).toContain(`--config ${config} is 3.0 GiB; a config may be at most ${limit}`);
     expect(await readdir(sandbox.bucketPath(analysis, 'lab')).catch(() => [])).toEqual([]);
   });
 
@@ -43,13 +47,13 @@ describe('a config far larger than a config can be', () => {
 
     expect(end).toMatch(/REJECTED/);
     const certificate = await job.certificate();
-    expect(certificate).toContain('configname: config "lab/configs/huge.json" is 2.0 MiB; a config may be at most 1 MiB');
+    expect(certificate).toContain(`configname: config "lab/configs/huge.json" is 2.0 MiB; a config may be at most ${limit}`);
     const receiptPath = path.join(sandbox.bucketPath(analysis, 'lab/receipts/alice'), 'hugesubmit.json.json');
     // The receipt is written right after the job's end (its own write): wait for it, bounded.
     const text = await waitFor(() => readFile(receiptPath, 'utf8').catch(() => undefined), receiptPath, 5_000);
     const receipt = JSON.parse(text) as { outcome: string; reasons: string[] };
     expect(receipt.outcome).toBe('rejected');
-    expect(receipt.reasons.join('\n')).toContain('a config may be at most 1 MiB');
+    expect(receipt.reasons.join('\n')).toContain(`a config may be at most ${limit}`);
     server.signal('SIGTERM');
     await server.exited;
   });

@@ -4,7 +4,7 @@
  */
 import { formatUsd } from '../../core/cost.js';
 import { SubmissionRejectedError, UsageError } from '../../core/errors.js';
-import { formatBytes, SUBMISSION_LIMITS } from '../../core/plan.js';
+import { formatByteLimit, formatBytes, SUBMISSION_LIMITS } from '../../core/plan.js';
 import { stat } from 'node:fs/promises';
 import { jobKeys } from '../../core/keys.js';
 import type { JobDetail } from '../../client/ports.js';
@@ -19,7 +19,7 @@ export const EXIT_USAGE = 2;
 export const EXIT_REJECTED = 3;
 
 /**
- * Refuses a --config over the platform's limit (`SUBMISSION_LIMITS.maxConfigBytes`, 1 MiB)
+ * Refuses a --config over the platform's limit (`SUBMISSION_LIMITS.maxConfigBytes`)
  * before it is hashed or uploaded: the protocol would reject it anyway, after a copy of however
  * many gigabytes it is.
  */
@@ -27,7 +27,7 @@ export async function checkConfigSize(config: string): Promise<void> {
   const info = await stat(config).catch(() => undefined);
   if (!info?.isFile() || info.size <= SUBMISSION_LIMITS.maxConfigBytes) return; // Missing files are named by run itself.
   throw new UsageError(
-    `--config ${config} is ${formatBytes(info.size)}; a config may be at most 1 MiB (it holds the analysis's settings, not data): ` +
+    `--config ${config} is ${formatBytes(info.size)}; a config may be at most ${formatByteLimit(SUBMISSION_LIMITS.maxConfigBytes)} (it holds the analysis's settings, not data): ` +
       'give data files with --data; nothing was uploaded',
   );
 }

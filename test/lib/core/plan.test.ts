@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { folderFactsOf, planJob, type ObjectFacts, type PlanInput } from '../../../lib/core/plan.js';
+import { folderFactsOf, formatByteLimit, planJob, SUBMISSION_LIMITS, type ObjectFacts, type PlanInput } from '../../../lib/core/plan.js';
 import { unescapeDatasetName } from '../../../lib/core/keys.js';
 import { T0, alice, blueprintFixture } from '../../support/core-fixtures.js';
 
@@ -64,6 +64,23 @@ describe('planning a submission', () => {
       'instance_type "p4d.24xlarge" is not allowed for "kalman-smoother"; choose one of: m5.xlarge, m5.2xlarge',
     ]);
     expect(base.objects.size).toBe(3);
+  });
+
+  it('rejects a config over the limit with the limit it enforces, and accepts one at the limit', () => {
+    const limit = SUBMISSION_LIMITS.maxConfigBytes;
+    const over = (size: number) => input({ objects: new Map([...input().objects, ['lab/configs/c.yaml', { size, etag: 'ec' }]]) });
+    const stated = /a config may be at most (\d+) (GiB|MiB|KiB|bytes) /.exec(reasons(over(limit + 1)).join('\n'));
+    const unit = { GiB: 1024 ** 3, MiB: 1024 ** 2, KiB: 1024, bytes: 1 };
+    expect(stated && Number(stated[1]) * unit[stated[2] as keyof typeof unit]).toBe(limit);
+    expect(planJob(over(limit)).ok).toBe(true);
+  });
+
+  it('states a byte limit exactly, in the largest unit it is a whole number of', () => {
+    expect(formatByteLimit(1_048_576)).toBe('1 MiB');
+    expect(formatByteLimit(2 * 1024 ** 3)).toBe('2 GiB');
+    expect(formatByteLimit(1536)).toBe('1536 bytes');
+    expect(formatByteLimit(1_500_000)).toBe('1500000 bytes');
+    expect(formatByteLimit(0)).toBe('0 bytes');
   });
 
   it('rejects an unknown analysis', () => {
