@@ -22,7 +22,7 @@ import { FOLLOW_BACKLOG_BYTES, type ResearcherClient } from '../client/researche
 import { submitStaged } from '../client/submit-staged.js';
 import { API_HEADERS, readJsonBody, sendError, sendJson } from './http-io.js';
 import { checkContentLength, matchRoute, RequestRefusedError, type ParsedTarget } from './request-guard.js';
-import { checkSha256, UPLOAD_LIMITS, type UploadManager } from './uploads.js';
+import { checkCrc32, checkSha256, UPLOAD_LIMITS, type UploadManager } from './uploads.js';
 
 export interface ApiContext {
   client: ResearcherClient;
@@ -117,7 +117,8 @@ const routes: Route[] = [
   route('PUT', '/api/uploads/:uploadId/parts/:n', async ({ req, res, params, context }) => {
     if (!/^\d{1,5}$/.test(params['n'] as string)) throw new UsageError(`part number "${printable(params['n'] as string)}" must be a whole number`);
     const contentLength = checkContentLength(req.headers['content-length'], UPLOAD_LIMITS.maxPartBytes, `part ${params['n']}`);
-    const etag = await context.uploads.putPart(params['uploadId'] as string, Number(params['n']), req as AsyncIterable<Buffer>, contentLength);
+    const crc32 = checkCrc32(header(req, 'x-ncap-crc32'), 'the x-ncap-crc32 header');
+    const etag = await context.uploads.putPart(params['uploadId'] as string, Number(params['n']), req as AsyncIterable<Buffer>, contentLength, crc32 ? { crc32 } : {});
     sendJson(res, 200, { ETag: etag }, { etag, 'access-control-expose-headers': 'ETag' });
   }),
 

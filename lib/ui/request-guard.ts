@@ -48,6 +48,8 @@ export function statusOfCode(code: string): number {
       return 422;
     case 'ReceiptTimeout':
       return 504;
+    case 'DiskFull':
+      return 507;
     default:
       return 500;
   }

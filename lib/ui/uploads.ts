@@ -17,7 +17,8 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { UsageError } from '../core/errors.js';
+import { crc32 } from 'node:zlib';
+import { isDiskFull, NeuroCaasError, UsageError } from '../core/errors.js';
 import type { LocalObjectStore } from '../local/object-store.js';
 import { RequestRefusedError } from './request-guard.js';
 
@@ -32,6 +33,13 @@ const HASH_READ_BYTES = 1024 * 1024;
  * flight, twice over). Beyond it, parts are re-read from the staging file when their turn comes.
  */
 const HOLD_LIMIT_BYTES = 64 * 1024 * 1024;
+/**
+ * A multipart upload's staging file is flushed to disk in the background (fdatasync) each time
+ * this many bytes were written since the last flush began: 64 MiB. The disk then writes while
+ * the parts are still arriving, instead of all at once after the last one, and the completion's
+ * own flush (an upload is on disk before the server says it is stored) has little left to do.
+ */
+const FLUSH_STEP_BYTES = 64 * 1024 * 1024;
 
 /** S3's limits, so the same client code drives both backends. */
 export const UPLOAD_LIMITS = {
@@ -49,6 +57,19 @@ export const UPLOAD_LIMITS = {
 } as const;
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+const CRC32_HEX = /^[0-9a-f]{8}$/;
+
+/** A part's declared CRC32 (8 hex digits, as zlib and S3 compute it), or undefined when none was given. */
+export function checkCrc32(value: unknown, where: string): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string' || !CRC32_HEX.test(value.toLowerCase())) throw new UsageError(`${where} must be 8 hex digits (a CRC32 of the part's bytes), got ${JSON.stringify(value)?.slice(0, 80)}`);
+  return value.toLowerCase();
+}
+
+/** The CRC32 of `value` (an unsigned 32-bit number) as 8 hex digits. */
+export function crc32Hex(value: number): string {
+  return (value >>> 0).toString(16).padStart(8, '0');
+}
 
 export function checkSha256(value: unknown, where: string): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
@@ -75,6 +96,8 @@ export class WriteQueue {
 export interface WriteStreamOptions {
   /** Fed with every chunk. */
   hash?: Hash;
+  /** Carries the running CRC32 of every chunk (zlib's, native), from `value` as given. */
+  crc?: { value: number };
   /** Collects every chunk (they are kept alive). */
   keep?: Buffer[];
   /** The file's write queue, when other requests write the same file. */
@@ -87,7 +110,7 @@ export interface WriteStreamOptions {
  * `keep`, at most two batches, 2 MiB, are held at once).
  */
 export async function writeStreamAt(source: AsyncIterable<Buffer>, handle: FileHandle, position: number, maxBytes: number, options: WriteStreamOptions = {}): Promise<number> {
-  const { hash, keep, queue } = options;
+  const { hash, crc, keep, queue } = options;
   let written = 0;
   let batch: Buffer[] = [];
   let batchBytes = 0;
@@ -109,6 +132,7 @@ export async function writeStreamAt(source: AsyncIterable<Buffer>, handle: FileH
     for await (const chunk of source) {
       if (written + chunk.length > maxBytes) throw new RequestRefusedError('BodyTooLarge', `the body is larger than the ${maxBytes} bytes expected`);
       hash?.update(chunk);
+      if (crc) crc.value = crc32(chunk, crc.value);
       keep?.push(chunk);
       batch.push(chunk);
       batchBytes += chunk.length;
@@ -347,6 +371,15 @@ interface Upload {
   extendedParts: number;
   /** Whole parts past extendedParts whose received chunks are kept for the hash worker. */
   held: Map<number, Buffer[]>;
+  /** Bytes written to the staging file since the last background flush began. */
+  unflushedBytes: number;
+  /** The background flush running now, if any (one at a time). */
+  flushing: Promise<void> | undefined;
+  /**
+   * The first error a background flush met (e.g. ENOSPC or EIO while the disk wrote the pages):
+   * the kernel reports it once, so it is kept and the completion fails with it.
+   */
+  flushFailure: unknown;
   closed: boolean;
 }
 
@@ -363,6 +396,10 @@ export interface UploadManagerOptions {
   holdLimitBytes?: number;
   /** Keeps the running sha256s; default a worker thread of this manager's own (HashWorker). */
   hashes?: RunningHashes;
+  /** Bytes written between background flushes of a multipart upload's staging file; default 64 MiB. */
+  flushStepBytes?: number;
+  /** Opens the staging files (node:fs/promises `open`); tests wrap it to make the disk fail. */
+  openFile?: (path: string, flags: string) => Promise<FileHandle>;
 }
 
 /** The open multipart uploads of one server and its single PUTs. */
@@ -370,6 +407,8 @@ export class UploadManager {
   private readonly uploads = new Map<string, Upload>();
   private readonly hasher: RunningHashes;
   private readonly holdLimitBytes: number;
+  private readonly flushStepBytes: number;
+  private readonly openFile: (path: string, flags: string) => Promise<FileHandle>;
   /** Bytes kept (or reserved for parts being received) for the hash worker, all uploads. */
   private heldBytes = 0;
 
@@ -379,6 +418,8 @@ export class UploadManager {
   ) {
     this.hasher = options.hashes ?? new HashWorker();
     this.holdLimitBytes = options.holdLimitBytes ?? HOLD_LIMIT_BYTES;
+    this.flushStepBytes = options.flushStepBytes ?? FLUSH_STEP_BYTES;
+    this.openFile = options.openFile ?? ((path, flags) => open(path, flags));
   }
 
   /**
@@ -395,11 +436,15 @@ export class UploadManager {
     const dir = await this.objects.newStagingDir(bucket, `put.${randomBytes(6).toString('hex')}`);
     try {
       const file = join(dir, 'object');
-      const handle = await open(file, 'wx');
+      const handle = await this.openFile(file, 'wx');
       const hash = createHash('sha256');
       let size: number;
       try {
         size = await writeStreamAt(body, handle, 0, options.contentLength ?? UPLOAD_LIMITS.maxSingleBytes, { hash });
+        // On disk before the server says it is stored.
+        await handle.datasync();
+      } catch (error) {
+        throw isDiskFull(error) ? diskRefusal(error, `${key} was not stored`, 'upload it again') : error;
       } finally {
         await handle.close();
       }
@@ -430,7 +475,7 @@ export class UploadManager {
     const dir = await this.objects.newStagingDir(request.bucket, `upload.${id}`);
     const file = join(dir, 'object');
     // Read back too: the hash worker re-reads the parts through this descriptor.
-    const handle = await open(file, 'wx+');
+    const handle = await this.openFile(file, 'wx+');
     // Sparse until the parts arrive: no space is taken up front.
     await handle.truncate(sizeBytes);
     this.hasher.reset(id);
@@ -450,6 +495,9 @@ export class UploadManager {
       busy: new Set(),
       extendedParts: 0,
       held: new Map(),
+      unflushedBytes: 0,
+      flushing: undefined,
+      flushFailure: undefined,
       closed: false,
     });
     return { uploadId: id, key: request.key };
@@ -467,8 +515,12 @@ export class UploadManager {
     return { bucket: upload.bucket, key: upload.key };
   }
 
-  /** Writes part `partNumber` (1-based) at its offset; returns its ETag. */
-  async putPart(uploadId: string, partNumber: number, body: AsyncIterable<Buffer>, contentLength: number | undefined): Promise<string> {
+  /**
+   * Writes part `partNumber` (1-based) at its offset; returns its ETag. With `crc32` (the
+   * sender's CRC32 of the part, 8 hex digits), a part whose bytes differ is not kept
+   * (ChecksumMismatch): the sender sends that part again, not the whole file.
+   */
+  async putPart(uploadId: string, partNumber: number, body: AsyncIterable<Buffer>, contentLength: number | undefined, options: { crc32?: string } = {}): Promise<string> {
     const upload = this.get(uploadId);
     if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > upload.partCount) throw new UsageError(`part number must be from 1 to ${upload.partCount} for this upload, got ${String(partNumber)}`);
     const expected = partNumber < upload.partCount ? upload.partSize : upload.sizeBytes - (upload.partCount - 1) * upload.partSize;
@@ -488,10 +540,18 @@ export class UploadManager {
         this.hasher.reset(upload.id);
         upload.extendedParts = 0;
       }
-      const size = await writeStreamAt(body, upload.handle, (partNumber - 1) * upload.partSize, expected, { ...(keep ? { keep } : {}), queue: upload.writes });
+      const crc = options.crc32 === undefined ? undefined : { value: 0 };
+      const size = await writeStreamAt(body, upload.handle, (partNumber - 1) * upload.partSize, expected, { ...(keep ? { keep } : {}), ...(crc ? { crc } : {}), queue: upload.writes }).catch((error: unknown) => {
+        throw isDiskFull(error) ? diskRefusal(error, `part ${partNumber} of upload ${uploadId} was not stored`, 'send the part again (the parts stored before it are kept)') : error;
+      });
       if (size !== expected) throw new UsageError(`part ${partNumber} must be ${expected} bytes, ${size} arrived; send it again`);
+      if (crc && crc32Hex(crc.value) !== options.crc32) {
+        throw new RequestRefusedError('ChecksumMismatch', `part ${partNumber}'s bytes have CRC32 ${crc32Hex(crc.value)}, not ${options.crc32} as declared; the part was not kept, send it again`);
+      }
       const etag = `"${partNumber}-${randomBytes(8).toString('hex')}"`;
       upload.parts.set(partNumber, { size, etag });
+      upload.unflushedBytes += size;
+      this.flushInBackground(upload);
       if (keep && !upload.closed && partNumber > upload.extendedParts) {
         upload.held.set(partNumber, keep);
         stored = true;
@@ -502,6 +562,36 @@ export class UploadManager {
       upload.busy.delete(partNumber);
       this.advanceHash(upload);
     }
+  }
+
+  /**
+   * Starts a background fdatasync of the staging file once the flush step (FLUSH_STEP_BYTES) was written since
+   * the last one began (one at a time; the next starts when it ends, if enough was written
+   * meanwhile). Writes go on while it runs: it flushes what was written before it began.
+   */
+  private flushInBackground(upload: Upload): void {
+    if (upload.closed || upload.flushing || upload.flushFailure !== undefined || upload.unflushedBytes < this.flushStepBytes) return;
+    upload.unflushedBytes = 0;
+    upload.flushing = upload.handle.datasync().then(
+      () => {
+        upload.flushing = undefined;
+        this.flushInBackground(upload);
+      },
+      (error: unknown) => {
+        upload.flushing = undefined;
+        upload.flushFailure ??= error;
+      },
+    );
+  }
+
+  /**
+   * Waits for the background flush, then flushes the rest: the staging file is on disk (or this
+   * throws the first error any flush met, so an upload the disk did not take is never stored).
+   */
+  private async flushAll(upload: Upload): Promise<void> {
+    await upload.flushing;
+    if (upload.flushFailure !== undefined) throw upload.flushFailure;
+    await upload.handle.datasync();
   }
 
   /** Forgets the chunks kept of a part (it is being sent again, or the upload ends). */
@@ -585,6 +675,17 @@ export class UploadManager {
     upload.closed = true;
     this.dropAll(upload);
     this.hasher.forget(upload.id);
+    try {
+      await this.flushAll(upload);
+    } catch (error) {
+      // The kernel reports a failed writeback once and may drop the pages it could not write:
+      // the staging file can no longer be trusted, so it goes (freeing its space) and the
+      // researcher sends the file again.
+      this.uploads.delete(uploadId);
+      await upload.handle.close().catch(() => undefined);
+      await rm(upload.dir, { recursive: true, force: true });
+      throw diskRefusal(error, `the disk did not take upload ${uploadId} of ${upload.key}; nothing was stored and the upload is dropped`, 'upload the file again');
+    }
     await upload.handle.close();
     try {
       const placed = await this.objects.placeStaged(upload.bucket, upload.key, upload.file, sha256);
@@ -601,8 +702,9 @@ export class UploadManager {
     this.uploads.delete(uploadId);
     upload.closed = true;
     this.dropAll(upload);
-    // Wait until the worker is done with the descriptor before it is closed (and its number reused).
+    // Wait until the worker and the background flush are done with the descriptor before it is closed (and its number reused).
     await this.hasher.digest(upload.id).catch(() => undefined);
+    await upload.flushing;
     this.hasher.forget(upload.id);
     await upload.handle.close().catch(() => undefined);
     await rm(upload.dir, { recursive: true, force: true });
@@ -617,6 +719,16 @@ export class UploadManager {
   get openCount(): number {
     return this.uploads.size;
   }
+}
+
+/**
+ * The error of a write or flush the disk refused: DiskFull (HTTP 507) when it is out of space or
+ * quota, else DiskWriteFailed (500), each naming what was lost and what to do.
+ */
+export function diskRefusal(error: unknown, what: string, todo: string): NeuroCaasError {
+  const detail = error instanceof Error ? error.message : String(error);
+  if (isDiskFull(error)) return new NeuroCaasError('DiskFull', `${what}: the disk under the platform's root is full (${detail}). Free space there, then ${todo}`, { cause: error });
+  return new NeuroCaasError('DiskWriteFailed', `${what}: ${detail}. Check the disk under the platform's root, then ${todo}`, { cause: error });
 }
 
 async function hashFile(handle: FileHandle, size: number): Promise<string> {

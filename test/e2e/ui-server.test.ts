@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cp, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { crc32 } from 'node:zlib';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSharedSandbox, EXIT, fixtureBlueprintsDir, kalmanSampleDir, machineRecords, repoBlueprintsDir, transcript, type CliProcess, type Sandbox } from './helpers.js';
@@ -205,6 +206,29 @@ describe('neurocaas ui serves the JSON API for one local user', () => {
     expect(done.json.sha256).toBe(sha(bytes));
     expect(sha(await readFile(sandbox.bucketPath('kalman-smoother', key)))).toBe(sha(bytes));
     expect((await call('GET', `/api/uploads/${uploadId}/parts`)).status).toBe(404);
+  });
+
+  it("checks each part against the x-ncap-crc32 header its sender declared, and returns the server's sha256 at completion", async () => {
+    const partSize = 5 * 1024 * 1024;
+    const bytes = randomBytes(partSize + 777);
+    const start = await call('POST', `${A}/uploads`, { body: { kind: 'inputs', name: 'crc-checked.bin', sizeBytes: bytes.length, partSizeBytes: partSize } });
+    const { uploadId } = start.json;
+    const part = (n: number) => bytes.subarray((n - 1) * partSize, Math.min(bytes.length, n * partSize));
+    const crcOf = (n: number) => crc32(part(n)).toString(16).padStart(8, '0');
+
+    const garbled = Buffer.from(part(1));
+    garbled[0] = (garbled[0] ?? 0) ^ 1;
+    const refused = await call('PUT', `/api/uploads/${uploadId}/parts/1`, { body: garbled, headers: { 'x-ncap-crc32': crcOf(1) } });
+    expect(refused.status).toBe(400);
+    expect(refused.json.error).toMatchObject({ code: 'ChecksumMismatch', message: expect.stringContaining(`not ${crcOf(1)} as declared; the part was not kept, send it again`) });
+    const malformed = await call('PUT', `/api/uploads/${uploadId}/parts/1`, { body: part(1), headers: { 'x-ncap-crc32': 'not-hex!' } });
+    expect(malformed.status).toBe(400);
+    expect(malformed.json.error.message).toContain('the x-ncap-crc32 header must be 8 hex digits');
+    for (const n of [1, 2]) expect((await call('PUT', `/api/uploads/${uploadId}/parts/${n}`, { body: part(n), headers: { 'x-ncap-crc32': crcOf(n) } })).status).toBe(200);
+    const done = await call('POST', `/api/uploads/${uploadId}/complete`);
+
+    expect(done.status, done.body.toString()).toBe(201);
+    expect(done.json.sha256).toBe(sha(bytes));
   });
 
   it('refuses to complete a multipart upload whose bytes do not match the declared sha256, and aborts leaving nothing', async () => {

@@ -2,8 +2,9 @@
  * The upload page in real headless Chromium (Debian's, through playwright-core) against the
  * real `node dist/bin/neurocaas.js ui`: pausing and resuming a multipart upload, a failed part
  * retried by itself and a file that failed continued by Retry (the parts already stored are not
- * sent again), a new name sent at once and hashed on the way (the sha256 declared at completion)
- * while an existing name is hashed first and compared, and a dropped folder keeping its layout
+ * sent again), a new name sent at once without hashing, each part with its CRC32 (a part garbled
+ * on its way is refused and sent again by itself), while an existing name is hashed first and
+ * compared, and a dropped folder keeping its layout
  * under inputs/. Part requests are watched (and slowed or failed) by the browser's request
  * interception, the server is untouched.
  */
@@ -12,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import type { Page, Request, Route } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CHROMIUM_PATH, launchChromium, REPO_ROOT, startUiServer, type LaunchedBrowser, type UiServer } from '../../scripts/web-browser.js';
@@ -42,8 +44,11 @@ interface PartRequest {
 }
 
 let parts: PartRequest[] = [];
-/** Decides per part request: 'fail' answers 500 without reaching the server; a number delays it (ms). */
-let policy: (request: { uploadId: string; part: number; nth: number }) => 'fail' | number = () => 0;
+/**
+ * Decides per part request: 'fail' answers 500 without reaching the server; 'garble' sends it on
+ * with one bit of its body flipped; a number delays it (ms).
+ */
+let policy: (request: { uploadId: string; part: number; nth: number }) => 'fail' | 'garble' | number = () => 0;
 const uploadNames = new Map<string, string>();
 
 const watched = new WeakMap<Request, PartRequest>();
@@ -55,12 +60,18 @@ async function onPart(route: Route): Promise<void> {
   const part = Number(match[2]);
   const record: PartRequest = { file: uploadNames.get(uploadId) ?? uploadId, part, outcome: 'pending' };
   parts.push(record);
-  timeline.push({ event: 'part', file: record.file, part });
+  const declared = route.request().headers()['x-ncap-crc32'];
+  timeline.push({ event: 'part', file: record.file, part, ...(declared ? { crc32: declared } : {}) });
   watched.set(route.request(), record);
   const decision = policy({ uploadId, part, nth: parts.filter((p) => p.file === record.file && p.part === part).length });
   if (decision === 'fail') {
     record.outcome = 'injected';
     return route.fulfill({ status: 500, contentType: 'application/json', body: JSON.stringify({ error: { code: 'Internal', message: 'injected by the test' } }) });
+  }
+  if (decision === 'garble') {
+    const body = Buffer.from(route.request().postDataBuffer() ?? Buffer.alloc(0));
+    body[1000] = (body[1000] ?? 0) ^ 0x10;
+    return route.continue({ postData: body }).catch(() => undefined);
   }
   if (decision > 0) await new Promise((resolve) => setTimeout(resolve, decision));
   // The body goes on natively (never through the test); the outcome is read from the response events.
@@ -80,7 +91,7 @@ function watchOutcomes(target: Page): void {
 }
 
 /** The page's upload requests in order: starts (with the sha256 they declared) and completions. */
-let timeline: { event: 'start' | 'part' | 'complete'; file: string; part?: number; sha256?: string }[] = [];
+let timeline: { event: 'start' | 'part' | 'complete'; file: string; part?: number; sha256?: string; crc32?: string }[] = [];
 
 async function onStart(route: Route): Promise<void> {
   const started = route.request().postDataJSON() as { name?: string; sha256?: string } | null;
@@ -192,19 +203,24 @@ describe('uploads in the web app', () => {
     expect(sha(await readFile(storedPath('flaky-long.bin')))).toBe(sha(broken.bytes));
   });
 
-  it('sends a new name at once, hashing on the way (sha256 declared at completion); an existing name is hashed first: same bytes are not sent, other bytes are refused', async () => {
+  it('sends a new name at once, unhashed, each part with its CRC32 (a garbled part is sent again by itself); an existing name is hashed first: same bytes are not sent, other bytes are refused', async () => {
     const { path, bytes } = await sampleFile('hashed-on-the-way.bin', 5 * PART + 777);
     // Parts 1-4 are held back on their way: part 6 cannot even be read (so the file cannot be
-    // hashed) before one of them is through, yet part 1 is already on the wire.
-    policy = ({ part }) => (part <= 4 ? 1_500 : 0);
+    // hashed) before one of them is through, yet part 1 is already on the wire. Part 3's first
+    // try arrives with one bit flipped.
+    policy = ({ part, nth }) => (part === 3 && nth === 1 ? 'garble' : part <= 4 ? 1_500 : 0);
     await page.locator('.uppy-Dashboard-input').first().setInputFiles(path);
     await results().getByText('stored: lab/inputs/hashed-on-the-way.bin').waitFor();
 
     const events = timeline.filter((e) => e.file === 'hashed-on-the-way.bin');
+    const crcOf = (n: number) => crc32(bytes.subarray((n - 1) * PART, n * PART)).toString(16).padStart(8, '0');
     expect(events[0]).toEqual({ event: 'start', file: 'hashed-on-the-way.bin' });
     expect(events[1]).toMatchObject({ event: 'part' });
-    expect(events.at(-1)).toEqual({ event: 'complete', file: 'hashed-on-the-way.bin', sha256: sha(bytes) });
-    expect(events.filter((e) => e.event === 'part').map((e) => e.part).sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(events.at(-1)).toEqual({ event: 'complete', file: 'hashed-on-the-way.bin' });
+    const sent = events.filter((e) => e.event === 'part');
+    expect(sent.map((e) => e.part).sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual([1, 2, 3, 3, 4, 5, 6]);
+    for (const e of sent) expect(e.crc32, `part ${e.part}`).toBe(crcOf(e.part ?? 0));
+    expect(parts.filter((p) => p.part === 3 && p.file === 'hashed-on-the-way.bin').map((p) => p.outcome)).toEqual(['failed', 'stored']);
     expect(sha(await readFile(storedPath('hashed-on-the-way.bin')))).toBe(sha(bytes));
 
     // The same bytes again: hashed, found, not sent.

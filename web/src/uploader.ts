@@ -5,14 +5,15 @@
  * again on resume), resumed and retried: a failed part is tried again PART_ATTEMPTS times, then
  * the file fails and Retry continues it (the parts already stored are listed and not sent again).
  *
+ * Where the backend hashes what it receives (`serverHashes`: the local server) and no object of
+ * the file's name exists yet, the file is sent at once and never hashed here: each part is read
+ * once into memory, its CRC32 (hash-wasm) goes with it and the server checks it (a part that
+ * differs is refused and sent again by itself), and the server's sha256 comes back at completion.
  * The file's sha256 (hash-wasm, 8 MiB at a time, never the whole file in memory) is computed
- * - while the parts are sent, when the backend takes it at completion (`hashWhileSending`: the
- *   local server) and no object of that name exists yet: the first part goes at once, each part
- *   is hashed in order from the very bytes sent, and the server verifies the sum at completion;
- * - before anything is sent otherwise: when the name exists (same sha256: "already there", not
- *   sent again; a different one: refused, nothing is ever overwritten), for files of one part
- *   (milliseconds), and always on AWS, where the sha256 is the object's metadata, fixed at
- *   CreateMultipartUpload (the protocol reads it for provenance and ensemble seeds).
+ * before anything is sent otherwise: when the name exists (same sha256: "already there", not
+ * sent again; a different one: refused, nothing is ever overwritten), for files of one part
+ * (milliseconds), and always on AWS, where the sha256 is the object's metadata, fixed at
+ * CreateMultipartUpload (the protocol reads it for provenance and ensemble seeds).
  * Two tabs sending the same new name both start; the create-only completion decides (the second
  * finds the same bytes there, or is refused with the reason).
  *
@@ -21,7 +22,7 @@
  */
 import { BasePlugin, type Uppy } from '@uppy/core';
 import type { Body, Meta, UppyFile } from '@uppy/core';
-import { createSHA256 } from 'hash-wasm';
+import { createCRC32, createSHA256 } from 'hash-wasm';
 import { BackendError, type ObjectKind, type WebBackend } from './backend/types.ts';
 
 /** Part size of multipart uploads and the limit for a single PUT: 8 MiB (S3's minimum part is 5 MiB). */
@@ -70,83 +71,6 @@ export async function sha256OfBlob(blob: Blob, signal?: AbortSignal): Promise<st
 }
 
 type File = UppyFile<NcapMeta, Body>;
-
-/**
- * The sha256 of a file's parts taken in order 1..partCount, fed while they are sent: `offer`
- * hands the bytes of a part being sent (in any order; they wait for the parts before them),
- * parts stored earlier (`stored`) are read from the file when their turn comes.
- */
-class InOrderPartHash {
-  private readonly pending = new Map<number, Uint8Array>();
-  private readonly waiters = new Map<number, { resolve: () => void; reject: (error: unknown) => void }[]>();
-  private next = 1;
-  private pumping = false;
-  private failure: unknown;
-
-  private constructor(
-    private readonly hasher: Awaited<ReturnType<typeof createSHA256>>,
-    private readonly blob: Blob,
-    private readonly partCount: number,
-    private readonly stored: ReadonlySet<number>,
-  ) {}
-
-  static async create(blob: Blob, partCount: number, stored: ReadonlySet<number>): Promise<InOrderPartHash> {
-    const hasher = await createSHA256();
-    hasher.init();
-    const hash = new InOrderPartHash(hasher, blob, partCount, stored);
-    void hash.pump();
-    return hash;
-  }
-
-  offer(n: number, bytes: Uint8Array): void {
-    if (n < this.next || this.failure !== undefined) return;
-    this.pending.set(n, bytes);
-    void this.pump();
-  }
-
-  /** Resolves once part n (and every part before it) is hashed. */
-  hashed(n: number): Promise<void> {
-    if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (n < this.next) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.set(n, [...(this.waiters.get(n) ?? []), { resolve, reject }]));
-  }
-
-  async digest(): Promise<string> {
-    await this.hashed(this.partCount);
-    return this.hasher.digest('hex');
-  }
-
-  fail(error: unknown): void {
-    this.failure ??= error;
-    this.pending.clear();
-    for (const waiting of this.waiters.values()) for (const waiter of waiting) waiter.reject(this.failure);
-    this.waiters.clear();
-  }
-
-  private async pump(): Promise<void> {
-    if (this.pumping) return;
-    this.pumping = true;
-    try {
-      while (this.next <= this.partCount && this.failure === undefined) {
-        let bytes = this.pending.get(this.next);
-        if (!bytes) {
-          if (!this.stored.has(this.next)) break;
-          bytes = new Uint8Array(await this.blob.slice((this.next - 1) * PART_SIZE_BYTES, this.next * PART_SIZE_BYTES).arrayBuffer());
-          if (this.failure !== undefined) break;
-        }
-        this.pending.delete(this.next);
-        this.hasher.update(bytes);
-        for (const waiter of this.waiters.get(this.next) ?? []) waiter.resolve();
-        this.waiters.delete(this.next);
-        this.next += 1;
-      }
-    } catch (error) {
-      this.fail(error);
-    } finally {
-      this.pumping = false;
-    }
-  }
-}
 
 export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string }, NcapMeta, Body> {
   /** The requests in flight per file: a pause cuts them all. */
@@ -254,8 +178,8 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
       if (!file) return;
       const blob = file.data as Blob;
       const name = objectNameOf(file);
-      if (backend.hashWhileSending && blob.size > PART_SIZE_BYTES && !file.meta.sha256) {
-        // The name is free: send at once, hash on the way (the server verifies at completion).
+      if (backend.serverHashes && blob.size > PART_SIZE_BYTES && !file.meta.sha256) {
+        // The name is free: send at once, each part with its CRC32; the server hashes the file.
         // Should another tab store the name meanwhile, the create-only completion decides.
         const exists = await backend.objectExists(analysis, kind, name);
         if (!exists.exists) {
@@ -325,9 +249,9 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
   }
 
   /**
-   * Sends `blob` as a multipart upload. With `sha256` it is declared at the start; without, the
-   * parts are hashed in order while they are sent (each part read once into memory, hashed and
-   * sent from those bytes) and the sum is declared at completion.
+   * Sends `blob` as a multipart upload. With `sha256` it is declared at the start; without (a
+   * backend that hashes what it receives), each part is read once into memory and sent from
+   * those bytes with their CRC32, and the server's sha256 is kept from its completion.
    */
   private async multipart(id: string, blob: Blob, name: string, sha256: string | undefined): Promise<string> {
     const { backend, analysis, kind } = this.opts;
@@ -350,18 +274,21 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
     const partCount = Math.ceil(blob.size / PART_SIZE_BYTES);
     const todo: number[] = [];
     for (let n = 1; n <= partCount; n++) if (!done.has(n)) todo.push(n);
-    // Parts stored before (a resume or Retry) are read again for the hash, not sent again.
-    const running = sha256 === undefined ? await InOrderPartHash.create(blob, partCount, new Set(done.keys())) : undefined;
+    // One CRC32 state for the parts of this file (one part is checksummed at a time: JavaScript runs one thing at a time anyway).
+    const crc = sha256 === undefined ? await createCRC32() : undefined;
     // Bytes of the parts in flight, for the file's progress.
     const sending = new Map<number, number>();
     const report = () => this.progress(id, [...done.values()].reduce((sum, p) => sum + p.Size, 0) + [...sending.values()].reduce((sum, b) => sum + b, 0));
     let failure: unknown;
     const sendPart = async (n: number) => {
       let body = blob.slice((n - 1) * PART_SIZE_BYTES, n * PART_SIZE_BYTES);
-      if (running) {
-        // The bytes hashed are the bytes sent.
+      let crc32: string | undefined;
+      if (crc) {
+        // The bytes checksummed are the bytes sent.
         const bytes = new Uint8Array(await body.arrayBuffer());
-        running.offer(n, bytes);
+        crc.init();
+        crc.update(bytes);
+        crc32 = crc.digest('hex');
         body = new Blob([bytes]);
       }
       for (let attempt = 1; ; attempt++) {
@@ -371,6 +298,7 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
           const { ETag } = await this.withAbort(id, (signal) =>
             backend.uploadPart(uploadId as string, n, body, {
               signal,
+              ...(crc32 ? { crc32 } : {}),
               onProgress: (loaded) => {
                 sending.set(n, loaded);
                 report();
@@ -399,23 +327,18 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
       for (let n = todo[next++]; n !== undefined && failure === undefined; n = todo[next++]) {
         try {
           await sendPart(n);
-          // So at most PARTS_AT_ONCE parts are held in memory waiting for their turn in the hash.
-          await running?.hashed(n);
         } catch (error) {
           // The other parts in flight finish (and stay stored for Retry); no new part starts.
           failure ??= error;
-          running?.fail(error);
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(PARTS_AT_ONCE, Math.max(1, todo.length)) }, worker));
     if (failure !== undefined) throw failure;
     const parts = [...done.entries()].sort((a, b) => a[0] - b[0]).map(([PartNumber, p]) => ({ PartNumber, ETag: p.ETag }));
-    const declared = running ? await running.digest() : sha256;
-    if (running) this.uppy.setFileMeta(id, { sha256: declared });
-    // Declared again at completion where the backend takes it: an upload started while hashing is verified also when continued hash-first.
-    const { key } = await backend.completeUpload(uploadId, parts, backend.hashWhileSending && declared ? { sha256: declared } : {});
-    this.uppy.setFileMeta(id, { uploadId: undefined });
+    const completed = await backend.completeUpload(uploadId, parts);
+    const key = completed.key;
+    this.uppy.setFileMeta(id, { uploadId: undefined, ...(sha256 === undefined && completed.sha256 ? { sha256: completed.sha256 } : {}) });
     return key;
   }
 }

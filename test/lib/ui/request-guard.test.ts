@@ -81,6 +81,8 @@ describe('checkContentLength and statusOfCode', () => {
     expect(statusOfCode('ObjectExists')).toBe(409);
     expect(statusOfCode('BodyTooLarge')).toBe(413);
     expect(statusOfCode('REJECTED')).toBe(422);
+    expect(statusOfCode('DiskFull')).toBe(507);
+    expect(statusOfCode('DiskWriteFailed')).toBe(500);
     expect(statusOfCode('Internal')).toBe(500);
   });
 });

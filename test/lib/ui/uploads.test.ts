@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalObjectStore } from '../../../lib/local/object-store.js';
-import { startHashWorker, UploadManager, type RunningHashes } from '../../../lib/ui/uploads.js';
+import { crc32 } from 'node:zlib';
+import { checkCrc32, crc32Hex, startHashWorker, UploadManager, type RunningHashes } from '../../../lib/ui/uploads.js';
 
 const MIB = 1024 * 1024;
 const PART = 5 * MIB;
@@ -192,6 +193,34 @@ describe('UploadManager multipart uploads', () => {
     expect(await objects.head('b', 'lab/inputs/late-bad.bin')).toBeUndefined();
   });
 
+  it('checks a part against the CRC32 its sender declared: a differing part is not kept and is sent again by itself', async () => {
+    const bytes = randomBytes(2 * PART + 3);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/crc.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    const crcOf = (n: number) => crc32Hex(crc32(partOf(bytes, n)));
+    await uploads.putPart(uploadId, 1, chunks(partOf(bytes, 1)), PART, { crc32: crcOf(1) });
+    const garbled = Buffer.from(partOf(bytes, 2));
+    garbled[12345] = (garbled[12345] ?? 0) ^ 0x40;
+
+    await expect(uploads.putPart(uploadId, 2, chunks(garbled), PART, { crc32: crcOf(2) })).rejects.toMatchObject({
+      code: 'ChecksumMismatch',
+      message: `part 2's bytes have CRC32 ${crc32Hex(crc32(garbled))}, not ${crcOf(2)} as declared; the part was not kept, send it again`,
+    });
+    expect(uploads.listParts(uploadId).map((part) => part.PartNumber)).toEqual([1]);
+    await uploads.putPart(uploadId, 2, chunks(partOf(bytes, 2)), PART, { crc32: crcOf(2) });
+    await uploads.putPart(uploadId, 3, chunks(partOf(bytes, 3)), 3, { crc32: crcOf(3) });
+    const done = await uploads.complete(uploadId, undefined);
+
+    expect(done.sha256).toBe(sha(bytes));
+    expect(sha(await readFile(objects.pathOf('b', 'lab/inputs/crc.bin')))).toBe(sha(bytes));
+  });
+
+  it('takes a CRC32 as 8 hex digits only', () => {
+    expect(checkCrc32('DEADBEEF', 'the header')).toBe('deadbeef');
+    expect(checkCrc32(undefined, 'the header')).toBeUndefined();
+    for (const bad of ['deadbee', 'deadbeefa', 'xyzxyzxy', 42]) expect(() => checkCrc32(bad, 'the x-ncap-crc32 header'), String(bad)).toThrow(/the x-ncap-crc32 header must be 8 hex digits/);
+    expect(crc32Hex(crc32(Buffer.from('hello')))).toBe('3610a686');
+  });
+
   it('refuses a completion whose sha256 differs from the one the upload was started with', async () => {
     const bytes = randomBytes(PART);
     const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/twice.bin', sizeBytes: bytes.length, partSizeBytes: PART, sha256: sha(bytes) });
@@ -199,5 +228,152 @@ describe('UploadManager multipart uploads', () => {
 
     await expect(uploads.complete(uploadId, undefined, 'd'.repeat(64))).rejects.toThrow(/declares sha256 d{64} but the upload was started with/);
     expect((await uploads.complete(uploadId, undefined, sha(bytes))).sha256).toBe(sha(bytes));
+  });
+});
+
+/** A FileHandle whose `datasync` and `writev` go through the given hooks (the disk's side of a test). */
+function wrapHandle(handle: FileHandle, hooks: { datasync?: () => Promise<void>; writev?: (real: () => Promise<unknown>) => Promise<unknown> }): FileHandle {
+  return new Proxy(handle, {
+    get(target, prop) {
+      if (prop === 'datasync' && hooks.datasync) return hooks.datasync;
+      if (prop === 'writev' && hooks.writev) {
+        const writev = hooks.writev;
+        return (...args: Parameters<FileHandle['writev']>) => writev(() => target.writev(...args));
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+const coded = (code: string) => Object.assign(new Error(`${code}: the disk said no, write`), { code });
+
+describe('UploadManager and the disk', () => {
+  let dir: string;
+  let objects: LocalObjectStore;
+  let uploads: UploadManager | undefined;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ncap-uploads-disk-'));
+    objects = new LocalObjectStore(join(dir, 'buckets'));
+  });
+
+  afterEach(async () => {
+    await uploads?.abortAll();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const partOf = (bytes: Buffer, n: number) => bytes.subarray((n - 1) * PART, n * PART);
+  const stagingLeft = async () => (await readdir(join(dir, 'buckets', 'b'), { recursive: true })).filter((name) => /upload\.|put\./.test(name));
+
+  it('flushes the staging file to disk while parts arrive, and all of it before the upload is stored', async () => {
+    const events: string[] = [];
+    let placed = false;
+    uploads = new UploadManager(objects, {
+      flushStepBytes: 2 * PART,
+      openFile: async (path, flags) => {
+        const real = await open(path, flags);
+        return wrapHandle(real, {
+          datasync: async () => {
+            events.push(placed ? 'flush after placing' : 'flush');
+            await real.datasync();
+          },
+        });
+      },
+    });
+    const bytes = randomBytes(6 * PART + 99);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/flushed.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    for (const n of [1, 2, 3, 4, 5, 6, 7]) {
+      await uploads.putPart(uploadId, n, chunks(partOf(bytes, n)), partOf(bytes, n).length);
+      events.push(`part ${n}`);
+    }
+    const flushesWhileSending = events.filter((event) => event === 'flush').length;
+    const done = await uploads.complete(uploadId, undefined);
+    placed = true;
+
+    // 6 parts of 5 MiB with a flush every 10 MiB written: background flushes after parts 2, 4, 6 (or later, one at a time).
+    expect(flushesWhileSending).toBeGreaterThanOrEqual(2);
+    expect(events.indexOf('flush')).toBeGreaterThan(events.indexOf('part 1'));
+    expect(events.filter((event) => event === 'flush').length).toBe(flushesWhileSending + 1);
+    expect(events).not.toContain('flush after placing');
+    expect(done.sha256).toBe(sha(bytes));
+    expect(sha(await readFile(objects.pathOf('b', 'lab/inputs/flushed.bin')))).toBe(sha(bytes));
+  });
+
+  it('a background flush the disk refused fails the completion with DiskFull, stores nothing and drops the staged bytes', async () => {
+    uploads = new UploadManager(objects, {
+      flushStepBytes: PART,
+      openFile: async (path, flags) => wrapHandle(await open(path, flags), { datasync: () => Promise.reject(coded('ENOSPC')) }),
+    });
+    const bytes = randomBytes(3 * PART);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/lost.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    for (const n of [1, 2, 3]) await uploads.putPart(uploadId, n, chunks(partOf(bytes, n)), PART);
+
+    const failed = uploads.complete(uploadId, undefined);
+
+    await expect(failed).rejects.toMatchObject({ code: 'DiskFull', message: expect.stringMatching(new RegExp(`the disk did not take upload ${uploadId} of lab/inputs/lost.bin; nothing was stored .*is full .*Free space there, then upload the file again`)) });
+    expect(await objects.head('b', 'lab/inputs/lost.bin')).toBeUndefined();
+    expect(await stagingLeft()).toEqual([]);
+    expect(() => uploads?.listParts(uploadId)).toThrow(/is not open in this server/);
+  });
+
+  it('an I/O error of the final flush is DiskWriteFailed, naming the error, and nothing is stored', async () => {
+    let flushes = 0;
+    uploads = new UploadManager(objects, {
+      openFile: async (path, flags) => wrapHandle(await open(path, flags), { datasync: () => (flushes++, Promise.reject(coded('EIO'))) }),
+    });
+    const bytes = randomBytes(2 * PART);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/eio.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    for (const n of [1, 2]) await uploads.putPart(uploadId, n, chunks(partOf(bytes, n)), PART);
+    expect(flushes).toBe(0);
+
+    await expect(uploads.complete(uploadId, undefined)).rejects.toMatchObject({ code: 'DiskWriteFailed', message: expect.stringContaining('EIO: the disk said no') });
+    expect(await objects.head('b', 'lab/inputs/eio.bin')).toBeUndefined();
+    expect(await stagingLeft()).toEqual([]);
+  });
+
+  it('a part the disk refused is DiskFull and may be sent again; the parts before it are kept', async () => {
+    let refuse = true;
+    uploads = new UploadManager(objects, {
+      openFile: async (path, flags) =>
+        wrapHandle(await open(path, flags), {
+          writev: (real) => {
+            if (!refuse) return real();
+            refuse = false;
+            return Promise.reject(coded('ENOSPC'));
+          },
+        }),
+    });
+    const bytes = randomBytes(2 * PART + 5);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/retry.bin', sizeBytes: bytes.length, partSizeBytes: PART, sha256: sha(bytes) });
+
+    await expect(uploads.putPart(uploadId, 1, chunks(partOf(bytes, 1)), PART)).rejects.toMatchObject({ code: 'DiskFull', message: expect.stringContaining(`part 1 of upload ${uploadId} was not stored`) });
+    for (const n of [1, 2, 3]) await uploads.putPart(uploadId, n, chunks(partOf(bytes, n)), partOf(bytes, n).length);
+    const done = await uploads.complete(uploadId, undefined);
+
+    expect(done.sha256).toBe(sha(bytes));
+    expect(sha(await readFile(objects.pathOf('b', 'lab/inputs/retry.bin')))).toBe(sha(bytes));
+  });
+
+  it('a single PUT is on disk before it is stored; one the disk refused is DiskFull and leaves nothing', async () => {
+    let flushes = 0;
+    let full = false;
+    uploads = new UploadManager(objects, {
+      openFile: async (path, flags) => {
+        const real = await open(path, flags);
+        return wrapHandle(real, { datasync: () => (flushes++, full ? Promise.reject(coded('ENOSPC')) : real.datasync()) });
+      },
+    });
+    const bytes = randomBytes(MIB);
+
+    const stored = await uploads.putObject('b', 'lab/configs/small.json', chunks(bytes), { contentLength: bytes.length });
+    full = true;
+    const refused = uploads.putObject('b', 'lab/configs/full.json', chunks(bytes), { contentLength: bytes.length });
+
+    expect(stored.sha256).toBe(sha(bytes));
+    await expect(refused).rejects.toMatchObject({ code: 'DiskFull', message: expect.stringContaining('lab/configs/full.json was not stored') });
+    expect(flushes).toBe(2);
+    expect(await objects.head('b', 'lab/configs/full.json')).toBeUndefined();
+    expect(await stagingLeft()).toEqual([]);
   });
 });

@@ -255,7 +255,7 @@ export class S3WebBackend {
       if (await this.objects.head(bucket, key)) throw new BackendError('ObjectExists', `${key} already exists; the platform never overwrites uploads: rename the file`, 409);
       // The sha256 must be given here: S3 fixes an object's metadata at CreateMultipartUpload (no
       // full-object sha256 later), and the protocol reads it for provenance and ensemble seeds.
-      // So on AWS the web app hashes the whole file before its first byte (hashWhileSending: false).
+      // So on AWS the web app hashes the whole file before its first byte (serverHashes: false).
       const started = await this.options.s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ...(request.sha256 ? { Metadata: { [SHA256_METADATA]: request.sha256 } } : {}) }));
       const uploadId = JSON.stringify({ bucket, key, id: started.UploadId });
       this.uploads.set(uploadId, { bucket, key });

@@ -58,7 +58,7 @@ export async function createAwsBackend(config: AwsConfig): Promise<WebBackend> {
   return {
     kind: 'aws',
     // The sha256 is metadata fixed at CreateMultipartUpload: the uploader hashes before sending.
-    hashWhileSending: false,
+    serverHashes: false,
     session: () => s3web.session(),
     analyses: () => s3web.analyses(),
     listObjects: (a, kind) => s3web.listObjects(a, kind),

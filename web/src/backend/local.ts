@@ -108,7 +108,7 @@ export function createLocalBackend(base = ''): WebBackend {
   const api = (path: string, init?: RequestInit & { json?: unknown }) => call<unknown>(base, `/api${path}`, init);
   return {
     kind: 'local',
-    hashWhileSending: true,
+    serverHashes: true,
     session: () => api('/session') as Promise<WebSession>,
     analyses: () => api('/analyses') as Promise<WebAnalysis[]>,
     listObjects: (analysis, kind: ObjectKind) => api(`/analyses/${enc(analysis)}/objects?kind=${kind}`) as Promise<WebObject[]>,
@@ -120,11 +120,11 @@ export function createLocalBackend(base = ''): WebBackend {
     },
     startUpload: (analysis, request: StartUploadRequest) => api(`/analyses/${enc(analysis)}/uploads`, { method: 'POST', json: request }) as Promise<StartedUpload>,
     async uploadPart(uploadId, partNumber, body, options = {}) {
-      const result = await checkedPut(`${base}/api/uploads/${enc(uploadId)}/parts/${partNumber}`, body, {}, options.signal, options.onProgress);
+      const result = await checkedPut(`${base}/api/uploads/${enc(uploadId)}/parts/${partNumber}`, body, options.crc32 ? { 'x-ncap-crc32': options.crc32 } : {}, options.signal, options.onProgress);
       return { ETag: result.etag ?? '' };
     },
     listParts: (uploadId) => api(`/uploads/${enc(uploadId)}/parts`) as Promise<UploadedPart[]>,
-    completeUpload: (uploadId, parts, options = {}) => api(`/uploads/${enc(uploadId)}/complete`, { method: 'POST', json: { parts, ...(options.sha256 ? { sha256: options.sha256 } : {}) } }) as Promise<{ key: string }>,
+    completeUpload: (uploadId, parts) => api(`/uploads/${enc(uploadId)}/complete`, { method: 'POST', json: { parts } }) as Promise<{ key: string; sha256?: string }>,
     abortUpload: async (uploadId) => {
       await api(`/uploads/${enc(uploadId)}`, { method: 'DELETE' });
     },

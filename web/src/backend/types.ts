@@ -144,12 +144,13 @@ export class BackendError extends Error {
 export interface WebBackend {
   readonly kind: 'local' | 'aws';
   /**
-   * True when a multipart upload may be started without its sha256 and given it at completion
-   * (`completeUpload(..., {sha256})`, verified there), so the browser hashes while sending: the
-   * local server. False on AWS: the sha256 is the object's metadata, fixed at
-   * CreateMultipartUpload, so the file is hashed before its first byte is sent.
+   * True when the backend computes the sha256 of the bytes it receives itself and checks each
+   * part against the CRC32 the browser declares with it (`uploadPart(..., {crc32})`): the local
+   * server. A file whose name is free is then sent at once and never hashed in the browser. False
+   * on AWS: the sha256 is the object's metadata, fixed at CreateMultipartUpload, so the browser
+   * hashes the file before its first byte is sent.
    */
-  readonly hashWhileSending: boolean;
+  readonly serverHashes: boolean;
   /** GET /api/session */
   session(): Promise<WebSession>;
   /** GET /api/analyses */
@@ -163,11 +164,11 @@ export interface WebBackend {
   /** POST /api/analyses/:a/uploads */
   startUpload(analysis: string, request: StartUploadRequest): Promise<StartedUpload>;
   /** PUT /api/uploads/:id/parts/:n; resolves with the part's ETag. */
-  uploadPart(uploadId: string, partNumber: number, body: Blob, options?: { signal?: AbortSignal; onProgress?: (loadedBytes: number) => void }): Promise<{ ETag: string }>;
+  uploadPart(uploadId: string, partNumber: number, body: Blob, options?: { signal?: AbortSignal; onProgress?: (loadedBytes: number) => void; crc32?: string }): Promise<{ ETag: string }>;
   /** GET /api/uploads/:id/parts */
   listParts(uploadId: string): Promise<UploadedPart[]>;
-  /** POST /api/uploads/:id/complete `{parts, sha256?}` (create-only; `sha256` only where `hashWhileSending`, verified by the server). */
-  completeUpload(uploadId: string, parts: { PartNumber: number; ETag: string }[], options?: { sha256?: string }): Promise<{ key: string }>;
+  /** POST /api/uploads/:id/complete `{parts}` (create-only); the local server answers with the sha256 it computed. */
+  completeUpload(uploadId: string, parts: { PartNumber: number; ETag: string }[]): Promise<{ key: string; sha256?: string }>;
   /** DELETE /api/uploads/:id */
   abortUpload(uploadId: string): Promise<void>;
   /** POST /api/analyses/:a/configs: throws BackendError with `fields` when invalid. */
