@@ -314,11 +314,11 @@ export class S3ClientObjects extends S3Objects implements ClientObjects {
     return bytes === undefined ? undefined : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   }
 
-  async upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; mtimeMs?: number; onProgress?: ProgressListener }): Promise<void> {
+  async upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; mtimeMs?: number; onProgress?: ProgressListener; onStep?: (text: string) => void }): Promise<void> {
     await guarded(`uploading ${file} to s3://${bucket}/${key}`, async () => {
       // Parts of an interrupted run stay stored (never an object) and the next run of the same
       // file sends only the missing ones; the object appears only at completion, create-only.
-      await this.uploader.upload({ bucket, key, file, sizeBytes: options.sizeBytes, mtimeMs: options.mtimeMs ?? 0, sha256: options.sha256, ...(options.onProgress ? { onProgress: options.onProgress } : {}) });
+      await this.uploader.upload({ bucket, key, file, sizeBytes: options.sizeBytes, mtimeMs: options.mtimeMs ?? 0, sha256: options.sha256, ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.onStep ? { onWait: options.onStep } : {}) });
     });
   }
 

@@ -42,9 +42,12 @@ export interface ClientObjects extends ClientStore {
   /**
    * Uploads a file as a new object, all or nothing: an interrupted upload leaves no object
    * (S3 multipart is only visible once completed; on aws its stored parts are reused when the
-   * same file, by size, `mtimeMs` and sha256, is uploaded to the same key again).
+   * same file, by size, `mtimeMs` and sha256, is uploaded to the same key again; a second
+   * upload of the same file to the same key waits for the first, and says so through `onStep`).
+   * ObjectExistsError when the key holds an object, also one another upload created meanwhile:
+   * the caller compares its sha256.
    */
-  upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; mtimeMs?: number; onProgress?: ProgressListener }): Promise<void>;
+  upload(bucket: string, key: string, file: string, options: { sha256: string; sizeBytes: number; mtimeMs?: number; onProgress?: ProgressListener; onStep?: (text: string) => void }): Promise<void>;
   /** Downloads an object to a new `file` through this process's temp, placed create-only (never a half file, never a replaced one: ObjectExistsError). */
   download(bucket: string, key: string, file: string, options?: { onProgress?: ProgressListener }): Promise<void>;
 }

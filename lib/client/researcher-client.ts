@@ -149,10 +149,19 @@ export class ResearcherClient extends ResearcherUseCases<ClientBackend> {
     }
     const onProgress: ProgressListener = (done, total) => listener.progress?.(file, done, total);
     try {
-      await objects.upload(bucket, key, file, { sha256: localSha, sizeBytes: info.size, mtimeMs: info.mtimeMs, onProgress });
+      await objects.upload(bucket, key, file, { sha256: localSha, sizeBytes: info.size, mtimeMs: info.mtimeMs, onProgress, onStep: (text) => listener.step?.(text) });
     } catch (error) {
-      // Someone (a groupmate sharing a config) created it while this upload ran: fine if it is the same bytes.
-      if (!(error instanceof ObjectExistsError) || (await objects.sha256(bucket, key)) !== localSha) throw error;
+      // Someone (a groupmate sharing a config, this user's other terminal) created it while this
+      // upload ran or waited: fine if it is the same bytes.
+      if (!(error instanceof ObjectExistsError)) throw error;
+      const stored = await objects.sha256(bucket, key);
+      if (stored !== localSha) {
+        const why = stored === undefined ? 'with no sha256 recorded to compare with' : 'with different content';
+        throw new ObjectExistsError(
+          `${key} was created in ${this.backend.locationOf(bucket, key)} by another upload while ${file} was uploading, ${why}; nothing was overwritten. ` +
+            `Rename ${file} (e.g. ${basename(file).replace(/(\.[^.]*)?$/, '-2$1')}) and run again`,
+        );
+      }
       listener.step?.(`using ${key} (uploaded meanwhile by someone else, identical)`);
       return key;
     }

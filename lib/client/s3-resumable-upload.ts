@@ -13,15 +13,23 @@
  * groups are uploading; ListParts on one's own key is allowed already (researcher-access.ts).
  * S3 does not return an upload's metadata either, so only the record can say which file and
  * which sha256 an upload id was started for.
+ *
+ * One run at a time sends a key's multipart upload: a run holds the key's claim (a small file
+ * beside the record, created exclusively, refreshed every CLAIM_HEARTBEAT_MS) while it uploads.
+ * A second run of the same file to the same key (another terminal) waits for the first and then
+ * uses its object, or resumes its parts if it died; a second run of a different file is refused
+ * at once. Without that both resumed one upload id: both sent the parts and the loser's
+ * completion failed with NoSuchUpload although the object was stored (decision 52).
  */
-import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { link, mkdir, open, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  HeadObjectCommand,
   ListPartsCommand,
   PutObjectCommand,
   UploadPartCommand,
@@ -42,6 +50,13 @@ const MAX_PARTS = 10_000;
 const MIN_PART_BYTES = 5 * MIB;
 /** File bytes the part buffers may hold at once: 256 MiB (fewer parts in flight when parts are big). */
 export const MAX_BUFFERED_BYTES = 256 * MIB;
+
+/** How often a run refreshes the claim of the upload it sends: 5 s. */
+export const CLAIM_HEARTBEAT_MS = 5_000;
+/** A claim not refreshed for this long (30 s) belongs to a run that died or stopped, on any host. */
+export const CLAIM_STALE_MS = 30_000;
+/** How often a run waiting for another run's upload of the same file looks again: 200 ms (a local file's stat). */
+export const CLAIM_POLL_MS = 200;
 
 export interface PartPlan {
   partSizeBytes: number;
@@ -77,6 +92,8 @@ export interface ResumableUploadRequest {
   onProgress?: ProgressListener;
   /** Called after each part S3 stored in this run (part number, 1-based); for progress and tests. */
   onPartSent?: (partNumber: number) => void;
+  /** Told once when this upload waits for another run that is uploading the same file to this key. */
+  onWait?: (text: string) => void;
 }
 
 export interface ResumableUploadOptions {
@@ -116,6 +133,22 @@ interface RecordOwner {
   hostname: string;
 }
 
+/** Who sends a key's multipart upload now, and which file (its sha256); `token` tells two claims of one pid apart. */
+interface Claim extends RecordOwner {
+  sha256: string;
+  token: string;
+}
+
+/**
+ * Another run is uploading a different file to this key right now; nothing was sent. Waiting
+ * for it would only end in ObjectExists when it succeeds, so the run is refused at once.
+ */
+export class UploadInProgressError extends NeuroCaasError {
+  constructor(message: string) {
+    super('UploadInProgress', message);
+  }
+}
+
 /**
  * A multipart upload that stopped halfway: its parts stay stored (never an object) for the next
  * run. The code is the cause's when it has one (e.g. CredentialsExpired), else UploadInterrupted.
@@ -146,8 +179,22 @@ export class S3ResumableUploader {
       await this.putSingle(request);
       return { partsSent: 0, partsReused: 0, resumed: false };
     }
-    const sizeOf = (n: number) => (n < partCount ? partSize : sizeBytes - (partCount - 1) * partSize);
     const recordFile = this.recordFile(bucket, key);
+    // One run at a time sends this key's upload: a second run of the same file waits here for
+    // the first (then uses its object, or resumes its parts if it died).
+    const claim = recordFile ? await this.claim(claimFileOf(recordFile), request) : undefined;
+    try {
+      if (claim?.waited) await this.failIfStored(bucket, key, 'by the run this one waited for');
+      return await this.sendMultipart(request, { partSizeBytes: partSize, partCount, concurrency }, recordFile);
+    } finally {
+      await claim?.release();
+    }
+  }
+
+  private async sendMultipart(request: ResumableUploadRequest, plan: PartPlan, recordFile: string | undefined): Promise<ResumableUploadResult> {
+    const { bucket, key, sizeBytes } = request;
+    const { partSizeBytes: partSize, partCount, concurrency } = plan;
+    const sizeOf = (n: number) => (n < partCount ? partSize : sizeBytes - (partCount - 1) * partSize);
     const stored = new Map<number, string>();
     let uploadId: string | undefined;
     const record = recordFile ? await readRecord(recordFile) : undefined;
@@ -229,6 +276,7 @@ export class S3ResumableUploader {
       const results = await Promise.allSettled(Array.from({ length: Math.min(concurrency, Math.max(1, missing.length)) }, worker));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failure) {
+        if (isNoSuchUpload(failure.reason)) await this.uploadEnded(bucket, key, uploadId, recordFile, failure.reason);
         const translated = translateAwsError(failure.reason, `uploading ${request.file} to s3://${bucket}/${key}`);
         const why = translated instanceof Error ? translated.message : String(translated);
         // The record may name another run's upload by now (a different file sent to this name
@@ -247,15 +295,24 @@ export class S3ResumableUploader {
     }
 
     const parts = [...stored.entries()].sort((a, b) => a[0] - b[0]).map(([PartNumber, ETag]) => ({ PartNumber, ETag }));
+    const dropParts = async () => {
+      // Someone created the key meanwhile: these parts can never complete; drop them.
+      await this.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+      if (recordFile) await removeRecordOf(recordFile, uploadId);
+    };
+    // If-None-Match on the completion is the guard on S3; asking first also keeps stores that
+    // ignore it there (moto 5.1.1) from replacing an object another upload (another user's run,
+    // with its own records) completed meanwhile. One HEAD per multipart upload.
+    await this.failIfStored(bucket, key, 'by another upload', dropParts);
     try {
       await this.s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*' }));
     } catch (error) {
       if (isPreconditionFailed(error)) {
-        // Someone created the key meanwhile: these parts can never complete; drop them.
-        await this.s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
-        if (recordFile) await removeRecordOf(recordFile, uploadId);
-        throw new ObjectExistsError(`s3://${bucket}/${key} was created by someone else while uploading; nothing was overwritten`);
+        await dropParts();
+        throw new ObjectExistsError(`s3://${bucket}/${key} was created by another upload while this one ran; nothing was overwritten`);
       }
+      // Completed by another run meanwhile (it resumed this upload id), or a retried completion of our own.
+      if (isNoSuchUpload(error)) await this.uploadEnded(bucket, key, uploadId, recordFile, error);
       throw error;
     }
     if (recordFile) await removeRecordOf(recordFile, uploadId);
@@ -269,10 +326,82 @@ export class S3ResumableUploader {
     try {
       await this.s3.send(new PutObjectCommand({ Bucket: request.bucket, Key: request.key, Body: body, ContentLength: body.length, Metadata: { [SHA256_METADATA]: request.sha256 }, IfNoneMatch: '*' }));
     } catch (error) {
-      if (isPreconditionFailed(error)) throw new ObjectExistsError(`s3://${request.bucket}/${request.key} was created by someone else while uploading; nothing was overwritten`);
+      if (isPreconditionFailed(error)) throw new ObjectExistsError(`s3://${request.bucket}/${request.key} was created by another upload while this one ran; nothing was overwritten`);
       throw error;
     }
     request.onProgress?.(request.sizeBytes, request.sizeBytes);
+  }
+
+  /** Throws ObjectExistsError (after `before`) when the key holds an object; the caller compares its sha256. */
+  private async failIfStored(bucket: string, key: string, by: string, before?: () => Promise<void>): Promise<void> {
+    try {
+      await this.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    } catch (error) {
+      if (statusOf(error) === 404 || (error as { name?: string }).name === 'NotFound') return;
+      throw error;
+    }
+    await before?.();
+    throw new ObjectExistsError(`s3://${bucket}/${key} was created meanwhile ${by}; nothing was overwritten`);
+  }
+
+  /**
+   * The upload id is gone under this run (another run completed or aborted it, or the bucket's
+   * lifecycle rule did): an object under the key is ObjectExists (the caller compares sha256s,
+   * so the same bytes are success); no object is an interruption to start again from.
+   */
+  private async uploadEnded(bucket: string, key: string, uploadId: string, recordFile: string | undefined, cause: unknown): Promise<never> {
+    if (recordFile) await removeRecordOf(recordFile, uploadId);
+    await this.failIfStored(bucket, key, 'by another run that completed this upload');
+    throw new UploadInterruptedError(
+      'UploadEnded',
+      `the upload to s3://${bucket}/${key} was ended by someone else (aborted or expired) while it ran, and nothing is stored there: run the same command again to upload it from the start`,
+      cause,
+    );
+  }
+
+  /**
+   * Takes the claim of a key's upload for this run, waiting while a live run holds it for the
+   * same file (same sha256); a live run's claim for a different file is UploadInProgressError.
+   * A claim is live while its pid runs (on this host) and its file's mtime is fresh (any host);
+   * a stale one is moved aside and taken. `waited`: another run held it first.
+   */
+  private async claim(file: string, request: ResumableUploadRequest): Promise<{ waited: boolean; release(): Promise<void> }> {
+    const mine: Claim = { ...thisProcess(), sha256: request.sha256, token: randomBytes(8).toString('hex') };
+    let waited = false;
+    await mkdir(join(file, '..'), { recursive: true, mode: 0o700 });
+    for (;;) {
+      if (await createExclusive(file, JSON.stringify(mine))) break;
+      const held = await readClaim(file);
+      if (held === 'gone') continue;
+      if (await claimIsStale(file, held, CLAIM_STALE_MS)) {
+        await takeStale(file, held);
+        continue;
+      }
+      if (held !== undefined && held.sha256 !== request.sha256) {
+        throw new UploadInProgressError(
+          `another neurocaas run (pid ${held.pid} on ${held.hostname}) is uploading a different file to s3://${request.bucket}/${request.key} right now; nothing was sent. ` +
+            `Rename ${request.file} and run again, or run again once that run has ended (if it succeeded the name is taken)`,
+        );
+      }
+      const who = held ? `another neurocaas run (pid ${held.pid} on ${held.hostname}) that is uploading the same file` : `the run whose claim ${file} is (unreadable) to finish uploading`;
+      if (!waited) request.onWait?.(`waiting for ${who} to ${request.key}`);
+      waited = true;
+      await new Promise((resolve) => setTimeout(resolve, CLAIM_POLL_MS));
+    }
+    // The heartbeat: a run that stops refreshing (killed, stopped, its host gone) is stale after CLAIM_STALE_MS.
+    const heartbeat = setInterval(() => {
+      const now = new Date();
+      utimes(file, now, now).catch(() => undefined); // a missing claim is taken by then; nothing to refresh
+    }, CLAIM_HEARTBEAT_MS);
+    heartbeat.unref();
+    return {
+      waited,
+      release: async () => {
+        clearInterval(heartbeat);
+        const held = await readClaim(file);
+        if (typeof held === 'object' && held.token === mine.token) await rm(file, { force: true });
+      },
+    };
   }
 
   /** The parts S3 holds for an upload; undefined when the upload is gone (completed, aborted, expired). */
@@ -297,6 +426,68 @@ export class S3ResumableUploader {
     if (this.options.stateDir === undefined) return undefined;
     return join(this.options.stateDir, `${createHash('sha256').update(`${bucket}\n${key}`).digest('hex').slice(0, 32)}.json`);
   }
+}
+
+function claimFileOf(recordFile: string): string {
+  return recordFile.replace(/\.json$/, '.claim');
+}
+
+/** Creates `file` with `content` unless it exists (false then); never a half-written file (written aside, then linked). */
+async function createExclusive(file: string, content: string): Promise<boolean> {
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(temp, content, { mode: 0o600 });
+  try {
+    await link(temp, file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
+/** The claim in `file`; 'gone' when there is none; undefined when it cannot be read as one (then only its age counts). */
+async function readClaim(file: string): Promise<Claim | 'gone' | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+    throw error;
+  }
+  try {
+    const value = JSON.parse(text) as Partial<Claim>;
+    return typeof value.pid === 'number' && typeof value.hostname === 'string' && typeof value.sha256 === 'string' && typeof value.token === 'string' ? (value as Claim) : undefined;
+  } catch {
+    return undefined; // not a claim this version wrote: its age decides
+  }
+}
+
+async function claimIsStale(file: string, held: Claim | undefined, staleMs: number): Promise<boolean> {
+  if (held && ownerIsGone(held)) return true;
+  const info = await stat(file).catch(() => undefined);
+  return info !== undefined && Date.now() - info.mtimeMs > staleMs;
+}
+
+/**
+ * Moves a stale claim aside so that it can be taken (by createExclusive, which only one run
+ * wins). Two runs may find the same stale claim: the later one's rename may then move the
+ * winner's fresh claim instead, so what was moved is read back, and a claim that is not the
+ * stale one is linked back into place.
+ */
+async function takeStale(file: string, stale: Claim | undefined): Promise<void> {
+  const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
+  try {
+    await rename(file, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return; // someone else took it
+    throw error;
+  }
+  const moved = await readClaim(aside);
+  const wasStale = stale === undefined ? moved === undefined : typeof moved === 'object' && moved.token === stale.token;
+  if (!wasStale) await link(aside, file).catch(() => undefined); // a third run's claim at `file` already: that one is live
+  await rm(aside, { force: true });
 }
 
 async function readRecord(file: string): Promise<ResumeRecord | undefined> {
@@ -358,6 +549,10 @@ function withUnsignedPayload(command: UploadPartCommand): void {
     },
     { step: 'build', name: 'ncapUnsignedPartPayload' },
   );
+}
+
+function isNoSuchUpload(error: unknown): boolean {
+  return (error as { name?: string }).name === 'NoSuchUpload';
 }
 
 function isPreconditionFailed(error: unknown): boolean {

@@ -43,6 +43,7 @@ class PartProxy {
   forwardedParts = 0;
   acknowledgedParts = 0;
   holdAfter: number | undefined;
+  private held: (() => void)[] = [];
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private waiters: { parts: number; resolve: () => void }[] = [];
@@ -74,6 +75,13 @@ class PartProxy {
     this.forwardedParts = 0;
     this.acknowledgedParts = 0;
     this.holdAfter = holdAfter;
+    this.held = [];
+  }
+
+  /** Sends on every part held back so far, and every later one at once. */
+  release(): void {
+    this.holdAfter = undefined;
+    for (const forward of this.held.splice(0)) forward();
   }
 
   async close(): Promise<void> {
@@ -83,10 +91,15 @@ class PartProxy {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const part = isUploadPart(req);
-    if (part) {
-      if (this.holdAfter !== undefined && this.forwardedParts >= this.holdAfter) return; // held: never reaches S3
-      this.forwardedParts += 1;
+    if (part && this.holdAfter !== undefined && this.forwardedParts >= this.holdAfter) {
+      this.held.push(() => this.forward(req, res, part)); // held: reaches S3 only if released
+      return;
     }
+    this.forward(req, res, part);
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, part: boolean): void {
+    if (part) this.forwardedParts += 1;
     const upstream = httpRequest({ host: '127.0.0.1', port: Number(new URL(this.moto.endpoint).port), method: req.method, path: req.url, headers: req.headers }, (answer) => {
       const submission = req.method === 'PUT' && /\/submissions\/[^?]*submit\.json(\?|$)/.exec(req.url ?? '');
       const finish = () => {
@@ -157,8 +170,17 @@ describe('neurocaas run on aws, killed in the middle of an upload', () => {
 
   const stateDir = () => join(dir, 'state');
 
-  /** `neurocaas --backend aws run demo --data <file>` as alice; `killAfterParts`: SIGKILLed once that many parts are acknowledged. */
-  function run(file: string, killAfterParts?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
+  interface CliRun {
+    /** What it printed so far (stdout and stderr). */
+    output(): string;
+    /** Resolves once `pattern` was printed, or the run ended (then compare output() yourself). */
+    printed(pattern: RegExp): Promise<void>;
+    done: Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }>;
+    kill(): void;
+  }
+
+  /** Starts `neurocaas --backend aws run demo --data <file>` as alice (SIGKILLed after 60 s at the latest). */
+  function start(file: string): CliRun {
     const env: NodeJS.ProcessEnv = {};
     for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('AWS_') && !name.startsWith('NEUROCAAS_')) env[name] = value;
     const child = spawn(process.execPath, [cliPath, '--backend', 'aws', 'run', ANALYSIS, '--data', file, '--config', join(dir, 'config.json')], {
@@ -166,21 +188,42 @@ describe('neurocaas run on aws, killed in the middle of an upload', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
+    let watchers: { pattern: RegExp; resolve: () => void }[] = [];
+    const heard = (chunk: Buffer) => {
+      output += chunk;
+      watchers = watchers.filter((w) => (w.pattern.test(output) ? (w.resolve(), false) : true));
+    };
+    child.stdout.on('data', heard);
+    child.stderr.on('data', heard);
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    if (killAfterParts !== undefined) void proxy.acknowledged(killAfterParts).then(() => child.kill('SIGKILL'));
-    return new Promise((resolve) =>
+    const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }>((resolve) =>
       child.on('close', (code, signal) => {
         clearTimeout(timer);
+        for (const w of watchers.splice(0)) w.resolve();
         resolve({ code, signal, output });
       }),
     );
+    let ended = false;
+    void done.then(() => (ended = true));
+    return {
+      output: () => output,
+      printed: (pattern) => (ended || pattern.test(output) ? Promise.resolve() : new Promise((resolve) => watchers.push({ pattern, resolve }))),
+      done,
+      kill: () => child.kill('SIGKILL'),
+    };
+  }
+
+  /** `neurocaas --backend aws run demo --data <file>` as alice; `killAfterParts`: SIGKILLed once that many parts are acknowledged. */
+  function run(file: string, killAfterParts?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
+    const started = start(file);
+    if (killAfterParts !== undefined) void proxy.acknowledged(killAfterParts).then(() => started.kill());
+    return started.done;
   }
 
   const inputs = async () => ((await admin.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'lab/inputs/' }))).Contents ?? []).map((o) => o.Key);
   const record = async () => {
-    const names = await readdir(stateDir()).catch(() => [] as string[]);
+    // The record; a killed run also leaves its claim (.claim), which the next run takes over.
+    const names = (await readdir(stateDir()).catch(() => [] as string[])).filter((name) => name.endsWith('.json'));
     expect(names).toHaveLength(1);
     return JSON.parse(await readFile(join(stateDir(), names[0] as string), 'utf8')) as { uploadId: string; partSizeBytes: number; sizeBytes: number };
   };
@@ -233,5 +276,33 @@ describe('neurocaas run on aws, killed in the middle of an upload', () => {
     expect(proxy.forwardedParts).toBe(Math.ceil(size / old.partSizeBytes));
     expect(await object('lab/inputs/changed.bin')).toEqual({ sha256: localSha, metadata: localSha });
     await expect(storedParts('lab/inputs/changed.bin', old.uploadId)).rejects.toMatchObject({ name: 'NoSuchUpload' });
+  }, 120_000);
+
+  it('lets two runs upload the same file to the same name at once: both succeed, the bytes go up once', async () => {
+    const file = join(dir, 'twin.bin');
+    const size = 4 * 8 * MIB + 4_321;
+    sampleFile(file, size);
+    const localSha = sha256Of(await readFile(file));
+
+    // The first run's first part reaches S3; its other parts wait at the proxy while the second starts.
+    proxy.reset(1);
+    const first = start(file);
+    await Promise.race([proxy.acknowledged(1), first.done]);
+    const second = start(file);
+    // The second says it waits for the first; bounded: if it never says so, the parts go on anyway.
+    let fallback: NodeJS.Timeout | undefined;
+    await Promise.race([second.printed(/waiting for another neurocaas run/), new Promise<void>((resolve) => (fallback = setTimeout(resolve, 20_000)))]);
+    clearTimeout(fallback);
+    proxy.release();
+    const [a, b] = await Promise.all([first.done, second.done]);
+
+    expect(a.code, a.output).toBe(EXIT.rejected);
+    expect(b.code, b.output).toBe(EXIT.rejected);
+    expect(a.output).toMatch(/uploaded .*twin\.bin -> lab\/inputs\/twin\.bin/);
+    expect(b.output).toMatch(/waiting for another neurocaas run \(pid \d+ on .+\) that is uploading the same file to lab\/inputs\/twin\.bin/);
+    expect(b.output).toMatch(/using lab\/inputs\/twin\.bin \(uploaded meanwhile by someone else, identical\)/);
+    expect(proxy.forwardedParts).toBe(Math.ceil(size / (8 * MIB)));
+    expect(await object('lab/inputs/twin.bin')).toEqual({ sha256: localSha, metadata: localSha });
+    expect(await readdir(stateDir())).toEqual([]);
   }, 120_000);
 });

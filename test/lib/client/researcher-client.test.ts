@@ -80,6 +80,39 @@ describe.each(fixtures)('the researcher client on the %s backend', (_name, creat
     await expect(client.stage(bucket, 'lab/inputs/a.csv', other)).rejects.toThrow(ObjectExistsError);
   });
 
+  it('uses an input another upload stored meanwhile with the same bytes, and names the key and what to do when its bytes differ', async () => {
+    const client = fx.clientFor('alice');
+    const bucket = await client.backend.bucketOf(fx.analysis);
+    const { objects } = client.backend;
+    const head = objects.head.bind(objects);
+    // Another upload (another terminal, a groupmate) completes right after this one asked whether the key exists.
+    const meanwhile = (body: string) => async (b: string, key: string) => {
+      const found = await head(b, key);
+      const theirs = join(fx.dir, 'theirs', key);
+      await mkdir(join(theirs, '..'), { recursive: true });
+      await writeFile(theirs, body);
+      await objects.upload(b, key, theirs, { sha256: createHash('sha256').update(body).digest('hex'), sizeBytes: Buffer.byteLength(body) });
+      return found;
+    };
+    const mine = join(fx.dir, 'raced.csv');
+    await writeFile(mine, 'frame,x\n7,8\n');
+    const steps: string[] = [];
+    try {
+      objects.head = meanwhile('frame,x\n7,8\n');
+      await client.stage(bucket, 'lab/inputs/raced-same.csv', mine, { step: (s) => steps.push(s) });
+      objects.head = meanwhile('their bytes\n');
+      const different = client.stage(bucket, 'lab/inputs/raced-different.csv', mine);
+      await expect(different).rejects.toBeInstanceOf(ObjectExistsError);
+      await expect(different).rejects.toThrow(/^lab\/inputs\/raced-different\.csv was created in .* by another upload while .*raced\.csv was uploading, with different content; nothing was overwritten\. Rename .*raced\.csv \(e\.g\. raced-2\.csv\) and run again$/);
+    } finally {
+      objects.head = head;
+    }
+
+    // The local store itself keeps identical bytes placed under an existing name (its upload succeeds); S3 refuses, and stage compares.
+    expect(steps).toEqual([fx.name === 'local' ? `uploaded ${mine} -> lab/inputs/raced-same.csv` : 'using lab/inputs/raced-same.csv (uploaded meanwhile by someone else, identical)']);
+    expect(await client.backend.objects.sha256(bucket, 'lab/inputs/raced-different.csv')).toBe(createHash('sha256').update('their bytes\n').digest('hex'));
+  });
+
   it('stores the sha256 of the bytes it uploads when the file was regenerated after its early hash', async () => {
     const client = fx.clientFor('alice');
     const bucket = await client.backend.bucketOf(fx.analysis);

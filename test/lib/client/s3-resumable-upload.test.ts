@@ -1,17 +1,19 @@
 /**
  * Resumable create-only uploads against the S3 emulator (moto on 127.0.0.1): an upload that
  * fails halfway leaves no object, and the next upload of the same file sends only the parts
- * that are missing.
+ * that are missing. Two uploads of one key at once never share an upload id: the same file waits
+ * for the run sending it, a different file is refused, and an object another upload completed
+ * meanwhile is never replaced (also where the emulator ignores If-None-Match on completion).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, GetObjectCommand, ListMultipartUploadsCommand, HeadObjectCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ObjectExistsError } from '../../../lib/core/errors.js';
-import { DEFAULT_PART_BYTES, MAX_BUFFERED_BYTES, planParts, S3ResumableUploader } from '../../../lib/client/s3-resumable-upload.js';
+import { DEFAULT_PART_BYTES, MAX_BUFFERED_BYTES, planParts, S3ResumableUploader, UploadInProgressError, UploadInterruptedError } from '../../../lib/client/s3-resumable-upload.js';
 import { createBucket, MOTO_START_TIMEOUT_MS, s3ClientFor, startMoto, type MotoServer } from '../../support/moto.js';
 
 const PART = 5 * 1024 * 1024;
@@ -27,6 +29,54 @@ function failingClient(moto: MotoServer, failAt: number): S3Client {
       return next(args);
     },
     { step: 'initialize', name: 'failNthPart' },
+  );
+  return s3;
+}
+
+/** An S3 client that sends its first `openParts` UploadParts and holds every later one until `open()`; `parts` counts what it sent. */
+function gatedClient(moto: MotoServer, openParts: number): { s3: S3Client; open(): void; parts(): number; held(count: number): Promise<void> } {
+  const s3 = s3ClientFor(moto);
+  let sent = 0;
+  let started = 0;
+  let opened = false;
+  let gate: () => void = () => undefined;
+  const gateOpen = new Promise<void>((resolve) => (gate = resolve));
+  let onHeld: { count: number; resolve: () => void }[] = [];
+  s3.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== 'UploadPartCommand') return next(args);
+      started += 1;
+      if (!opened && started > openParts) {
+        onHeld = onHeld.filter((w) => (started - openParts >= w.count ? (w.resolve(), false) : true));
+        await gateOpen;
+      }
+      const result = await next(args);
+      sent += 1;
+      return result;
+    },
+    { step: 'initialize', name: 'gateParts' },
+  );
+  return {
+    s3,
+    open: () => {
+      opened = true;
+      gate();
+    },
+    parts: () => sent,
+    held: (count) => (started - openParts >= count ? Promise.resolve() : new Promise((resolve) => onHeld.push({ count, resolve }))),
+  };
+}
+
+/** An S3 client whose CompleteMultipartUpload first lets `meanwhile` happen, then fails NoSuchUpload, as if another run had ended the upload. */
+function completionEndedClient(moto: MotoServer, meanwhile: (args: { input: { Bucket?: string; Key?: string; UploadId?: string } }, send: () => Promise<unknown>) => Promise<void>): S3Client {
+  const s3 = s3ClientFor(moto);
+  s3.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== 'CompleteMultipartUploadCommand') return next(args);
+      await meanwhile(args as never, () => next(args));
+      throw Object.assign(new Error('The specified upload does not exist.'), { name: 'NoSuchUpload', $metadata: { httpStatusCode: 404 } });
+    },
+    { step: 'initialize', name: 'completionEnded' },
   );
   return s3;
 }
@@ -143,6 +193,123 @@ describe('S3ResumableUploader on the emulator', () => {
 
     expect(await uploadExists(bucket, key, old)).toBe(false);
     expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.['sha256']).toBe(changed.sha256);
+  });
+
+  it('makes a second upload of the same file to the key wait for the first, then report its object: no part sent twice', async () => {
+    const bucket = await createBucket(s3, 'twin');
+    const key = 'lab/inputs/twin.bin';
+    const local = await sampleFile('twin.bin', randomBytes(3 * PART + 5));
+    const stateDir = join(dir, 'state-twin');
+    const first = gatedClient(moto, 1);
+    const second = gatedClient(moto, 0);
+    second.open();
+
+    const uploading = new S3ResumableUploader(first.s3, { stateDir, partSizeBytes: PART, concurrency: 1 }).upload({ bucket, key, ...local });
+    await first.held(1);
+    const waits: string[] = [];
+    let waitingSaid: () => void = () => undefined;
+    const said = new Promise<void>((resolve) => (waitingSaid = resolve));
+    const twin = new S3ResumableUploader(second.s3, { stateDir, partSizeBytes: PART }).upload({ bucket, key, ...local, onWait: (text) => (waits.push(text), waitingSaid()) });
+    // Bounded: if it never says it waits, it ends (sending parts) and the assertions below say so.
+    await Promise.race([said, twin.then(() => undefined, () => undefined)]);
+    first.open();
+
+    expect(await uploading).toEqual({ resumed: false, partsReused: 0, partsSent: 4 });
+    await expect(twin).rejects.toBeInstanceOf(ObjectExistsError);
+    expect(waits).toEqual([`waiting for another neurocaas run (pid ${process.pid} on ${hostname()}) that is uploading the same file to ${key}`]);
+    expect(second.parts()).toBe(0);
+    expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.['sha256']).toBe(local.sha256);
+    expect(await readdir(stateDir)).toEqual([]);
+  });
+
+  it('refuses at once an upload of a different file to a key another live run is uploading, and leaves that run alone', async () => {
+    const bucket = await createBucket(s3, 'twin');
+    const key = 'lab/inputs/contested.bin';
+    const theirs = await sampleFile('contested.bin', randomBytes(2 * PART + 5));
+    const stateDir = join(dir, 'state-contested');
+    const first = gatedClient(moto, 1);
+
+    const uploading = new S3ResumableUploader(first.s3, { stateDir, partSizeBytes: PART, concurrency: 1 }).upload({ bucket, key, ...theirs });
+    await first.held(1);
+    const mine = await sampleFile('mine-contested.bin', randomBytes(2 * PART + 5));
+    const refused = new S3ResumableUploader(s3ClientFor(moto), { stateDir, partSizeBytes: PART }).upload({ bucket, key, ...mine });
+    await expect(refused).rejects.toBeInstanceOf(UploadInProgressError);
+    await expect(refused).rejects.toThrow(
+      `another neurocaas run (pid ${process.pid} on ${hostname()}) is uploading a different file to s3://${bucket}/${key} right now; nothing was sent. Rename ${mine.file} and run again`,
+    );
+    first.open();
+
+    expect(await uploading).toMatchObject({ partsSent: 3 });
+    expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.['sha256']).toBe(theirs.sha256);
+  });
+
+  it('takes over the claim of a run that died, or that stopped refreshing it on another host, and resumes its parts', async () => {
+    const bucket = await createBucket(s3, 'twin');
+    const exited = spawnSync(process.execPath, ['-e', '']);
+    const claims = [
+      { claim: { pid: exited.pid as number, hostname: hostname(), token: 'dead' }, ageMs: 0 },
+      { claim: { pid: 4_000_000, hostname: `not-${hostname()}`, token: 'silent' }, ageMs: 60_000 },
+    ];
+    for (const [index, { claim, ageMs }] of claims.entries()) {
+      const key = `lab/inputs/orphan-${index}.bin`;
+      const stateDir = join(dir, `state-orphan-${index}`);
+      const local = await sampleFile(`orphan-${index}.bin`, randomBytes(3 * PART + 1));
+      await expect(new S3ResumableUploader(failingClient(moto, 2), { stateDir, partSizeBytes: PART, concurrency: 1 }).upload({ bucket, key, ...local })).rejects.toThrow();
+      const [record] = await readdir(stateDir);
+      const claimFile = join(stateDir, (record as string).replace(/\.json$/, '.claim'));
+      await writeFile(claimFile, JSON.stringify({ ...claim, sha256: local.sha256 }));
+      const past = (Date.now() - ageMs) / 1000;
+      await utimes(claimFile, past, past);
+
+      const waits: string[] = [];
+      const result = await new S3ResumableUploader(s3ClientFor(moto), { stateDir, partSizeBytes: PART }).upload({ bucket, key, ...local, onWait: (text) => waits.push(text) });
+
+      expect(result, JSON.stringify(claim)).toEqual({ resumed: true, partsReused: 1, partsSent: 3 });
+      expect(waits).toEqual([]);
+      expect(await readdir(stateDir)).toEqual([]);
+    }
+  });
+
+  it("never replaces an object another user's upload (its own records) completed meanwhile, though the emulator ignores If-None-Match on completion", async () => {
+    const bucket = await createBucket(s3, 'twin');
+    const key = 'lab/inputs/raced.bin';
+    const mine = await sampleFile('raced.bin', randomBytes(2 * PART + 5));
+    const theirs = await sampleFile('raced-theirs.bin', randomBytes(2 * PART + 5));
+    const first = gatedClient(moto, 1);
+    const stateDir = join(dir, 'state-raced-mine');
+
+    const uploading = new S3ResumableUploader(first.s3, { stateDir, partSizeBytes: PART, concurrency: 1 }).upload({ bucket, key, ...mine });
+    uploading.catch(() => undefined);
+    await first.held(1);
+    await new S3ResumableUploader(s3ClientFor(moto), { stateDir: join(dir, 'state-raced-theirs'), partSizeBytes: PART }).upload({ bucket, key, ...theirs });
+    const [record] = await readdir(stateDir);
+    const { uploadId } = JSON.parse(await readFile(join(stateDir, record as string), 'utf8')) as { uploadId: string };
+    first.open();
+
+    await expect(uploading).rejects.toBeInstanceOf(ObjectExistsError);
+    expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.['sha256']).toBe(theirs.sha256);
+    // (moto answers ListParts of a gone upload id with the key's object, so ask which uploads remain.)
+    expect((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }))).Uploads?.map((u) => u.UploadId) ?? []).not.toContain(uploadId);
+    expect(await readdir(stateDir)).toEqual([]);
+  });
+
+  it('reads a completion answered NoSuchUpload by what the key holds: its object is ObjectExists (compared by the caller), none is an upload to start again', async () => {
+    const bucket = await createBucket(s3, 'twin');
+    const local = await sampleFile('ended.bin', randomBytes(2 * PART + 5));
+    const stateDir = join(dir, 'state-ended');
+
+    // Another run that resumed this upload id completed it first.
+    const completedElsewhere = completionEndedClient(moto, async (_args, send) => void (await send()));
+    await expect(new S3ResumableUploader(completedElsewhere, { stateDir, partSizeBytes: PART }).upload({ bucket, key: 'lab/inputs/ended.bin', ...local })).rejects.toBeInstanceOf(ObjectExistsError);
+    expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'lab/inputs/ended.bin' }))).Metadata?.['sha256']).toBe(local.sha256);
+
+    // The upload was aborted under it (by hand, or the lifecycle rule): nothing is stored.
+    const abortedElsewhere = completionEndedClient(moto, async ({ input }) => void (await s3.send(new AbortMultipartUploadCommand({ Bucket: input.Bucket, Key: input.Key, UploadId: input.UploadId }))));
+    const ended = new S3ResumableUploader(abortedElsewhere, { stateDir, partSizeBytes: PART }).upload({ bucket, key: 'lab/inputs/aborted.bin', ...local });
+    await expect(ended).rejects.toBeInstanceOf(UploadInterruptedError);
+    await expect(ended).rejects.toMatchObject({ code: 'UploadEnded', message: expect.stringContaining('run the same command again to upload it from the start') });
+    expect(await inputsOf(bucket)).toEqual(['lab/inputs/ended.bin']);
+    expect(await readdir(stateDir)).toEqual([]);
   });
 
   it('never overwrites an object that appeared under the key, multipart or single', async () => {
