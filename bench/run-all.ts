@@ -26,6 +26,7 @@ import { benchWebJobsTti } from './web-jobs-tti.js';
 import { benchRunnerResults } from './runner-results.js';
 import { benchRunnerResultsCli } from './runner-results-cli.js';
 import { benchUiUpload } from './ui-upload.js';
+import { benchUiUploadBrowser } from './ui-upload-browser.js';
 import { benchJobStructures } from './job-structures.js';
 
 const WORKFLOWS = {
@@ -169,6 +170,7 @@ async function main(): Promise<void> {
     await benchRunnerResults(print);
     await benchRunnerResultsCli(print);
     await benchUiUpload(print);
+    await benchUiUploadBrowser(print);
   } finally {
     rmSync(bench.root, { recursive: true, force: true });
   }

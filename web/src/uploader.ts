@@ -33,6 +33,8 @@ export const PART_ATTEMPTS = 3;
 /** Parts of one file in flight at once (a part is at most 8 MiB in memory, as a Blob slice). */
 export const PARTS_AT_ONCE = 4;
 const FILES_AT_ONCE = 3;
+/** Progress reports per file at most every 100 ms (10 a second is smooth; the browser's own events come far more often). */
+const PROGRESS_INTERVAL_MS = 100;
 
 export interface NcapMeta extends Meta {
   relativePath?: string | null;
@@ -75,6 +77,8 @@ type File = UppyFile<NcapMeta, Body>;
 export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string }, NcapMeta, Body> {
   /** The requests in flight per file: a pause cuts them all. */
   private readonly controllers = new Map<string, Set<AbortController>>();
+  /** When each file's progress was last reported (progress()). */
+  private readonly reportedAt = new Map<string, number>();
   /** Who waits for a paused file to resume (one per part worker). */
   private readonly waiting = new Map<string, (() => void)[]>();
 
@@ -120,6 +124,7 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
   };
 
   private onRemoved = (file: File) => {
+    this.reportedAt.delete(file.id);
     this.cut(file.id);
     this.wake(file.id);
     const uploadId = file.meta.uploadId;
@@ -165,10 +170,19 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
     await Promise.all(Array.from({ length: Math.min(FILES_AT_ONCE, files.length) }, worker));
   };
 
+  /**
+   * Reports a file's progress to Uppy at most every PROGRESS_INTERVAL_MS (and always when it is
+   * whole): the browser fires upload progress every few dozen KiB, and each report re-renders
+   * the dashboard.
+   */
   private progress(id: string, done: number): void {
     const file = this.current(id);
     if (!file) return;
-    this.uppy.emit('upload-progress', file, { uploadStarted: file.progress.uploadStarted ?? Date.now(), bytesUploaded: done, bytesTotal: file.size ?? done });
+    const now = Date.now();
+    const whole = done >= (file.size ?? done);
+    if (!whole && now - (this.reportedAt.get(id) ?? 0) < PROGRESS_INTERVAL_MS) return;
+    this.reportedAt.set(id, now);
+    this.uppy.emit('upload-progress', file, { uploadStarted: file.progress.uploadStarted ?? now, bytesUploaded: done, bytesTotal: file.size ?? done });
   }
 
   private async uploadOne(id: string): Promise<void> {
@@ -281,15 +295,17 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
     const report = () => this.progress(id, [...done.values()].reduce((sum, p) => sum + p.Size, 0) + [...sending.values()].reduce((sum, b) => sum + b, 0));
     let failure: unknown;
     const sendPart = async (n: number) => {
-      let body = blob.slice((n - 1) * PART_SIZE_BYTES, n * PART_SIZE_BYTES);
+      // The file's own slice is sent (the browser reads it from the file: no copy of the part
+      // through this page, which cost more than the rest of the upload). The CRC32 is of the same
+      // snapshot: a File that changed on disk since it was picked fails to read rather than
+      // giving other bytes, and a part that differs anyway is refused by the server and sent again.
+      const body = blob.slice((n - 1) * PART_SIZE_BYTES, n * PART_SIZE_BYTES);
       let crc32: string | undefined;
       if (crc) {
-        // The bytes checksummed are the bytes sent.
         const bytes = new Uint8Array(await body.arrayBuffer());
         crc.init();
         crc.update(bytes);
         crc32 = crc.digest('hex');
-        body = new Blob([bytes]);
       }
       for (let attempt = 1; ; attempt++) {
         if (!(await this.whilePaused(id))) throw new DOMException('removed', 'AbortError');

@@ -1,0 +1,129 @@
+/**
+ * `npm run bench` (web): a 1 GiB upload the way a researcher makes it, in real headless
+ * Chromium: the Upload page of `neurocaas ui` (the built app, its real uploader), the file handed
+ * to the dashboard's file input (what a drop feeds), timed from then until the page lists it as
+ * stored and its bytes are on disk (`sync`). Against a plain `cp` + `sync` of the same file, in
+ * the same run, before each upload. A warm-up round (a 64 MiB file) is not counted; then
+ * BENCH_UI_BROWSER_ROUNDS (default 2) rounds. Prints each round and the ratio over all of them,
+ * copy time / upload time (1.0 = as fast as cp; target >= 0.8), with the CPU time of the server
+ * process and of the browser's processes (all of Chromium's, from /proc). The server is a
+ * separate process, so all of its CPU is read from /proc too.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { launchChromium, REPO_ROOT, startUiServer } from '../scripts/web-browser.js';
+import { openPage } from '../scripts/web-journey.js';
+
+const GIB = 1024 ** 3;
+const ROUNDS = Math.max(1, Number(process.env['BENCH_UI_BROWSER_ROUNDS'] ?? 2));
+const CLOCK_TICK_MS = 10;
+
+/** Writes `sizeBytes` of real bytes (no holes, every 16 MiB different) and returns the sha256. */
+async function realFile(path: string, sizeBytes: number): Promise<string> {
+  const seed = randomBytes(16 * 1024 ** 2);
+  const handle = await open(path, 'w');
+  const hash = createHash('sha256');
+  try {
+    for (let at = 0; at < sizeBytes; at += seed.length) {
+      const length = Math.min(seed.length, sizeBytes - at);
+      seed.writeUInt32LE(at / seed.length, 0);
+      hash.update(seed.subarray(0, length));
+      await handle.write(seed, 0, length, at);
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return hash.digest('hex');
+}
+
+/** CPU time (user + system, ms) of the processes whose command line matches `match`, from /proc. */
+function cpuOf(match: (commandLine: string, pid: number) => boolean): number {
+  let ticks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const commandLine = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      if (!match(commandLine, Number(entry))) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return ticks * CLOCK_TICK_MS;
+}
+
+export async function benchUiUploadBrowser(print: (line: string) => void): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ncap-bench-ui-browser-'));
+  const root = join(dir, 'root');
+  const local = join(dir, 'local');
+  mkdirSync(local);
+  const server = await startUiServer(root, ['--blueprints', join(REPO_ROOT, 'blueprints'), '--users', join(REPO_ROOT, 'users')]);
+  const browser = await launchChromium();
+  const isServer = (commandLine: string) => commandLine.includes('neurocaas.js ui') && commandLine.includes(root);
+  const isBrowser = (commandLine: string) => /chromium/.test(commandLine.split(' ')[0] ?? '');
+  try {
+    const page = browser.context.pages()[0] ?? (await browser.context.newPage());
+    const copies: number[] = [];
+    const uploads: number[] = [];
+    for (let round = 0; round <= ROUNDS; round++) {
+      const size = round === 0 ? 64 * 1024 ** 2 : GIB;
+      const name = `recording-${round}.bin`;
+      const file = join(local, name);
+      const sha256 = await realFile(file, size);
+
+      const copyTarget = join(dir, 'copy.bin');
+      const copyStart = performance.now();
+      execFileSync('cp', ['--reflink=never', file, copyTarget]);
+      execFileSync('sync', [copyTarget]);
+      const copyMs = performance.now() - copyStart;
+      rmSync(copyTarget);
+
+      await page.goto('about:blank');
+      await openPage(page, server.url, 'upload');
+      await page.getByLabel('Analysis').selectOption('kalman-smoother');
+      const load = loadavg()[0] ?? 0;
+      const serverBefore = cpuOf(isServer);
+      const browserBefore = cpuOf(isBrowser);
+      const started = performance.now();
+      await page.locator('.uppy-Dashboard-input').first().setInputFiles(file);
+      await page.getByRole('list', { name: 'Upload results' }).getByText(`stored: lab/inputs/${name}`).waitFor({ timeout: 300_000 });
+      const storedMs = performance.now() - started;
+      const stored = join(root, 'buckets', 'kalman-smoother', 'lab', 'inputs', name);
+      const syncStart = performance.now();
+      execFileSync('sync', [stored]);
+      const uploadMs = storedMs + (performance.now() - syncStart);
+      const serverMs = cpuOf(isServer) - serverBefore;
+      const browserMs = cpuOf(isBrowser) - browserBefore;
+      const same = createHash('sha256').update(readFileSync(stored)).digest('hex') === sha256;
+      rmSync(stored);
+      rmSync(file);
+      if (!same) throw new Error(`the stored ${name} differs from the file sent`);
+      if (round > 0) {
+        copies.push(copyMs);
+        uploads.push(uploadMs);
+      }
+      print(
+        `ui upload in Chromium, ${round === 0 ? 'warm-up 64 MiB (not counted)' : `1 GiB round ${round}/${ROUNDS}`} (the app's uploader, load average ${load.toFixed(1)}): ` +
+          `${uploadMs.toFixed(0)} ms = ${(size / 1024 ** 2 / (uploadMs / 1000)).toFixed(0)} MiB/s; cp ${copyMs.toFixed(0)} ms ` +
+          `(stored after ${storedMs.toFixed(0)} ms, then sync ${(uploadMs - storedMs).toFixed(0)} ms; CPU: browser ${(browserMs / 1000).toFixed(2)} s, server ${(serverMs / 1000).toFixed(2)} s); ratio ${(copyMs / uploadMs).toFixed(2)}`,
+      );
+    }
+    const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+    print(`ui upload in Chromium, 1 GiB over ${ROUNDS} rounds: upload ${sum(uploads).toFixed(0)} ms against cp ${sum(copies).toFixed(0)} ms; ratio (upload throughput / copy throughput) ${(sum(copies) / sum(uploads)).toFixed(2)}   (target >= 0.8)`);
+  } finally {
+    await browser.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await benchUiUploadBrowser((line) => process.stdout.write(`${line}\n`));
