@@ -3,10 +3,11 @@ import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NeuroCaasError } from '../lib/core/errors.js';
+import { isDiskFull, NeuroCaasError } from '../lib/core/errors.js';
 import { isJobFinished, nextWakeAtMs, type JobEvent, type JobState } from '../lib/core/job-machine.js';
 import { LocalCatalog } from '../lib/local/catalog.js';
-import { isErrno } from '../lib/local/fs-util.js';
+import { formatBytes } from '../lib/core/plan.js';
+import { freeBytesOf, isErrno, keepSpaceReserve, releaseSpaceReserve } from '../lib/local/fs-util.js';
 import { LocalJobStore } from '../lib/local/job-store.js';
 import { LocalLedger } from '../lib/local/ledger.js';
 import { LocalMachines, type LocalMachineEvent } from '../lib/local/machines.js';
@@ -46,6 +47,12 @@ export function crashPointOf(value: string | undefined): CrashPoint | undefined 
 export const LEASE_RENEW_MS = 1_000;
 
 export const systemClock: Clock = { nowMs: () => Date.now() };
+
+/**
+ * Room kept under the root (`state/space-reserve`) for recording a full disk: released when
+ * one is noticed, so the reason can still be written; 1 MiB.
+ */
+export const SPACE_RESERVE_BYTES = 1_048_576;
 
 /** How often a job run by another process is checked for its end. */
 const OTHER_PROCESS_POLL_MS = 250;
@@ -111,6 +118,9 @@ export class LocalPlatform {
   private closed = false;
   /** Set once the process is stopping: jobs claimed from then on are cancelled at once. */
   private stopReason: string | undefined;
+  /** Set once a full disk under the root was noticed: why this process's jobs were stopped. */
+  private diskFullReason: string | undefined;
+  private readonly spaceReserve: string;
 
   constructor(options: LocalPlatformOptions) {
     this.root = resolve(options.root);
@@ -119,6 +129,8 @@ export class LocalPlatform {
     const bucketsDir = join(this.root, 'buckets');
     const stateDir = join(this.root, 'state');
     this.state = new StateDb(join(stateDir, STATE_DB_FILE));
+    this.spaceReserve = join(stateDir, 'space-reserve');
+    keepSpaceReserve(this.spaceReserve, SPACE_RESERVE_BYTES);
     this.owner = currentOwner();
     this.objects = new LocalObjectStore(bucketsDir);
     this.jobs = new LocalJobStore(this.state, this.owner, this.clock);
@@ -134,6 +146,18 @@ export class LocalPlatform {
     });
     const scheduler: Scheduler = { schedule: async (atMs, action) => this.schedule(atMs, action) };
     const hooks = crashHooks(options.crashAt, this.ledger, this.machines);
+    // Every failure the driver reports is looked at for a full disk before the shell hears of it.
+    const observer: DriverObserver = {
+      ...options.observer,
+      effectFailed: (jobId, effect, error) => {
+        this.noticeDiskFull(error);
+        options.observer?.effectFailed?.(jobId, effect, error);
+      },
+      backgroundError: (jobId, error) => {
+        this.noticeDiskFull(error);
+        options.observer?.backgroundError?.(jobId, error);
+      },
+    };
     this.driver = new JobDriver({
       objects: this.objects,
       jobs: this.jobs,
@@ -149,7 +173,7 @@ export class LocalPlatform {
       submitFollowOn: async (bucket, key, username) => {
         void this.startSubmission(bucket, key, username).catch((error: unknown) => this.observer?.backgroundError?.(key, error));
       },
-      ...(options.observer ? { observer: options.observer } : {}),
+      observer,
     });
     this.crashAt = options.crashAt;
   }
@@ -201,6 +225,7 @@ export class LocalPlatform {
         },
       });
     } catch (error) {
+      this.noticeDiskFull(error);
       if (claimed === undefined) throw error;
       // Claimed but its evaluation threw: the job must still end, with the reason, and the
       // submitter (a CLI or the web app waiting for it) must get its receipt now, not a timeout.
@@ -291,7 +316,9 @@ export class LocalPlatform {
    * to finish, bounded. With `handOver`, jobs that have not launched anything yet are released
    * instead when another live server can resume them.
    */
-  async cancelOwned(reason: string, options: { maxWaitMs?: number; handOver?: boolean } = {}): Promise<void> {
+  async cancelOwned(stopping: string, options: { maxWaitMs?: number; handOver?: boolean } = {}): Promise<void> {
+    // Stopping because the disk is full: that stays the jobs' reason.
+    const reason = this.diskFullReason ?? stopping;
     this.stopReason = reason;
     const maxWaitMs = options.maxWaitMs ?? 10_000;
     const handOver = options.handOver === true && this.state.otherResumerAlive(this.owner, this.clock.nowMs());
@@ -496,6 +523,8 @@ export class LocalPlatform {
           this.report(jobId, new NeuroCaasError('LeaseLost', `job ${jobId} was taken over by another neurocaas process`));
         }
       }
+      // After a full disk, this process's own requests hold the reason for the next command.
+      if (this.diskFullReason !== undefined) return;
       for (const request of this.state.takeCancelRequests(this.owner)) {
         void this.dispatch(request.jobId, { type: 'CancelRequested', atMs: now, reason: request.reason }).catch((error: unknown) => this.report(request.jobId, error));
       }
@@ -517,6 +546,9 @@ export class LocalPlatform {
       const state = await running;
       this.afterDispatch(state);
       return state;
+    } catch (error) {
+      this.noticeDiskFull(error);
+      throw error;
     } finally {
       this.inflight.delete(running);
     }
@@ -594,8 +626,46 @@ export class LocalPlatform {
   }
 
   private report(jobId: string, error: unknown): void {
+    this.noticeDiskFull(error);
     this.observer?.backgroundError?.(jobId, error);
   }
+
+  /**
+   * The first full disk (ENOSPC, EDQUOT, SQLITE_FULL) this process meets stops its jobs: retrying
+   * writes that cannot succeed would keep them, and their machines, running until the deadline.
+   * Their machines are killed first (a workflow filling the disk would take the room freed next),
+   * the space reserve is released, and each job gets a cancel request naming the disk (one
+   * small write) and the cancel itself: the job ends here if the writes now fit, else the next
+   * neurocaas command ends it with that reason. Synchronous up to the dispatches.
+   */
+  private noticeDiskFull(error: unknown): void {
+    if (this.diskFullReason !== undefined || this.closed || !isDiskFull(error, { database: true })) return;
+    const reason = diskFullReason(this.root, error);
+    this.diskFullReason = reason;
+    this.stopReason ??= reason;
+    this.machines.killOwnedNow();
+    releaseSpaceReserve(this.spaceReserve);
+    const atMs = this.clock.nowMs();
+    for (const jobId of [...this.leased]) {
+      try {
+        this.state.requestCancel(jobId, reason, atMs);
+      } catch (requestError) {
+        // Not even the reserve made room: the next command ends the job with a plainer reason.
+        this.observer?.backgroundError?.(jobId, requestError);
+      }
+      void this.dispatch(jobId, { type: 'CancelRequested', atMs, reason }).catch((cancelError: unknown) => this.observer?.backgroundError?.(jobId, cancelError));
+    }
+  }
+}
+
+/** Why a job stopped on a full disk: which disk, what is free there now, the error, what to do. */
+function diskFullReason(root: string, error: unknown): string {
+  const free = freeBytesOf(root);
+  const message = error instanceof Error ? error.message : String(error);
+  return (
+    `no space left on the disk of ${root} (${free === undefined ? '' : `${formatBytes(free)} free; `}${message}): the job's records and results could not all be written, ` +
+    'so it was stopped; free space on that disk (or use --root on another one), then submit it again'
+  );
 }
 
 function crashNow(): never {

@@ -31,8 +31,9 @@ export class DiskFullWatch {
     const job = jobId === '-' ? 'the running job' : `job ${jobId}`;
     this.reject?.(
       new DiskFullError(
-        `no space left on the disk of ${this.root} (${error instanceof Error ? error.message : String(error)}): ${job} can no longer be recorded, so this command stops its machines. ` +
-          'Free space on that disk (or use --root on another one), then run "neurocaas jobs": it ends the job and settles its budget',
+        `no space left on the disk of ${this.root} (${error instanceof Error ? error.message : String(error)}): ` +
+          `${job} can no longer be recorded, so this command stops, and its machines with it. ` +
+          'Free space on that disk (or use --root on another one), then run "neurocaas jobs": it ends the job (with this reason) and settles its budget; then submit again',
         { cause: error },
       ),
     );

@@ -24,6 +24,8 @@ interface CommonOptions extends GlobalOptions {
   json?: boolean;
   /** A signal is this command's normal way to stop (serve): exit 0, the command cleans up itself. */
   stopsOnSignal?: boolean;
+  /** The command races its work against a full disk under the root (serve): the watch gets the background errors. */
+  watchesDiskFull?: boolean;
 }
 
 const EXIT_INTERRUPTED = 130;
@@ -74,6 +76,9 @@ export async function runCli(context: CliContext): Promise<number> {
       if (stopSignals.interrupted) exitCode = EXIT_INTERRUPTED;
     } catch (error) {
       failed = true;
+      // A raw full disk met by the command itself, not in the background, is said the same way
+      // (a NeuroCaasError, e.g. staging's, already names what did not fit).
+      if (diskFull && !(error instanceof NeuroCaasError) && diskFull.check('-', error)) throw await diskFull.tripped.catch((tripped: unknown) => tripped);
       throw error;
     } finally {
       stopSignals.remove();
@@ -86,9 +91,10 @@ export async function runCli(context: CliContext): Promise<number> {
     }
   };
 
-  const withPlatform = async (options: CommonOptions, action: (platform: LocalPlatform, settings: CliSettings) => Promise<number>): Promise<void> => {
+  const withPlatform = async (options: CommonOptions, action: (platform: LocalPlatform, settings: CliSettings, diskFull: DiskFullWatch) => Promise<number>): Promise<void> => {
     reporter = options.json ? new JsonReporter(context.streams) : new HumanReporter(context.streams);
     const settings = resolveSettings(options, context.env, context.cwd, packageRoot());
+    const diskFull = new DiskFullWatch(settings.root);
     // Loaded only for local commands: the local platform (SQLite, the driver, machines) takes
     // longer to load than an aws command takes to run.
     const { crashPointOf, LocalPlatform } = await import('../../protocols/local-shell.js');
@@ -96,12 +102,12 @@ export async function runCli(context: CliContext): Promise<number> {
       root: settings.root,
       blueprintsDir: settings.blueprintsDir,
       usersDir: settings.usersDir,
-      observer: observerFor(reporter),
+      observer: observerFor(reporter, options.watchesDiskFull ? diskFull : undefined),
       crashAt: crashPointOf(settings.testCrashAt),
     });
     const stopSignals = installSignalHandlers(localStopper(platform), reporter, options.stopsOnSignal ?? false);
     try {
-      exitCode = await action(platform, settings);
+      exitCode = await action(platform, settings, diskFull);
       if (stopSignals.interrupted && !options.stopsOnSignal) exitCode = EXIT_INTERRUPTED;
     } finally {
       stopSignals.remove();
@@ -195,11 +201,12 @@ export async function runCli(context: CliContext): Promise<number> {
     .description('watch the local buckets and run every submit.json dropped into <group>/submissions/')
     .addOption(new Option('--poll-ms <ms>', 'polling interval for new submissions').default('500'))
     .action(async (options: CommonOptions & { pollMs: string }) =>
-      withPlatform({ ...options, stopsOnSignal: true }, async (platform) => {
+      withPlatform({ ...options, stopsOnSignal: true, watchesDiskFull: true }, async (platform, _settings, diskFull) => {
         const { serveLocal } = await import('./commands/serve.js');
         const controller = new AbortController();
         for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort());
-        return serveLocal(platform, reporter, { pollMs: Number(options.pollMs), signal: controller.signal });
+        // A full disk stops the server (decision 51): nothing it runs could be recorded any more.
+        return stopOnDiskFull(diskFull, controller, () => serveLocal(platform, reporter, { pollMs: Number(options.pollMs), signal: controller.signal }));
       }),
     );
 
@@ -215,13 +222,15 @@ export async function runCli(context: CliContext): Promise<number> {
         throw new UsageError('neurocaas ui serves the local backend; on aws the web app is deployed by the WebStack (see docs/admin-guide.md)');
       }
       const settings = resolveSettings(options, context.env, context.cwd, packageRoot());
-      const backend = await openLocalBackend(settings, observerFor(reporter));
+      const diskFull = new DiskFullWatch(settings.root);
+      const backend = await openLocalBackend(settings, observerFor(reporter, diskFull));
       const stopSignals = installSignalHandlers(backend, reporter, true);
       const controller = new AbortController();
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => controller.abort());
       try {
         const { serveUi } = await import('./commands/ui.js');
-        exitCode = await serveUi(backend, packageRoot(), { ...(options.user ? { user: options.user } : {}), ...(options.host ? { host: options.host } : {}), port: options.port }, reporter, controller.signal);
+        const uiOptions = { ...(options.user ? { user: options.user } : {}), ...(options.host ? { host: options.host } : {}), port: options.port };
+        exitCode = await stopOnDiskFull(diskFull, controller, () => serveUi(backend, packageRoot(), uiOptions, reporter, controller.signal));
       } finally {
         stopSignals.remove();
         await backend.close();
@@ -267,6 +276,21 @@ export async function runCli(context: CliContext): Promise<number> {
   } finally {
     reporter.flush?.();
   }
+}
+
+/**
+ * Runs a server (`local serve`, `ui`) until it stops; a full disk under the root stops it like a
+ * signal does, and then ends the command with the DiskFullError (exit 1) instead of exit 0.
+ */
+async function stopOnDiskFull(diskFull: DiskFullWatch, controller: AbortController, serve: () => Promise<number>): Promise<number> {
+  let full: unknown;
+  diskFull.tripped.catch((error: unknown) => {
+    full = error;
+    controller.abort();
+  });
+  const code = await serve();
+  if (full !== undefined) throw full;
+  return code;
 }
 
 /** Certificate lines reach the researcher by following the certificate object (the client layer); the observer only warns. */

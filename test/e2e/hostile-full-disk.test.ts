@@ -1,28 +1,65 @@
 /**
  * A local root on a disk that fills up while a job runs (a workflow whose log takes every byte):
- * the job must not be called SUCCEEDED, the CLI ends with a clear reason instead of a crash,
- * nothing it started keeps running, and once there is room again the job is ended and settled.
+ * the job must not be called SUCCEEDED, the command ends with a clear reason instead of a crash
+ * or a server retrying forever, nothing it started keeps running, and the job ends (now, or by
+ * the next command once there is room) with a reason that names the full disk.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createSandbox, JobFolder, ledgerEntries, machineRecords, pidsStillRunning, transcript } from './helpers.js';
+import { createSandbox, JobFolder, ledgerEntries, machineRecords, pidsStillRunning, transcript, type Sandbox } from './helpers.js';
 
 const analysis = 'test-workflow';
 
+/** Mounts an 8 MiB tmpfs as the sandbox's root; false (with why) where that is not possible. */
+function smallDiskRoot(sandbox: Sandbox): boolean {
+  if (process.getuid?.() !== 0) {
+    console.log('skipping the full-disk case: mounting a small tmpfs needs root');
+    return false;
+  }
+  mkdirSync(sandbox.root, { recursive: true });
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', sandbox.root]);
+  if (mounted.status !== 0) {
+    console.log(`skipping the full-disk case: mount -t tmpfs failed (${String(mounted.stderr).trim()})`);
+    return false;
+  }
+  return true;
+}
+
+/** Room again (the researcher freed space): the next command ends the job, not SUCCEEDED, naming the full disk. */
+async function expectEndedForTheFullDisk(sandbox: Sandbox): Promise<void> {
+  expect(spawnSync('mount', ['-o', 'remount,size=64m', sandbox.root]).status).toBe(0);
+  const jobs = await sandbox.cli(['jobs', '--json', '--user', 'alice']);
+  expect(jobs.code, transcript(jobs)).toBe(0);
+  const [view] = (JSON.parse(jobs.stdout) as { jobs: { phase: string; outcome: string; datasets: { phase: string; reason?: string }[] }[] }).jobs;
+  expect(view?.phase).toBe('DONE');
+  expect(view?.outcome).not.toBe('SUCCEEDED');
+  expect(view?.datasets[0]?.reason).toContain(`no space left on the disk of ${sandbox.root} (`);
+  expect(view?.datasets[0]?.reason).toMatch(/ free; .*free space on that disk .*then submit it again/);
+  const job = await JobFolder.single(sandbox.root, analysis, 'lab');
+  expect(await job.text('end.txt')).not.toMatch(/ SUCCEEDED\n/);
+  for (const entry of await ledgerEntries(sandbox.root, 'alice')) expect(entry.spentUsd, `reservation of ${entry.jobId} settled`).toBeDefined();
+}
+
+/** Puts a dataset and a config that logs 16 MiB (on the 8 MiB disk) into alice's group; returns the group's folder. */
+async function stageInBucket(sandbox: Sandbox): Promise<string> {
+  const bucket = path.join(sandbox.root, 'buckets', analysis, 'lab');
+  for (const [key, content] of [
+    ['inputs/a.csv', 'frame,x\n1,2\n'],
+    ['configs/c.json', JSON.stringify({ mode: 'succeed', logMiB: 16 })],
+  ] as const) {
+    await mkdir(path.dirname(path.join(bucket, key)), { recursive: true });
+    await writeFile(path.join(bucket, key), content);
+  }
+  return bucket;
+}
+
 describe('a local root whose disk fills up while the job runs', () => {
-  it('ends the run with the reason (no crash, not SUCCEEDED), leaves nothing running, and the next command settles the job', async () => {
-    if (process.getuid?.() !== 0) {
-      console.log('skipping the full-disk case: mounting a small tmpfs needs root');
-      return;
-    }
+  it('ends the run with the reason (no crash, not SUCCEEDED), leaves nothing running, and the job ends naming the full disk', async () => {
     const sandbox = await createSandbox();
-    mkdirSync(sandbox.root, { recursive: true });
-    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', sandbox.root]);
-    if (mounted.status !== 0) {
-      console.log(`skipping the full-disk case: mount -t tmpfs failed (${String(mounted.stderr).trim()})`);
-      return;
-    }
+    if (!smallDiskRoot(sandbox)) return;
     try {
       const data = await sandbox.file('a.csv', 'frame,x\n1,2\n');
       // 16 MiB of log into a bucket on an 8 MiB disk.
@@ -39,17 +76,64 @@ describe('a local root whose disk fills up while the job runs', () => {
       expect(machines.length).toBe(1);
       expect(await pidsStillRunning(machines.map((m) => m.pid), 5_000)).toEqual([]);
 
-      // Room again (the researcher freed space): the next command ends the job, not SUCCEEDED.
-      expect(spawnSync('mount', ['-o', 'remount,size=64m', sandbox.root]).status).toBe(0);
-      const jobs = await sandbox.cli(['jobs', '--json', '--user', 'alice']);
-      expect(jobs.code, transcript(jobs)).toBe(0);
-      const [view] = (JSON.parse(jobs.stdout) as { jobs: { phase: string; outcome: string; datasets: { phase: string; reason?: string }[] }[] }).jobs;
-      expect(view?.phase).toBe('DONE');
-      expect(view?.outcome).not.toBe('SUCCEEDED');
-      expect(view?.datasets[0]?.reason).toBeTruthy();
-      const job = await JobFolder.single(sandbox.root, analysis, 'lab');
-      expect(await job.text('end.txt')).not.toMatch(/ SUCCEEDED\n/);
-      for (const entry of await ledgerEntries(sandbox.root, 'alice')) expect(entry.spentUsd, `reservation of ${entry.jobId} settled`).toBeDefined();
+      await expectEndedForTheFullDisk(sandbox);
+    } finally {
+      spawnSync('umount', ['-l', sandbox.root]);
+    }
+  }, 60_000);
+
+  it('stops a local server with the reason instead of retrying the writes, and leaves nothing running', async () => {
+    const sandbox = await createSandbox();
+    if (!smallDiskRoot(sandbox)) return;
+    try {
+      const bucket = await stageInBucket(sandbox);
+      const server = sandbox.start(['local', 'serve', '--poll-ms', '100'], { timeoutMs: 30_000 });
+      await server.waitForStdout(/watching/);
+
+      await mkdir(path.join(bucket, 'submissions', 'alice'), { recursive: true });
+      await writeFile(path.join(bucket, 'submissions', 'alice', 'big-submit.json'), JSON.stringify({ dataname: 'lab/inputs/a.csv', configname: 'lab/configs/c.json' }));
+      const served = await server.exited;
+
+      expect(served.code, transcript(served)).toBe(1);
+      expect(served.stderr, transcript(served)).toMatch(/^error \[DiskFull\]: no space left on the disk of /m);
+      expect(served.stderr, transcript(served)).not.toMatch(/node:internal|\n\s+at /);
+      // Stopped at the first full disk: not a warning per retried write.
+      expect(served.stderr.split('\n').filter((line) => line.startsWith('warning:')).length, transcript(served)).toBeLessThan(5);
+      expect(served.stdout, transcript(served)).not.toMatch(/: SUCCEEDED/);
+      const machines = await machineRecords(sandbox.root);
+      expect(machines.length).toBe(1);
+      expect(await pidsStillRunning(machines.map((m) => m.pid), 5_000)).toEqual([]);
+
+      await expectEndedForTheFullDisk(sandbox);
+    } finally {
+      spawnSync('umount', ['-l', sandbox.root]);
+    }
+  }, 60_000);
+
+  it('stops the local web interface with the reason, and leaves nothing running', async () => {
+    const sandbox = await createSandbox();
+    if (!smallDiskRoot(sandbox)) return;
+    try {
+      await stageInBucket(sandbox);
+      const ui = sandbox.start(['ui', '--port', '0', '--user', 'alice'], { timeoutMs: 30_000 });
+      const url = (await ui.waitForStdout(/(http:\/\/127\.0\.0\.1:\d+\/)/))[1] as string;
+
+      const submitted = await fetch(new URL(`/api/analyses/${analysis}/submit`, url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ datasets: ['a.csv'], config: 'c.json' }),
+      });
+      expect(submitted.status, await submitted.clone().text()).toBe(201);
+      const stopped = await ui.exited;
+
+      expect(stopped.code, transcript(stopped)).toBe(1);
+      expect(stopped.stderr, transcript(stopped)).toMatch(/^error \[DiskFull\]: no space left on the disk of /m);
+      expect(stopped.stderr, transcript(stopped)).not.toMatch(/node:internal|\n\s+at /);
+      const machines = await machineRecords(sandbox.root);
+      expect(machines.length).toBe(1);
+      expect(await pidsStillRunning(machines.map((m) => m.pid), 5_000)).toEqual([]);
+
+      await expectEndedForTheFullDisk(sandbox);
     } finally {
       spawnSync('umount', ['-l', sandbox.root]);
     }
