@@ -532,8 +532,9 @@ export class JobDriver {
         state = transition.state;
         for (const effect of transition.effects) added.push({ seq: (seq += 1), effect });
       }
-      const outbox = [...record.outbox.filter((item) => !done.has(item.seq)), ...added];
-      const unchanged = added.length === 0 && outbox.length === record.outbox.length && JSON.stringify(state) === JSON.stringify(record.state);
+      const kept = record.outbox.filter((item) => !done.has(item.seq));
+      const outbox = appendPending(kept, added);
+      const unchanged = outbox.length === kept.length && kept.length === record.outbox.length && JSON.stringify(state) === JSON.stringify(record.state);
       if (unchanged) {
         // Another process (another Lambda container) may have moved the job on since this copy
         // was cached; an event that changes nothing here must be tried on the stored job first.
@@ -907,6 +908,30 @@ function ledgerKeyOf(state: JobState): string {
 
 function parseChainClaim(submission: Submission): Submission['neurocaas_chain'] {
   return submission.neurocaas_chain;
+}
+
+/**
+ * The outbox after a reduction: what is still pending, then the new effects, except a new one
+ * equal to an effect still pending. The reducer re-sends unanswered requests (a launch every
+ * LAUNCH_RETRY_MS, a terminate every TERMINATE_RETRY_MS, a reservation every RESERVE_RETRY_MS)
+ * without seeing the outbox; while their calls keep failing, each tick would add another copy,
+ * the outbox would grow without bound and every invocation would have more calls to finish
+ * (a DynamoDB item also stops at 400 KB). Effects are idempotent (a replayed outbox runs them
+ * again), so the pending copy does all the new one would. Certificate and status writes are
+ * kept: the drain already supersedes them by the latest of their kind, and a certificate's
+ * lines go to the observer as they come.
+ */
+function appendPending(pending: PendingEffect[], added: PendingEffect[]): PendingEffect[] {
+  const keyOf = (item: PendingEffect) => (item.effect.type === 'AppendCertificate' || item.effect.type === 'WriteStatus' ? undefined : JSON.stringify(item.effect));
+  const waiting = new Set(pending.map(keyOf));
+  const out = [...pending];
+  for (const item of added) {
+    const key = keyOf(item);
+    if (key !== undefined && waiting.has(key)) continue;
+    if (key !== undefined) waiting.add(key);
+    out.push(item);
+  }
+  return out;
 }
 
 /** Create-only write that treats "already there" as done (a replayed effect). */

@@ -3,7 +3,10 @@ export interface FaultProfile {
   name: string;
   /** Throttling or 5xx on any service call. */
   throttle: number;
-  /** A Lambda invocation dies before a service call (and everything after it). */
+  /**
+   * A Lambda invocation dies before a service call (and everything after it); the invocation
+   * has then failed, whatever its code caught, and is retried as AWS retries that function.
+   */
   lambdaDeath: number;
   eventLoss: number;
   eventDuplicate: number;

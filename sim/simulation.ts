@@ -17,7 +17,7 @@ import { onCommandStatusChange, onInstanceStateChange, onScheduledAction, onSpot
 import { faultProfile } from './faults.js';
 import { EventQueue } from './heap.js';
 import { Rng } from './rng.js';
-import { Invocation, World, type Trigger } from './world.js';
+import { Invocation, LambdaDiedError, World, type Trigger } from './world.js';
 
 export interface SimulationOptions {
   jobs: number;
@@ -179,7 +179,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     if (rng.chance(faults.eventDuplicate)) queue.push(atMs + rng.int(0, 60_000), { kind: 's3-submission', bucket, key, attempt: 0 });
     submissionBodies.set(`${bucket}/${key}`, body);
   }
-  queue.push(T0 + REAPER_MS, { kind: 'reaper' });
+  queue.push(T0 + REAPER_MS, { kind: 'reaper', attempt: 0 });
   const lastArrivalMs = T0 + arrivalSpanMs;
   const hardStopMs = lastArrivalMs + 12 * 3_600_000;
   const byKey = new Map(submissions.map((s) => [`${s.bucket}/${s.key}`, s]));
@@ -204,51 +204,60 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       return;
     }
     world.stats.invocations += 1;
-    const { platform } = platformFor(trigger.kind);
+    const { platform, invocation } = platformFor(trigger.kind);
     try {
-      switch (trigger.kind) {
-        case 's3-submission': {
-          if (trigger.attempt === -1) {
-            // The upload itself: S3 then invokes the submit function asynchronously.
-            const body = submissionBodies.get(`${trigger.bucket}/${trigger.key}`) as string;
-            world.userPut(trigger.bucket, trigger.key, body);
-            world.deliver({ ...trigger, attempt: 0 }, rng.int(100, 2_000), false);
-            return;
-          }
-          const s = byKey.get(`${trigger.bucket}/${trigger.key}`) as Submission;
-          await platform.driver.submit(trigger.bucket, trigger.key, { analysis: s.analysis, username: s.user });
-          return;
-        }
-        case 'failed-submission': {
-          const s = byKey.get(`${trigger.bucket}/${trigger.key}`) as Submission;
-          await onSubmissionFailedForGood(platform, s.analysis, trigger.bucket, trigger.key, trigger.error);
-          return;
-        }
-        case 'sqs':
-          await onScheduledAction(platform, trigger.action);
-          return;
-        case 'ec2-state':
-          await onInstanceStateChange(platform, trigger.instanceId, trigger.state, trigger.eventTimeMs);
-          return;
-        case 'command-status':
-          await onCommandStatusChange(platform, trigger.commandId, trigger.instanceId, trigger.status);
-          return;
-        case 'spot-warning':
-          await onSpotInterruption(platform, trigger.instanceId);
-          return;
-        case 'cancel': {
-          const head = world.buckets.get(trigger.bucket)?.get(trigger.key)?.info;
-          const jobId = head ? world.claims.get(`${trigger.bucket}/${trigger.key}#${head.etag}`) : undefined;
-          if (!jobId) return;
-          await platform.driver.dispatch(jobId, { type: 'CancelRequested', atMs: world.nowMs, reason: trigger.reason });
-          return;
-        }
-        case 'reaper':
-          await reap(platform);
-          return;
-      }
+      await invoke(trigger, platform);
+      // A Lambda that died is a failed invocation even where the code caught the error of the
+      // call it died in (the reaper catches per job, the driver per effect): the process is
+      // gone, its handler never returned, and AWS retries the trigger as for any failure.
+      if (invocation.dead) throw new LambdaDiedError();
     } catch (error) {
       retry(trigger, error);
+    }
+  };
+
+  /** One protocol function's run on a trigger, as the AWS handler would call it. */
+  const invoke = async (trigger: Exclude<Trigger, { kind: 'machine' }>, platform: ProtocolPlatform): Promise<void> => {
+    switch (trigger.kind) {
+      case 's3-submission': {
+        if (trigger.attempt === -1) {
+          // The upload itself: S3 then invokes the submit function asynchronously.
+          const body = submissionBodies.get(`${trigger.bucket}/${trigger.key}`) as string;
+          world.userPut(trigger.bucket, trigger.key, body);
+          world.deliver({ ...trigger, attempt: 0 }, rng.int(100, 2_000), false);
+          return;
+        }
+        const s = byKey.get(`${trigger.bucket}/${trigger.key}`) as Submission;
+        await platform.driver.submit(trigger.bucket, trigger.key, { analysis: s.analysis, username: s.user });
+        return;
+      }
+      case 'failed-submission': {
+        const s = byKey.get(`${trigger.bucket}/${trigger.key}`) as Submission;
+        await onSubmissionFailedForGood(platform, s.analysis, trigger.bucket, trigger.key, trigger.error);
+        return;
+      }
+      case 'sqs':
+        await onScheduledAction(platform, trigger.action);
+        return;
+      case 'ec2-state':
+        await onInstanceStateChange(platform, trigger.instanceId, trigger.state, trigger.eventTimeMs);
+        return;
+      case 'command-status':
+        await onCommandStatusChange(platform, trigger.commandId, trigger.instanceId, trigger.status);
+        return;
+      case 'spot-warning':
+        await onSpotInterruption(platform, trigger.instanceId);
+        return;
+      case 'cancel': {
+        const head = world.buckets.get(trigger.bucket)?.get(trigger.key)?.info;
+        const jobId = head ? world.claims.get(`${trigger.bucket}/${trigger.key}#${head.etag}`) : undefined;
+        if (!jobId) return;
+        await platform.driver.dispatch(jobId, { type: 'CancelRequested', atMs: world.nowMs, reason: trigger.reason });
+        return;
+      }
+      case 'reaper':
+        await reap(platform);
+        return;
     }
   };
 
@@ -277,6 +286,11 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       case 'cancel':
         world.deliver(trigger, 30_000, false);
         return;
+      case 'reaper':
+        // The schedule invokes the reaper asynchronously: Lambda retries a failed run twice, a
+        // minute and then two minutes later. The next scheduled run comes anyway.
+        if (trigger.attempt < 2) world.deliver({ ...trigger, attempt: trigger.attempt + 1 }, 60_000 * (trigger.attempt + 1), false);
+        return;
       default:
         return;
     }
@@ -304,9 +318,10 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     world.nowMs = Math.max(world.nowMs, next.atMs);
     handled += 1;
     mix(`${next.atMs}:${next.item.kind}`);
-    if (next.item.kind === 'reaper') {
+    // Only the scheduled runs (attempt 0) keep the schedule going; retries of a failed run do not.
+    if (next.item.kind === 'reaper' && next.item.attempt === 0) {
       if (allSettled()) break;
-      queue.push(next.atMs + REAPER_MS, { kind: 'reaper' });
+      queue.push(next.atMs + REAPER_MS, { kind: 'reaper', attempt: 0 });
     }
     // Invocations that are due together run concurrently, as Lambdas do (CAS conflicts included).
     const batch: Trigger[] = [next.item];
@@ -315,8 +330,8 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       world.nowMs = Math.max(world.nowMs, more.atMs);
       mix(`${more.atMs}:${more.item.kind}`);
       handled += 1;
-      if (more.item.kind === 'reaper') {
-        queue.push(more.atMs + REAPER_MS, { kind: 'reaper' });
+      if (more.item.kind === 'reaper' && more.item.attempt === 0) {
+        queue.push(more.atMs + REAPER_MS, { kind: 'reaper', attempt: 0 });
       }
       batch.push(more.item);
     }

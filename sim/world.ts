@@ -41,7 +41,8 @@ export type Trigger =
   | { kind: 'sqs'; action: ScheduledAction; receive: number }
   | { kind: 'ec2-state'; instanceId: string; state: MachineState; eventTimeMs: number; attempt: number }
   | { kind: 'command-status'; commandId: string; instanceId: string; status: string; attempt: number }
-  | { kind: 'reaper' }
+  /** attempt 0: the scheduled run; 1-2: Lambda's retries of a failed run. */
+  | { kind: 'reaper'; attempt: number }
   | { kind: 'cancel'; bucket: string; key: string; reason: string }
   | { kind: 'spot-warning'; instanceId: string; attempt: number }
   | { kind: 'machine'; instanceId: string; step: 'running' | 'agent-online' | 'workflow-end' | 'self-stop' | 'terminated' | 'die' | 'spot-warning' };
@@ -471,15 +472,18 @@ export class SimJobStore implements JobStore {
     if (!stored || stored.version !== record.version - 1) throw new ConcurrentUpdateError(`job ${record.jobId}: version ${record.version - 1} expected`);
     this.world.jobs.set(record.jobId, record);
   }
-  /** The reaper's index (a DynamoDB GSI on AWS): jobs whose reaperDueAtMs has come. */
+  /**
+   * The reaper's index (a DynamoDB GSI on AWS): jobs whose reaperDueAtMs has come, in the
+   * index's order, its sort key (longest due first), as the Query returns them.
+   */
   async listDue(nowMs: number): Promise<DueJob[]> {
     this.invocation.gate('DynamoDB');
-    const due: DueJob[] = [];
+    const due: { job: DueJob; dueAtMs: number }[] = [];
     for (const record of this.world.jobs.values()) {
       const dueAtMs = reaperDueAtMs(record.state, record.updatedAtMs, record.outbox.length);
-      if (dueAtMs !== undefined && dueAtMs <= nowMs) due.push({ jobId: record.jobId, phase: record.state.phase, createdAtMs: record.state.createdAtMs });
+      if (dueAtMs !== undefined && dueAtMs <= nowMs) due.push({ job: { jobId: record.jobId, phase: record.state.phase, createdAtMs: record.state.createdAtMs }, dueAtMs });
     }
-    return due;
+    return due.sort((a, b) => a.dueAtMs - b.dueAtMs).map((d) => d.job);
   }
   async list(): Promise<JobSummary[]> {
     this.invocation.gate('DynamoDB');

@@ -22,6 +22,8 @@ class FakeCloud implements Machines, CommandRunner {
   terminated = new Set<string>();
   commands: RunnerSpec[] = [];
   failNext: string | undefined;
+  /** A call that keeps failing (throttling or 5xx that outlasted the SDK's retries) until cleared. */
+  failing: string | undefined;
   launchError: string | MachineLaunchError | undefined;
   /**
    * Launches answered by a 5xx: 'started' ones after EC2 started the machine (once per token),
@@ -73,6 +75,7 @@ class FakeCloud implements Machines, CommandRunner {
     return { commandId: `c-${this.commands.length}` };
   }
   private crashIf(what: string) {
+    if (this.failing === what) throw new Error(`simulated ${what} failure: ThrottlingException: Rate exceeded`);
     if (this.failNext === what) {
       this.failNext = undefined;
       throw new Error(`simulated crash during ${what}`);
@@ -339,6 +342,27 @@ describe('job driver', () => {
     expect(cloud.terminated).toEqual(new Set(['i-0']));
     expect((await ports.ledger.entries('alice', '2026-11'))[0]?.spentUsd).toBeGreaterThan(0);
     expect(state.spentUsd).toBeGreaterThan(0);
+  });
+
+  it('keeps one launch per dataset in the outbox while its sends keep failing, however often the job is ticked', async () => {
+    // Regression (simulation, brutal faults): every tick re-sent the pending launches and added
+    // another copy of each to the outbox, so a job whose sends kept failing grew its outbox
+    // without bound (hundreds of launches a job), each invocation had more calls to carry out and
+    // finished none: the job never ended (and a DynamoDB item stops growing at 400 KB).
+    const { objects, cloud, submit, ports, tick } = setup();
+    await stage(objects, 2);
+    cloud.failing = 'launch';
+    const { jobId } = await submit(submission(2));
+    for (let n = 0; n < 5; n += 1) await tick(jobId, LAUNCH_RETRY_MS);
+
+    const launches = (await ports.jobs.get(jobId))?.outbox.filter((p) => p.effect.type === 'LaunchInstance') ?? [];
+    expect(launches.map((p) => p.effect.type === 'LaunchInstance' && p.effect.dataset).sort()).toEqual(['d0.csv', 'd1.csv']);
+
+    cloud.failing = undefined;
+    const state = await tick(jobId, LAUNCH_RETRY_MS);
+    expect(state.datasets.map((ds) => ds.machine)).toEqual(['up', 'up']);
+    expect(cloud.machineCount).toBe(2);
+    expect((await ports.jobs.get(jobId))?.outbox.filter((p) => p.effect.type === 'LaunchInstance')).toEqual([]);
   });
 
   it('keeps a failed effect in the outbox and retries it on the next event', async () => {
