@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { NeuroCaasError } from '../core/errors.js';
 import { packageRoot } from '../infra/package-paths.js';
 import { answers } from './emulator.js';
+import { sandboxHolder, SUPERVISOR_CLAIMED_EXIT_CODE, type SandboxHolder } from './claim.js';
 import { isAlive, processesWithEnvironment, SANDBOX_ID_VARIABLE, stopMarkedProcesses } from './processes.js';
 import { readState, sandboxPaths, writeState, type SandboxState } from './state.js';
 import { ADMIN_PROFILE, newSandboxId } from './supervisor.js';
@@ -65,28 +66,17 @@ function supervisorEntry(): string {
   throw new SandboxError(`the sandbox supervisor ${built} is missing; run npm run build`);
 }
 
-/** A sandbox whose supervisor is alive; undefined when none runs in `dir`. */
-function runningState(dir: string): SandboxState | undefined {
-  const state = readState(dir);
-  if (!state || state.phase === 'stopped' || state.phase === 'failed') return undefined;
-  return isAlive(state.supervisorPid) ? state : undefined;
+interface SpawnedSupervisor {
+  sandboxId: string;
+  pid: number;
+  /** How it ended (set once it has). */
+  exited?: string;
+  exitCode?: number | null;
 }
 
-/** Starts the sandbox in `dir` (or finds it running) and returns once it is ready. */
-export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxUpResult> {
-  const paths = sandboxPaths(options.dir);
-  const existing = runningState(options.dir);
-  if (existing?.phase === 'ready') return { state: existing, alreadyRunning: true, exports: exportLines(existing) };
-  if (existing) throw new SandboxError(`a sandbox is starting in ${options.dir} (supervisor pid ${existing.supervisorPid}); wait for it, or run "neurocaas sandbox down --dir ${options.dir}"`);
-  for (const [what, folder] of [
-    ['blueprints', options.blueprintsDir],
-    ['users', options.usersDir],
-  ] as const) {
-    if (!existsSync(folder)) throw new SandboxError(`the ${what} folder ${folder} does not exist; pass --${what} with an existing folder`);
-  }
-  mkdirSync(options.dir, { recursive: true });
+function spawnSupervisor(options: SandboxUpOptions, logFile: string): SpawnedSupervisor {
   const sandboxId = newSandboxId();
-  const log = openSync(paths.logFile, 'a');
+  const log = openSync(logFile, 'a');
   const env: NodeJS.ProcessEnv = {};
   // The supervisor is its own AWS principal: nothing of the caller's AWS set-up may leak in.
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('AWS_') && !name.startsWith('NEUROCAAS_SANDBOX')) env[name] = value;
@@ -109,28 +99,65 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxUpRes
   } finally {
     closeSync(log);
   }
-  let exited: string | undefined;
-  child.once('exit', (code, signal) => (exited = signal ?? `exit code ${code}`));
+  const spawned: SpawnedSupervisor = { sandboxId, pid: child.pid ?? -1 };
+  child.once('exit', (code, signal) => {
+    spawned.exitCode = code;
+    spawned.exited = signal ?? `exit code ${code}`;
+  });
+  child.once('error', (error) => (spawned.exited = `could not be started: ${error.message}`));
   child.unref();
+  return spawned;
+}
 
+/**
+ * Starts the sandbox in `dir` and returns once it is ready. When a supervisor holds the folder
+ * already (a sandbox running, or starting: another `up` at once, or an `up` that was killed),
+ * nothing is started: this waits for that one.
+ */
+export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxUpResult> {
+  const paths = sandboxPaths(options.dir);
+  for (const [what, folder] of [
+    ['blueprints', options.blueprintsDir],
+    ['users', options.usersDir],
+  ] as const) {
+    if (!existsSync(folder)) throw new SandboxError(`the ${what} folder ${folder} does not exist; pass --${what} with an existing folder`);
+  }
+  mkdirSync(options.dir, { recursive: true });
   const timeoutMs = options.timeoutMs ?? 240_000;
   const deadline = Date.now() + timeoutMs;
+  let ours: SpawnedSupervisor | undefined;
+  let spawns = 0;
   let lastProgress = 0;
   for (;;) {
+    const holder = await sandboxHolder(options.dir);
     const state = readState(options.dir);
-    if (state?.sandboxId === sandboxId && state.phase === 'ready') return { state, alreadyRunning: false, exports: exportLines(state) };
-    if (state?.sandboxId === sandboxId && state.phase === 'failed') {
-      await waitForExit(child.pid ?? -1, 10_000);
+    const holderState = holder && state?.sandboxId === holder.sandboxId ? state : undefined;
+    if (holderState?.phase === 'ready') return { state: holderState, alreadyRunning: holderState.sandboxId !== ours?.sandboxId, exports: exportLines(holderState) };
+    if (ours && state?.sandboxId === ours.sandboxId && state.phase === 'failed') {
+      await waitForExit(ours.pid, 10_000);
       throw new SandboxError(`the sandbox did not start: ${state.error}\nlast lines of ${paths.logFile}:\n${logTail(paths.logFile)}`);
     }
-    if (exited !== undefined) throw new SandboxError(`the sandbox supervisor ended (${exited}) before it was ready; last lines of ${paths.logFile}:\n${logTail(paths.logFile)}`);
+    if (ours?.exited !== undefined && ours.exitCode !== SUPERVISOR_CLAIMED_EXIT_CODE) {
+      throw new SandboxError(`the sandbox supervisor ended (${ours.exited}) before it was ready; last lines of ${paths.logFile}:\n${logTail(paths.logFile)}`);
+    }
+    // Nobody holds the folder (and ours, if any, lost it to one that is gone since): start one.
+    if (!holder && (ours === undefined || ours.exited !== undefined)) {
+      if (spawns >= 5) throw new SandboxError(`5 supervisors were started in ${options.dir} and none held it; see ${paths.logFile}`);
+      spawns += 1;
+      ours = spawnSupervisor(options, paths.logFile);
+    }
     if (Date.now() > deadline) {
       await sandboxDown({ dir: options.dir });
       throw new SandboxError(`the sandbox was not ready within ${Math.round(timeoutMs / 1000)} s and was stopped; last lines of ${paths.logFile}:\n${logTail(paths.logFile)}`);
     }
     if (Date.now() - lastProgress > 10_000) {
       lastProgress = Date.now();
-      options.onProgress?.(`starting the sandbox in ${options.dir} (log: ${paths.logFile})`);
+      const startedHere = holder !== undefined && holder.sandboxId === ours?.sandboxId;
+      options.onProgress?.(
+        holder && !startedHere
+          ? `a sandbox is starting in ${options.dir} (supervisor pid ${holder.pid}, started earlier); waiting for it (log: ${paths.logFile})`
+          : `starting the sandbox in ${options.dir} (log: ${paths.logFile}); interrupting this leaves it starting: "neurocaas sandbox up" again waits for it, "neurocaas sandbox down" stops it`,
+      );
     }
     await sleep(200);
   }
@@ -145,35 +172,44 @@ export interface SandboxDownResult {
 
 /** Stops the supervisor, the emulator and every emulated instance; idempotent. */
 export async function sandboxDown(options: { dir: string; timeoutMs?: number }): Promise<SandboxDownResult> {
+  const holder = await sandboxHolder(options.dir);
   const state = readState(options.dir);
-  if (!state) return { wasRunning: false, killedLeftovers: 0 };
+  if (!state && !holder) return { wasRunning: false, killedLeftovers: 0 };
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const wasRunning = isAlive(state.supervisorPid) && state.phase !== 'stopped';
-  if (wasRunning) {
+  // The holder is the live supervisor, whatever state.json says (it may not have written it yet).
+  if (holder) {
     try {
-      process.kill(state.supervisorPid, 'SIGTERM');
+      process.kill(holder.pid, 'SIGTERM');
     } catch {
-      // Gone between the check and the signal.
+      // Gone between the look and the signal.
     }
-    if (!(await waitForExit(state.supervisorPid, timeoutMs))) {
+    if (!(await waitForExit(holder.pid, timeoutMs))) {
       try {
-        process.kill(state.supervisorPid, 'SIGKILL');
+        process.kill(holder.pid, 'SIGKILL');
       } catch {
         // Gone meanwhile.
       }
     }
   }
-  // The process table is the proof: anything still carrying this sandbox's marker goes.
-  const leftovers = processesWithEnvironment(SANDBOX_ID_VARIABLE, state.sandboxId).length;
-  const survivors = await stopMarkedProcesses(SANDBOX_ID_VARIABLE, state.sandboxId, { graceMs: 2_000, timeoutMs: 10_000 });
+  // The process table is the proof: anything still carrying the sandbox's marker goes.
+  const ids = [...new Set([holder?.sandboxId, state?.sandboxId].filter((id): id is string => id !== undefined))];
+  let leftovers = 0;
+  const survivors: number[] = [];
+  for (const id of ids) {
+    leftovers += processesWithEnvironment(SANDBOX_ID_VARIABLE, id).length;
+    survivors.push(...(await stopMarkedProcesses(SANDBOX_ID_VARIABLE, id, { graceMs: 2_000, timeoutMs: 10_000 })));
+  }
   if (survivors.length > 0) throw new SandboxError(`processes ${survivors.join(', ')} of the sandbox in ${options.dir} survived SIGKILL; stop them by hand`);
   const after = readState(options.dir);
   if (after && after.phase !== 'stopped') writeState(options.dir, { ...after, phase: 'stopped', runningInstances: [] });
-  return { wasRunning, killedLeftovers: leftovers };
+  return { wasRunning: holder !== undefined, killedLeftovers: leftovers };
 }
 
 export interface SandboxStatus {
+  /** A supervisor holds the folder (starting or ready). */
   running: boolean;
+  /** That supervisor. */
+  holder: SandboxHolder | undefined;
   state: SandboxState | undefined;
   /** The emulator answered HTTP just now. */
   emulatorAnswers: boolean;
@@ -183,11 +219,13 @@ export interface SandboxStatus {
 }
 
 export async function sandboxStatus(options: { dir: string }): Promise<SandboxStatus> {
+  const holder = await sandboxHolder(options.dir);
   const state = readState(options.dir);
-  const running = state !== undefined && state.phase !== 'stopped' && isAlive(state.supervisorPid);
-  const emulatorAnswers = running && state?.endpoint ? await answers(state.endpoint) : false;
-  const processes = state ? processesWithEnvironment(SANDBOX_ID_VARIABLE, state.sandboxId) : [];
-  return { running, state, emulatorAnswers, processes, adminProfile: ADMIN_PROFILE };
+  const running = holder !== undefined;
+  const emulatorAnswers = running && state?.sandboxId === holder.sandboxId && state.endpoint ? await answers(state.endpoint) : false;
+  const id = holder?.sandboxId ?? state?.sandboxId;
+  const processes = id ? processesWithEnvironment(SANDBOX_ID_VARIABLE, id) : [];
+  return { running, holder, state: holder && state?.sandboxId !== holder.sandboxId ? undefined : state, emulatorAnswers, processes, adminProfile: ADMIN_PROFILE };
 }
 
 async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {

@@ -1,7 +1,8 @@
 /**
  * The files a sandbox keeps in its folder (default `./.neurocaas-sandbox/`):
  *
- *   supervisor.pid    pid of the supervisor while it runs
+ *   supervisor.pid    pid of the supervisor while it runs (the folder's claim is not a file:
+ *                     an abstract socket the supervisor holds, claim.ts)
  *   state.json        what runs and where (SandboxState), rewritten atomically
  *   supervisor.log    the supervisor's and the protocols' log
  *   credentials       AWS shared-credentials file: one profile per sample user, plus sandbox-admin

@@ -30,6 +30,7 @@ import type { DriverObserver } from '../../protocols/driver.js';
 import { createAwsPlatform, type AwsPlatform } from '../../protocols/aws/platform.js';
 import { readAwsSettings } from '../../protocols/aws/settings.js';
 import { installInstanceTools } from './aws-cli.js';
+import { claimSandboxDir, SUPERVISOR_CLAIMED_EXIT_CODE } from './claim.js';
 import { Dispatcher } from './dispatcher.js';
 import { enableIamAuthentication, ensureEmulatorInstalled, motoRoot, startEmulator, type EmulatorProcess } from './emulator.js';
 import { EmulatedInstances, type AccessKey } from './instances.js';
@@ -58,6 +59,12 @@ export interface SupervisorOptions {
 export async function runSupervisor(options: SupervisorOptions): Promise<number> {
   const paths = sandboxPaths(options.dir);
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  // Nothing of the folder is touched before it is ours: a second `up` at once finds it held.
+  const claim = await claimSandboxDir(options.dir, { pid: process.pid, sandboxId: options.sandboxId });
+  if (!claim) {
+    log(`another supervisor holds ${options.dir}; supervisor ${process.pid} ends without starting a sandbox`);
+    return SUPERVISOR_CLAIMED_EXIT_CODE;
+  }
   const state: SandboxState = {
     schemaVersion: 1,
     sandboxId: options.sandboxId,
@@ -242,6 +249,7 @@ export async function runSupervisor(options: SupervisorOptions): Promise<number>
     return 1;
   } finally {
     rmSync(paths.pidFile, { force: true });
+    await claim.release();
   }
 }
 

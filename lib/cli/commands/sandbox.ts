@@ -61,9 +61,15 @@ export async function sandboxStatusCommand(options: SandboxCommandOptions, cwd: 
   const status = await sandboxStatus({ dir });
   const { state } = status;
   let human: string;
-  if (!status.running || !state) {
+  if (!status.running) {
     human = `no sandbox runs in ${dir}${state ? ` (last: ${state.phase}${state.error ? `, ${state.error}` : ''})` : ''}`;
     if (status.processes.length > 0) human += `\nwarning: ${status.processes.length} processes of it are still alive; run neurocaas sandbox down --dir ${dir}`;
+  } else if (!state || state.phase !== 'ready') {
+    human = [
+      `sandbox starting in ${dir}: supervisor pid ${status.holder?.pid}; not ready yet (log: ${join(dir, 'supervisor.log')})`,
+      `"neurocaas sandbox up --dir ${dir}" waits for it; "neurocaas sandbox down --dir ${dir}" stops it`,
+      `processes: ${status.processes.length}`,
+    ].join('\n');
   } else {
     const created = Object.entries(state.created ?? {}).map(([type, n]) => `${n} ${type}`).join(', ');
     human = [
