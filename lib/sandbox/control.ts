@@ -7,20 +7,15 @@ import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from 'node:f
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NeuroCaasError } from '../core/errors.js';
+import { loadBlueprints, loadUsers } from '../infra/app.js';
 import { packageRoot } from '../infra/package-paths.js';
 import { answers } from './emulator.js';
 import { sandboxHolder, SUPERVISOR_CLAIMED_EXIT_CODE, type SandboxHolder } from './claim.js';
 import { isAlive, processesWithEnvironment, SANDBOX_ID_VARIABLE, stopMarkedProcesses } from './processes.js';
-import { readState, sandboxPaths, writeState, type SandboxState } from './state.js';
+import { assertSandboxFolder, readState, SandboxError, sandboxPaths, writeState, type SandboxState } from './state.js';
 import { ADMIN_PROFILE, newSandboxId } from './supervisor.js';
 
-/** The sandbox did not come up, or could not be stopped. */
-export class SandboxError extends NeuroCaasError {
-  constructor(message: string) {
-    super('Sandbox', message);
-  }
-}
+export { SandboxError };
 
 export interface SandboxUpOptions {
   dir: string;
@@ -122,6 +117,15 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxUpRes
   ] as const) {
     if (!existsSync(folder)) throw new SandboxError(`the ${what} folder ${folder} does not exist; pass --${what} with an existing folder`);
   }
+  // What the supervisor would only find after starting the emulator, said here, all at once.
+  const blueprints = loadBlueprints(options.blueprintsDir);
+  if (blueprints.length === 0) {
+    throw new SandboxError(
+      `no blueprint in ${options.blueprintsDir}: the sandbox deploys every ${options.blueprintsDir}/<analysis>/blueprint.json; pass --blueprints with the folder that holds the analysis folders`,
+    );
+  }
+  loadUsers(options.usersDir, blueprints.map(({ blueprint }) => blueprint.name));
+  assertSandboxFolder(options.dir);
   mkdirSync(options.dir, { recursive: true });
   const timeoutMs = options.timeoutMs ?? 240_000;
   const deadline = Date.now() + timeoutMs;
