@@ -19,6 +19,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { timedCopy } from './copy-baseline.js';
 import { launchChromium, REPO_ROOT, startUiServer } from '../scripts/web-browser.js';
 import { openPage } from '../scripts/web-journey.js';
 
@@ -107,12 +108,7 @@ export async function benchUiUploadBrowser(print: (line: string) => void): Promi
       const file = join(local, name);
       const sha256 = await realFile(file, size);
 
-      const copyTarget = join(dir, 'copy.bin');
-      const copyStart = performance.now();
-      execFileSync('cp', ['--reflink=never', file, copyTarget]);
-      execFileSync('sync', [copyTarget]);
-      const copyMs = performance.now() - copyStart;
-      rmSync(copyTarget);
+      const copyMs = timedCopy(file, join(dir, 'copy.bin'));
 
       await page.goto('about:blank');
       await openPage(page, server.url, 'upload');

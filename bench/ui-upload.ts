@@ -27,6 +27,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { timedCopy } from './copy-baseline.js';
 import { createCRC32 } from 'hash-wasm';
 import { LocalBlueprintSource } from '../lib/client/local-blueprints.js';
 import { LocalClientBackend } from '../lib/client/local-backend.js';
@@ -204,12 +205,7 @@ export async function benchUiUpload(print: (line: string) => void): Promise<void
     const copies: number[] = [];
     const uploads: number[] = [];
     for (let round = 0; round <= ROUNDS; round++) {
-      const copyTarget = join(dir, 'copy.bin');
-      const copyStart = performance.now();
-      execFileSync('cp', ['--reflink=never', file, copyTarget]);
-      execFileSync('sync', [copyTarget]);
-      const copyMs = performance.now() - copyStart;
-      rmSync(copyTarget);
+      const copyMs = timedCopy(file, join(dir, 'copy.bin'));
 
       const name = `recording-${round}.bin`;
       const load = loadavg()[0] ?? 0;

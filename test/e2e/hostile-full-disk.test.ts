@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createSandbox, JobFolder, ledgerEntries, machineRecords, pidsStillRunning, transcript, type Sandbox } from './helpers.js';
+import { createSandbox, JobFolder, ledgerEntries, machineRecords, pidsStillRunning, transcript, type CliResult, type Sandbox } from './helpers.js';
 
 const analysis = 'test-workflow';
 
@@ -43,6 +43,19 @@ async function expectEndedForTheFullDisk(sandbox: Sandbox): Promise<void> {
   for (const entry of await ledgerEntries(sandbox.root, 'alice')) expect(entry.spentUsd, `reservation of ${entry.jobId} settled`).toBeDefined();
 }
 
+/**
+ * What every command stopped by the full disk must show: exit 1 with no stack trace, its one
+ * machine no longer running, and then (once there is room) the job ended naming the disk.
+ */
+async function expectStoppedForTheFullDisk(sandbox: Sandbox, result: CliResult): Promise<void> {
+  expect(result.code, transcript(result)).toBe(1);
+  expect(result.stderr, transcript(result)).not.toMatch(/node:internal|\n\s+at /);
+  const machines = await machineRecords(sandbox.root);
+  expect(machines.length).toBe(1);
+  expect(await pidsStillRunning(machines.map((m) => m.pid), 5_000)).toEqual([]);
+  await expectEndedForTheFullDisk(sandbox);
+}
+
 /** Puts a dataset and a config that logs 16 MiB (on the 8 MiB disk) into alice's group; returns the group's folder. */
 async function stageInBucket(sandbox: Sandbox): Promise<string> {
   const bucket = path.join(sandbox.root, 'buckets', analysis, 'lab');
@@ -67,16 +80,10 @@ describe('a local root whose disk fills up while the job runs', () => {
 
       const run = await sandbox.cli(['run', analysis, '--data', data, '--config', config, '--user', 'alice']);
 
-      expect(run.code, transcript(run)).toBe(1);
       expect(run.signal, transcript(run)).toBeNull();
-      expect(run.stderr, transcript(run)).not.toMatch(/node:internal|\n\s+at /);
       expect(run.stderr, transcript(run)).toMatch(/no space left/i);
       expect(run.stdout, transcript(run)).not.toMatch(/: SUCCEEDED/);
-      const machines = await machineRecords(sandbox.root);
-      expect(machines.length).toBe(1);
-      expect(await pidsStillRunning(machines.map((m) => m.pid), 5_000)).toEqual([]);
-
-      await expectEndedForTheFullDisk(sandbox);
+      await expectStoppedForTheFullDisk(sandbox, run);
     } finally {
       spawnSync('umount', ['-l', sandbox.root]);
     }
@@ -94,17 +101,11 @@ describe('a local root whose disk fills up while the job runs', () => {
       await writeFile(path.join(bucket, 'submissions', 'alice', 'big-submit.json'), JSON.stringify({ dataname: 'lab/inputs/a.csv', configname: 'lab/configs/c.json' }));
       const served = await server.exited;
 
-      expect(served.code, transcript(served)).toBe(1);
       expect(served.stderr, transcript(served)).toMatch(/^error \[DiskFull\]: no space left on the disk of /m);
-      expect(served.stderr, transcript(served)).not.toMatch(/node:internal|\n\s+at /);
       // Stopped at the first full disk: not a warning per retried write.
       expect(served.stderr.split('\n').filter((line) => line.startsWith('warning:')).length, transcript(served)).toBeLessThan(5);
       expect(served.stdout, transcript(served)).not.toMatch(/: SUCCEEDED/);
-      const machines = await machineRecords(sandbox.root);
-      expect(machines.length).toBe(1);
-      expect(await pidsStillRunning(machines.map((m) => m.pid), 5_000)).toEqual([]);
-
-      await expectEndedForTheFullDisk(sandbox);
+      await expectStoppedForTheFullDisk(sandbox, served);
     } finally {
       spawnSync('umount', ['-l', sandbox.root]);
     }
@@ -126,14 +127,8 @@ describe('a local root whose disk fills up while the job runs', () => {
       expect(submitted.status, await submitted.clone().text()).toBe(201);
       const stopped = await ui.exited;
 
-      expect(stopped.code, transcript(stopped)).toBe(1);
       expect(stopped.stderr, transcript(stopped)).toMatch(/^error \[DiskFull\]: no space left on the disk of /m);
-      expect(stopped.stderr, transcript(stopped)).not.toMatch(/node:internal|\n\s+at /);
-      const machines = await machineRecords(sandbox.root);
-      expect(machines.length).toBe(1);
-      expect(await pidsStillRunning(machines.map((m) => m.pid), 5_000)).toEqual([]);
-
-      await expectEndedForTheFullDisk(sandbox);
+      await expectStoppedForTheFullDisk(sandbox, stopped);
     } finally {
       spawnSync('umount', ['-l', sandbox.root]);
     }
