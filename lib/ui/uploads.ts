@@ -522,6 +522,8 @@ export class UploadManager {
    */
   async putPart(uploadId: string, partNumber: number, body: AsyncIterable<Buffer>, contentLength: number | undefined, options: { crc32?: string } = {}): Promise<string> {
     const upload = this.get(uploadId);
+    // A flush already failed: completion could only fail, so no more of the file is sent for nothing.
+    if (upload.flushFailure !== undefined) return this.dropForDisk(upload, upload.flushFailure);
     if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > upload.partCount) throw new UsageError(`part number must be from 1 to ${upload.partCount} for this upload, got ${String(partNumber)}`);
     const expected = partNumber < upload.partCount ? upload.partSize : upload.sizeBytes - (upload.partCount - 1) * upload.partSize;
     if (contentLength !== undefined && contentLength !== expected) throw new UsageError(`part ${partNumber} must be ${expected} bytes, the body is ${contentLength}`);
@@ -678,13 +680,7 @@ export class UploadManager {
     try {
       await this.flushAll(upload);
     } catch (error) {
-      // The kernel reports a failed writeback once and may drop the pages it could not write:
-      // the staging file can no longer be trusted, so it goes (freeing its space) and the
-      // researcher sends the file again.
-      this.uploads.delete(uploadId);
-      await upload.handle.close().catch(() => undefined);
-      await rm(upload.dir, { recursive: true, force: true });
-      throw diskRefusal(error, `the disk did not take upload ${uploadId} of ${upload.key}; nothing was stored and the upload is dropped`, 'upload the file again');
+      return this.dropForDisk(upload, error);
     }
     await upload.handle.close();
     try {
@@ -694,6 +690,16 @@ export class UploadManager {
       this.uploads.delete(uploadId);
       await rm(upload.dir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Drops an upload whose staging file a flush could not write, and throws why. The kernel
+   * reports a failed writeback once and may drop the pages it could not write: the file can no
+   * longer be trusted, so it goes (freeing its space) and the researcher sends the file again.
+   */
+  private async dropForDisk(upload: Upload, error: unknown): Promise<never> {
+    await this.abort(upload.id).catch(() => undefined);
+    throw diskRefusal(error, `the disk did not take upload ${upload.id} of ${upload.key}; nothing was stored and the upload is dropped`, 'upload the file again');
   }
 
   /** Drops an upload and its staged bytes; nothing was ever visible. */

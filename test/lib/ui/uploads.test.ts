@@ -302,7 +302,8 @@ describe('UploadManager and the disk', () => {
 
   it('a background flush the disk refused fails the completion with DiskFull, stores nothing and drops the staged bytes', async () => {
     uploads = new UploadManager(objects, {
-      flushStepBytes: PART,
+      // The only background flush starts after the last part.
+      flushStepBytes: 3 * PART,
       openFile: async (path, flags) => wrapHandle(await open(path, flags), { datasync: () => Promise.reject(coded('ENOSPC')) }),
     });
     const bytes = randomBytes(3 * PART);
@@ -315,6 +316,22 @@ describe('UploadManager and the disk', () => {
     expect(await objects.head('b', 'lab/inputs/lost.bin')).toBeUndefined();
     expect(await stagingLeft()).toEqual([]);
     expect(() => uploads?.listParts(uploadId)).toThrow(/is not open in this server/);
+  });
+
+  it('after a background flush failed, the next part is refused and the upload dropped: nothing more is sent for nothing', async () => {
+    uploads = new UploadManager(objects, {
+      flushStepBytes: PART,
+      openFile: async (path, flags) => wrapHandle(await open(path, flags), { datasync: () => Promise.reject(coded('ENOSPC')) }),
+    });
+    const bytes = randomBytes(3 * PART);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/doomed.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    await uploads.putPart(uploadId, 1, chunks(partOf(bytes, 1)), PART);
+    // The failed flush settles.
+    await new Promise((resolve) => setImmediate(resolve));
+
+    await expect(uploads.putPart(uploadId, 2, chunks(partOf(bytes, 2)), PART)).rejects.toMatchObject({ code: 'DiskFull', message: expect.stringContaining(`the disk did not take upload ${uploadId} of lab/inputs/doomed.bin; nothing was stored and the upload is dropped`) });
+    expect(() => uploads?.listParts(uploadId)).toThrow(/is not open in this server/);
+    expect(await stagingLeft()).toEqual([]);
   });
 
   it('an I/O error of the final flush is DiskWriteFailed, naming the error, and nothing is stored', async () => {
