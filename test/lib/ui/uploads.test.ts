@@ -294,7 +294,8 @@ describe('UploadManager and the disk', () => {
     // 6 parts of 5 MiB with a flush every 10 MiB written: background flushes after parts 2, 4, 6 (or later, one at a time).
     expect(flushesWhileSending).toBeGreaterThanOrEqual(2);
     expect(events.indexOf('flush')).toBeGreaterThan(events.indexOf('part 1'));
-    expect(events.filter((event) => event === 'flush').length).toBe(flushesWhileSending + 1);
+    // At least the completion's own flush (a background one may still start while the completion waits for the hash).
+    expect(events.filter((event) => event === 'flush').length).toBeGreaterThanOrEqual(flushesWhileSending + 1);
     expect(events).not.toContain('flush after placing');
     expect(done.sha256).toBe(sha(bytes));
     expect(sha(await readFile(objects.pathOf('b', 'lab/inputs/flushed.bin')))).toBe(sha(bytes));
