@@ -380,6 +380,12 @@ interface Upload {
    * the kernel reports it once, so it is kept and the completion fails with it.
    */
   flushFailure: unknown;
+  /**
+   * A completion is running (from its checks until it stores the file or fails): the parts,
+   * and so the bytes its sha256 is computed from, may not change, and the upload may not be
+   * aborted or completed again meanwhile.
+   */
+  completing: boolean;
   closed: boolean;
 }
 
@@ -498,6 +504,7 @@ export class UploadManager {
       unflushedBytes: 0,
       flushing: undefined,
       flushFailure: undefined,
+      completing: false,
       closed: false,
     });
     return { uploadId: id, key: request.key };
@@ -522,6 +529,7 @@ export class UploadManager {
    */
   async putPart(uploadId: string, partNumber: number, body: AsyncIterable<Buffer>, contentLength: number | undefined, options: { crc32?: string } = {}): Promise<string> {
     const upload = this.get(uploadId);
+    refuseWhileCompleting(upload, `part ${String(partNumber)} was not stored`);
     // A flush already failed: completion could only fail, so no more of the file is sent for nothing.
     if (upload.flushFailure !== undefined) return this.dropForDisk(upload, upload.flushFailure);
     if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > upload.partCount) throw new UsageError(`part number must be from 1 to ${upload.partCount} for this upload, got ${String(partNumber)}`);
@@ -659,6 +667,7 @@ export class UploadManager {
       throw new UsageError(`the completion declares sha256 ${sha256Declared} but the upload was started with ${upload.sha256}; complete with the same one (or without sha256)`);
     }
     const declared = sha256Declared ?? upload.sha256;
+    refuseWhileCompleting(upload, 'it was not completed a second time');
     if (upload.busy.size > 0) throw new RequestRefusedError('UploadConflict', `parts ${[...upload.busy].join(', ')} are still being uploaded; complete after they finish`);
     const missing: number[] = [];
     for (let n = 1; n <= upload.partCount; n += 1) if (!upload.parts.has(n)) missing.push(n);
@@ -667,6 +676,19 @@ export class UploadManager {
       const have = upload.parts.get(given.PartNumber);
       if (!have || have.etag !== given.ETag) throw new UsageError(`part ${given.PartNumber}'s ETag ${JSON.stringify(given.ETag)} is not the one stored (${have?.etag ?? 'none'}); list the parts and complete with their ETags`);
     }
+    // From here until the file is stored (or this fails) its bytes may not change: a part sent
+    // again now would be written under the hash computed of the bytes before it.
+    upload.completing = true;
+    try {
+      return await this.hashAndStore(upload, sha256Declared, declared);
+    } finally {
+      upload.completing = false;
+    }
+  }
+
+  /** The rest of a completion whose checks passed: the sha256, the final flush, the placement. */
+  private async hashAndStore(upload: Upload, sha256Declared: string | undefined, declared: string | undefined): Promise<{ key: string; sizeBytes: number; sha256: string; reused: boolean }> {
+    const uploadId = upload.id;
     this.advanceHash(upload);
     // The worker answers after every part handed to it; should it have failed, hash here.
     const running = await this.hasher.digest(upload.id).catch(() => undefined);
@@ -698,13 +720,20 @@ export class UploadManager {
    * longer be trusted, so it goes (freeing its space) and the researcher sends the file again.
    */
   private async dropForDisk(upload: Upload, error: unknown): Promise<never> {
-    await this.abort(upload.id).catch(() => undefined);
+    if (this.uploads.get(upload.id) === upload) await this.discard(upload).catch(() => undefined);
     throw diskRefusal(error, `the disk did not take upload ${upload.id} of ${upload.key}; nothing was stored and the upload is dropped`, 'upload the file again');
   }
 
   /** Drops an upload and its staged bytes; nothing was ever visible. */
   async abort(uploadId: string): Promise<void> {
     const upload = this.get(uploadId);
+    refuseWhileCompleting(upload, 'it was not aborted');
+    await this.discard(upload);
+  }
+
+  /** Closes an upload and removes its staged bytes (abort, or a completion the disk failed). */
+  private async discard(upload: Upload): Promise<void> {
+    const uploadId = upload.id;
     this.uploads.delete(uploadId);
     upload.closed = true;
     this.dropAll(upload);
@@ -747,6 +776,11 @@ async function hashFile(handle: FileHandle, size: number): Promise<string> {
     done += bytesRead;
   }
   return hash.digest('hex');
+}
+
+/** Throws UploadConflict while a completion of `upload` runs; `what` says what was not done. */
+function refuseWhileCompleting(upload: Upload, what: string): void {
+  if (upload.completing) throw new RequestRefusedError('UploadConflict', `upload ${upload.id} is being completed, so ${what}; wait for the completion's answer (list the parts if it fails)`);
 }
 
 function summarize(numbers: number[]): string {

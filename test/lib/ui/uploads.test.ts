@@ -64,6 +64,28 @@ class LateAcks implements RunningHashes {
   }
 }
 
+/**
+ * A hasher whose digests are asked of the worker at once but answer only once `open()` was
+ * called: a completion held while the hash of the bytes it asked about comes back.
+ */
+class GatedDigests extends LateAcks {
+  private gate: () => void = () => undefined;
+  private readonly opened = new Promise<void>((resolve) => (this.gate = resolve));
+  digestsAsked = 0;
+  open(): void {
+    this.gate();
+  }
+  override get unackedBytes(): number {
+    return 0;
+  }
+  override async digest(upload: string): Promise<{ at: number; hex: string }> {
+    this.digestsAsked += 1;
+    const digest = this.inner.digest(upload);
+    await this.opened;
+    return digest;
+  }
+}
+
 describe('UploadManager multipart uploads', () => {
   let dir: string;
   let objects: LocalObjectStore;
@@ -219,6 +241,32 @@ describe('UploadManager multipart uploads', () => {
     expect(checkCrc32(undefined, 'the header')).toBeUndefined();
     for (const bad of ['deadbee', 'deadbeefa', 'xyzxyzxy', 42]) expect(() => checkCrc32(bad, 'the x-ncap-crc32 header'), String(bad)).toThrow(/the x-ncap-crc32 header must be 8 hex digits/);
     expect(crc32Hex(crc32(Buffer.from('hello')))).toBe('3610a686');
+  });
+
+  it('refuses a part, an abort and a second completion while a completion runs: the stored file is the bytes its sha256 names', async () => {
+    const hashes = new GatedDigests();
+    const held = new UploadManager(objects, { hashes });
+    try {
+      const bytes = randomBytes(2 * PART + 11);
+      const { uploadId } = await held.start({ bucket: 'b', key: 'lab/inputs/raced.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+      for (const n of [1, 2, 3]) await held.putPart(uploadId, n, chunks(partOf(bytes, n)), partOf(bytes, n).length);
+      const completing = held.complete(uploadId, undefined);
+      while (hashes.digestsAsked === 0) await new Promise((resolve) => setImmediate(resolve));
+
+      // Part 1 again with other bytes, while the completion waits for the hash of the first ones.
+      const resent = held.putPart(uploadId, 1, chunks(randomBytes(PART)), PART);
+      await expect(resent).rejects.toMatchObject({ code: 'UploadConflict', message: expect.stringContaining(`upload ${uploadId} is being completed`) });
+      await expect(held.complete(uploadId, undefined)).rejects.toMatchObject({ code: 'UploadConflict' });
+      await expect(held.abort(uploadId)).rejects.toMatchObject({ code: 'UploadConflict' });
+      hashes.open();
+      const done = await completing;
+
+      expect(done.sha256).toBe(sha(bytes));
+      expect(sha(await readFile(objects.pathOf('b', 'lab/inputs/raced.bin')))).toBe(sha(bytes));
+    } finally {
+      hashes.open();
+      await held.abortAll();
+    }
   });
 
   it('refuses a completion whose sha256 differs from the one the upload was started with', async () => {
