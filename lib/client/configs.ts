@@ -7,7 +7,7 @@ import type { ErrorObject } from 'ajv';
 import { dump as dumpYaml, load as parseYaml } from 'js-yaml';
 import { NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
 import { compileJsonSchema } from '../core/json-schema.js';
-import { SUBMISSION_LIMITS } from '../core/plan.js';
+import { formatByteLimit, formatBytes, SUBMISSION_LIMITS } from '../core/plan.js';
 import type { UseCaseBackend } from './ports.js';
 import { groupObjectKey, printable } from './object-names.js';
 
@@ -29,6 +29,14 @@ export class ConfigInvalidError extends NeuroCaasError {
 
 /** Largest config text accepted: the platform's config limit (a config is settings, not data). */
 export const MAX_CONFIG_BYTES = SUBMISSION_LIMITS.maxConfigBytes;
+
+/**
+ * How every client states a config over the limit (the CLI's `--config`, the web interface, the
+ * web app): its size, then the limit as people write it ("1 MiB", from MAX_CONFIG_BYTES).
+ */
+export function configTooLargeMessage(what: string, sizeBytes: number): string {
+  return `${what} is ${formatBytes(sizeBytes)}; a config may be at most ${formatByteLimit(MAX_CONFIG_BYTES)} (it holds the analysis's settings, not data)`;
+}
 
 /** Every violation of `schema` by `value`, one per field, in the schema's words. */
 export function configFieldErrors(schema: Record<string, unknown>, value: unknown): FieldError[] {

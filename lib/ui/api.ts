@@ -12,7 +12,7 @@ import { ZipArchive } from 'archiver';
 import { UsageError } from '../core/errors.js';
 import { jobKeys } from '../core/keys.js';
 import { listAnalyses, requireBlueprint, type BlueprintSource } from '../client/analysis-catalog.js';
-import { saveConfig, validateConfigText, MAX_CONFIG_BYTES } from '../client/configs.js';
+import { configTooLargeMessage, saveConfig, validateConfigText, MAX_CONFIG_BYTES } from '../client/configs.js';
 import { estimateReservation } from '../client/estimate.js';
 import { listGroupObjects, uploadedAlready } from '../client/group-objects.js';
 import { listJobResults, readObjectChunks, resultFile } from '../client/job-results.js';
@@ -153,7 +153,8 @@ const routes: Route[] = [
     const { blueprint } = await analysisOf(context, params);
     const body = await readJsonBody(req);
     const text = stringField(body, 'text');
-    if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw new RequestRefusedError('BodyTooLarge', `a config text may be at most ${MAX_CONFIG_BYTES} bytes`);
+    const textBytes = Buffer.byteLength(text);
+    if (textBytes > MAX_CONFIG_BYTES) throw new RequestRefusedError('BodyTooLarge', configTooLargeMessage('the config text', textBytes));
     const format = body['format'] ?? 'json';
     sendJson(res, 200, validateConfigText(blueprint.config.jsonSchema, text, format as 'json' | 'yaml'));
   }),

@@ -10,6 +10,7 @@ import { request } from 'node:http';
 import { crc32 } from 'node:zlib';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatByteLimit, formatBytes, SUBMISSION_LIMITS } from '../../lib/core/plan.js';
 import { createSharedSandbox, EXIT, fixtureBlueprintsDir, kalmanSampleDir, machineRecords, repoBlueprintsDir, transcript, type CliProcess, type Sandbox } from './helpers.js';
 
 interface Reply {
@@ -406,6 +407,10 @@ describe('neurocaas ui refuses what could escape the user or the page', () => {
     expect(unknown.json.error.code).toBe('AnalysisNotFound');
     const huge = await call('POST', `${A}/configs/validate`, { body: Buffer.alloc(3 * 1024 * 1024, 0x20), headers: { 'content-type': 'application/json' } });
     expect(huge.status).toBe(413);
+    // Under the body limit but over the config limit: said as the CLI says it, from the same constant.
+    const overConfig = await call('POST', `${A}/configs/validate`, { body: { text: ' '.repeat(SUBMISSION_LIMITS.maxConfigBytes + 1) } });
+    expect(overConfig.status).toBe(413);
+    expect(overConfig.json.error.message).toBe(`the config text is ${formatBytes(SUBMISSION_LIMITS.maxConfigBytes + 1)}; a config may be at most ${formatByteLimit(SUBMISSION_LIMITS.maxConfigBytes)} (it holds the analysis's settings, not data)`);
     expect((await call('GET', '/api/nothing-here')).status).toBe(404);
     expect((await call('DELETE', '/api/session')).status).toBe(405);
   });

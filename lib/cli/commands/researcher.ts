@@ -4,7 +4,8 @@
  */
 import { formatUsd } from '../../core/cost.js';
 import { SubmissionRejectedError, UsageError } from '../../core/errors.js';
-import { formatByteLimit, formatBytes, SUBMISSION_LIMITS } from '../../core/plan.js';
+import { SUBMISSION_LIMITS } from '../../core/plan.js';
+import { configTooLargeMessage } from '../../client/configs.js';
 import { stat } from 'node:fs/promises';
 import { jobKeys } from '../../core/keys.js';
 import type { JobDetail } from '../../client/ports.js';
@@ -27,7 +28,7 @@ export async function checkConfigSize(config: string): Promise<void> {
   const info = await stat(config).catch(() => undefined);
   if (!info?.isFile() || info.size <= SUBMISSION_LIMITS.maxConfigBytes) return; // Missing files are named by run itself.
   throw new UsageError(
-    `--config ${config} is ${formatBytes(info.size)}; a config may be at most ${formatByteLimit(SUBMISSION_LIMITS.maxConfigBytes)} (it holds the analysis's settings, not data): ` +
+    `${configTooLargeMessage(`--config ${config}`, info.size)}: ` +
       'give data files with --data; nothing was uploaded',
   );
 }

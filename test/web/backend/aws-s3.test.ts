@@ -11,6 +11,7 @@ import { describeAnalysis } from '../../../lib/client/analysis-catalog.js';
 import { estimateReservation } from '../../../lib/client/estimate.js';
 import { buildWebCatalog, type WebCatalog } from '../../../lib/client/web-catalog.js';
 import { parseBlueprintText, type Blueprint } from '../../../lib/core/blueprint.js';
+import { formatByteLimit, formatBytes, SUBMISSION_LIMITS } from '../../../lib/core/plan.js';
 import { jobKeys, receiptKey } from '../../../lib/core/keys.js';
 import { MOTO_START_TIMEOUT_MS, s3ClientFor, startMoto, uniqueName, type MotoServer } from '../../support/moto.js';
 
@@ -285,6 +286,15 @@ describe('the web app\'s aws backend: catalog, configs, estimate', () => {
     expect(await ada.validateConfig('alpha', '{"frameRateHz": ', 'json')).toMatchObject({ ok: false, fields: [{ path: '', message: expect.stringContaining('not valid JSON') }] });
     expect((await ada.validateConfig('alpha', '{}', 'json')).fields).toEqual([{ path: '/frameRateHz', message: 'is required' }]);
     await expect(ada.validateConfig('gamma', '{}', 'json')).rejects.toMatchObject({ code: 'AnalysisNotFound', status: 404 });
+  });
+
+  it('states the config limit as the CLI does (one constant, "1 MiB"), not in raw bytes', async () => {
+    const over = ' '.repeat(SUBMISSION_LIMITS.maxConfigBytes + 1);
+    const refused = ada.validateConfig('alpha', over, 'json');
+    await expect(refused).rejects.toMatchObject({ code: 'BodyTooLarge', status: 413 });
+    const message = await refused.catch((error: Error) => error.message);
+    expect(message).toBe(`the config text is ${formatBytes(over.length)}; a config may be at most ${formatByteLimit(SUBMISSION_LIMITS.maxConfigBytes)} (it holds the analysis's settings, not data)`);
+    expect(message).not.toContain(String(SUBMISSION_LIMITS.maxConfigBytes));
   });
 
   it('saves a valid config create-only under the group\'s configs/ (JSON or YAML by its name) and refuses an invalid one with its fields', async () => {

@@ -18,7 +18,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { makeZip } from 'client-zip';
 import { NeuroCaasError } from '../../../lib/core/errors.js';
-import { ConfigInvalidError, MAX_CONFIG_BYTES, saveConfig, validateConfigText } from '../../../lib/client/configs.js';
+import { ConfigInvalidError, configTooLargeMessage, MAX_CONFIG_BYTES, saveConfig, validateConfigText } from '../../../lib/client/configs.js';
 import { estimateReservation } from '../../../lib/client/estimate.js';
 import { listJobResults, readObjectChunks, resultFile } from '../../../lib/client/job-results.js';
 import { parseWebCatalog, type WebCatalog, type WebCatalogEntry } from '../../../lib/client/web-catalog.js';
@@ -232,7 +232,8 @@ export class S3WebBackend {
   validateConfig(analysis: string, text: string, format: 'json' | 'yaml'): Promise<ConfigValidation> {
     return this.guard('checking the config', async () => {
       const { blueprint } = await this.entryOf(analysis);
-      if (new TextEncoder().encode(text).length > MAX_CONFIG_BYTES) throw new BackendError('BodyTooLarge', `a config text may be at most ${MAX_CONFIG_BYTES} bytes`, 413);
+      const textBytes = new TextEncoder().encode(text).length;
+      if (textBytes > MAX_CONFIG_BYTES) throw new BackendError('BodyTooLarge', configTooLargeMessage('the config text', textBytes), 413);
       return validateConfigText(blueprint.config.jsonSchema, text, format);
     });
   }
