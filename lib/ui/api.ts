@@ -20,7 +20,7 @@ import { groupObjectKey, OBJECT_KINDS, printable, type ObjectKind } from '../cli
 import type { Identity } from '../client/ports.js';
 import { FOLLOW_BACKLOG_BYTES, type ResearcherClient } from '../client/researcher-client.js';
 import { submitStaged } from '../client/submit-staged.js';
-import { API_HEADERS, readJsonBody, sendError, sendJson } from './http-io.js';
+import { API_HEADERS, bodyChunks, readJsonBody as readJson, sendError, sendJson } from './http-io.js';
 import { checkContentLength, matchRoute, RequestRefusedError, type ParsedTarget } from './request-guard.js';
 import { checkCrc32, checkSha256, UPLOAD_LIMITS, type UploadManager } from './uploads.js';
 
@@ -32,6 +32,8 @@ export interface ApiContext {
   uploads: UploadManager;
   /** Aborted when the server stops: open event streams end. */
   stopping: AbortSignal;
+  /** Longest wait for the next bytes of a request body, ms (BODY_IDLE_TIMEOUT_MS). */
+  bodyIdleTimeoutMs: number;
 }
 
 interface Request {
@@ -99,14 +101,14 @@ const routes: Route[] = [
     const key = groupObjectKey(context.identity.group, kindOf(query), nameOf(query));
     const contentLength = checkContentLength(req.headers['content-length'], UPLOAD_LIMITS.maxSingleBytes, 'the upload');
     const sha256 = checkSha256(header(req, 'x-ncap-sha256'), 'the x-ncap-sha256 header');
-    const put = await context.uploads.putObject(bucket, key, req as AsyncIterable<Buffer>, { ...(sha256 ? { sha256 } : {}), ...(contentLength !== undefined ? { contentLength } : {}) });
+    const put = await context.uploads.putObject(bucket, key, bodyChunks(req, context.bodyIdleTimeoutMs), { ...(sha256 ? { sha256 } : {}), ...(contentLength !== undefined ? { contentLength } : {}) });
     // The same bytes already there under that name: nothing new was created.
     sendJson(res, put.reused ? 200 : 201, { key: put.key, sizeBytes: put.sizeBytes, sha256: put.sha256, reused: put.reused });
   }),
 
   route('POST', '/api/analyses/:a/uploads', async ({ req, res, params, context }) => {
     const { bucket } = await analysisOf(context, params);
-    const body = await readJsonBody(req);
+    const body = await readJsonBody(req, context);
     const kind = kindValue(body['kind']);
     const key = groupObjectKey(context.identity.group, kind, stringField(body, 'name'));
     const sha256 = checkSha256(body['sha256'], 'sha256');
@@ -118,14 +120,14 @@ const routes: Route[] = [
     if (!/^\d{1,5}$/.test(params['n'] as string)) throw new UsageError(`part number "${printable(params['n'] as string)}" must be a whole number`);
     const contentLength = checkContentLength(req.headers['content-length'], UPLOAD_LIMITS.maxPartBytes, `part ${params['n']}`);
     const crc32 = checkCrc32(header(req, 'x-ncap-crc32'), 'the x-ncap-crc32 header');
-    const etag = await context.uploads.putPart(params['uploadId'] as string, Number(params['n']), req as AsyncIterable<Buffer>, contentLength, crc32 ? { crc32 } : {});
+    const etag = await context.uploads.putPart(params['uploadId'] as string, Number(params['n']), bodyChunks(req, context.bodyIdleTimeoutMs), contentLength, crc32 ? { crc32 } : {});
     sendJson(res, 200, { ETag: etag }, { etag, 'access-control-expose-headers': 'ETag' });
   }),
 
   route('GET', '/api/uploads/:uploadId/parts', async ({ res, params, context }) => sendJson(res, 200, context.uploads.listParts(params['uploadId'] as string))),
 
   route('POST', '/api/uploads/:uploadId/complete', async ({ req, res, params, context }) => {
-    const body = req.headers['content-type'] ? await readJsonBody(req) : {};
+    const body = req.headers['content-type'] ? await readJsonBody(req, context) : {};
     const parts = body['parts'];
     if (parts !== undefined && (!Array.isArray(parts) || !parts.every((p) => p && typeof p === 'object' && Number.isInteger((p as { PartNumber?: unknown }).PartNumber) && typeof (p as { ETag?: unknown }).ETag === 'string'))) {
       throw new UsageError('parts must be a list of {PartNumber, ETag} as the part uploads returned them');
@@ -143,7 +145,7 @@ const routes: Route[] = [
 
   route('POST', '/api/analyses/:a/configs', async ({ req, res, params, context }) => {
     const { bucket, blueprint } = await analysisOf(context, params);
-    const body = await readJsonBody(req);
+    const body = await readJsonBody(req, context);
     if (!('config' in body)) throw new UsageError('the body needs "config" (the settings) and "name" (e.g. "my-settings.json")');
     const saved = await saveConfig(context.client.backend, bucket, context.identity.group, blueprint.config.jsonSchema, stringField(body, 'name'), body['config']);
     sendJson(res, saved.reused ? 200 : 201, saved);
@@ -151,7 +153,7 @@ const routes: Route[] = [
 
   route('POST', '/api/analyses/:a/configs/validate', async ({ req, res, params, context }) => {
     const { blueprint } = await analysisOf(context, params);
-    const body = await readJsonBody(req);
+    const body = await readJsonBody(req, context);
     const text = stringField(body, 'text');
     const textBytes = Buffer.byteLength(text);
     if (textBytes > MAX_CONFIG_BYTES) throw new RequestRefusedError('BodyTooLarge', configTooLargeMessage('the config text', textBytes));
@@ -161,7 +163,7 @@ const routes: Route[] = [
 
   route('POST', '/api/analyses/:a/estimate', async ({ req, res, params, context }) => {
     const { blueprint } = await analysisOf(context, params);
-    const body = await readJsonBody(req);
+    const body = await readJsonBody(req, context);
     const datasets = body['datasets'];
     if (!Array.isArray(datasets)) throw new UsageError('datasets must be a list of input names');
     const estimate = estimateReservation(blueprint, datasets.length, optionalString(body, 'instanceType'));
@@ -170,7 +172,7 @@ const routes: Route[] = [
 
   route('POST', '/api/analyses/:a/submit', async ({ req, res, params, context }) => {
     const { name } = await analysisOf(context, params);
-    const body = await readJsonBody(req);
+    const body = await readJsonBody(req, context);
     const instanceType = optionalString(body, 'instanceType');
     const outcome = await submitStaged(context.client, { analysis: name, datasets: body['datasets'] as string[], config: stringField(body, 'config'), ...(instanceType ? { instanceType } : {}) });
     if (outcome.ok) {
@@ -198,7 +200,7 @@ const routes: Route[] = [
   route('GET', '/api/jobs/:id/events', async ({ req, res, params, context }) => followEvents(req, res, params['id'] as string, context)),
 
   route('POST', '/api/jobs/:id/cancel', async ({ req, res, params, context }) => {
-    const body = req.headers['content-type'] ? await readJsonBody(req) : {};
+    const body = req.headers['content-type'] ? await readJsonBody(req, context) : {};
     const reason = optionalString(body, 'reason') ?? 'cancelled from the web interface';
     if (reason.length > 500) throw new UsageError('reason may be at most 500 characters');
     sendJson(res, 200, await context.client.cancel(params['id'] as string, reason));
@@ -293,6 +295,11 @@ function nameOf(query: URLSearchParams): string {
   const name = query.get('name');
   if (!name) throw new UsageError('give the object with ?name=<name below inputs/ or configs/>');
   return name;
+}
+
+/** A JSON body, within the server's idle limit. */
+function readJsonBody(req: IncomingMessage, context: ApiContext): Promise<Record<string, unknown>> {
+  return readJson(req, undefined, context.bodyIdleTimeoutMs);
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

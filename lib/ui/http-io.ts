@@ -7,14 +7,45 @@ import { checkContentLength, RequestRefusedError, statusOfCode } from './request
 /** Largest JSON body: 2 MiB (a config text of 1 MiB, escaped). */
 export const MAX_JSON_BODY_BYTES = 2 * 1024 * 1024;
 
+/**
+ * Longest wait for the next bytes of a request body: 60 s. Node's own request timeout is off
+ * (an upload of a large file takes as long as it takes), so without this a body that stops
+ * arriving (a client whose network went away, leaving no FIN; a slowloris) would hold its
+ * connection and its part of an upload forever, and every retry of that part would be refused
+ * as a conflict.
+ */
+export const BODY_IDLE_TIMEOUT_MS = 60_000;
+
+/**
+ * The chunks of a request body; when none arrives for `idleMs` while one is awaited, the request
+ * is destroyed (its connection closed) and the reading fails with BodyStalled. Only the time spent
+ * waiting for the client counts, not the time the consumer takes with a chunk (a slow disk).
+ */
+export async function* bodyChunks(req: IncomingMessage, idleMs: number): AsyncGenerator<Buffer> {
+  const chunks = (req as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const stalled = () => req.destroy(new RequestRefusedError('BodyStalled', `no bytes of the body arrived for ${idleMs / 1000} s; the request was dropped (send it again)`));
+  for (;;) {
+    // Armed only while a chunk is awaited, not while the consumer works on the last one.
+    const timer = setTimeout(stalled, idleMs);
+    let next: IteratorResult<Buffer>;
+    try {
+      next = await chunks.next();
+    } finally {
+      clearTimeout(timer);
+    }
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
 /** Reads and parses a JSON body of at most `limit` bytes; refuses other content types. */
-export async function readJsonBody(req: IncomingMessage, limit = MAX_JSON_BODY_BYTES): Promise<Record<string, unknown>> {
+export async function readJsonBody(req: IncomingMessage, limit = MAX_JSON_BODY_BYTES, idleMs = BODY_IDLE_TIMEOUT_MS): Promise<Record<string, unknown>> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (type !== 'application/json') throw new RequestRefusedError('BadRequest', `the body must be JSON (Content-Type: application/json), got ${type ? `"${type}"` : 'no Content-Type'}`);
   checkContentLength(req.headers['content-length'], limit, 'the JSON body');
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  for await (const chunk of bodyChunks(req, idleMs)) {
     size += chunk.length;
     if (size > limit) throw new RequestRefusedError('BodyTooLarge', `the JSON body is more than the ${limit} bytes allowed`);
     chunks.push(chunk);

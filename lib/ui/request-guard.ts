@@ -9,7 +9,7 @@ import { printable } from '../client/object-names.js';
 /** A request the server refuses before any route runs (or a route refuses for its shape). */
 export class RequestRefusedError extends NeuroCaasError {
   constructor(
-    code: 'CrossOriginRefused' | 'HostRefused' | 'PathInvalid' | 'BodyTooLarge' | 'BadRequest' | 'RouteNotFound' | 'MethodNotAllowed' | 'UploadNotFound' | 'ChecksumMismatch' | 'UploadConflict',
+    code: 'CrossOriginRefused' | 'HostRefused' | 'PathInvalid' | 'BodyTooLarge' | 'BadRequest' | 'RouteNotFound' | 'MethodNotAllowed' | 'UploadNotFound' | 'ChecksumMismatch' | 'UploadConflict' | 'BodyStalled',
     message: string,
   ) {
     super(code, message);
@@ -39,6 +39,8 @@ export function statusOfCode(code: string): number {
       return 404;
     case 'MethodNotAllowed':
       return 405;
+    case 'BodyStalled':
+      return 408;
     case 'ObjectExists':
     case 'UploadConflict':
       return 409;

@@ -10,7 +10,7 @@ import type { Identity } from '../client/ports.js';
 import type { ResearcherClient } from '../client/researcher-client.js';
 import type { LocalObjectStore } from '../local/object-store.js';
 import { handleApi } from './api.js';
-import { sendError } from './http-io.js';
+import { BODY_IDLE_TIMEOUT_MS, sendError } from './http-io.js';
 import { checkHost, checkOrigin, parseTarget, RequestRefusedError, type BoundAddress } from './request-guard.js';
 import { serveApp } from './static-app.js';
 import { UploadManager } from './uploads.js';
@@ -29,6 +29,8 @@ export interface UiServerOptions {
   webDir: string;
   /** What the 503 page tells to run while the app is not built. */
   buildHint?: string;
+  /** Longest wait for the next bytes of a request body, ms; then the request is dropped. Default 60 s (BODY_IDLE_TIMEOUT_MS). */
+  bodyIdleTimeoutMs?: number;
   /** Unexpected server-side failures (answered 500), for the shell to print. */
   onError?: (error: unknown) => void;
 }
@@ -48,7 +50,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
   const stopping = new AbortController();
   const sockets = new Set<Socket>();
   const bound: BoundAddress = { host, port: 0 };
-  const context = { client: options.client, identity: options.identity, blueprints: options.blueprints, uploads, stopping: stopping.signal };
+  const context = { client: options.client, identity: options.identity, blueprints: options.blueprints, uploads, stopping: stopping.signal, bodyIdleTimeoutMs: options.bodyIdleTimeoutMs ?? BODY_IDLE_TIMEOUT_MS };
   const buildHint = options.buildHint ?? 'npm run build';
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -75,7 +77,8 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
       res.destroy();
     });
   });
-  // Uploads of large files take longer than node's default request timeout; the headers may not.
+  // Uploads of large files take longer than node's default request timeout; the headers may not,
+  // and a body may not pause for longer than bodyIdleTimeoutMs (http-io.ts bodyChunks).
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;
   server.keepAliveTimeout = 5_000;

@@ -1,0 +1,147 @@
+/**
+ * The web interface's server in this process, on 127.0.0.1, with stub analyses: the upload
+ * routes as a hostile or broken client drives them (raw sockets where a client library would
+ * not misbehave). Every wait is bounded.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { BlueprintSource } from '../../../lib/client/analysis-catalog.js';
+import type { ResearcherClient } from '../../../lib/client/researcher-client.js';
+import type { Blueprint } from '../../../lib/core/blueprint.js';
+import { LocalObjectStore } from '../../../lib/local/object-store.js';
+import { startUiServer, type UiServer, type UiServerOptions } from '../../../lib/ui/server.js';
+
+interface Reply {
+  status: number;
+  json: any;
+}
+
+const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/** Analysis "a" in bucket "b"; nothing else of the client is used by the upload routes. */
+const blueprints: BlueprintSource = {
+  analyses: async () => ['a'],
+  blueprint: async (name) => (name === 'a' ? { blueprint: {} as Blueprint, readme: null } : undefined),
+  location: 'the test',
+};
+const client = { backend: { bucketOf: async () => 'b' } } as unknown as ResearcherClient;
+
+describe('the web interface server, driven by a hostile client', () => {
+  let dir: string;
+  let objects: LocalObjectStore;
+  let server: UiServer | undefined;
+  let errors: unknown[];
+  const sockets: Socket[] = [];
+
+  async function start(options: Partial<UiServerOptions> = {}): Promise<UiServer> {
+    server = await startUiServer({ client, identity: { user: 'alice', group: 'lab' }, blueprints, objects, webDir: join(dir, 'web'), onError: (error) => errors.push(error), ...options });
+    return server;
+  }
+
+  function call(method: string, path: string, body?: Buffer | object, headers: Record<string, string> = {}): Promise<Reply> {
+    const bytes = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+    const all = { ...(bytes ? { 'content-length': String(bytes.length) } : {}), ...(body !== undefined && !Buffer.isBuffer(body) ? { 'content-type': 'application/json' } : {}), ...headers };
+    return new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: server?.address.port, method, path, headers: all, timeout: 10_000 }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined });
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error(`${method} ${path} got no answer within 10 s`)));
+      req.on('error', reject);
+      req.end(bytes);
+    });
+  }
+
+  /** Sends `head` and `body` on a raw connection and then nothing more (the connection stays open). */
+  function stall(head: string, body: Buffer): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(server?.address.port ?? 0, '127.0.0.1', () => {
+        socket.write(head);
+        socket.write(body);
+        resolve(socket);
+      });
+      socket.on('error', reject);
+      sockets.push(socket);
+    });
+  }
+
+  /** Resolves once the server closed `socket`; rejects after `ms`. */
+  function closedWithin(socket: Socket, ms: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (socket.destroyed || socket.readableEnded) return resolve();
+      const timer = setTimeout(() => reject(new Error(`the server still held the stalled connection after ${ms} ms`)), ms);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.resume();
+    });
+  }
+
+  /** Polls `check` until it holds; fails after `ms`. */
+  async function until(what: string, check: () => Promise<boolean>, ms = 5_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > end) throw new Error(`${what} did not happen within ${ms} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  const stagingLeft = async () => (await readdir(join(dir, 'buckets', 'b', '.ncap-staging')).catch(() => [] as string[]));
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ncap-ui-server-'));
+    objects = new LocalObjectStore(join(dir, 'buckets'));
+    errors = [];
+  });
+
+  afterEach(async () => {
+    for (const socket of sockets.splice(0)) socket.destroy();
+    await server?.close();
+    server = undefined;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('cuts a part whose body stalls after the idle timeout, so the part can be sent again at once', async () => {
+    await start({ bodyIdleTimeoutMs: 300 });
+    const bytes = randomBytes(1000);
+    const started = await call('POST', '/api/analyses/a/uploads', { kind: 'inputs', name: 'stalled.bin', sizeBytes: bytes.length, partSizeBytes: bytes.length });
+    expect(started.status).toBe(201);
+    const { uploadId } = started.json;
+    const port = server?.address.port;
+
+    // A client whose network went away mid-part: 100 of 1000 bytes, then silence, no FIN.
+    const stalled = await stall(`PUT /api/uploads/${uploadId}/parts/1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${bytes.length}\r\n\r\n`, bytes.subarray(0, 100));
+    await closedWithin(stalled, 5_000);
+    const again = await call('PUT', `/api/uploads/${uploadId}/parts/1`, bytes);
+    const done = await call('POST', `/api/uploads/${uploadId}/complete`);
+
+    expect(again.status).toBe(200);
+    expect(done).toMatchObject({ status: 201, json: { key: 'lab/inputs/stalled.bin', sha256: sha(bytes) } });
+    expect(sha(await readFile(objects.pathOf('b', 'lab/inputs/stalled.bin')))).toBe(sha(bytes));
+    expect(errors).toEqual([]);
+  });
+
+  it('cuts a single PUT and a JSON body that stall, storing nothing and leaving no staging file', async () => {
+    await start({ bodyIdleTimeoutMs: 300 });
+    const port = server?.address.port;
+
+    const put = await stall(`PUT /api/analyses/a/objects?kind=inputs&name=half.bin HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: 1000\r\n\r\n`, randomBytes(10));
+    const json = await stall(`POST /api/analyses/a/uploads HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n`, Buffer.from('{"kind":'));
+    await closedWithin(put, 5_000);
+    await closedWithin(json, 5_000);
+
+    // The handler removes its staging folder right after the connection was cut.
+    await until('the staging folder removal', async () => (await stagingLeft()).length === 0);
+    expect(await objects.head('b', 'lab/inputs/half.bin')).toBeUndefined();
+  });
+});
