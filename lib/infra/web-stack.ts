@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
 import * as origins from 'aws-cdk-lib/aws-cloudfront-origins';
@@ -342,7 +342,9 @@ function acknowledgeSiteDeployment(stack: Stack, deployment: s3deploy.BucketDepl
     ['AwsSolutions-IAM5[Action::s3:List*]', `${copies}: CDK's grantRead action groups`],
     ['AwsSolutions-IAM5[Action::s3:DeleteObject*]', `${copies}: stale files of an older build are deleted from the site bucket only`],
     ['AwsSolutions-IAM5[Action::s3:Abort*]', `${copies}: CDK's grantWrite action groups on the site bucket`],
-    ['AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]', `${copies}: the asset is an object of CDK's bootstrap staging bucket`],
+    // The stack's own account and region: pseudo parameters when environment-agnostic, literal
+    // ones under the CDK CLI (it always passes a region) or with -c account / -c region.
+    [`AwsSolutions-IAM5[Resource::${flattenReference(stack.resolve(`arn:${Aws.PARTITION}:s3:::cdk-hnb659fds-assets-${stack.account}-${stack.region}/*`))}]`, `${copies}: the asset is an object of CDK's bootstrap staging bucket`],
     [`AwsSolutions-IAM5[Resource::${flattenReference(stack.resolve(site.bucketArn))}/*]`, `${copies}: every object of the site bucket is the app`],
     ['AwsSolutions-IAM5[Resource::*]', 'CloudFront CreateInvalidation has no resource-level permission other than the distribution ARN pattern CDK does not use; the handler invalidates this distribution only, after a deployment'],
   ];

@@ -352,6 +352,17 @@ describe('a web user\'s credentials, evaluated', () => {
   });
 });
 
+describe('the web interface in a concrete environment', () => {
+  // The CDK CLI always hands the app a region (CDK_DEFAULT_REGION, us-east-1 when none is
+  // configured), so `npx cdk synth` never synthesizes with <AWS::Region>: the BucketDeployment's
+  // read of CDK's staging bucket must be acknowledged for a concrete region and account too.
+  it('synthesizes cdk-nag clean with a region from the CDK CLI, and with -c account and -c region', () => {
+    expect(() => synthesize({ web: true, context: { region: 'us-east-1' } })).not.toThrow();
+    const azs = 'availability-zones:account=123456789012:region=eu-west-1';
+    expect(() => synthesize({ web: true, context: { account: '123456789012', region: 'eu-west-1', [azs]: ['eu-west-1a', 'eu-west-1b', 'eu-west-1c'] } })).not.toThrow();
+  });
+});
+
 describe('the web interface in the CDK app', () => {
   const build = (options: Parameters<typeof buildNeurocaasApp>[1], context: Record<string, unknown> = {}) =>
     buildNeurocaasApp(createNeurocaasApp({ context: { 'ami:beta': BETA_AMI, 'aws:cdk:bundling-stacks': [], ...context } }), {
