@@ -147,7 +147,10 @@ const routes: Route[] = [
     const { bucket, blueprint } = await analysisOf(context, params);
     const body = await readJsonBody(req, context);
     if (!('config' in body)) throw new UsageError('the body needs "config" (the settings) and "name" (e.g. "my-settings.json")');
-    const saved = await saveConfig(context.client.backend, bucket, context.identity.group, blueprint.config.jsonSchema, stringField(body, 'name'), body['config']);
+    const name = stringField(body, 'name');
+    // A name the disk cannot hold is the researcher's to change, not a 500.
+    await context.uploads.checkPlaceable(bucket, groupObjectKey(context.identity.group, 'configs', name));
+    const saved = await saveConfig(context.client.backend, bucket, context.identity.group, blueprint.config.jsonSchema, name, body['config']);
     sendJson(res, saved.reused ? 200 : 201, saved);
   }),
 

@@ -14,11 +14,13 @@
  * the worker re-reads it from the staging file, which costs nearly as much again as the hash.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
-import { isDiskFull, NeuroCaasError, UsageError } from '../core/errors.js';
+import { isDiskFull, KeyInvalidError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
+import { printable } from '../client/object-names.js';
+import { isErrno } from '../local/fs-util.js';
 import type { LocalObjectStore } from '../local/object-store.js';
 import { RequestRefusedError } from './request-guard.js';
 
@@ -40,6 +42,9 @@ const HOLD_LIMIT_BYTES = 64 * 1024 * 1024;
  * own flush (an upload is on disk before the server says it is stored) has little left to do.
  */
 const FLUSH_STEP_BYTES = 64 * 1024 * 1024;
+
+/** Longest folder or file name the local disk takes (NAME_MAX of ext4, xfs, btrfs, tmpfs): 255 bytes. */
+const MAX_NAME_BYTES = 255;
 
 /** S3's limits, so the same client code drives both backends. */
 export const UPLOAD_LIMITS = {
@@ -437,8 +442,36 @@ export class UploadManager {
     return this.heldBytes + this.hasher.unackedBytes;
   }
 
+  /**
+   * Throws unless `key` could be placed on this disk: KeyInvalid when a folder or file name in it
+   * is longer than the filesystem takes (255 bytes), ObjectExists when a file stands where one of
+   * its folders must go or a folder where the file must go. Checked before any byte is taken, so
+   * a name that cannot be stored is not refused only after the whole file was sent.
+   */
+  async checkPlaceable(bucket: string, key: string): Promise<void> {
+    const segments = key.split('/');
+    for (const segment of segments) {
+      const bytes = Buffer.byteLength(segment);
+      if (bytes > MAX_NAME_BYTES) throw new KeyInvalidError(`"${printable(key)}" has a folder or file name of ${bytes} bytes ("${printable(segment.slice(0, 40))}..."); a name on this disk may have at most ${MAX_NAME_BYTES} bytes (UTF-8): shorten it`);
+    }
+    for (let n = 1; n <= segments.length; n += 1) {
+      const prefix = segments.slice(0, n).join('/');
+      let info;
+      try {
+        info = await stat(this.objects.pathOf(bucket, prefix));
+      } catch (error) {
+        if (isErrno(error, 'ENOENT')) return;
+        if (isErrno(error, 'ENAMETOOLONG')) throw new KeyInvalidError(`"${printable(key)}" is too long a path for this disk; shorten it`);
+        throw error;
+      }
+      if (n < segments.length && !info.isDirectory()) throw new ObjectExistsError(`${prefix} is a file, so nothing can be stored under it as ${key}; choose another name`);
+      if (n === segments.length && info.isDirectory()) throw new ObjectExistsError(`${key} is a folder of inputs (it holds files uploaded under ${key}/); choose another name for the file`);
+    }
+  }
+
   /** Streams one request body into `key`, create-only; verifies `sha256` when given. */
   async putObject(bucket: string, key: string, body: AsyncIterable<Buffer>, options: { sha256?: string; contentLength?: number }): Promise<{ key: string; sizeBytes: number; sha256: string; reused: boolean }> {
+    await this.checkPlaceable(bucket, key);
     const dir = await this.objects.newStagingDir(bucket, `put.${randomBytes(6).toString('hex')}`);
     try {
       const file = join(dir, 'object');
@@ -474,6 +507,7 @@ export class UploadManager {
     if (partCount > 1 && partSizeBytes < UPLOAD_LIMITS.minPartBytes) throw new UsageError(`partSizeBytes must be at least ${UPLOAD_LIMITS.minPartBytes} (5 MiB) when there is more than one part, got ${partSizeBytes}`);
     if (partCount > UPLOAD_LIMITS.maxParts) throw new UsageError(`${sizeBytes} bytes in parts of ${partSizeBytes} make ${partCount} parts, more than ${UPLOAD_LIMITS.maxParts}; use larger parts`);
     if (this.uploads.size >= UPLOAD_LIMITS.maxOpenUploads) throw new RequestRefusedError('UploadConflict', `${this.uploads.size} uploads are open; complete or abort some first`);
+    await this.checkPlaceable(request.bucket, request.key);
     if (await this.objects.head(request.bucket, request.key)) {
       throw new RequestRefusedError('UploadConflict', `${request.key} already exists; uploads never overwrite (check GET .../objects/exists first, or upload under another name)`);
     }

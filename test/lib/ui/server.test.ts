@@ -74,6 +74,23 @@ describe('the web interface server, driven by a hostile client', () => {
     });
   }
 
+  /** The status line of the answer to `head` sent alone (no byte of its body); rejects after 5 s. */
+  function answerBeforeBody(head: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let text = '';
+      const socket = connect(server?.address.port ?? 0, '127.0.0.1', () => socket.write(head));
+      sockets.push(socket);
+      const timer = setTimeout(() => reject(new Error('no answer within 5 s without the body')), 5_000);
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+        if (!text.includes('\r\n')) return;
+        clearTimeout(timer);
+        resolve(text.slice(0, text.indexOf('\r\n')));
+      });
+      socket.on('error', reject);
+    });
+  }
+
   /** Resolves once the server closed `socket`; rejects after `ms`. */
   function closedWithin(socket: Socket, ms: number): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -143,5 +160,29 @@ describe('the web interface server, driven by a hostile client', () => {
     // The handler removes its staging folder right after the connection was cut.
     await until('the staging folder removal', async () => (await stagingLeft()).length === 0);
     expect(await objects.head('b', 'lab/inputs/half.bin')).toBeUndefined();
+  });
+
+  it('refuses at the start, before taking any byte, a name this disk cannot hold: a part longer than 255 bytes, a name under a file, a name that is a folder', async () => {
+    await start();
+    await call('PUT', '/api/analyses/a/objects?kind=inputs&name=file.csv', Buffer.from('a,b\n'));
+    await call('PUT', `/api/analyses/a/objects?kind=inputs&name=${encodeURIComponent('session/one.csv')}`, Buffer.from('1\n'));
+    const long = `${'é'.repeat(128)}.csv`;
+    const names = { long, underFile: 'file.csv/inner.csv', folder: 'session' };
+    const starts: Record<string, Reply> = Object.fromEntries(await Promise.all(Object.entries(names).map(async ([what, name]) => [what, await call('POST', '/api/analyses/a/uploads', { kind: 'inputs', name, sizeBytes: 10, partSizeBytes: 10 })])));
+    const puts: Record<string, Reply> = Object.fromEntries(await Promise.all(Object.entries(names).map(async ([what, name]) => [what, await call('PUT', `/api/analyses/a/objects?kind=inputs&name=${encodeURIComponent(name)}`, Buffer.from('x'))])));
+
+    for (const replies of [starts, puts]) {
+      expect(replies['long']).toMatchObject({ status: 400, json: { error: { code: 'KeyInvalid', message: expect.stringMatching(/has a folder or file name of 260 bytes .*at most 255 bytes.*shorten it/) } } });
+      expect(replies['underFile']).toMatchObject({ status: 409, json: { error: { code: 'ObjectExists', message: expect.stringContaining('lab/inputs/file.csv is a file, so nothing can be stored under it as lab/inputs/file.csv/inner.csv') } } });
+      expect(replies['folder']).toMatchObject({ status: 409, json: { error: { code: 'ObjectExists', message: expect.stringContaining('lab/inputs/session is a folder of inputs') } } });
+      for (const reply of Object.values(replies)) expect(JSON.stringify(reply.json)).not.toContain(dir);
+    }
+    const config = await call('POST', '/api/analyses/a/configs', { name: `${'é'.repeat(128)}.json`, config: {} });
+    expect(config).toMatchObject({ status: 400, json: { error: { code: 'KeyInvalid', message: expect.stringContaining('has a folder or file name of 261 bytes') } } });
+    // A single PUT of 1 GiB is answered before its body is sent.
+    const port = server?.address.port;
+    expect(await answerBeforeBody(`PUT /api/analyses/a/objects?kind=inputs&name=file.csv/big.bin HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${1024 ** 3}\r\n\r\n`)).toBe('HTTP/1.1 409 Conflict');
+    expect(errors).toEqual([]);
+    expect(await stagingLeft()).toEqual([]);
   });
 });
