@@ -35,6 +35,23 @@ import type {
   Scheduler,
 } from '../lib/ports.js';
 
+/**
+ * A job was evaluated (its state is stored, accepted or rejected) or a cancel request answered,
+ * but the receipt saying so could not be written (EIO, a full disk). The outcome stands; the
+ * receipt is `receipt`, and a submission's can be written again from the job
+ * (`JobDriver.writeMissingReceipt`).
+ */
+export class ReceiptUnwrittenError extends NeuroCaasError {
+  constructor(
+    readonly receipt: Receipt,
+    key: string,
+    cause: unknown,
+  ) {
+    const what = receipt.submissionKey.endsWith('.cancel.json') ? `the cancel request ${receipt.submissionKey}` : `job ${receipt.jobId}`;
+    super('ReceiptUnwritten', `${what} was ${receipt.outcome === 'rejected' ? 'refused' : 'accepted'}, but its receipt ${key} could not be written (${cause instanceof Error ? cause.message : String(cause)})`, { cause });
+  }
+}
+
 /** How often a new machine's agent is polled while it boots. */
 export const AGENT_POLL_MS = 5_000;
 const MAX_CAS_RETRIES = 50;
@@ -136,8 +153,10 @@ export class JobDriver {
       const existing = await jobs.get(claim.jobId);
       const resume = options.resumeClaimed ?? true;
       if (!resume || (existing && existing.state.phase !== 'NEW')) {
-        // The first receipt stands; a redelivered event only fills in one that was never written.
-        if (existing && existing.state.phase !== 'NEW') await this.writeSubmissionReceipt(existing.bucket, existing.submissionKey, head.etag, existing.state, 'duplicate', false);
+        // The first receipt stands; a redelivered event only fills in one that was never written
+        // (its process died, or the write failed, after the evaluation): with the job's outcome,
+        // the receipt the submitter is waiting for.
+        if (existing && existing.state.phase !== 'NEW') await this.writeSubmissionReceipt(existing.bucket, existing.submissionKey, head.etag, existing.state, receiptOutcomeOf(existing.state), false);
         return { jobId: claim.jobId, duplicate: true };
       }
       if (!existing) {
@@ -173,8 +192,7 @@ export class JobDriver {
     const state = await this.dispatch(jobId, event);
     // An unusable key has no receipt (and the local store cannot even address it).
     if (target.problem) return state;
-    const head = await this.ports.objects.head(record.bucket, record.submissionKey);
-    await this.writeSubmissionReceipt(record.bucket, record.submissionKey, head?.etag ?? '', state, state.phase === 'REJECTED' ? 'rejected' : 'accepted', true);
+    await this.writeSubmissionReceipt(record.bucket, record.submissionKey, undefined, state, receiptOutcomeOf(state), true);
     return state;
   }
 
@@ -193,9 +211,9 @@ export class JobDriver {
     const parsed = parseDocument(CancelRequestSchema, (await objects.get(bucket, key)).toString('utf8'), key);
     const at = receiptKey(group, user, fileName);
     const answer = async (jobId: string, analysis: string, reasons?: string[]): Promise<Receipt> => {
-      const receipt: Omit<Receipt, 'schemaVersion'> = { submissionKey: key, etag: head.etag, jobId, analysis, outcome: reasons ? 'rejected' : 'accepted', ...(reasons ? { reasons } : {}) };
+      const receipt: Receipt = { schemaVersion: 1, submissionKey: key, etag: head.etag, jobId, analysis, outcome: reasons ? 'rejected' : 'accepted', ...(reasons ? { reasons } : {}) };
       await this.writeReceipt(bucket, at, receipt, true);
-      return { schemaVersion: 1, ...receipt };
+      return receipt;
     };
     if (!parsed.ok) return answer('', '', [`${parsed.reason}; expected {"jobId": "...", "reason": "..."}`]);
     const { jobId } = parsed.value;
@@ -215,26 +233,53 @@ export class JobDriver {
     return answer(jobId, state.analysis);
   }
 
-  /** D3: `<group>/receipts/<user>/<file>.json` for a submission with a parsable key. */
-  private async writeSubmissionReceipt(bucket: string, submissionKey: string, etag: string, state: JobState, outcome: Receipt['outcome'], replace: boolean): Promise<void> {
-    const parsedKey = parseSubmissionKey(submissionKey);
-    if (!parsedKey.ok) return; // An unusable key has no receipt name; its job folder says why.
-    const user = parsedKey.user ?? state.plan?.user;
-    const rejected = outcome === 'rejected';
-    await this.writeReceipt(
-      bucket,
-      receiptKey(parsedKey.group, user, parsedKey.fileName),
-      { submissionKey, etag, jobId: state.jobId, analysis: state.analysis, outcome, ...(rejected ? { reasons: state.rejection ?? [] } : {}) },
-      replace,
-    );
+  /**
+   * The receipt (D3) of a job past evaluation, as its evaluation wrote it or would have: where
+   * it goes and what it says. Undefined for a job still in NEW, or whose key has no receipt name.
+   */
+  async receiptOf(jobId: string): Promise<{ key: string; receipt: Receipt } | undefined> {
+    const record = await this.ports.jobs.get(jobId);
+    if (!record || record.state.phase === 'NEW') return undefined;
+    const head = await this.ports.objects.head(record.bucket, record.submissionKey);
+    return submissionReceipt(record.submissionKey, head?.etag ?? '', record.state, receiptOutcomeOf(record.state));
+  }
+
+  /**
+   * Writes the receipt of an evaluated job if none is there (its evaluation's write failed, or
+   * its process died right after the evaluation). Returns false for a job that has none to write.
+   */
+  async writeMissingReceipt(jobId: string): Promise<boolean> {
+    const record = await this.ports.jobs.get(jobId);
+    if (!record || record.state.phase === 'NEW' || !parseSubmissionKey(record.submissionKey).ok) return false;
+    await this.writeSubmissionReceipt(record.bucket, record.submissionKey, undefined, record.state, receiptOutcomeOf(record.state), false);
+    return true;
+  }
+
+  /**
+   * D3: `<group>/receipts/<user>/<file>.json` for a submission with a parsable key. `etag`
+   * undefined: the submission's own, read now. Throws ReceiptUnwrittenError if it cannot be written.
+   */
+  private async writeSubmissionReceipt(bucket: string, submissionKey: string, etag: string | undefined, state: JobState, outcome: Receipt['outcome'], replace: boolean): Promise<void> {
+    if (!parseSubmissionKey(submissionKey).ok) return; // An unusable key has no receipt name; its job folder says why.
+    let at: { key: string; receipt: Receipt } | undefined;
+    try {
+      const known = etag ?? (await this.ports.objects.head(bucket, submissionKey))?.etag ?? '';
+      at = submissionReceipt(submissionKey, known, state, outcome);
+      if (!at) return;
+      await this.writeReceipt(bucket, at.key, at.receipt, replace);
+    } catch (error) {
+      if (error instanceof ReceiptUnwrittenError) throw error;
+      throw new ReceiptUnwrittenError(at?.receipt ?? { schemaVersion: 1, submissionKey, etag: etag ?? '', jobId: state.jobId, analysis: state.analysis, outcome }, at?.key ?? submissionKey, error);
+    }
   }
 
   /** Receipts live in the protocol's own area; `replace` false keeps one already there. */
-  private async writeReceipt(bucket: string, key: string, receipt: Omit<Receipt, 'schemaVersion'>, replace: boolean): Promise<void> {
+  private async writeReceipt(bucket: string, key: string, receipt: Receipt, replace: boolean): Promise<void> {
     try {
-      await this.ports.objects.put(bucket, key, JSON.stringify({ schemaVersion: 1, ...receipt }, null, 2), { overwrite: replace, contentType: 'application/json' });
+      await this.ports.objects.put(bucket, key, JSON.stringify(receipt, null, 2), { overwrite: replace, contentType: 'application/json' });
     } catch (error) {
-      if (!(error instanceof ObjectExistsError)) throw error;
+      if (error instanceof ObjectExistsError) return;
+      throw new ReceiptUnwrittenError(receipt, key, error);
     }
   }
 
@@ -932,6 +977,28 @@ function appendPending(pending: PendingEffect[], added: PendingEffect[]): Pendin
     out.push(item);
   }
   return out;
+}
+
+/** What a receipt says of a job past evaluation: rejected (with its reasons) or accepted. */
+function receiptOutcomeOf(state: JobState): 'accepted' | 'rejected' {
+  return state.phase === 'REJECTED' ? 'rejected' : 'accepted';
+}
+
+/** A submission's receipt (D3): its name from the submission's key, its body from the job. */
+function submissionReceipt(submissionKey: string, etag: string, state: JobState, outcome: Receipt['outcome']): { key: string; receipt: Receipt } | undefined {
+  const parsedKey = parseSubmissionKey(submissionKey);
+  if (!parsedKey.ok) return undefined;
+  const user = parsedKey.user ?? state.plan?.user;
+  const receipt: Receipt = {
+    schemaVersion: 1,
+    submissionKey,
+    etag,
+    jobId: state.jobId,
+    analysis: state.analysis,
+    outcome,
+    ...(outcome === 'rejected' ? { reasons: state.rejection ?? [] } : {}),
+  };
+  return { key: receiptKey(parsedKey.group, user, parsedKey.fileName), receipt };
 }
 
 /** Create-only write that treats "already there" as done (a replayed effect). */

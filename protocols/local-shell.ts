@@ -14,7 +14,7 @@ import { LocalMachines, type LocalMachineEvent } from '../lib/local/machines.js'
 import { LocalObjectStore } from '../lib/local/object-store.js';
 import { currentOwner, STATE_DB_FILE, StateDb, type LeaseOwner } from '../lib/local/state-db.js';
 import type { Clock, IdSource, Ledger, Machines, ScheduledAction, Scheduler } from '../lib/ports.js';
-import { JobDriver, type DriverObserver } from './driver.js';
+import { JobDriver, ReceiptUnwrittenError, type DriverObserver } from './driver.js';
 
 export interface LocalPlatformOptions {
   /** Root of the local backend; default `./.neurocaas`. */
@@ -53,6 +53,13 @@ export const systemClock: Clock = { nowMs: () => Date.now() };
  * one is noticed, so the reason can still be written; 1 MiB.
  */
 export const SPACE_RESERVE_BYTES = 1_048_576;
+
+/**
+ * When a receipt whose write failed is written again, ms after the failure (then given up: the
+ * job stands, its submitter in this root reads the outcome from the job, and the next command
+ * that takes the job over writes it).
+ */
+export const RECEIPT_RETRY_MS: readonly number[] = [250, 1_000, 4_000, 15_000, 60_000];
 
 /** How often a job run by another process is checked for its end. */
 const OTHER_PROCESS_POLL_MS = 250;
@@ -226,11 +233,19 @@ export class LocalPlatform {
       });
     } catch (error) {
       this.noticeDiskFull(error);
-      if (claimed === undefined) throw error;
-      // Claimed but its evaluation threw: the job must still end, with the reason, and the
-      // submitter (a CLI or the web app waiting for it) must get its receipt now, not a timeout.
-      started = { jobId: claimed, duplicate: false };
-      await this.rejectUnevaluated(bucket, key, claimed, error, username);
+      if (error instanceof ReceiptUnwrittenError) {
+        // Evaluated (or a duplicate of an evaluated one), only the receipt is missing: the job
+        // stands as evaluated, its receipt is written again, and a submitter in this root reads
+        // the outcome from the job meanwhile (LocalClientBackend).
+        started = { jobId: error.receipt.jobId, duplicate: claimed === undefined };
+        this.receiptLater(error);
+      } else {
+        if (claimed === undefined) throw error;
+        // Claimed but its evaluation threw: the job must still end, with the reason, and the
+        // submitter (a CLI or the web app waiting for it) must get its receipt now, not a timeout.
+        started = { jobId: claimed, duplicate: false };
+        await this.rejectUnevaluated(bucket, key, claimed, error, username);
+      }
     }
     if (started.duplicate) return started;
     // Claimed while this process was being stopped: it must not run on unattended.
@@ -254,9 +269,32 @@ export class LocalPlatform {
     try {
       await this.driver.rejectUnprocessable(bucket, key, reason, username === undefined ? {} : { username });
     } catch (rejectionError) {
+      // The rejection is stored, only its receipt is missing: as for any receipt, written later.
+      if (rejectionError instanceof ReceiptUnwrittenError) return this.receiptLater(rejectionError);
       this.report(jobId, rejectionError);
       throw error;
     }
+  }
+
+  /**
+   * A receipt whose write failed: reported (a server logs it), then written again from the job
+   * at RECEIPT_RETRY_MS, create-only, until it lands or this platform closes.
+   */
+  private receiptLater(failure: ReceiptUnwrittenError, attempt = 0): void {
+    const jobId = failure.receipt.jobId;
+    this.report(jobId, failure);
+    const delayMs = RECEIPT_RETRY_MS[attempt];
+    if (delayMs === undefined || this.closed) return;
+    const timer = setTimeout(() => {
+      this.otherTimers.delete(timer);
+      if (this.closed) return;
+      void this.driver.writeMissingReceipt(jobId).catch((error: unknown) => {
+        if (error instanceof ReceiptUnwrittenError) this.receiptLater(error, attempt + 1);
+        else this.report(jobId, error);
+      });
+    }, delayMs);
+    timer.unref();
+    this.otherTimers.add(timer);
   }
 
   /** Resolves when the job is finished (DONE or REJECTED), or with its last known state when this platform closes. */
@@ -365,6 +403,8 @@ export class LocalPlatform {
       survivors ??= await this.machines.listExpired(Number.MAX_SAFE_INTEGER);
       for (const machine of survivors.filter((m) => m.jobId === jobId)) await this.machines.terminate(machine.instanceId);
       try {
+        // Its owner may have died between the evaluation and the receipt: the submitter waits for it.
+        await this.driver.writeMissingReceipt(jobId).catch((error: unknown) => this.report(jobId, error));
         if (this.resumes && !requested) {
           await this.resumeOrphan(jobId, why);
           jobsResumed.push(jobId);
@@ -623,6 +663,11 @@ export class LocalPlatform {
         return;
     }
     void this.dispatch(event.jobId, jobEvent).catch((error: unknown) => this.report(event.jobId, error));
+  }
+
+  /** A failure of work done for this platform that nobody awaits: told to the observer (a server logs it), looked at for a full disk. */
+  reportFailure(jobId: string, error: unknown): void {
+    this.report(jobId, error);
   }
 
   private report(jobId: string, error: unknown): void {

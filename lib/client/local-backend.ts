@@ -3,9 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AnalysisNotFoundError, JobNotFoundError, UsageError } from '../core/errors.js';
 import { downloadCreateOnly } from './place-file.js';
 import { isJobFinished, jobOutcome, jobSpentUsd, summarizeJob, type JobState } from '../core/job-machine.js';
-import { budgetDocument, type BudgetDocument } from '../core/researcher-documents.js';
+import { budgetDocument, type BudgetDocument, type Receipt } from '../core/researcher-documents.js';
 import { budgetPeriodOf, type UserProfile } from '../core/user.js';
 import type { LocalPlatform } from '../../protocols/local-shell.js';
+import { ReceiptUnwrittenError } from '../../protocols/driver.js';
 import type { ObjectInfo } from '../ports.js';
 import { linkJobStructures, type JobStructureFacts } from './job-structures.js';
 import type { ClientBackend, ClientObjects, Identity, IdentityRequest, JobDetail, JobListing, JobView, ProgressListener } from './ports.js';
@@ -28,6 +29,8 @@ export class LocalClientBackend implements ClientBackend {
   readonly pollMs = 200;
   readonly receiptTimeoutMs = 30_000;
   readonly clock = { nowMs: () => Date.now() };
+  /** What this process delivered: a submission's job, or a cancel request's answer whose receipt was not written. */
+  private readonly delivered = new Map<string, { jobId: string } | { receipt: Receipt }>();
 
   constructor(
     readonly platform: LocalPlatform,
@@ -69,11 +72,22 @@ export class LocalClientBackend implements ClientBackend {
     if (kind === 'submission') {
       // Every command is a reaper pass (issue 6): what a dead process left is finished or resumed first.
       await this.platform.reap();
-      await this.platform.startSubmission(bucket, key);
+      // The job claimed here or by another process (a `local serve`): its record answers if its receipt cannot.
+      const { jobId } = await this.platform.startSubmission(bucket, key);
+      this.delivered.set(`${bucket}/${key}`, { jobId });
       return;
     }
     // The protocol decides who may cancel; the platform passes the cancel to the process that runs the job.
-    const receipt = await this.platform.driver.cancelRequest(bucket, key, { apply: (jobId, reason) => this.platform.cancel(jobId, reason) });
+    let receipt: Receipt;
+    try {
+      receipt = await this.platform.driver.cancelRequest(bucket, key, { apply: (jobId, reason) => this.platform.cancel(jobId, reason) });
+    } catch (error) {
+      // Decided (and applied) all the same: the answer is kept here for the one waiting for it.
+      if (!(error instanceof ReceiptUnwrittenError)) throw error;
+      this.platform.reportFailure(error.receipt.jobId || key, error);
+      receipt = error.receipt;
+      this.delivered.set(`${bucket}/${key}`, { receipt });
+    }
     if (receipt.outcome !== 'accepted') return;
     // The process that runs the job settles it as its machines exit; an orphan is settled by the reaper.
     const deadline = Date.now() + LOCAL_CANCEL_WAIT_MS;
@@ -83,6 +97,14 @@ export class LocalClientBackend implements ClientBackend {
       state = (await this.platform.jobs.get(receipt.jobId))?.state;
     }
     if (state && !isJobFinished(state)) await this.platform.reap();
+  }
+
+  async answerOf(bucket: string, requestKey: string): Promise<Receipt | undefined> {
+    const delivered = this.delivered.get(`${bucket}/${requestKey}`);
+    if (!delivered) return undefined;
+    if ('receipt' in delivered) return delivered.receipt;
+    const found = await this.platform.driver.receiptOf(delivered.jobId);
+    return found && found.receipt.submissionKey === requestKey ? found.receipt : undefined;
   }
 
   async budget(identity: Identity): Promise<BudgetDocument> {

@@ -3,7 +3,7 @@
  * the local web API) picks the adapters once at start-up (local-backend.ts, aws-backend.ts) and
  * never looks at which one it got.
  */
-import type { BudgetDocument } from '../core/researcher-documents.js';
+import type { BudgetDocument, Receipt } from '../core/researcher-documents.js';
 import type { DatasetPhase } from '../core/status.js';
 import type { JobPhase } from '../core/job-machine.js';
 import type { Clock, ObjectInfo } from '../ports.js';
@@ -173,6 +173,12 @@ export interface UseCaseBackend {
    * to do); on local the protocol runs in this process.
    */
   deliver(bucket: string, key: string, kind: 'submission' | 'cancel'): Promise<void>;
+  /**
+   * Local only: the answer to a request this process delivered as the protocol's own records
+   * give it, for when its receipt is not there (its write failed: the outcome stands all the
+   * same). Undefined while there is none yet. Absent on aws, where only the receipt answers.
+   */
+  answerOf?(bucket: string, requestKey: string): Promise<Receipt | undefined>;
   /** The user's budget view: from the ledger on local, the newest budget object (D4) on aws. */
   budget(identity: Identity): Promise<BudgetDocument | undefined>;
 }

@@ -248,6 +248,9 @@ export class ResearcherUseCases<B extends UseCaseBackend = UseCaseBackend> {
         if (!parsed.ok) throw new NeuroCaasError('ReceiptInvalid', parsed.reason);
         if (parsed.value.submissionKey === requestKey) return parsed.value;
       }
+      // Local: a receipt that could not be written does not leave the submitter waiting.
+      const answer = await this.backend.answerOf?.(bucket, requestKey);
+      if (answer) return answer;
       if (this.backend.clock.nowMs() >= deadline) {
         throw new ReceiptTimeoutError(
           `the platform did not answer ${this.backend.locationOf(bucket, requestKey)} within ${Math.round(this.backend.receiptTimeoutMs / 1000)} s ` +

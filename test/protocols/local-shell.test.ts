@@ -2,7 +2,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { jobKeys, receiptKey } from '../../lib/core/keys.js';
 import { LocalPlatform } from '../../protocols/local-shell.js';
 
@@ -16,6 +16,30 @@ function platformOn(root: string, blueprintsDir = join(fixtures, 'blueprints')):
   const platform = new LocalPlatform({ root, blueprintsDir, usersDir: join(fixtures, 'users') });
   platforms.push(platform);
   return platform;
+}
+
+/** Makes every write of a receipt under `platform` fail with EIO, the first `times` ones (default: all). */
+function failReceiptWrites(platform: LocalPlatform, times = Number.POSITIVE_INFINITY): { failed: () => number } {
+  const put = platform.objects.put.bind(platform.objects);
+  let failed = 0;
+  vi.spyOn(platform.objects, 'put').mockImplementation(async (bucket, key, body, options) => {
+    if (key.includes('/receipts/') && failed < times) {
+      failed += 1;
+      throw Object.assign(new Error(`EIO: i/o error, write '${platform.objects.pathOf(bucket, key)}'`), { code: 'EIO', errno: -5 });
+    }
+    return put(bucket, key, body, options);
+  });
+  return { failed: () => failed };
+}
+
+async function receiptOf(platform: LocalPlatform, bucket: string, fileName: string, withinMs: number): Promise<{ jobId: string; outcome: string; reasons?: string[] } | undefined> {
+  const until = Date.now() + withinMs;
+  for (;;) {
+    const body = await platform.objects.get(bucket, receiptKey('lab', 'alice', fileName)).catch(() => undefined);
+    if (body) return JSON.parse(body.toString('utf8')) as { jobId: string; outcome: string; reasons?: string[] };
+    if (Date.now() >= until) return undefined;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 async function stage(platform: LocalPlatform, key: string, config: unknown): Promise<void> {
@@ -138,5 +162,50 @@ describe('local platform', () => {
     expect((await platform.objects.get('chained', 'lab/configs/c.json')).toString('utf8')).toBe(JSON.stringify({ mode: 'succeed' }));
     const next = await platform.startSubmission('plain', 'lab/submissions/alice/t-submit.json');
     expect((await platform.waitForJob(next.jobId)).datasets[0]?.phase).toBe('SUCCEEDED');
+  });
+
+  it('runs an accepted job whose receipt write failed, and writes the receipt once the disk takes it again', async () => {
+    const platform = platformOn(mkdtempSync(join(tmpdir(), 'ncap-shell-')));
+    await stage(platform, 'alice/eio-', { mode: 'succeed' });
+    const writes = failReceiptWrites(platform, 2);
+
+    const { jobId } = await platform.startSubmission('test-workflow', 'lab/submissions/alice/eio-submit.json');
+
+    // The evaluation stands (not turned into a rejection); the job runs and the receipt follows.
+    expect((await platform.waitForJob(jobId)).datasets[0]?.phase).toBe('SUCCEEDED');
+    expect(await receiptOf(platform, 'test-workflow', 'eio-submit.json', 10_000)).toMatchObject({ jobId, outcome: 'accepted' });
+    expect(writes.failed()).toBe(2);
+  });
+
+  it('keeps the rejection of a submission whose rejected receipt could not be written, and writes it later', async () => {
+    const platform = platformOn(mkdtempSync(join(tmpdir(), 'ncap-shell-')));
+    await platform.objects.put('test-workflow', 'lab/submissions/alice/nocfg-submit.json', JSON.stringify({ dataname: 'lab/inputs/none.csv', configname: 'lab/configs/none.json' }));
+    failReceiptWrites(platform, 1);
+
+    const { jobId } = await platform.startSubmission('test-workflow', 'lab/submissions/alice/nocfg-submit.json');
+
+    const state = await platform.waitForJob(jobId);
+    expect(state.phase).toBe('REJECTED');
+    const receipt = await receiptOf(platform, 'test-workflow', 'nocfg-submit.json', 10_000);
+    expect(receipt).toMatchObject({ jobId, outcome: 'rejected' });
+    expect(receipt?.reasons).toEqual(state.rejection);
+  });
+
+  it('gives a job evaluated by a process that died before writing its receipt that receipt when the next command takes it over', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ncap-shell-'));
+    const first = platformOn(root);
+    await stage(first, 'alice/lost-', { mode: 'sleep', seconds: 30 });
+    failReceiptWrites(first);
+    const { jobId } = await first.startSubmission('test-workflow', 'lab/submissions/alice/lost-submit.json');
+    expect((await first.jobs.get(jobId))?.state.phase).not.toBe('NEW');
+    // Gone without its receipt (as after a crash at that point): its machines die, its lease is released.
+    await first.close();
+    expect(await receiptOf(first, 'test-workflow', 'lost-submit.json', 0)).toBeUndefined();
+
+    const next = platformOn(root);
+    const reaped = await next.reap();
+
+    expect(reaped.jobsRecovered).toEqual([jobId]);
+    expect(await receiptOf(next, 'test-workflow', 'lost-submit.json', 0)).toMatchObject({ jobId, outcome: 'accepted' });
   });
 });
