@@ -42,6 +42,15 @@ const HOLD_LIMIT_BYTES = 64 * 1024 * 1024;
  * own flush (an upload is on disk before the server says it is stored) has little left to do.
  */
 const FLUSH_STEP_BYTES = 64 * 1024 * 1024;
+/**
+ * An open upload that no request touched for this long is aborted and its staging file removed:
+ * 24 h (decision 57). A browser tab closed mid-upload never comes back for it, and until then
+ * its bytes take room on the disk and it counts against maxOpenUploads. A paused upload resumed
+ * later than this starts over (the web app does so by itself when its upload id is gone).
+ */
+const IDLE_UPLOAD_MS = 24 * 60 * 60 * 1000;
+/** How often open uploads are checked for idleness, at most: every minute. */
+const IDLE_SWEEP_MS = 60 * 1000;
 
 /** Longest folder or file name the local disk takes (NAME_MAX of ext4, xfs, btrfs, tmpfs): 255 bytes. */
 const MAX_NAME_BYTES = 255;
@@ -392,6 +401,8 @@ interface Upload {
    */
   completing: boolean;
   closed: boolean;
+  /** When a request last touched this upload (started it, sent or listed parts, completed), ms. */
+  lastUsedMs: number;
 }
 
 export interface StartUpload {
@@ -411,6 +422,10 @@ export interface UploadManagerOptions {
   flushStepBytes?: number;
   /** Opens the staging files (node:fs/promises `open`); tests wrap it to make the disk fail. */
   openFile?: (path: string, flags: string) => Promise<FileHandle>;
+  /** An upload no request touched for this long is aborted, ms; default 24 h (IDLE_UPLOAD_MS). */
+  idleUploadMs?: number;
+  /** The clock of the idle check, ms; default Date.now. */
+  now?: () => number;
 }
 
 /** The open multipart uploads of one server and its single PUTs. */
@@ -420,6 +435,9 @@ export class UploadManager {
   private readonly holdLimitBytes: number;
   private readonly flushStepBytes: number;
   private readonly openFile: (path: string, flags: string) => Promise<FileHandle>;
+  private readonly idleUploadMs: number;
+  private readonly now: () => number;
+  private sweeper: NodeJS.Timeout | undefined;
   /** Bytes kept (or reserved for parts being received) for the hash worker, all uploads. */
   private heldBytes = 0;
 
@@ -431,6 +449,8 @@ export class UploadManager {
     this.holdLimitBytes = options.holdLimitBytes ?? HOLD_LIMIT_BYTES;
     this.flushStepBytes = options.flushStepBytes ?? FLUSH_STEP_BYTES;
     this.openFile = options.openFile ?? ((path, flags) => open(path, flags));
+    this.idleUploadMs = options.idleUploadMs ?? IDLE_UPLOAD_MS;
+    this.now = options.now ?? Date.now;
   }
 
   /**
@@ -540,13 +560,34 @@ export class UploadManager {
       flushFailure: undefined,
       completing: false,
       closed: false,
+      lastUsedMs: this.now(),
     });
+    // Unref'd: it never keeps the process alive; abortAll stops it.
+    this.sweeper ??= setInterval(() => void this.sweepIdle().catch(() => undefined), Math.min(this.idleUploadMs, IDLE_SWEEP_MS)).unref();
     return { uploadId: id, key: request.key };
+  }
+
+  /**
+   * Aborts the uploads no request touched for the idle time (none with a part being received or
+   * a completion running); returns their ids.
+   */
+  async sweepIdle(): Promise<string[]> {
+    const now = this.now();
+    const idle = [...this.uploads.values()].filter((upload) => upload.busy.size === 0 && !upload.completing && now - upload.lastUsedMs >= this.idleUploadMs);
+    for (const upload of idle) await this.discard(upload);
+    return idle.map((upload) => upload.id);
   }
 
   private get(uploadId: string): Upload {
     const upload = this.uploads.get(uploadId);
-    if (!upload) throw new RequestRefusedError('UploadNotFound', `upload "${uploadId}" is not open in this server (completed, aborted, or started before a restart); start it again`);
+    if (!upload) throw new RequestRefusedError('UploadNotFound', `upload "${uploadId}" is not open in this server (completed, aborted, unused for ${formatHours(this.idleUploadMs)}, or started before a restart); start it again`);
+    return upload;
+  }
+
+  /** An upload a request uses now (the idle time starts again). */
+  private touch(uploadId: string): Upload {
+    const upload = this.get(uploadId);
+    upload.lastUsedMs = this.now();
     return upload;
   }
 
@@ -562,7 +603,7 @@ export class UploadManager {
    * (ChecksumMismatch): the sender sends that part again, not the whole file.
    */
   async putPart(uploadId: string, partNumber: number, body: AsyncIterable<Buffer>, contentLength: number | undefined, options: { crc32?: string } = {}): Promise<string> {
-    const upload = this.get(uploadId);
+    const upload = this.touch(uploadId);
     refuseWhileCompleting(upload, `part ${String(partNumber)} was not stored`);
     // A flush already failed: completion could only fail, so no more of the file is sent for nothing.
     if (upload.flushFailure !== undefined) return this.dropForDisk(upload, upload.flushFailure);
@@ -604,6 +645,7 @@ export class UploadManager {
     } finally {
       if (keep && !stored) this.heldBytes -= expected;
       upload.busy.delete(partNumber);
+      upload.lastUsedMs = this.now();
       this.advanceHash(upload);
     }
   }
@@ -684,7 +726,7 @@ export class UploadManager {
   }
 
   listParts(uploadId: string): { PartNumber: number; Size: number; ETag: string }[] {
-    const upload = this.get(uploadId);
+    const upload = this.touch(uploadId);
     return [...upload.parts]
       .sort(([a], [b]) => a - b)
       .map(([n, part]) => ({ PartNumber: n, Size: part.size, ETag: part.etag }));
@@ -696,7 +738,7 @@ export class UploadManager {
    * agree), puts the file into place create-only and closes the upload.
    */
   async complete(uploadId: string, parts: { PartNumber: number; ETag: string }[] | undefined, sha256Declared?: string): Promise<{ key: string; sizeBytes: number; sha256: string; reused: boolean }> {
-    const upload = this.get(uploadId);
+    const upload = this.touch(uploadId);
     if (sha256Declared !== undefined && upload.sha256 !== undefined && sha256Declared !== upload.sha256) {
       throw new UsageError(`the completion declares sha256 ${sha256Declared} but the upload was started with ${upload.sha256}; complete with the same one (or without sha256)`);
     }
@@ -781,6 +823,8 @@ export class UploadManager {
 
   /** Aborts every open upload (the server is stopping). */
   async abortAll(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     for (const id of [...this.uploads.keys()]) await this.abort(id).catch(() => undefined);
     await this.hasher.stop();
   }
@@ -815,6 +859,10 @@ async function hashFile(handle: FileHandle, size: number): Promise<string> {
 /** Throws UploadConflict while a completion of `upload` runs; `what` says what was not done. */
 function refuseWhileCompleting(upload: Upload, what: string): void {
   if (upload.completing) throw new RequestRefusedError('UploadConflict', `upload ${upload.id} is being completed, so ${what}; wait for the completion's answer (list the parts if it fails)`);
+}
+
+function formatHours(ms: number): string {
+  return ms >= 3_600_000 ? `${Math.round(ms / 3_600_000)} h` : `${Math.round(ms / 1000)} s`;
 }
 
 function summarize(numbers: number[]): string {

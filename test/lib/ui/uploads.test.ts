@@ -269,6 +269,53 @@ describe('UploadManager multipart uploads', () => {
     }
   });
 
+  it('aborts an upload nobody touched for the idle time, freeing its staging file; one being sent or touched meanwhile stays', async () => {
+    let nowMs = 0;
+    const idle = new UploadManager(objects, { idleUploadMs: 60_000, now: () => nowMs });
+    try {
+      const bytes = randomBytes(2 * PART);
+      const abandoned = await idle.start({ bucket: 'b', key: 'lab/inputs/abandoned.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+      const listed = await idle.start({ bucket: 'b', key: 'lab/inputs/listed.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+      const sending = await idle.start({ bucket: 'b', key: 'lab/inputs/sending.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+      await idle.putPart(abandoned.uploadId, 1, chunks(partOf(bytes, 1)), PART);
+      // A part whose bytes are still arriving when the time is up.
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      async function* slowly(): AsyncGenerator<Buffer> {
+        yield partOf(bytes, 1).subarray(0, MIB);
+        await gate;
+        yield partOf(bytes, 1).subarray(MIB);
+      }
+      const inFlight = idle.putPart(sending.uploadId, 1, slowly(), PART);
+      nowMs = 30_000;
+      idle.listParts(listed.uploadId);
+      nowMs = 61_000;
+
+      expect(await idle.sweepIdle()).toEqual([abandoned.uploadId]);
+      expect(() => idle.listParts(abandoned.uploadId)).toThrow(/is not open in this server/);
+      expect((await readdir(join(dir, 'buckets', 'b', '.ncap-staging'))).filter((name) => name.includes(abandoned.uploadId))).toEqual([]);
+      release();
+      await inFlight;
+      expect(idle.listParts(sending.uploadId).map((part) => part.PartNumber)).toEqual([1]);
+      expect(idle.openCount).toBe(2);
+    } finally {
+      await idle.abortAll();
+    }
+  });
+
+  it('sweeps idle uploads by itself, on a timer that does not keep the process alive', async () => {
+    const idle = new UploadManager(objects, { idleUploadMs: 50 });
+    try {
+      const { uploadId } = await idle.start({ bucket: 'b', key: 'lab/inputs/left.bin', sizeBytes: 10, partSizeBytes: 10 });
+      const end = Date.now() + 5_000;
+      while (idle.openCount > 0 && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 20));
+
+      expect(() => idle.listParts(uploadId)).toThrow(/is not open in this server/);
+    } finally {
+      await idle.abortAll();
+    }
+  });
+
   it('refuses a completion whose sha256 differs from the one the upload was started with', async () => {
     const bytes = randomBytes(PART);
     const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/twice.bin', sizeBytes: bytes.length, partSizeBytes: PART, sha256: sha(bytes) });
