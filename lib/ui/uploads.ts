@@ -626,9 +626,13 @@ export class UploadManager {
         upload.extendedParts = 0;
       }
       const crc = options.crc32 === undefined ? undefined : { value: 0 };
+      const aborted = () => new RequestRefusedError('UploadNotFound', `upload ${uploadId} was aborted while part ${partNumber} was being received; nothing of it is kept`);
       const size = await writeStreamAt(body, upload.handle, (partNumber - 1) * upload.partSize, expected, { ...(keep ? { keep } : {}), ...(crc ? { crc } : {}), queue: upload.writes }).catch((error: unknown) => {
+        // The abort closed the file under this part's writes ("file closed"): say what happened.
+        if (upload.closed) throw aborted();
         throw isDiskFull(error) ? diskRefusal(error, `part ${partNumber} of upload ${uploadId} was not stored`, 'send the part again (the parts stored before it are kept)') : error;
       });
+      if (upload.closed) throw aborted();
       if (size !== expected) throw new UsageError(`part ${partNumber} must be ${expected} bytes, ${size} arrived; send it again`);
       if (crc && crc32Hex(crc.value) !== options.crc32) {
         throw new RequestRefusedError('ChecksumMismatch', `part ${partNumber}'s bytes have CRC32 ${crc32Hex(crc.value)}, not ${options.crc32} as declared; the part was not kept, send it again`);

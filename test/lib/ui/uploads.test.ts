@@ -316,6 +316,29 @@ describe('UploadManager multipart uploads', () => {
     }
   });
 
+  it('answers a part still arriving when its upload is aborted with UploadNotFound, and leaves nothing behind', async () => {
+    const bytes = randomBytes(2 * PART);
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/cancelled.bin', sizeBytes: bytes.length, partSizeBytes: PART });
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let firstSent = false;
+    async function* slowly(): AsyncGenerator<Buffer> {
+      yield partOf(bytes, 1).subarray(0, 2 * MIB);
+      firstSent = true;
+      await gate;
+      yield partOf(bytes, 1).subarray(2 * MIB);
+    }
+    const inFlight = uploads.putPart(uploadId, 1, slowly(), PART);
+    while (!firstSent) await new Promise((resolve) => setImmediate(resolve));
+
+    await uploads.abort(uploadId);
+    release();
+
+    await expect(inFlight).rejects.toMatchObject({ code: 'UploadNotFound', message: `upload ${uploadId} was aborted while part 1 was being received; nothing of it is kept` });
+    expect((await readdir(join(dir, 'buckets', 'b', '.ncap-staging'))).filter((name) => name.includes(uploadId))).toEqual([]);
+    expect(uploads.bytesInMemory).toBe(0);
+  });
+
   it('refuses a completion whose sha256 differs from the one the upload was started with', async () => {
     const bytes = randomBytes(PART);
     const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/twice.bin', sizeBytes: bytes.length, partSizeBytes: PART, sha256: sha(bytes) });
