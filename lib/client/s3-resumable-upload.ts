@@ -57,6 +57,14 @@ export const CLAIM_HEARTBEAT_MS = 5_000;
 export const CLAIM_STALE_MS = 30_000;
 /** How often a run waiting for another run's upload of the same file looks again: 200 ms (a local file's stat). */
 export const CLAIM_POLL_MS = 200;
+/**
+ * A run waiting for another live run's upload of the same file gives up when that run has
+ * stored no part for this long: 10 min (a part of 8 MiB, or even S3's largest of 525 MiB on a
+ * slow link, takes far less; a holder that refreshes its claim but stores nothing is stuck).
+ */
+export const CLAIM_STALL_MS = 10 * 60_000;
+/** The holder of a claim records its progress at most this often: 1 s. */
+const PROGRESS_WRITE_MS = 1_000;
 
 export interface PartPlan {
   partSizeBytes: number;
@@ -103,6 +111,8 @@ export interface ResumableUploadOptions {
   partSizeBytes?: number;
   /** Default DEFAULT_CONCURRENCY. */
   concurrency?: number;
+  /** How long a wait for another run's upload of the same file lasts without a part stored; default CLAIM_STALL_MS. */
+  claimStallMs?: number;
 }
 
 export interface ResumableUploadResult {
@@ -149,6 +159,13 @@ export class UploadInProgressError extends NeuroCaasError {
   }
 }
 
+/** The live run this one waited for holds the key's upload of the same file but stores no part of it. */
+export class UploadStalledError extends NeuroCaasError {
+  constructor(message: string) {
+    super('UploadStalled', message);
+  }
+}
+
 /**
  * A multipart upload that stopped halfway: its parts stay stored (never an object) for the next
  * run. The code is the cause's when it has one (e.g. CredentialsExpired), else UploadInterrupted.
@@ -185,13 +202,13 @@ export class S3ResumableUploader {
     const claim = recordFile ? await this.claim(claimFileOf(recordFile), request) : undefined;
     try {
       if (claim?.waited) await this.failIfStored(bucket, key, 'by the run this one waited for');
-      return await this.sendMultipart(request, { partSizeBytes: partSize, partCount, concurrency }, recordFile);
+      return await this.sendMultipart(request, { partSizeBytes: partSize, partCount, concurrency }, recordFile, () => claim?.progressed());
     } finally {
       await claim?.release();
     }
   }
 
-  private async sendMultipart(request: ResumableUploadRequest, plan: PartPlan, recordFile: string | undefined): Promise<ResumableUploadResult> {
+  private async sendMultipart(request: ResumableUploadRequest, plan: PartPlan, recordFile: string | undefined, progressed: () => void = () => undefined): Promise<ResumableUploadResult> {
     const { bucket, key, sizeBytes } = request;
     const { partSizeBytes: partSize, partCount, concurrency } = plan;
     const sizeOf = (n: number) => (n < partCount ? partSize : sizeBytes - (partCount - 1) * partSize);
@@ -272,6 +289,7 @@ export class S3ResumableUploader {
         doneBytes += size;
         request.onProgress?.(doneBytes, sizeBytes);
         request.onPartSent?.(n);
+        progressed();
       };
       const results = await Promise.allSettled(Array.from({ length: Math.min(concurrency, Math.max(1, missing.length)) }, worker));
       const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -365,9 +383,13 @@ export class S3ResumableUploader {
    * A claim is live while its pid runs (on this host) and its file's mtime is fresh (any host);
    * a stale one is moved aside and taken. `waited`: another run held it first.
    */
-  private async claim(file: string, request: ResumableUploadRequest): Promise<{ waited: boolean; release(): Promise<void> }> {
+  private async claim(file: string, request: ResumableUploadRequest): Promise<{ waited: boolean; progressed(): void; release(): Promise<void> }> {
     const mine: Claim = { ...thisProcess(), sha256: request.sha256, token: randomBytes(8).toString('hex') };
+    const progressFile = `${file}.progress`;
+    const stallMs = this.options.claimStallMs ?? CLAIM_STALL_MS;
     let waited = false;
+    // Since when this run has seen the current holder (by its token) without a part stored.
+    let watched: { token: string; sinceMs: number } | undefined;
     await mkdir(join(file, '..'), { recursive: true, mode: 0o700 });
     for (;;) {
       if (await createExclusive(file, JSON.stringify(mine))) break;
@@ -386,8 +408,27 @@ export class S3ResumableUploader {
       const who = held ? `another neurocaas run (pid ${held.pid} on ${held.hostname}) that is uploading the same file` : `the run whose claim ${file} is (unreadable) to finish uploading`;
       if (!waited) request.onWait?.(`waiting for ${who} to ${request.key}`);
       waited = true;
+      // Alive is not enough: a holder that refreshes its claim but stores no part is stuck.
+      const token = held?.token ?? 'unreadable';
+      if (watched?.token !== token) watched = { token, sinceMs: Date.now() };
+      const lastPartMs = Math.max(watched.sinceMs, await progressOf(progressFile, token));
+      if (Date.now() - lastPartMs > stallMs) {
+        const holder = held ? `another neurocaas run (pid ${held.pid} on ${held.hostname})` : `the run whose claim is ${file} (unreadable)`;
+        const stop = held ? `stop it (kill ${held.pid} on ${held.hostname})` : `stop it, or remove ${file} if no run is uploading`;
+        throw new UploadStalledError(
+          `${holder} holds the upload of this file to s3://${request.bucket}/${request.key} but has stored no part of it for ${formatWait(stallMs)}; nothing was sent by this run. ` +
+            `If that run is stuck, ${stop} and run this command again: it resumes the parts already stored`,
+        );
+      }
       await new Promise((resolve) => setTimeout(resolve, CLAIM_POLL_MS));
     }
+    // What a waiting run reads to tell a stuck holder from a slow one: when this run last stored a part.
+    let progressWrittenMs = 0;
+    const writeProgress = () => {
+      progressWrittenMs = Date.now();
+      writeProgressFile(progressFile, mine.token).catch(() => undefined); // only a waiter's patience depends on it
+    };
+    writeProgress();
     // The heartbeat: a run that stops refreshing (killed, stopped, its host gone) is stale after CLAIM_STALE_MS.
     const heartbeat = setInterval(() => {
       const now = new Date();
@@ -396,10 +437,16 @@ export class S3ResumableUploader {
     heartbeat.unref();
     return {
       waited,
+      progressed: () => {
+        if (Date.now() - progressWrittenMs >= PROGRESS_WRITE_MS) writeProgress();
+      },
       release: async () => {
         clearInterval(heartbeat);
         const held = await readClaim(file);
-        if (typeof held === 'object' && held.token === mine.token) await rm(file, { force: true });
+        if (typeof held === 'object' && held.token === mine.token) {
+          await rm(progressFile, { force: true });
+          await rm(file, { force: true });
+        }
       },
     };
   }
@@ -430,6 +477,28 @@ export class S3ResumableUploader {
 
 function claimFileOf(recordFile: string): string {
   return recordFile.replace(/\.json$/, '.claim');
+}
+
+/** Records that the claim `token`'s holder stored a part now (written aside, then renamed: never half-written). */
+async function writeProgressFile(file: string, token: string): Promise<void> {
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(temp, JSON.stringify({ token }), { mode: 0o600 });
+  await rename(temp, file);
+}
+
+/** When the holder `token` last stored a part (the progress file's mtime), 0 when it has not said. */
+async function progressOf(file: string, token: string): Promise<number> {
+  try {
+    const [text, info] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
+    return (JSON.parse(text) as { token?: unknown }).token === token ? info.mtimeMs : 0;
+  } catch {
+    return 0; // none yet, or an earlier holder's being replaced: the wait's own start counts
+  }
+}
+
+/** A wait as people say it: "45 s", "10 min". */
+function formatWait(ms: number): string {
+  return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
 }
 
 /** Creates `file` with `content` unless it exists (false then); never a half-written file (written aside, then linked). */

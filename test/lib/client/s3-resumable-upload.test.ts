@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { AbortMultipartUploadCommand, GetObjectCommand, ListMultipartUploadsCommand, HeadObjectCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ObjectExistsError } from '../../../lib/core/errors.js';
-import { DEFAULT_PART_BYTES, MAX_BUFFERED_BYTES, planParts, S3ResumableUploader, UploadInProgressError, UploadInterruptedError } from '../../../lib/client/s3-resumable-upload.js';
+import { DEFAULT_PART_BYTES, MAX_BUFFERED_BYTES, planParts, S3ResumableUploader, UploadInProgressError, UploadInterruptedError, UploadStalledError } from '../../../lib/client/s3-resumable-upload.js';
 import { createBucket, MOTO_START_TIMEOUT_MS, s3ClientFor, startMoto, type MotoServer } from '../../support/moto.js';
 
 const PART = 5 * 1024 * 1024;
@@ -220,6 +220,65 @@ describe('S3ResumableUploader on the emulator', () => {
     expect(second.parts()).toBe(0);
     expect((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).Metadata?.['sha256']).toBe(local.sha256);
     expect(await readdir(stateDir)).toEqual([]);
+  });
+
+  it('stops waiting for a live run that holds the same file\'s upload but stores no part, naming its pid and what to do', async () => {
+    const bucket = await createBucket(s3, 'twin');
+    const key = 'lab/inputs/stuck.bin';
+    const local = await sampleFile('stuck.bin', randomBytes(3 * PART + 5));
+    const stateDir = join(dir, 'state-stuck');
+    // Alive (it refreshes its claim) but stuck: its second part never gets an answer.
+    const first = gatedClient(moto, 1);
+    const uploading = new S3ResumableUploader(first.s3, { stateDir, partSizeBytes: PART, concurrency: 1 }).upload({ bucket, key, ...local });
+    await first.held(1);
+    const second = gatedClient(moto, 0);
+    second.open();
+    const waits: string[] = [];
+    const startedAt = Date.now();
+
+    const twin = new S3ResumableUploader(second.s3, { stateDir, partSizeBytes: PART, claimStallMs: 1_500 }).upload({ bucket, key, ...local, onWait: (text) => waits.push(text) });
+
+    await expect(twin).rejects.toBeInstanceOf(UploadStalledError);
+    await expect(twin).rejects.toThrow(
+      `another neurocaas run (pid ${process.pid} on ${hostname()}) holds the upload of this file to s3://${bucket}/${key} but has stored no part of it for 2 s; nothing was sent by this run. ` +
+        `If that run is stuck, stop it (kill ${process.pid} on ${hostname()}) and run this command again: it resumes the parts already stored`,
+    );
+    expect(Date.now() - startedAt).toBeLessThan(10_000);
+    expect(waits).toHaveLength(1);
+    expect(second.parts()).toBe(0);
+    first.open();
+    expect(await uploading).toMatchObject({ partsSent: 4 });
+    expect(await readdir(stateDir)).toEqual([]);
+  });
+
+  it('keeps waiting for a run that stores its parts slowly, past the stall bound in all', async () => {
+    const bucket = await createBucket(s3, 'twin');
+    const key = 'lab/inputs/slow.bin';
+    const local = await sampleFile('slow.bin', randomBytes(7 * PART + 5));
+    const stateDir = join(dir, 'state-slow');
+    const slow = s3ClientFor(moto);
+    slow.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'UploadPartCommand') await new Promise((r) => setTimeout(r, 600));
+        return next(args);
+      },
+      { step: 'initialize', name: 'slowParts' },
+    );
+    const gate = gatedClient(moto, 0);
+    gate.open();
+    const uploading = new S3ResumableUploader(slow, { stateDir, partSizeBytes: PART, concurrency: 1 }).upload({ bucket, key, ...local });
+    let waitingSaid: () => void = () => undefined;
+    const said = new Promise<void>((resolve) => (waitingSaid = resolve));
+    await new Promise((r) => setTimeout(r, 100));
+    const startedAt = Date.now();
+
+    const twin = new S3ResumableUploader(gate.s3, { stateDir, partSizeBytes: PART, claimStallMs: 4_000 }).upload({ bucket, key, ...local, onWait: () => waitingSaid() });
+
+    await Promise.race([said, twin.then(() => undefined, () => undefined)]);
+    expect(await uploading).toMatchObject({ partsSent: 8 });
+    await expect(twin).rejects.toBeInstanceOf(ObjectExistsError);
+    expect(Date.now() - startedAt).toBeGreaterThan(4_000);
+    expect(gate.parts()).toBe(0);
   });
 
   it('refuses at once an upload of a different file to a key another live run is uploading, and leaves that run alone', async () => {
