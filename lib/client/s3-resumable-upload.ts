@@ -19,7 +19,8 @@
  * A second run of the same file to the same key (another terminal) waits for the first and then
  * uses its object, or resumes its parts if it died; a second run of a different file is refused
  * at once. Without that both resumed one upload id: both sent the parts and the loser's
- * completion failed with NoSuchUpload although the object was stored (decision 52).
+ * completion failed with NoSuchUpload although the object was stored (decision 52). The wait
+ * ends with UploadStalledError when the holder, alive, stores no part for CLAIM_STALL_MS (59).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
