@@ -14,8 +14,8 @@
  * the worker re-reads it from the staging file, which costs nearly as much again as the hash.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { open, rm, stat, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { crc32 } from 'node:zlib';
 import { isDiskFull, KeyInvalidError, NeuroCaasError, ObjectExistsError, UsageError } from '../core/errors.js';
@@ -49,6 +49,11 @@ const FLUSH_STEP_BYTES = 64 * 1024 * 1024;
  * later than this starts over (the web app does so by itself when its upload id is gone).
  */
 const IDLE_UPLOAD_MS = 24 * 60 * 60 * 1000;
+/** When this process started, ms (a staging folder with its pid but older is a previous process's). */
+const PROCESS_STARTED_MS = Date.now() - process.uptime() * 1000;
+/** Staging folders this manager names: `upload.<id>-<pid>` and `put.<random>-<pid>`. */
+const OWN_STAGING = new RegExp(`^(upload|put)\\.[0-9a-f]+-${process.pid}$`);
+
 /** How often open uploads are checked for idleness, at most: every minute. */
 const IDLE_SWEEP_MS = 60 * 1000;
 
@@ -438,6 +443,8 @@ export class UploadManager {
   private readonly idleUploadMs: number;
   private readonly now: () => number;
   private sweeper: NodeJS.Timeout | undefined;
+  /** Staging areas already cleared of an earlier process's folders (removeLeftovers). */
+  private readonly clearedStaging = new Set<string>();
   /** Bytes kept (or reserved for parts being received) for the hash worker, all uploads. */
   private heldBytes = 0;
 
@@ -493,6 +500,7 @@ export class UploadManager {
   async putObject(bucket: string, key: string, body: AsyncIterable<Buffer>, options: { sha256?: string; contentLength?: number }): Promise<{ key: string; sizeBytes: number; sha256: string; reused: boolean }> {
     await this.checkPlaceable(bucket, key);
     const dir = await this.objects.newStagingDir(bucket, `put.${randomBytes(6).toString('hex')}`);
+    await this.removeLeftovers(dirname(dir));
     try {
       const file = join(dir, 'object');
       const handle = await this.openFile(file, 'wx');
@@ -533,6 +541,7 @@ export class UploadManager {
     }
     const id = randomBytes(12).toString('hex');
     const dir = await this.objects.newStagingDir(request.bucket, `upload.${id}`);
+    await this.removeLeftovers(dirname(dir));
     const file = join(dir, 'object');
     // Read back too: the hash worker re-reads the parts through this descriptor.
     const handle = await this.openFile(file, 'wx+');
@@ -565,6 +574,24 @@ export class UploadManager {
     // Unref'd: it never keeps the process alive; abortAll stops it.
     this.sweeper ??= setInterval(() => void this.sweepIdle().catch(() => undefined), Math.min(this.idleUploadMs, IDLE_SWEEP_MS)).unref();
     return { uploadId: id, key: request.key };
+  }
+
+  /**
+   * Removes, once per staging area, the folders an earlier process with this process's pid left
+   * (killed, so it never cleaned up): the staging area removes a dead pid's folders by itself, but
+   * a server restarted in a container usually gets the same pid, and its leftovers then look alive
+   * forever. A folder of this pid older than this process cannot be this process's.
+   */
+  private async removeLeftovers(stagingRoot: string): Promise<void> {
+    if (this.clearedStaging.has(stagingRoot)) return;
+    this.clearedStaging.add(stagingRoot);
+    for (const name of await readdir(stagingRoot)) {
+      if (!OWN_STAGING.test(name)) continue;
+      const folder = join(stagingRoot, name);
+      const info = await stat(folder).catch(() => undefined);
+      // 2 s of slack for clocks that step; this process's own folders are all newer than its start.
+      if (info && info.mtimeMs < PROCESS_STARTED_MS - 2000) await rm(folder, { recursive: true, force: true });
+    }
   }
 
   /**

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -337,6 +337,25 @@ describe('UploadManager multipart uploads', () => {
     await expect(inFlight).rejects.toMatchObject({ code: 'UploadNotFound', message: `upload ${uploadId} was aborted while part 1 was being received; nothing of it is kept` });
     expect((await readdir(join(dir, 'buckets', 'b', '.ncap-staging'))).filter((name) => name.includes(uploadId))).toEqual([]);
     expect(uploads.bytesInMemory).toBe(0);
+  });
+
+  it("removes what an earlier server with this process's pid left in the staging area (a container restarted after a kill), and nothing of a live one", async () => {
+    const staging = join(dir, 'buckets', 'b', '.ncap-staging');
+    const day = new Date(Date.now() - 24 * 3600 * 1000);
+    const ours = join(staging, `upload.0123456789abcdef01234567-${process.pid}`);
+    const put = join(staging, `put.0123456789ab-${process.pid}`);
+    const other = join(staging, `upload.fedcba9876543210fedcba98-${process.ppid}`);
+    for (const folder of [ours, put, other]) {
+      await mkdir(folder, { recursive: true });
+      await writeFile(join(folder, 'object'), 'left over');
+      await utimes(folder, day, day);
+    }
+
+    const { uploadId } = await uploads.start({ bucket: 'b', key: 'lab/inputs/fresh.bin', sizeBytes: 10, partSizeBytes: 10 });
+
+    const left = await readdir(staging);
+    expect(left).toContain(`upload.fedcba9876543210fedcba98-${process.ppid}`);
+    expect(left.filter((name) => name.endsWith(`-${process.pid}`))).toEqual([`upload.${uploadId}-${process.pid}`]);
   });
 
   it('refuses a completion whose sha256 differs from the one the upload was started with', async () => {
