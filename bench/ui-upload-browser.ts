@@ -5,7 +5,9 @@
  * stored and its bytes are on disk (`sync`). Against a plain `cp` + `sync` of the same file, in
  * the same run, before each upload, and against the least a page can do over the same API: the
  * same file sent by plain XMLHttpRequests of 8 MiB file slices, 4 at a time, no CRC32, no Uppy
- * (what Chromium and the server cost by themselves). A warm-up round (a 64 MiB file) is not counted; then
+ * (what Chromium and the server cost by themselves), and against the app as a browser on another
+ * machine uses it (the session asks for part CRC32s, so each part is read once more: decision 61).
+ * A warm-up round (a 64 MiB file) is not counted; then
  * BENCH_UI_BROWSER_ROUNDS (default 2) rounds. Prints each round and the ratio over all of them,
  * copy time / upload time (1.0 = as fast as cp; target >= 0.8), with the CPU time of the server
  * process and of the browser's processes (all of Chromium's, from /proc). The server is a
@@ -13,10 +15,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { timedCopy } from './copy-baseline.js';
@@ -99,27 +101,39 @@ export async function benchUiUploadBrowser(print: (line: string) => void): Promi
   const isBrowser = (commandLine: string) => /chromium/.test(commandLine.split(' ')[0] ?? '');
   try {
     const page = browser.context.pages()[0] ?? (await browser.context.newPage());
-    const copies: number[] = [];
-    const uploads: number[] = [];
-    const bares: number[] = [];
-    for (let round = 0; round <= ROUNDS; round++) {
-      const size = round === 0 ? 64 * 1024 ** 2 : GIB;
-      const name = `recording-${round}.bin`;
-      const file = join(local, name);
-      const sha256 = await realFile(file, size);
-
-      const copyMs = timedCopy(file, join(dir, 'copy.bin'));
-
+    const plainPage = page;
+    const checkedPage = await browser.context.newPage();
+    await checkedPage.addInitScript(`{
+      const original = window.fetch;
+      window.fetch = async (input, init) => {
+        const response = await original(input, init);
+        if (!String(input).endsWith('/api/session')) return response;
+        const session = await response.json();
+        return new Response(JSON.stringify({ ...session, partChecksums: true }), { status: response.status, headers: { 'content-type': 'application/json' } });
+      };
+    }`);
+    /**
+     * One upload of `file` (its own name, or a hard link to it named `as`) through the app's
+     * Upload page, until it is listed as stored and `sync` returns; with `checksums` the session
+     * the page reads asks for part CRC32s (as the server's session does for a browser elsewhere).
+     * Not by request interception: with any route set, Playwright intercepts every request, and
+     * each part's body would cross to it.
+     */
+    const appUpload = async (file: string, sha256: string, checksums: boolean, as?: string) => {
+      const name = as ?? basename(file);
+      const picked = join(dirname(file), name);
+      if (as) linkSync(file, picked);
+      const page = checksums ? checkedPage : plainPage;
       await page.goto('about:blank');
       await openPage(page, server.url, 'upload');
       await page.getByLabel('Analysis').selectOption('kalman-smoother');
-      const load = loadavg()[0] ?? 0;
       const serverBefore = cpuOf(isServer);
       const browserBefore = cpuOf(isBrowser);
       const started = performance.now();
-      await page.locator('.uppy-Dashboard-input').first().setInputFiles(file);
+      await page.locator('.uppy-Dashboard-input').first().setInputFiles(picked);
       await page.getByRole('list', { name: 'Upload results' }).getByText(`stored: lab/inputs/${name}`).waitFor({ timeout: 300_000 });
       const storedMs = performance.now() - started;
+      if (as) rmSync(picked);
       const stored = join(root, 'buckets', 'kalman-smoother', 'lab', 'inputs', name);
       const syncStart = performance.now();
       execFileSync('sync', [stored]);
@@ -128,6 +142,26 @@ export async function benchUiUploadBrowser(print: (line: string) => void): Promi
       const browserMs = cpuOf(isBrowser) - browserBefore;
       const same = createHash('sha256').update(readFileSync(stored)).digest('hex') === sha256;
       rmSync(stored);
+      if (!same) throw new Error(`the stored ${name} differs from the file sent`);
+      return { storedMs, uploadMs, serverMs, browserMs };
+    };
+    const copies: number[] = [];
+    const uploads: number[] = [];
+    const bares: number[] = [];
+    const checkeds: number[] = [];
+    for (let round = 0; round <= ROUNDS; round++) {
+      const size = round === 0 ? 64 * 1024 ** 2 : GIB;
+      const name = `recording-${round}.bin`;
+      const file = join(local, name);
+      const sha256 = await realFile(file, size);
+
+      const copyMs = timedCopy(file, join(dir, 'copy.bin'));
+
+      const load = loadavg()[0] ?? 0;
+      const app = await appUpload(file, sha256, false);
+      const { storedMs, uploadMs, serverMs, browserMs } = app;
+      // The same file by the app as a browser on another machine sends it: each part read for its CRC32.
+      const checked = await appUpload(file, sha256, true, `checked-${round}.bin`);
 
       // The same file by bare XHRs of its slices, from a page of the same origin.
       await page.goto(`${server.url}api/session`);
@@ -148,22 +182,23 @@ export async function benchUiUploadBrowser(print: (line: string) => void): Promi
       const bareBrowserMs = cpuOf(isBrowser) - bareBrowserBefore;
       rmSync(bareStored);
       rmSync(file);
-      if (!same) throw new Error(`the stored ${name} differs from the file sent`);
       if (round > 0) {
         copies.push(copyMs);
         uploads.push(uploadMs);
         bares.push(bareMs);
+        checkeds.push(checked.uploadMs);
       }
       print(
         `ui upload in Chromium, ${round === 0 ? 'warm-up 64 MiB (not counted)' : `1 GiB round ${round}/${ROUNDS}`} (the app's uploader, load average ${load.toFixed(1)}): ` +
           `${uploadMs.toFixed(0)} ms = ${(size / 1024 ** 2 / (uploadMs / 1000)).toFixed(0)} MiB/s; cp ${copyMs.toFixed(0)} ms ` +
           `(stored after ${storedMs.toFixed(0)} ms, then sync ${(uploadMs - storedMs).toFixed(0)} ms; CPU: browser ${(browserMs / 1000).toFixed(2)} s, server ${(serverMs / 1000).toFixed(2)} s); ` +
+          `with part CRC32s (a browser elsewhere) ${checked.uploadMs.toFixed(0)} ms (CPU: browser ${(checked.browserMs / 1000).toFixed(2)} s, server ${(checked.serverMs / 1000).toFixed(2)} s); ` +
           `bare XHRs ${bareMs.toFixed(0)} ms (CPU: browser ${(bareBrowserMs / 1000).toFixed(2)} s, server ${(bareServerMs / 1000).toFixed(2)} s); ratio to cp ${(copyMs / uploadMs).toFixed(2)}, bare XHRs to cp ${(copyMs / bareMs).toFixed(2)}`,
       );
     }
     const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
     print(
-      `ui upload in Chromium, 1 GiB over ${ROUNDS} rounds: the app ${sum(uploads).toFixed(0)} ms, bare XHRs ${sum(bares).toFixed(0)} ms, cp ${sum(copies).toFixed(0)} ms; ` +
+      `ui upload in Chromium, 1 GiB over ${ROUNDS} rounds: the app ${sum(uploads).toFixed(0)} ms (with part CRC32s ${sum(checkeds).toFixed(0)} ms), bare XHRs ${sum(bares).toFixed(0)} ms, cp ${sum(copies).toFixed(0)} ms; ` +
         `ratio (upload throughput / copy throughput) ${(sum(copies) / sum(uploads)).toFixed(2)}   (target >= 0.8); bare XHRs / cp ${(sum(copies) / sum(bares)).toFixed(2)}; the app / bare XHRs ${(sum(bares) / sum(uploads)).toFixed(2)}`,
     );
   } finally {

@@ -3,10 +3,11 @@
  * same file on the same disk, in the same run. The sender is its own process (as the browser
  * is), started and loaded before the clock starts (a browser tab has its page loaded), and sends
  * the file the way web/src/uploader.ts does on the local backend for a name not stored yet:
- * 8 MiB parts, 4 at a time, each part read whole into memory (as the browser's Blob slice), its
- * CRC32 computed by hash-wasm (the browser's own code for it, WebAssembly) and sent in the
- * x-ncap-crc32 header, which the server checks; the client hashes nothing else, the server
- * computes the sha256. Over HTTP on 127.0.0.1; both times end when the bytes are on disk
+ * 8 MiB parts, 4 at a time, each part read whole into memory (as the browser's Blob slice); the
+ * client hashes nothing, the server computes the sha256. On one machine the app sends no part
+ * checksum (decision 61); BENCH_UI_CRC=1 sends each part's CRC32 computed by hash-wasm (the
+ * browser's own code for it, WebAssembly) in the x-ncap-crc32 header, as the app does when the
+ * browser is on another machine, and the server checks it. Over HTTP on 127.0.0.1; both times end when the bytes are on disk
  * (`sync`). Each round is a `cp` and then an upload; a first round warms the page cache and the
  * server and is not counted. Each figure comes with the CPU time of the sender and of the
  * server's threads (its main thread, the libuv pool's writes and flushes, the hash worker, V8's
@@ -38,6 +39,8 @@ import { LocalPlatform, packageRoot } from '../protocols/local-shell.js';
 const SIZE_BYTES = 1024 ** 3;
 const PART_BYTES = Number(process.env['BENCH_UI_PART_MIB'] ?? 8) * 1024 ** 2;
 const PARALLEL_PARTS = Number(process.env['BENCH_UI_PARALLEL'] ?? 4);
+/** BENCH_UI_CRC=1: each part with its CRC32, as the app sends when the browser is on another machine. */
+const WITH_CRC = process.env['BENCH_UI_CRC'] === '1';
 const ROUNDS = Math.max(1, Number(process.env['BENCH_UI_ROUNDS'] ?? 3));
 const agent = new Agent({ keepAlive: true, maxSockets: 16 });
 
@@ -63,13 +66,13 @@ function send(base: URL, method: string, path: string, body?: { json?: unknown; 
  * The sender process: loads, says "ready", waits for "go" on stdin (so its start-up is not
  * timed: a browser tab has its page loaded before the researcher drops a file), then does what
  * web/src/uploader.ts does for a name not stored yet: start, parts (PARALLEL_PARTS at once, each
- * read whole into memory as the browser's Blob slice is, its CRC32 by hash-wasm sent with it),
+ * read whole into memory as the browser's Blob slice is, with BENCH_UI_CRC=1 its CRC32 by hash-wasm),
  * complete; prints the completion's JSON and its own CPU time.
  */
 async function sender(url: string, file: string, name: string): Promise<void> {
   const base = new URL(url);
   const handle = await open(file, 'r');
-  const crc = await createCRC32();
+  const crc = WITH_CRC ? await createCRC32() : undefined;
   process.stdout.write('ready\n');
   await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
   const cpuBefore = process.cpuUsage();
@@ -84,9 +87,9 @@ async function sender(url: string, file: string, name: string): Promise<void> {
       const length = Math.min(PART_BYTES, SIZE_BYTES - start);
       const bytes = buffer.subarray(0, length);
       for (let got = 0; got < length; ) got += (await handle.read(bytes, got, length - got, start + got)).bytesRead;
-      crc.init();
-      crc.update(bytes);
-      const answer = await send(base, 'PUT', `/api/uploads/${started.json.uploadId}/parts/${n}`, { bytes, crc32: crc.digest('hex') });
+      crc?.init();
+      crc?.update(bytes);
+      const answer = await send(base, 'PUT', `/api/uploads/${started.json.uploadId}/parts/${n}`, { bytes, ...(crc ? { crc32: crc.digest('hex') } : {}) });
       if (answer.status !== 200) throw new Error(`part ${n}: ${JSON.stringify(answer.json)}`);
     }
   };
@@ -228,7 +231,7 @@ export async function benchUiUpload(print: (line: string) => void): Promise<void
         uploads.push(uploadMs);
       }
       print(
-        `ui upload 1 GiB, ${round === 0 ? 'warm-up round (not counted)' : `round ${round}/${ROUNDS}`} (multipart from a separate sender process, ${PART_BYTES / 1024 ** 2} MiB parts x ${PARALLEL_PARTS} at once, CRC32 per part by hash-wasm, sha256 by the server; load average ${load.toFixed(1)}): ` +
+        `ui upload 1 GiB, ${round === 0 ? 'warm-up round (not counted)' : `round ${round}/${ROUNDS}`} (multipart from a separate sender process, ${PART_BYTES / 1024 ** 2} MiB parts x ${PARALLEL_PARTS} at once, ${WITH_CRC ? 'CRC32 per part by hash-wasm' : 'no part checksum'}, sha256 by the server; load average ${load.toFixed(1)}): ` +
           `${uploadMs.toFixed(0)} ms = ${mibps(uploadMs).toFixed(0)} MiB/s; cp ${copyMs.toFixed(0)} ms = ${mibps(copyMs).toFixed(0)} MiB/s ` +
           `(completed after ${sent.ms.toFixed(0)} ms, then sync ${(uploadMs - sent.ms).toFixed(0)} ms; CPU: sender ${(sent.cpuMs / 1000).toFixed(2)} s, server ${((used.user + used.system) / 1e6).toFixed(2)} s${threads ? ` = ${threads}` : ''}); ratio ${(copyMs / uploadMs).toFixed(2)}`,
       );

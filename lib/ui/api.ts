@@ -21,7 +21,7 @@ import type { Identity } from '../client/ports.js';
 import { FOLLOW_BACKLOG_BYTES, type ResearcherClient } from '../client/researcher-client.js';
 import { submitStaged } from '../client/submit-staged.js';
 import { API_HEADERS, bodyChunks, readJsonBody as readJson, sendError, sendJson } from './http-io.js';
-import { checkContentLength, matchRoute, RequestRefusedError, type ParsedTarget } from './request-guard.js';
+import { checkContentLength, matchRoute, onThisMachine, RequestRefusedError, type ParsedTarget } from './request-guard.js';
 import { checkCrc32, checkSha256, UPLOAD_LIMITS, type UploadManager } from './uploads.js';
 
 export interface ApiContext {
@@ -81,7 +81,9 @@ const RESULT_HEADERS = {
 };
 
 const routes: Route[] = [
-  route('GET', '/api/session', async ({ res, context }) => sendJson(res, 200, { backend: 'local', user: context.identity.user, group: context.identity.group })),
+  route('GET', '/api/session', async ({ req, res, context }) =>
+    sendJson(res, 200, { backend: 'local', user: context.identity.user, group: context.identity.group, partChecksums: !onThisMachine(req.socket.remoteAddress, req.headers.host) }),
+  ),
 
   route('GET', '/api/analyses', async ({ res, context }) => sendJson(res, 200, await listAnalyses(context.blueprints))),
 

@@ -74,6 +74,21 @@ function isIpLiteral(hostname: string): boolean {
 }
 
 /**
+ * True when the browser is on this machine: the connection comes from a loopback address and the
+ * page was opened at a loopback name (so no reverse proxy on this machine relays it from
+ * elsewhere). Its bytes then never cross a network; the web app leaves out the per-part CRC32
+ * (reading each part once more costs about as much as sending it). An SSH tunnel ends here on
+ * loopback too, and SSH checks every byte it carries.
+ */
+export function onThisMachine(remoteAddress: string | undefined, hostHeader: string | undefined): boolean {
+  const remote = (remoteAddress ?? '').toLowerCase().replace(/^::ffff:/, '');
+  const fromLoopback = remote === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(remote);
+  const hostname = /^(\[[^\]]+\]|[^:]+)(?::\d+)?$/.exec((hostHeader ?? '').toLowerCase())?.[1] ?? '';
+  const loopbackName = LOOPBACK_NAMES.includes(hostname) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+  return fromLoopback && loopbackName;
+}
+
+/**
  * Throws HostRefused unless the Host header names the server itself: a loopback name with the
  * bound port, the --host given, or (bound to all interfaces) any IP literal with the port. A
  * DNS-rebinding page reaches the server under its own domain name, which is refused here.

@@ -125,9 +125,9 @@ afterAll(async () => {
 });
 
 describe('neurocaas ui serves the JSON API for one local user', () => {
-  it('says who it acts as, and lists the analyses with their schema, hardware, cost and README', async () => {
+  it('says who it acts as (and that a browser on this machine needs no part checksums), and lists the analyses with their schema, hardware, cost and README', async () => {
     const session = await call('GET', '/api/session');
-    expect(session.json).toEqual({ backend: 'local', user: 'alice', group: 'lab' });
+    expect(session.json).toEqual({ backend: 'local', user: 'alice', group: 'lab', partChecksums: false });
     const analyses = await call('GET', '/api/analyses');
     const kalman = analyses.json.find((a: { name: string }) => a.name === 'kalman-smoother');
     expect(kalman.hardware).toEqual({ instanceType: 'm5.large', allowedInstanceTypes: ['m5.large', 'm5.xlarge'] });

@@ -2,10 +2,11 @@
  * The upload page in real headless Chromium (Debian's, through playwright-core) against the
  * real `node dist/bin/neurocaas.js ui`: pausing and resuming a multipart upload, a failed part
  * retried by itself and a file that failed continued by Retry (the parts already stored are not
- * sent again), a new name sent at once without hashing, each part with its CRC32 (a part garbled
- * on its way is refused and sent again by itself), while an existing name is hashed first and
- * compared, and a dropped folder keeping its layout
- * under inputs/. Part requests are watched (and slowed or failed) by the browser's request
+ * sent again), a new name sent at once without hashing (on this machine without a checksum;
+ * where the server's session asks for them, each part with its CRC32, and a part garbled on its
+ * way is refused and sent again by itself), while an existing name is hashed first and compared,
+ * a file changed on disk during its upload stopped with FileChanged and dropped, and a dropped
+ * folder keeping its layout under inputs/. Part requests are watched (and slowed or failed) by the browser's request
  * interception, the server is untouched.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -50,6 +51,8 @@ let parts: PartRequest[] = [];
  */
 let policy: (request: { uploadId: string; part: number; nth: number }) => 'fail' | 'garble' | number = () => 0;
 const uploadNames = new Map<string, string>();
+/** When true, the session the page reads asks for part checksums (as a server reached over a network does). */
+let checksumsAsked = false;
 
 const watched = new WeakMap<Request, PartRequest>();
 
@@ -91,7 +94,7 @@ function watchOutcomes(target: Page): void {
 }
 
 /** The page's upload requests in order: starts (with the sha256 they declared) and completions. */
-let timeline: { event: 'start' | 'part' | 'complete'; file: string; part?: number; sha256?: string; crc32?: string }[] = [];
+let timeline: { event: 'start' | 'part' | 'complete' | 'abort'; file: string; part?: number; sha256?: string; crc32?: string }[] = [];
 
 async function onStart(route: Route): Promise<void> {
   const started = route.request().postDataJSON() as { name?: string; sha256?: string } | null;
@@ -130,6 +133,16 @@ beforeAll(async () => {
     timeline.push({ event: 'complete', file: uploadNames.get(uploadId) ?? uploadId, ...(body?.sha256 ? { sha256: body.sha256 } : {}) });
     await route.continue();
   });
+  await page.route('**/api/uploads/*', async (route) => {
+    const uploadId = /\/api\/uploads\/([^/]+)$/.exec(new URL(route.request().url()).pathname)?.[1] ?? '?';
+    if (route.request().method() === 'DELETE') timeline.push({ event: 'abort', file: uploadNames.get(uploadId) ?? uploadId });
+    await route.continue();
+  });
+  await page.route('**/api/session', async (route) => {
+    const response = await route.fetch();
+    const session = (await response.json()) as Record<string, unknown>;
+    await route.fulfill({ response, json: checksumsAsked ? { ...session, partChecksums: true } : session });
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -142,6 +155,7 @@ beforeEach(async () => {
   parts = [];
   timeline = [];
   policy = () => 0;
+  checksumsAsked = false;
   // A fresh document each time: no file of an earlier test stays on the dashboard.
   await page.goto('about:blank');
   await openPage(page, server.url, 'upload');
@@ -203,7 +217,41 @@ describe('uploads in the web app', () => {
     expect(sha(await readFile(storedPath('flaky-long.bin')))).toBe(sha(broken.bytes));
   });
 
-  it('sends a new name at once, unhashed, each part with its CRC32 (a garbled part is sent again by itself); an existing name is hashed first: same bytes are not sent, other bytes are refused', async () => {
+  it('on the server\'s own machine sends a new name at once, unhashed and without part checksums', async () => {
+    const session = (await (await fetch(`${server.url}api/session`)).json()) as { partChecksums?: boolean };
+    expect(session.partChecksums).toBe(false);
+    const { path, bytes } = await sampleFile('unchecked.bin', 3 * PART + 5);
+    await page.locator('.uppy-Dashboard-input').first().setInputFiles(path);
+    await results().getByText('stored: lab/inputs/unchecked.bin').waitFor();
+    const events = timeline.filter((e) => e.file === 'unchecked.bin');
+    expect(events.map((e) => e.event)).toEqual(['start', 'part', 'part', 'part', 'part', 'complete']);
+    expect(events.filter((e) => e.event === 'part').map((e) => e.crc32)).toEqual([undefined, undefined, undefined, undefined]);
+    expect(events[0]).toEqual({ event: 'start', file: 'unchecked.bin' });
+    expect(sha(await readFile(storedPath('unchecked.bin')))).toBe(sha(bytes));
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('stops a file changed on disk during its upload with FileChanged, drops the parts already stored and stores nothing', async () => {
+    const { path } = await sampleFile('edited-meanwhile.bin', 6 * PART);
+    // Parts 1-4 are held back on their way; parts 5 and 6 are read only after the file changed.
+    policy = ({ part }) => (part <= 4 ? 1_500 : 0);
+    await page.locator('.uppy-Dashboard-input').first().setInputFiles(path);
+    await expect.poll(() => parts.filter((p) => p.file === 'edited-meanwhile.bin').length, { timeout: STEP_TIMEOUT_MS }).toBeGreaterThan(0);
+    await writeFile(path, randomBytes(6 * PART));
+    await expect
+      .poll(() => page.locator('.uppy-Dashboard-Item-errorDetails').getAttribute('aria-label').catch(() => null), { timeout: STEP_TIMEOUT_MS })
+      .toContain('edited-meanwhile.bin changed on disk after it was picked');
+    await expect.poll(() => timeline.filter((e) => e.file === 'edited-meanwhile.bin' && e.event === 'abort').length, { timeout: STEP_TIMEOUT_MS }).toBe(1);
+    expect(timeline.filter((e) => e.file === 'edited-meanwhile.bin' && e.event === 'complete')).toEqual([]);
+    expect(existsSync(storedPath('edited-meanwhile.bin'))).toBe(false);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('where the session asks for part checksums, sends each part of a new name with its CRC32 (a garbled part is sent again by itself); an existing name is hashed first: same bytes are not sent, other bytes are refused', async () => {
+    checksumsAsked = true;
+    await page.goto('about:blank');
+    await openPage(page, server.url, 'upload');
+    await page.getByLabel('Analysis').selectOption('kalman-smoother');
     const { path, bytes } = await sampleFile('hashed-on-the-way.bin', 5 * PART + 777);
     // Parts 1-4 are held back on their way: part 6 cannot even be read (so the file cannot be
     // hashed) before one of them is through, yet part 1 is already on the wire. Part 3's first

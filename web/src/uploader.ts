@@ -6,9 +6,15 @@
  * the file fails and Retry continues it (the parts already stored are listed and not sent again).
  *
  * Where the backend hashes what it receives (`serverHashes`: the local server) and no object of
- * the file's name exists yet, the file is sent at once and never hashed here: each part is read
- * once into memory, its CRC32 (hash-wasm) goes with it and the server checks it (a part that
- * differs is refused and sent again by itself), and the server's sha256 comes back at completion.
+ * the file's name exists yet, the file is sent at once and never hashed here, and the server's
+ * sha256 comes back at completion. When the bytes cross a network (`partChecksums`: the server
+ * says so in its session) each part is also read once into memory and its CRC32 (hash-wasm) goes
+ * with it; the server checks it (a part that differs is refused and sent again by itself). On the
+ * server's own machine that read is left out: it costs the browser about as much as sending the
+ * part, and nothing between the page and the server can change the bytes.
+ * A file changed, moved or deleted on disk after it was picked cannot be read any more (the
+ * browser keeps a snapshot of its size and time): the upload stops at once with FileChanged and
+ * is dropped, never stored as a mix of old and new bytes.
  * The file's sha256 (hash-wasm, 8 MiB at a time, never the whole file in memory) is computed
  * before anything is sent otherwise: when the name exists (same sha256: "already there", not
  * sent again; a different one: refused, nothing is ever overwritten), for files of one part
@@ -53,6 +59,8 @@ export interface NcapUploaderOptions {
   group: string;
   /** Called when a file is stored (or found already stored), with its key. */
   onStored?: (key: string, skipped: boolean) => void;
+  /** Whether parts sent unhashed carry their CRC32 (the session's `partChecksums`); default true. */
+  partChecksums?: boolean;
 }
 
 /** The object name for a file: its path inside a dropped folder, else its file name. */
@@ -73,6 +81,23 @@ export async function sha256OfBlob(blob: Blob, signal?: AbortSignal): Promise<st
 }
 
 type File = UppyFile<NcapMeta, Body>;
+
+/** Whether the browser can still read `blob`: a picked file changed, moved or deleted on disk since cannot be. */
+async function readable(blob: Blob): Promise<boolean> {
+  try {
+    await blob.slice(0, 1).arrayBuffer();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function fileChanged(name: string): BackendError {
+  return new BackendError(
+    'FileChanged',
+    `${name} changed on disk after it was picked (or was moved or deleted), so the browser will not read it further; nothing of it was stored. Drop the file again to send it as it is now`,
+  );
+}
 
 export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string }, NcapMeta, Body> {
   /** The requests in flight per file: a pause cuts them all. */
@@ -205,7 +230,11 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
         }
       }
       // Hash first: the name exists (compare), a one-request file, or a backend that needs the sha256 at the start.
-      const sha256 = file.meta.sha256 ?? (await sha256OfBlob(blob));
+      const sha256 =
+        file.meta.sha256 ??
+        (await sha256OfBlob(blob).catch(async (error: unknown) => {
+          throw (await readable(blob)) ? error : fileChanged(name);
+        }));
       this.uppy.setFileMeta(id, { sha256 });
       const exists = await backend.objectExists(analysis, kind, name, sha256);
       if (exists.exists && exists.sameContent) {
@@ -236,7 +265,15 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
       }
       const file = this.current(id);
       if (!file) return;
-      const failure = error instanceof Error ? error : new Error(String(error));
+      let failure = error instanceof Error ? error : new Error(String(error));
+      const changed = (e: Error) => e instanceof BackendError && e.code === 'FileChanged';
+      // Whatever failed (a one-request PUT fails like a lost connection), a file the browser can no longer read is the reason.
+      if (!changed(failure) && file.data instanceof Blob && file.data.size > 0 && !(await readable(file.data))) failure = fileChanged(objectNameOf(file));
+      if (changed(failure) && file.meta.uploadId) {
+        // The parts stored so far are of the old bytes: drop them (Retry would mix them with the new ones).
+        void this.opts.backend.abortUpload(file.meta.uploadId).catch(() => undefined);
+        this.uppy.setFileMeta(id, { uploadId: undefined });
+      }
       this.uppy.emit('upload-error', file, failure);
     }
   }
@@ -289,7 +326,7 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
     const todo: number[] = [];
     for (let n = 1; n <= partCount; n++) if (!done.has(n)) todo.push(n);
     // One CRC32 state for the parts of this file (one part is checksummed at a time: JavaScript runs one thing at a time anyway).
-    const crc = sha256 === undefined ? await createCRC32() : undefined;
+    const crc = sha256 === undefined && this.opts.partChecksums !== false ? await createCRC32() : undefined;
     // Bytes of the parts in flight, for the file's progress.
     const sending = new Map<number, number>();
     const report = () => this.progress(id, [...done.values()].reduce((sum, p) => sum + p.Size, 0) + [...sending.values()].reduce((sum, b) => sum + b, 0));
@@ -302,7 +339,11 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
       const body = blob.slice((n - 1) * PART_SIZE_BYTES, n * PART_SIZE_BYTES);
       let crc32: string | undefined;
       if (crc) {
-        const bytes = new Uint8Array(await body.arrayBuffer());
+        const bytes = new Uint8Array(
+          await body.arrayBuffer().catch(async (error: unknown) => {
+            throw (await readable(blob)) ? error : fileChanged(name);
+          }),
+        );
         crc.init();
         crc.update(bytes);
         crc32 = crc.digest('hex');
@@ -333,7 +374,10 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
             attempt--;
             continue;
           }
-          if (aborted || attempt >= PART_ATTEMPTS) throw error;
+          if (aborted) throw error;
+          // A part the browser could not read (the file changed on disk) fails like a lost connection: tell them apart.
+          if (!(await readable(blob))) throw fileChanged(name);
+          if (attempt >= PART_ATTEMPTS) throw error;
           await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
         }
       }

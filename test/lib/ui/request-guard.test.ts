@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkContentLength, checkHost, checkOrigin, matchRoute, parseTarget, statusOfCode } from '../../../lib/ui/request-guard.js';
+import { checkContentLength, checkHost, checkOrigin, matchRoute, onThisMachine, parseTarget, statusOfCode } from '../../../lib/ui/request-guard.js';
 
 const loopback = { host: '127.0.0.1', port: 8765 };
 
@@ -84,5 +84,22 @@ describe('checkContentLength and statusOfCode', () => {
     expect(statusOfCode('DiskFull')).toBe(507);
     expect(statusOfCode('DiskWriteFailed')).toBe(500);
     expect(statusOfCode('Internal')).toBe(500);
+  });
+});
+
+describe('onThisMachine', () => {
+  it('is true only for a loopback connection to a page opened at a loopback name', () => {
+    expect(onThisMachine('127.0.0.1', '127.0.0.1:8080')).toBe(true);
+    expect(onThisMachine('::ffff:127.0.0.1', 'localhost:8080')).toBe(true);
+    expect(onThisMachine('::1', '[::1]:8080')).toBe(true);
+    expect(onThisMachine('127.0.0.2', '127.0.0.2:9')).toBe(true);
+    // Another machine on the network.
+    expect(onThisMachine('192.168.1.20', '192.168.1.5:8080')).toBe(false);
+    expect(onThisMachine('::ffff:10.0.0.7', '127.0.0.1:8080')).toBe(false);
+    // A reverse proxy on this machine relays a browser elsewhere: the page's own name says so.
+    expect(onThisMachine('127.0.0.1', 'lab.example.org')).toBe(false);
+    expect(onThisMachine('127.0.0.1', '192.168.1.5:8080')).toBe(false);
+    expect(onThisMachine(undefined, '127.0.0.1:8080')).toBe(false);
+    expect(onThisMachine('127.0.0.1', undefined)).toBe(false);
   });
 });

@@ -30,6 +30,11 @@ export interface WebSession {
   backend: 'local' | 'aws';
   user: string;
   group: string;
+  /**
+   * Local server: whether each part sent unhashed carries its CRC32 (false when the browser is on
+   * the server's own machine, so the bytes never cross a network). Absent (AWS): not used.
+   */
+  partChecksums?: boolean;
 }
 
 /** One deployed analysis as the Analyses page shows it (GET /api/analyses; lib/client AnalysisView). */
@@ -145,8 +150,9 @@ export interface WebBackend {
   readonly kind: 'local' | 'aws';
   /**
    * True when the backend computes the sha256 of the bytes it receives itself and checks each
-   * part against the CRC32 the browser declares with it (`uploadPart(..., {crc32})`): the local
-   * server. A file whose name is free is then sent at once and never hashed in the browser. False
+   * part against the CRC32 the browser declares with it (`uploadPart(..., {crc32})`; the session's
+   * `partChecksums` says whether to send one): the local server. A file whose name is free is
+   * then sent at once and never hashed in the browser. False
    * on AWS: the sha256 is the object's metadata, fixed at CreateMultipartUpload, so the browser
    * hashes the file before its first byte is sent.
    */

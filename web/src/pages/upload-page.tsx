@@ -67,6 +67,7 @@ export default function UploadPage() {
       analysis: analysis.name,
       kind: 'inputs',
       group: session.group,
+      partChecksums: session.partChecksums ?? true,
       onStored: (key, skipped) => {
         setStored((s) => [...s, `${skipped ? 'already there (same sha256, not sent again)' : 'stored'}: ${key}`]);
         inputs.reload();
@@ -77,7 +78,7 @@ export default function UploadPage() {
       instance.destroy();
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [backend, analysis?.name, session.group]);
+  }, [backend, analysis?.name, session.group, session.partChecksums]);
 
   if (!analysis) return <h1 tabIndex={-1}>Upload</h1>;
   const toggle = (name: string) => setPickedDatasets(pickedDatasets.includes(name) ? pickedDatasets.filter((n) => n !== name) : [...pickedDatasets, name]);
