@@ -416,6 +416,21 @@ export class LocalPlatform {
         this.report(jobId, error);
       }
     }
+    // A finished job whose last writes failed (end.txt, provenance, the settlement) has no event
+    // left to drain its outbox: its end is carried out here, once nobody else holds it.
+    for (const jobId of await this.jobs.finishedWithPendingEffects()) {
+      if (this.leased.has(jobId) || this.closed) continue;
+      if (!this.state.acquireLease(jobId, this.owner, this.clock.nowMs()).acquired) continue;
+      this.holdLease(jobId);
+      try {
+        await this.dispatch(jobId, { type: 'Tick', atMs: this.clock.nowMs() });
+      } catch (error) {
+        this.report(jobId, error);
+      } finally {
+        // Finished: afterDispatch released it unless the dispatch threw; the next pass tries again.
+        if (this.leased.has(jobId)) this.releaseLease(jobId);
+      }
+    }
     return { machinesKilled, jobsRecovered, jobsResumed };
   }
 

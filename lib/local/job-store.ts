@@ -93,6 +93,16 @@ export class LocalJobStore implements JobStore {
       .map((row) => row.job_id);
   }
 
+  /** Finished jobs whose outbox still holds effects (a last write failed: end.txt, the settlement). */
+  async finishedWithPendingEffects(): Promise<string[]> {
+    return this.state.db
+      .prepare<[], { job_id: string }>(
+        "SELECT job_id FROM jobs WHERE phase IN ('DONE', 'REJECTED') AND json_array_length(json_extract(record, '$.outbox')) > 0 ORDER BY created_at_ms, job_id",
+      )
+      .all()
+      .map((row) => row.job_id);
+  }
+
   private insert(record: JobRecord): void {
     const result = this.state.db
       .prepare(

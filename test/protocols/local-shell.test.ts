@@ -208,4 +208,28 @@ describe('local platform', () => {
     expect(reaped.jobsRecovered).toEqual([jobId]);
     expect(await receiptOf(next, 'test-workflow', 'lost-submit.json', 0)).toMatchObject({ jobId, outcome: 'accepted' });
   });
+
+  it('carries out the end of a finished job whose last writes failed at the next reaper pass (end.txt was never written)', async () => {
+    const platform = platformOn(mkdtempSync(join(tmpdir(), 'ncap-shell-')));
+    await stage(platform, 'alice/end-', { mode: 'succeed' });
+    const put = platform.objects.put.bind(platform.objects);
+    let diskRefuses = true;
+    vi.spyOn(platform.objects, 'put').mockImplementation(async (bucket, key, body, options) => {
+      if (key.endsWith('/end.txt') && diskRefuses) throw Object.assign(new Error(`EIO: i/o error, write '${platform.objects.pathOf(bucket, key)}'`), { code: 'EIO' });
+      return put(bucket, key, body, options);
+    });
+    const { jobId } = await platform.startSubmission('test-workflow', 'lab/submissions/alice/end-submit.json');
+    expect((await platform.waitForJob(jobId)).phase).toBe('DONE');
+    // Every event of the job has arrived (its machine's exit too): nothing else will drain it.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const endKey = jobKeys('lab', 'test-workflow', jobId).end;
+    expect(await platform.objects.head('test-workflow', endKey)).toBeUndefined();
+    expect((await platform.jobs.get(jobId))?.outbox.map((item) => item.effect.type)).toEqual(['WriteEnd']);
+    diskRefuses = false;
+
+    await platform.reap();
+
+    expect((await platform.objects.get('test-workflow', endKey)).toString('utf8')).toContain('SUCCEEDED');
+    expect((await platform.jobs.get(jobId))?.outbox).toEqual([]);
+  });
 });
