@@ -49,7 +49,7 @@ let parts: PartRequest[] = [];
  * Decides per part request: 'fail' answers 500 without reaching the server; 'garble' sends it on
  * with one bit of its body flipped; a number delays it (ms).
  */
-let policy: (request: { uploadId: string; part: number; nth: number }) => 'fail' | 'garble' | number = () => 0;
+let policy: (request: { uploadId: string; part: number; nth: number }) => 'fail' | 'disk-full' | 'garble' | number = () => 0;
 const uploadNames = new Map<string, string>();
 /** When true, the session the page reads asks for part checksums (as a server reached over a network does). */
 let checksumsAsked = false;
@@ -70,6 +70,10 @@ async function onPart(route: Route): Promise<void> {
   if (decision === 'fail') {
     record.outcome = 'injected';
     return route.fulfill({ status: 500, contentType: 'application/json', body: JSON.stringify({ error: { code: 'Internal', message: 'injected by the test' } }) });
+  }
+  if (decision === 'disk-full') {
+    record.outcome = 'injected';
+    return route.fulfill({ status: 507, contentType: 'application/json', body: JSON.stringify({ error: { code: 'DiskFull', message: 'the disk under the platform\'s root is full (injected by the test)' } }) });
   }
   if (decision === 'garble') {
     const body = Buffer.from(route.request().postDataBuffer() ?? Buffer.alloc(0));
@@ -215,6 +219,20 @@ describe('uploads in the web app', () => {
     // Parts 1, 2 and 4 went once: Retry sent only the part that had failed.
     expect(storedPartsOf('flaky-long.bin')).toEqual([1, 2, 3, 4]);
     expect(sha(await readFile(storedPath('flaky-long.bin')))).toBe(sha(broken.bytes));
+  });
+
+  it('fails a file at once when a part is refused for a full disk (another try cannot help), and Retry sends only what is missing', async () => {
+    const { path, bytes } = await sampleFile('no-room.bin', 2 * PART + 10);
+    let full = true;
+    policy = ({ part }) => (part === 2 && full ? 'disk-full' : 0);
+    await page.locator('.uppy-Dashboard-input').first().setInputFiles(path);
+    await expect.poll(() => page.locator('.uppy-Dashboard-Item-errorDetails').getAttribute('aria-label').catch(() => null), { timeout: STEP_TIMEOUT_MS }).toContain('is full');
+    expect(parts.filter((p) => p.file === 'no-room.bin' && p.part === 2).map((p) => p.outcome)).toEqual(['injected']);
+    full = false;
+    await page.locator('.uppy-Dashboard-Item').getByRole('button', { name: 'Retry upload' }).click();
+    await results().getByText('stored: lab/inputs/no-room.bin').waitFor();
+    expect(sha(await readFile(storedPath('no-room.bin')))).toBe(sha(bytes));
+    expect(pageErrors).toEqual([]);
   });
 
   it('on the server\'s own machine sends a new name at once, unhashed and without part checksums', async () => {

@@ -2,8 +2,8 @@
  * An Uppy uploader over WebBackend (D10's multipart routes locally, S3 on aws through aws.ts).
  * Per file: an exists check, then one create-only PUT (small files) or an S3-shaped multipart
  * upload, PARTS_AT_ONCE parts in flight, that can be paused (every part in flight is cut and sent
- * again on resume), resumed and retried: a failed part is tried again PART_ATTEMPTS times, then
- * the file fails and Retry continues it (the parts already stored are listed and not sent again).
+ * again on resume), resumed and retried: a failed part is tried again PART_ATTEMPTS times (a full
+ * disk or an upload gone fails at once), then the file fails and Retry continues it (the parts already stored are listed and not sent again).
  *
  * Where the backend hashes what it receives (`serverHashes`: the local server) and no object of
  * the file's name exists yet, the file is sent at once and never hashed here, and the server's
@@ -36,6 +36,8 @@ export const PART_SIZE_BYTES = 8 * 1024 * 1024;
 const HASH_CHUNK_BYTES = 8 * 1024 * 1024;
 /** Tries of one part before the file fails (and waits for the researcher's Retry). */
 export const PART_ATTEMPTS = 3;
+/** Refusals of a part that the same part sent again would get too: the file fails at once. */
+const HOPELESS_CODES = new Set(['DiskFull', 'DiskWriteFailed', 'UploadNotFound', 'NoSuchUpload']);
 /** Parts of one file in flight at once (a part is at most 8 MiB in memory, as a Blob slice). */
 export const PARTS_AT_ONCE = 4;
 const FILES_AT_ONCE = 3;
@@ -377,7 +379,8 @@ export class NcapUploader extends BasePlugin<NcapUploaderOptions & { id?: string
           if (aborted) throw error;
           // A part the browser could not read (the file changed on disk) fails like a lost connection: tell them apart.
           if (!(await readable(blob))) throw fileChanged(name);
-          if (attempt >= PART_ATTEMPTS) throw error;
+          // Another try cannot help a full disk or an upload the server no longer has (Retry starts a new one).
+          if (attempt >= PART_ATTEMPTS || (error instanceof BackendError && HOPELESS_CODES.has(error.code))) throw error;
           await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
         }
       }
