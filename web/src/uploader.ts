@@ -3,7 +3,8 @@
  * Per file: an exists check, then one create-only PUT (small files) or an S3-shaped multipart
  * upload, PARTS_AT_ONCE parts in flight, that can be paused (every part in flight is cut and sent
  * again on resume), resumed and retried: a failed part is tried again PART_ATTEMPTS times (a full
- * disk or an upload gone fails at once), then the file fails and Retry continues it (the parts already stored are listed and not sent again).
+ * disk or an upload gone fails at once), then the file fails and Retry continues it (the parts
+ * already stored are listed and not sent again).
  *
  * Where the backend hashes what it receives (`serverHashes`: the local server) and no object of
  * the file's name exists yet, the file is sent at once and never hashed here, and the server's
