@@ -50,9 +50,13 @@ const FLUSH_STEP_BYTES = 64 * 1024 * 1024;
  */
 const IDLE_UPLOAD_MS = 24 * 60 * 60 * 1000;
 /** When this process started, ms (a staging folder with its pid but older is a previous process's). */
-const PROCESS_STARTED_MS = Date.now() - process.uptime() * 1000;
 /** Staging folders this manager names: `upload.<id>-<pid>` and `put.<random>-<pid>`. */
-const OWN_STAGING = new RegExp(`^(upload|put)\\.[0-9a-f]+-${process.pid}$`);
+const OWN_STAGING = new RegExp(`^(upload|put)\\.([0-9a-f]+)-${process.pid}$`);
+/**
+ * Starts every staging folder name (and upload id) of this process: a folder of this pid without
+ * it was left by an earlier process that had the same pid. Random, so no clock is trusted.
+ */
+const PROCESS_TOKEN = randomBytes(4).toString('hex');
 
 /** How often open uploads are checked for idleness, at most: every minute. */
 const IDLE_SWEEP_MS = 60 * 1000;
@@ -499,8 +503,8 @@ export class UploadManager {
   /** Streams one request body into `key`, create-only; verifies `sha256` when given. */
   async putObject(bucket: string, key: string, body: AsyncIterable<Buffer>, options: { sha256?: string; contentLength?: number }): Promise<{ key: string; sizeBytes: number; sha256: string; reused: boolean }> {
     await this.checkPlaceable(bucket, key);
-    const dir = await this.objects.newStagingDir(bucket, `put.${randomBytes(6).toString('hex')}`);
-    await this.removeLeftovers(dirname(dir));
+    const dir = await this.objects.newStagingDir(bucket, `put.${PROCESS_TOKEN}${randomBytes(6).toString('hex')}`);
+    await this.removeLeftovers(dirname(dir)).catch(() => undefined);
     try {
       const file = join(dir, 'object');
       const handle = await this.openFile(file, 'wx');
@@ -539,9 +543,9 @@ export class UploadManager {
     if (await this.objects.head(request.bucket, request.key)) {
       throw new RequestRefusedError('UploadConflict', `${request.key} already exists; uploads never overwrite (check GET .../objects/exists first, or upload under another name)`);
     }
-    const id = randomBytes(12).toString('hex');
+    const id = PROCESS_TOKEN + randomBytes(8).toString('hex');
     const dir = await this.objects.newStagingDir(request.bucket, `upload.${id}`);
-    await this.removeLeftovers(dirname(dir));
+    await this.removeLeftovers(dirname(dir)).catch(() => undefined);
     const file = join(dir, 'object');
     // Read back too: the hash worker re-reads the parts through this descriptor.
     const handle = await this.openFile(file, 'wx+');
@@ -580,17 +584,23 @@ export class UploadManager {
    * Removes, once per staging area, the folders an earlier process with this process's pid left
    * (killed, so it never cleaned up): the staging area removes a dead pid's folders by itself, but
    * a server restarted in a container usually gets the same pid, and its leftovers then look alive
-   * forever. A folder of this pid older than this process cannot be this process's.
+   * forever. A folder of this pid whose name lacks this process's PROCESS_TOKEN cannot be this
+   * process's (by name, not by time: a clock that steps or an NFS server's clock cannot make it
+   * remove a live folder). A clean-up that fails is tried again by the next upload, and never
+   * fails the upload itself.
    */
   private async removeLeftovers(stagingRoot: string): Promise<void> {
     if (this.clearedStaging.has(stagingRoot)) return;
     this.clearedStaging.add(stagingRoot);
-    for (const name of await readdir(stagingRoot)) {
-      if (!OWN_STAGING.test(name)) continue;
-      const folder = join(stagingRoot, name);
-      const info = await stat(folder).catch(() => undefined);
-      // 2 s of slack for clocks that step; this process's own folders are all newer than its start.
-      if (info && info.mtimeMs < PROCESS_STARTED_MS - 2000) await rm(folder, { recursive: true, force: true });
+    try {
+      for (const name of await readdir(stagingRoot)) {
+        const id = OWN_STAGING.exec(name)?.[2];
+        if (id === undefined || id.startsWith(PROCESS_TOKEN)) continue;
+        await rm(join(stagingRoot, name), { recursive: true, force: true });
+      }
+    } catch (error) {
+      this.clearedStaging.delete(stagingRoot);
+      throw error;
     }
   }
 
@@ -600,9 +610,15 @@ export class UploadManager {
    */
   async sweepIdle(): Promise<string[]> {
     const now = this.now();
-    const idle = [...this.uploads.values()].filter((upload) => upload.busy.size === 0 && !upload.completing && now - upload.lastUsedMs >= this.idleUploadMs);
-    for (const upload of idle) await this.discard(upload);
-    return idle.map((upload) => upload.id);
+    const isIdle = (upload: Upload) => this.uploads.get(upload.id) === upload && upload.busy.size === 0 && !upload.completing && now - upload.lastUsedMs >= this.idleUploadMs;
+    const discarded: string[] = [];
+    for (const upload of [...this.uploads.values()].filter(isIdle)) {
+      // Checked again at its turn: a request may have used (or aborted) it while an earlier one was discarded.
+      if (!isIdle(upload)) continue;
+      await this.discard(upload);
+      discarded.push(upload.id);
+    }
+    return discarded;
   }
 
   private get(uploadId: string): Upload {

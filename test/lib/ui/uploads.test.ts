@@ -356,6 +356,14 @@ describe('UploadManager multipart uploads', () => {
     const left = await readdir(staging);
     expect(left).toContain(`upload.fedcba9876543210fedcba98-${process.ppid}`);
     expect(left.filter((name) => name.endsWith(`-${process.pid}`))).toEqual([`upload.${uploadId}-${process.pid}`]);
+
+    // A live upload of this process is kept whatever its folder's time says (a clock that stepped,
+    // an NFS server's clock), by a new server in the same process too.
+    await utimes(join(staging, `upload.${uploadId}-${process.pid}`), day, day);
+    const again = new UploadManager(objects);
+    const second = await again.start({ bucket: 'b', key: 'lab/inputs/second.bin', sizeBytes: 10, partSizeBytes: 10 });
+    expect((await readdir(staging)).filter((name) => name.endsWith(`-${process.pid}`)).sort()).toEqual([`upload.${uploadId}-${process.pid}`, `upload.${second.uploadId}-${process.pid}`].sort());
+    await again.abortAll();
   });
 
   it('refuses a completion whose sha256 differs from the one the upload was started with', async () => {
