@@ -20,7 +20,7 @@ import { groupObjectKey, OBJECT_KINDS, printable, type ObjectKind } from '../cli
 import type { Identity } from '../client/ports.js';
 import { FOLLOW_BACKLOG_BYTES, type ResearcherClient } from '../client/researcher-client.js';
 import { submitStaged } from '../client/submit-staged.js';
-import { API_HEADERS, bodyChunks, readJsonBody as readJson, sendError, sendJson } from './http-io.js';
+import { API_HEADERS, bodyChunks, discardUnreadBody, readJsonBody as readJson, sendError, sendJson } from './http-io.js';
 import { checkContentLength, matchRoute, onThisMachine, RequestRefusedError, type ParsedTarget } from './request-guard.js';
 import { checkCrc32, checkSha256, UPLOAD_LIMITS, type UploadManager } from './uploads.js';
 
@@ -270,12 +270,9 @@ export async function handleApi(req: IncomingMessage, res: ServerResponse, targe
     if (methodMismatch) throw new RequestRefusedError('MethodNotAllowed', `${req.method ?? '?'} is not allowed on ${target.segments.join('/')}`);
     throw new RequestRefusedError('RouteNotFound', `no API route /${target.segments.map(encodeURIComponent).join('/')}; see docs/architecture.md for the routes`);
   } catch (error) {
-    // A body the route did not read must not be taken for the next request on this connection;
-    // it is read and dropped meanwhile, so the client sees the answer rather than a reset.
-    if (!req.readableEnded) {
-      res.setHeader('connection', 'close');
-      req.resume();
-    }
+    // What the route did not read of the body is read and dropped, so the client sees the answer
+    // rather than a reset (http-io.ts discardUnreadBody).
+    discardUnreadBody(req, res, context.bodyIdleTimeoutMs);
     sendError(res, error);
   }
 }

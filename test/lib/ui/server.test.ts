@@ -91,6 +91,58 @@ describe('the web interface server, driven by a hostile client', () => {
     });
   }
 
+  /**
+   * A raw connection that reads HTTP/1.1 answers as they come (each framed by its Content-Length),
+   * so a test can go on writing a body after its answer arrived, as a slow client does.
+   */
+  function rawConnection(): Promise<{ socket: Socket; write(bytes: Buffer | string): Promise<void>; answer(ms?: number): Promise<{ head: string; body: string }> }> {
+    return new Promise((resolve, reject) => {
+      let buffered = Buffer.alloc(0);
+      let waiting: (() => void) | undefined;
+      const socket = connect(server?.address.port ?? 0, '127.0.0.1', () => resolve({ socket, write, answer }));
+      sockets.push(socket);
+      socket.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        waiting?.();
+      });
+      socket.on('error', (error) => {
+        failure = error;
+        waiting?.();
+      });
+      socket.on('close', () => waiting?.());
+      let failure: Error | undefined;
+      function write(bytes: Buffer | string): Promise<void> {
+        return new Promise((done, fail) => socket.write(bytes, (error) => (error ? fail(error) : done())));
+      }
+      async function answer(ms = 5_000): Promise<{ head: string; body: string }> {
+        const end = Date.now() + ms;
+        for (;;) {
+          const at = buffered.indexOf('\r\n\r\n');
+          if (at >= 0) {
+            const head = buffered.subarray(0, at).toString('latin1');
+            const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+            if (buffered.length >= at + 4 + length) {
+              const body = buffered.subarray(at + 4, at + 4 + length).toString('utf8');
+              buffered = buffered.subarray(at + 4 + length);
+              return { head, body };
+            }
+          }
+          if (failure) throw failure;
+          if (socket.destroyed || socket.readableEnded) throw new Error(`the server closed the connection; it sent ${JSON.stringify(buffered.toString('latin1').slice(0, 200))}`);
+          if (Date.now() > end) throw new Error(`no whole answer within ${ms} ms`);
+          await new Promise<void>((wake) => {
+            const timer = setTimeout(wake, 50);
+            waiting = () => {
+              clearTimeout(timer);
+              wake();
+            };
+          });
+        }
+      }
+      socket.on('error', reject);
+    });
+  }
+
   /** Resolves once the server closed `socket`; rejects after `ms`. */
   function closedWithin(socket: Socket, ms: number): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -182,6 +234,76 @@ describe('the web interface server, driven by a hostile client', () => {
     // A single PUT of 1 GiB is answered before its body is sent.
     const port = server?.address.port;
     expect(await answerBeforeBody(`PUT /api/analyses/a/objects?kind=inputs&name=file.csv/big.bin HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${1024 ** 3}\r\n\r\n`)).toBe('HTTP/1.1 409 Conflict');
+    expect(errors).toEqual([]);
+    expect(await stagingLeft()).toEqual([]);
+  });
+
+  // A client that is slow to read its answer (a loaded machine) got EPIPE instead of the answer when
+  // the server closed the connection with the rest of the body unread: the kernel drops an answer not
+  // yet read when the reset arrives.
+  it('refuses a part before reading its body, then reads the rest and keeps the connection for the next request', async () => {
+    await start();
+    const bytes = randomBytes(2 * 1024 * 1024);
+    const { uploadId } = (await call('POST', '/api/analyses/a/uploads', { kind: 'inputs', name: 'early.bin', sizeBytes: bytes.length, partSizeBytes: bytes.length })).json;
+    const port = server?.address.port;
+    const connection = await rawConnection();
+
+    await connection.write(`PUT /api/uploads/${uploadId}/parts/1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${bytes.length}\r\nx-ncap-crc32: not-hex!\r\n\r\n`);
+    await connection.write(bytes.subarray(0, 64 * 1024));
+    const refused = await connection.answer();
+    await connection.write(bytes.subarray(64 * 1024));
+    await connection.write(`GET /api/uploads/${uploadId}/parts HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    const next = await connection.answer();
+
+    expect(refused.head).toMatch(/^HTTP\/1\.1 400 /);
+    expect(refused.head.toLowerCase()).not.toContain('connection: close');
+    expect(JSON.parse(refused.body).error.message).toContain('the x-ncap-crc32 header must be 8 hex digits');
+    expect(next.head).toMatch(/^HTTP\/1\.1 200 /);
+    expect(JSON.parse(next.body)).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+
+  it('drops the connection when the rest of a refused body stops arriving, and closes at once after refusing a body larger than 64 MiB', async () => {
+    await start({ bodyIdleTimeoutMs: 300 });
+    const { uploadId } = (await call('POST', '/api/analyses/a/uploads', { kind: 'inputs', name: 'idle.bin', sizeBytes: 1024 ** 3, partSizeBytes: 128 * 1024 ** 2 })).json;
+    const port = server?.address.port;
+    const paused = await rawConnection();
+    await paused.write(`PUT /api/uploads/${uploadId}/parts/1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: 1000\r\nx-ncap-crc32: nope\r\n\r\n`);
+    await paused.write(randomBytes(10));
+    expect((await paused.answer()).head).toMatch(/^HTTP\/1\.1 400 /);
+    // Well before node's own keep-alive timeout (5 s) would.
+    await closedWithin(paused.socket, 2_500);
+
+    const large = await rawConnection();
+    await large.write(`PUT /api/uploads/${uploadId}/parts/1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${128 * 1024 ** 2}\r\nx-ncap-crc32: nope\r\n\r\n`);
+    const refused = await large.answer();
+    expect(refused.head).toMatch(/^HTTP\/1\.1 400 /);
+    expect(refused.head.toLowerCase()).toContain('connection: close');
+    await closedWithin(large.socket, 5_000);
+    expect(errors).toEqual([]);
+  });
+
+  it('refuses a part abandoned halfway (its upload aborted), reads the rest of its body and answers the next request on the connection', async () => {
+    await start();
+    const bytes = randomBytes(2 * 1024 * 1024);
+    const { uploadId } = (await call('POST', '/api/analyses/a/uploads', { kind: 'inputs', name: 'halfway.bin', sizeBytes: bytes.length, partSizeBytes: bytes.length })).json;
+    const port = server?.address.port;
+    const connection = await rawConnection();
+
+    await connection.write(`PUT /api/uploads/${uploadId}/parts/1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${bytes.length}\r\n\r\n`);
+    await connection.write(bytes.subarray(0, 256 * 1024));
+    expect((await call('DELETE', `/api/uploads/${uploadId}`)).status).toBe(204);
+    // The next bytes meet the closed staging file: the handler stops reading the body there.
+    await connection.write(bytes.subarray(256 * 1024, 512 * 1024));
+    const refused = await connection.answer();
+    await connection.write(bytes.subarray(512 * 1024));
+    await connection.write(`GET /api/uploads/${uploadId}/parts HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    const next = await connection.answer();
+
+    expect(refused.head).toMatch(/^HTTP\/1\.1 404 /);
+    expect(JSON.parse(refused.body).error.code).toBe('UploadNotFound');
+    expect(next.head).toMatch(/^HTTP\/1\.1 404 /);
+    expect(JSON.parse(next.body).error.code).toBe('UploadNotFound');
     expect(errors).toEqual([]);
     expect(await stagingLeft()).toEqual([]);
   });
